@@ -1,0 +1,90 @@
+# miles: `make` builds the host (build/bin/miles) and the Lua module
+# (build/lib/miles/core.so); `make test` runs the specs; `make demo` the demo.
+#   CUDA=0   build without the CUDA backend (default: 1 when nvcc is found)
+#   SAN=1    build with AddressSanitizer + UndefinedBehaviorSanitizer into build-san/
+
+CC        ?= gcc
+CUDA_HOME ?= /usr/local/cuda
+NVCC      := $(CUDA_HOME)/bin/nvcc
+CUDA      ?= $(shell test -x $(NVCC) && echo 1 || echo 0)
+SAN       ?= 0
+BUILD     ?= $(if $(filter 1,$(SAN)),build-san,build)
+LUA       ?= lua5.4
+
+PKGS      := lua5.4 libedit
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) openblas 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs openblas libedit 2>/dev/null) -lm
+
+CFLAGS  := -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -fPIC -fopenmp $(PKG_CFLAGS)
+LDFLAGS := -fopenmp
+ifeq ($(SAN),1)
+  CFLAGS  += -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+  LDFLAGS += -fsanitize=address,undefined
+endif
+
+CORE_SRC := $(wildcard csrc/*.c csrc/cpu/*.c csrc/ops/*.c csrc/io/*.c)
+LUA_SRC  := $(wildcard csrc/lua/*.c)
+CUDA_OBJ :=
+ifeq ($(CUDA),1)
+  CORE_SRC += csrc/cuda/cuda_runtime.c
+  CFLAGS   += -I$(CUDA_HOME)/include
+  PKG_LIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart
+  # sm_90 (H100/H200) machine code plus PTX, so newer GPUs can JIT it.
+  NVFLAGS  := -O2 -std=c++17 -Xcompiler -fPIC,-Wall,-Wextra,-Werror \
+              -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
+  CUDA_OBJ := $(patsubst kernels/%.cu,$(BUILD)/kernels/%.o,$(wildcard kernels/*.cu))
+else
+  CORE_SRC += csrc/cuda/cuda_stub.c
+endif
+
+CORE_OBJ := $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(CORE_SRC))
+LUA_OBJ  := $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(LUA_SRC))
+MAIN_OBJ := $(BUILD)/obj/main.o
+CORE_OBJ := $(filter-out $(MAIN_OBJ),$(CORE_OBJ))
+
+BIN    := $(BUILD)/bin/miles
+MODULE := $(BUILD)/lib/miles/core.so
+
+.PHONY: all test test-san bench demo deps clean
+all: $(BIN) $(MODULE)
+
+$(BUILD)/obj/%.o: csrc/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/kernels/%.o: kernels/%.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -c $< -o $@
+
+# The module leaves Lua's symbols to the interpreter that loads it.
+$(MODULE): $(CORE_OBJ) $(LUA_OBJ) $(CUDA_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BIN): $(MAIN_OBJ) $(CORE_OBJ) $(LUA_OBJ) $(CUDA_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -rdynamic -o $@ $^ $(shell pkg-config --libs lua5.4) $(PKG_LIBS)
+
+# The specs run in the miles host (so a SAN=1 build checks them under the
+# sanitizers); spec/run.lua prints the closing "N passed, N failed" line.
+test: all
+	$(BIN) spec/run.lua
+
+test-san:
+	$(MAKE) SAN=1 CUDA=$(CUDA) all
+	ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/spec/lsan.supp \
+	  build-san/bin/miles spec/run.lua
+
+demo: all
+	$(BIN) experiments/demo.lua
+
+bench: all
+	$(BIN) experiments/bench.lua
+
+deps:
+	sh tools/install-deps.sh
+
+clean:
+	rm -rf build build-san
+
+-include $(CORE_OBJ:.o=.d) $(LUA_OBJ:.o=.d) $(MAIN_OBJ:.o=.d)

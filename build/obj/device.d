@@ -1,0 +1,2 @@
+build/obj/device.o: csrc/device.c csrc/device.h
+csrc/device.h:

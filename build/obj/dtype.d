@@ -1,0 +1,2 @@
+build/obj/dtype.o: csrc/dtype.c csrc/dtype.h
+csrc/dtype.h:

@@ -1,0 +1,2 @@
+build/obj/error.o: csrc/error.c csrc/error.h
+csrc/error.h:

@@ -1,0 +1,2 @@
+build/obj/rng.o: csrc/rng.c csrc/rng.h
+csrc/rng.h:

@@ -1,0 +1,34 @@
+/* Memory for tensor storage, per device, with live-byte accounting.
+ * When an allocation fails, the allocator calls the out-of-memory hook (set by the
+ * Lua binding to run a full garbage collection) and retries once. */
+#ifndef MILES_ALLOC_H
+#define MILES_ALLOC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "device.h"
+
+typedef void (*alloc_oom_hook)(void *ud);
+/* Called after every allocation with its size, so the binding can pace Lua's
+ * collector by the memory that userdata hold outside Lua's heap. */
+typedef void (*alloc_pressure_hook)(void *ud, size_t nbytes);
+
+void alloc_set_hooks(alloc_oom_hook oom, alloc_pressure_hook pressure, void *ud);
+
+/* Returns NULL and sets the error message on failure. nbytes may be 0. */
+void *alloc_bytes(device dev, size_t nbytes);
+void alloc_release(device dev, void *p, size_t nbytes);
+
+typedef struct {
+    int64_t live_bytes;   /* held by live storages */
+    int64_t peak_bytes;   /* high-water mark of live_bytes */
+    int64_t cached_bytes; /* kept by a caching allocator for reuse */
+    int64_t n_allocs;     /* allocation calls that reached the device */
+} alloc_stats;
+
+alloc_stats alloc_get_stats(device_type type);
+/* Give cached blocks back to the device. */
+void alloc_empty_cache(device_type type);
+
+#endif

@@ -1,0 +1,89 @@
+/* The kernel table: one entry point per kernel family, filled in by each backend
+ * (cpu/ and cuda/). The ops in ops/ check arguments, allocate outputs and record
+ * autograd; then they call the kernel of the device their tensors live on.
+ *
+ * Kernels assume the op layer has checked shapes, dtypes and devices. They return 0,
+ * or -1 with the error message set (a failed CUDA launch, say). */
+#ifndef MILES_DISPATCH_H
+#define MILES_DISPATCH_H
+
+#include "tensor.h"
+
+typedef enum {
+    UN_NEG, UN_ABS, UN_EXP, UN_LOG, UN_SQRT, UN_RSQRT, UN_RECIP, UN_SQUARE,
+    UN_RELU, UN_SIGMOID, UN_TANH, UN_SIGN,
+    UN_CLAMP,     /* p0 = min, p1 = max (NaN: no bound) */
+    UN_POW,       /* x ^ p0 */
+    UN_STEP,      /* 1 where x > 0, else 0: relu's derivative */
+    UN_AFFINE,    /* p0 * x + p1 */
+    UN_LOG1P_EXP, /* log(1 + exp(x)), computed stably: softplus */
+    UN_COUNT
+} unary_op;
+
+typedef enum {
+    BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV, BIN_POW, BIN_MAX, BIN_MIN,
+    BIN_EQ, BIN_NE, BIN_LT, BIN_LE, BIN_GT, BIN_GE, /* results are DT_BOOL */
+    BIN_AND, BIN_OR,                                /* logical, results DT_BOOL */
+    BIN_COUNT
+} binary_op;
+
+typedef enum {
+    RED_SUM, RED_PROD, RED_MAX, RED_MIN, RED_LOGSUMEXP,
+    RED_VAR, /* p0 = correction (1: unbiased) */
+    RED_COUNT
+} reduce_op;
+
+typedef struct backend {
+    const char *name;
+    /* dst = src elementwise with dtype conversion; both of the same shape, any
+     * strides (src may have stride 0 from broadcasting). */
+    int (*copy)(tensor *dst, const tensor *src);
+    int (*fill)(tensor *t, double v);
+    /* out (contiguous, same shape and dtype) = op(a) for a contiguous a. */
+    int (*unary)(unary_op op, tensor *out, const tensor *a, double p0, double p1);
+    /* out contiguous; a, b views broadcast to out's shape, both of the compute
+     * dtype; out has that dtype, or DT_BOOL for comparisons and logic. */
+    int (*binary)(binary_op op, tensor *out, const tensor *a, const tensor *b);
+    /* out = cond ? a : b; cond, a, b broadcast views of out's shape. */
+    int (*where)(tensor *out, const tensor *cond, const tensor *a, const tensor *b);
+    /* a is contiguous [outer, n, inner]; out is [outer, inner] (and idx, int64,
+     * the position of the max/min when not NULL). */
+    int (*reduce)(reduce_op op, tensor *out, tensor *idx, const tensor *a, int64_t outer,
+                  int64_t n, int64_t inner, double p0);
+    /* C[b] = alpha * op(A[b]) op(B[b]) + beta * C[b], row-major, for b < batch;
+     * pointers are element offsets into the tensors' storages. */
+    int (*gemm)(dtype_t dt, int64_t batch, bool ta, bool tb, int64_t m, int64_t n,
+                int64_t k, double alpha, const tensor *A, int64_t sa, int64_t lda,
+                const tensor *B, int64_t sb, int64_t ldb, double beta, tensor *C,
+                int64_t sc, int64_t ldc);
+    /* Softmax (or log-softmax) over the middle dim of contiguous [outer, n, inner]. */
+    int (*softmax)(tensor *out, const tensor *a, int64_t outer, int64_t n, int64_t inner,
+                   bool log);
+    /* Its backward: gin from gout and the forward output y. */
+    int (*softmax_backward)(tensor *gin, const tensor *gout, const tensor *y, int64_t outer,
+                            int64_t n, int64_t inner, bool log);
+    /* out[o, j, i] = a[o, idx[o, j, i], i] over contiguous [outer, *, inner]; idx int64
+     * of shape [outer, m, inner], out [outer, m, inner]; na is a's middle size. */
+    int (*gather)(tensor *out, const tensor *a, const tensor *idx, int64_t outer, int64_t na,
+                  int64_t m, int64_t inner);
+    /* out[o, idx[o, j, i], i] += src[o, j, i]: gather's adjoint. */
+    int (*scatter_add)(tensor *out, const tensor *src, const tensor *idx, int64_t outer,
+                       int64_t na, int64_t m, int64_t inner);
+    /* out[o, j, i] = a[o, idx[j], i] (idx int64 of length m). */
+    int (*index_select)(tensor *out, const tensor *a, const tensor *idx, int64_t outer,
+                        int64_t na, int64_t m, int64_t inner);
+    /* out[o, idx[j], i] += src[o, j, i]: index_select's adjoint. */
+    int (*index_add)(tensor *out, const tensor *src, const tensor *idx, int64_t outer,
+                     int64_t na, int64_t m, int64_t inner);
+    /* Fill with uniform [lo, hi) or normal(mean, std) numbers from the counter-based
+     * generator at (seed, offset); out contiguous float. */
+    int (*uniform)(tensor *out, uint64_t seed, uint64_t offset, double lo, double hi);
+    int (*normal)(tensor *out, uint64_t seed, uint64_t offset, double mean, double std);
+} backend;
+
+/* The table for a device, or NULL with the error set (no GPU, CUDA=0 build). */
+const backend *dispatch_backend(device dev, const char *op);
+
+extern const backend cpu_backend;
+
+#endif

@@ -1,0 +1,91 @@
+/* Bindings of autograd: backward, detach, gradient recording on and off. */
+#include "../autograd.h"
+#include "../error.h"
+#include "l_tensor.h"
+
+/* t:backward([grad] [, {retain_graph = bool}]) */
+static int l_backward(lua_State *L)
+{
+    tensor *t = lt_check(L, 1);
+    tensor *g = lt_test(L, 2);
+    int oi = g ? 3 : 2;
+    bool retain = false;
+    if (lua_istable(L, oi)) {
+        lua_getfield(L, oi, "retain_graph");
+        retain = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    } else if (!g && !lua_isnoneornil(L, 2)) {
+        return luaL_argerror(L, 2, "expected a gradient tensor or an options table");
+    }
+    if (ag_backward(t, g, retain) != 0)
+        return lt_error(L);
+    return 0;
+}
+
+/* A view of the same data that is cut from the graph. */
+static int l_detach(lua_State *L)
+{
+    tensor *t = lt_check(L, 1);
+    tensor *d = tensor_as_strided(t, t->ndim, t->shape, t->stride, t->offset);
+    return lt_push(L, d);
+}
+
+static int l_requires_grad_(lua_State *L)
+{
+    tensor *t = lt_check(L, 1);
+    bool on = lua_isnoneornil(L, 2) ? true : lua_toboolean(L, 2);
+    if (on && !dtype_is_float(t->dtype))
+        return luaL_error(L, "requires_grad_: only float tensors can require gradients, not %s",
+                          dtype_name(t->dtype));
+    if (t->grad_fn && !on)
+        return luaL_error(L, "requires_grad_: only leaves can stop requiring grad; use :detach()");
+    t->requires_grad = on;
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* Calls f(...) with recording set to `on`, restoring the previous setting even
+ * when f raises; returns f's results. */
+static int with_grad_mode(lua_State *L, bool on)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    bool was = ag_set_enabled(on);
+    int status = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
+    ag_set_enabled(was);
+    if (status != LUA_OK)
+        return lua_error(L);
+    return lua_gettop(L);
+}
+
+static int l_no_grad(lua_State *L) { return with_grad_mode(L, false); }
+static int l_enable_grad(lua_State *L) { return with_grad_mode(L, true); }
+
+static int l_is_grad_enabled(lua_State *L)
+{
+    lua_pushboolean(L, ag_enabled());
+    return 1;
+}
+
+/* Returns the previous setting. */
+static int l_set_grad_enabled(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TBOOLEAN);
+    lua_pushboolean(L, ag_set_enabled(lua_toboolean(L, 1)));
+    return 1;
+}
+
+static const luaL_Reg funcs[] = {
+    {"no_grad", l_no_grad}, {"enable_grad", l_enable_grad},
+    {"is_grad_enabled", l_is_grad_enabled}, {"set_grad_enabled", l_set_grad_enabled},
+    {"detach", l_detach}, {NULL, NULL},
+};
+
+static const luaL_Reg methods[] = {
+    {"backward", l_backward}, {"detach", l_detach}, {"requires_grad_", l_requires_grad_},
+    {NULL, NULL},
+};
+
+void l_autograd_open(lua_State *L)
+{
+    lt_register(L, funcs, methods);
+}

@@ -1,0 +1,113 @@
+/* Bindings for the runtime itself: random seeds, threads, memory, devices. */
+#include "../alloc.h"
+#include "../cpu/iter.h"
+#include "../cuda/cuda_backend.h"
+#include "../rng.h"
+#include "l_tensor.h"
+
+#include <cblas.h>
+
+static int l_manual_seed(lua_State *L)
+{
+    rng_manual_seed((uint64_t)luaL_checkinteger(L, 1));
+    return 0;
+}
+
+static int l_initial_seed(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)rng_get_seed());
+    return 1;
+}
+
+/* The generator's state as {seed, offset}, to store in checkpoints. */
+static int l_get_rng_state(lua_State *L)
+{
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, (lua_Integer)rng_get_seed());
+    lua_setfield(L, -2, "seed");
+    lua_pushinteger(L, (lua_Integer)rng_get_offset());
+    lua_setfield(L, -2, "offset");
+    return 1;
+}
+
+static int l_set_rng_state(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "seed");
+    lua_getfield(L, 1, "offset");
+    rng_set_state((uint64_t)luaL_checkinteger(L, -2), (uint64_t)luaL_checkinteger(L, -1));
+    return 0;
+}
+
+/* Threads for the CPU kernels and for OpenBLAS. */
+static int l_set_num_threads(lua_State *L)
+{
+    lua_Integer n = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, n >= 1 && n <= 1024, 1, "the number of threads must be in [1, 1024]");
+    cpu_set_num_threads((int)n);
+    openblas_set_num_threads((int)n);
+    return 0;
+}
+
+static int l_get_num_threads(lua_State *L)
+{
+    lua_pushinteger(L, cpu_num_threads());
+    return 1;
+}
+
+static void push_stats(lua_State *L, device_type type)
+{
+    alloc_stats s = alloc_get_stats(type);
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, s.live_bytes);
+    lua_setfield(L, -2, "live_bytes");
+    lua_pushinteger(L, s.peak_bytes);
+    lua_setfield(L, -2, "peak_bytes");
+    lua_pushinteger(L, s.cached_bytes);
+    lua_setfield(L, -2, "cached_bytes");
+    lua_pushinteger(L, s.n_allocs);
+    lua_setfield(L, -2, "allocations");
+}
+
+/* memory() -> {cpu = {live_bytes=, peak_bytes=, ...}, cuda = {...}} */
+static int l_memory(lua_State *L)
+{
+    lua_createtable(L, 0, 2);
+    push_stats(L, DEV_CPU);
+    lua_setfield(L, -2, "cpu");
+    push_stats(L, DEV_CUDA);
+    lua_setfield(L, -2, "cuda");
+    return 1;
+}
+
+static int l_empty_cache(lua_State *L)
+{
+    (void)L;
+    alloc_empty_cache(DEV_CUDA);
+    return 0;
+}
+
+static int l_cuda_built(lua_State *L)
+{
+    lua_pushboolean(L, cuda_built());
+    return 1;
+}
+
+static int l_cuda_device_count(lua_State *L)
+{
+    lua_pushinteger(L, cuda_device_count());
+    return 1;
+}
+
+static const luaL_Reg funcs[] = {
+    {"manual_seed", l_manual_seed}, {"initial_seed", l_initial_seed},
+    {"get_rng_state", l_get_rng_state}, {"set_rng_state", l_set_rng_state},
+    {"set_num_threads", l_set_num_threads}, {"get_num_threads", l_get_num_threads},
+    {"memory", l_memory}, {"empty_cache", l_empty_cache}, {"cuda_built", l_cuda_built},
+    {"cuda_device_count", l_cuda_device_count}, {NULL, NULL},
+};
+
+void l_sys_open(lua_State *L)
+{
+    lt_register(L, funcs, NULL);
+}

@@ -1,0 +1,96 @@
+/* The ops: argument checks, output allocation, the kernel call through the
+ * dispatch table, and the autograd record. Dims are 0-based here (the Lua binding
+ * translates from Lua's 1-based numbering); a negative dim counts from the end.
+ * Every op returns a new reference, or NULL with the error message set. */
+#ifndef MILES_OPS_H
+#define MILES_OPS_H
+
+#include "dispatch.h"
+#include "tensor.h"
+
+/* --- elementwise (ops/elementwise.c) --- */
+tensor *op_unary(unary_op op, tensor *a, double p0, double p1);
+tensor *op_binary(binary_op op, tensor *a, tensor *b);
+/* a op s, or s op a when scalar_first; the scalar does not promote a's float type. */
+tensor *op_binary_scalar(binary_op op, tensor *a, double s, bool scalar_first);
+tensor *op_where(tensor *cond, tensor *a, tensor *b);
+/* A copy converted to dt (gradients flow between float types). */
+tensor *op_to_dtype(tensor *a, dtype_t dt);
+/* A copy with its own storage (differentiable). */
+tensor *op_clone(tensor *a);
+
+/* --- views (ops/view.c): they share storage and are differentiable --- */
+/* One entry of shape may be -1 (inferred). Copies only when a view is impossible. */
+tensor *op_reshape(tensor *a, int ndim, const int64_t *shape);
+/* Like reshape but fails instead of copying. */
+tensor *op_view(tensor *a, int ndim, const int64_t *shape);
+tensor *op_flatten(tensor *a, int start, int end);
+tensor *op_permute(tensor *a, const int *perm);
+tensor *op_transpose(tensor *a, int d0, int d1);
+tensor *op_narrow(tensor *a, int dim, int64_t start, int64_t len);
+tensor *op_select(tensor *a, int dim, int64_t index);
+tensor *op_squeeze(tensor *a, int dim);
+tensor *op_squeeze_all(tensor *a);
+tensor *op_unsqueeze(tensor *a, int dim);
+/* A size of -1 keeps that dim. */
+tensor *op_expand(tensor *a, int ndim, const int64_t *shape);
+tensor *op_contiguous(tensor *a);
+/* Sum g over broadcast dims so it has the given shape (the adjoint of expand). */
+tensor *op_sum_to_shape(tensor *g, int ndim, const int64_t *shape);
+
+/* --- reductions (ops/reduce.c); ndims == 0 reduces over every dim --- */
+tensor *op_reduce(reduce_op op, tensor *a, int ndims, const int *dims, bool keepdim,
+                  double p0);
+tensor *op_mean(tensor *a, int ndims, const int *dims, bool keepdim);
+/* var/std with a correction (1: unbiased, Bessel). */
+tensor *op_var(tensor *a, int ndims, const int *dims, bool keepdim, double correction);
+tensor *op_std(tensor *a, int ndims, const int *dims, bool keepdim, double correction);
+/* Max (or min) along one dim: values (differentiable) and int64 indices. */
+int op_max_dim(tensor *a, int dim, bool keepdim, bool is_min, tensor **values,
+               tensor **indices);
+/* Index of the max (min) along dim, or over the flattened tensor when !has_dim. */
+tensor *op_argmax(tensor *a, bool has_dim, int dim, bool keepdim, bool is_min);
+
+/* --- linear algebra (ops/linalg.c) --- */
+tensor *op_matmul(tensor *a, tensor *b);
+tensor *op_bmm(tensor *a, tensor *b);
+/* x @ w^T + b (b may be NULL). */
+tensor *op_linear(tensor *x, tensor *w, tensor *b);
+
+/* --- joining and indexing (ops/index.c) --- */
+tensor *op_cat(int n, tensor *const *ts, int dim);
+tensor *op_stack(int n, tensor *const *ts, int dim);
+/* Pieces of `size` along dim (the last may be smaller); *count receives how many.
+ * The caller frees the array and the references in it. */
+tensor **op_split(tensor *a, int64_t size, int dim, int *count);
+tensor **op_chunk(tensor *a, int chunks, int dim, int *count);
+tensor *op_index_select(tensor *a, int dim, tensor *idx);
+tensor *op_gather(tensor *a, int dim, tensor *idx);
+/* The elements where mask (bool, broadcastable to a) is true, as a 1-D tensor. */
+tensor *op_masked_select(tensor *a, tensor *mask);
+/* int64 [n, ndim] positions of the non-zero elements. */
+tensor *op_nonzero(tensor *a);
+
+/* --- neural-network functions (ops/softmax.c, ops/loss.c) --- */
+tensor *op_softmax(tensor *a, int dim, bool log);
+typedef enum { REDUCE_NONE, REDUCE_MEAN, REDUCE_SUM } loss_reduction;
+/* target: int64 class indices (0-based here) of shape [N] or [N, d...]; weight: [C]
+ * or NULL; entries equal to ignore_index contribute nothing. */
+tensor *op_nll_loss(tensor *logp, tensor *target, tensor *weight, loss_reduction r,
+                    int64_t ignore_index);
+tensor *op_cross_entropy(tensor *logits, tensor *target, tensor *weight, loss_reduction r,
+                         double label_smoothing, int64_t ignore_index);
+tensor *op_bce_with_logits(tensor *x, tensor *y, tensor *weight, tensor *pos_weight,
+                           loss_reduction r);
+tensor *op_mse_loss(tensor *a, tensor *b, loss_reduction r);
+
+/* --- creation (ops/create.c): no autograd --- */
+tensor *op_arange(double start, double end, double step, dtype_t dt);
+tensor *op_linspace(double start, double end, int64_t steps, dtype_t dt);
+tensor *op_eye(int64_t n, int64_t m, dtype_t dt);
+tensor *op_rand(int ndim, const int64_t *shape, dtype_t dt, device dev);
+tensor *op_randn(int ndim, const int64_t *shape, dtype_t dt, device dev);
+/* Integers uniform in [low, high). */
+tensor *op_randint(int64_t low, int64_t high, int ndim, const int64_t *shape, device dev);
+
+#endif

@@ -1,0 +1,413 @@
+/* Elementwise ops with broadcasting and type promotion, and their gradients. */
+#include <math.h>
+
+#include "internal.h"
+
+static const char *const unary_names[UN_COUNT] = {
+    [UN_NEG] = "neg", [UN_ABS] = "abs", [UN_EXP] = "exp", [UN_LOG] = "log",
+    [UN_SQRT] = "sqrt", [UN_RSQRT] = "rsqrt", [UN_RECIP] = "reciprocal",
+    [UN_SQUARE] = "square", [UN_RELU] = "relu", [UN_SIGMOID] = "sigmoid",
+    [UN_TANH] = "tanh", [UN_SIGN] = "sign", [UN_CLAMP] = "clamp", [UN_POW] = "pow",
+    [UN_STEP] = "step", [UN_AFFINE] = "affine", [UN_LOG1P_EXP] = "softplus",
+};
+
+static const char *const binary_names[BIN_COUNT] = {
+    [BIN_ADD] = "add", [BIN_SUB] = "sub", [BIN_MUL] = "mul", [BIN_DIV] = "div",
+    [BIN_POW] = "pow", [BIN_MAX] = "maximum", [BIN_MIN] = "minimum", [BIN_EQ] = "eq",
+    [BIN_NE] = "ne", [BIN_LT] = "lt", [BIN_LE] = "le", [BIN_GT] = "gt", [BIN_GE] = "ge",
+    [BIN_AND] = "logical_and", [BIN_OR] = "logical_or",
+};
+
+/* --- conversion --- */
+
+static int to_dtype_backward(ag_node *n, tensor *g, tensor **gin)
+{
+    gin[0] = op_to_dtype(g, n->next[0].dtype);
+    return ag_check(n, gin);
+}
+
+tensor *op_to_dtype(tensor *a, dtype_t dt)
+{
+    tensor *out = tensor_copy_as(a, dt);
+    if (!out)
+        return NULL;
+    if (dtype_is_float(dt) && dtype_is_float(a->dtype) && ag_needs(1, &a)) {
+        ag_node *n = ag_node_new("to", to_dtype_backward, 1, &a);
+        if (!n) {
+            tensor_decref(out);
+            return NULL;
+        }
+        ag_attach(out, n);
+    }
+    return out;
+}
+
+static int clone_backward(ag_node *n, tensor *g, tensor **gin)
+{
+    gin[0] = keep(g);
+    return ag_check(n, gin);
+}
+
+tensor *op_clone(tensor *a)
+{
+    tensor *out = tensor_copy_as(a, a->dtype);
+    if (out && ag_needs(1, &a)) {
+        ag_node *n = ag_node_new("clone", clone_backward, 1, &a);
+        if (!n) {
+            tensor_decref(out);
+            return NULL;
+        }
+        ag_attach(out, n);
+    }
+    return out;
+}
+
+/* --- unary --- */
+
+static bool unary_needs_float(unary_op op, double p0)
+{
+    switch (op) {
+    case UN_NEG: case UN_ABS: case UN_SQUARE: case UN_RELU: case UN_SIGN: case UN_CLAMP:
+    case UN_STEP:
+        return false;
+    case UN_POW:
+        return p0 < 0 || p0 != floor(p0);
+    case UN_AFFINE:
+        return false;
+    default:
+        return true;
+    }
+}
+
+static int unary_backward(ag_node *n, tensor *g, tensor **gin)
+{
+    unary_op op = (unary_op)n->iarg[0];
+    double p0 = n->darg[0], p1 = n->darg[1];
+    tensor *x = NULL, *y = NULL;
+    if (n->n_saved > 0 && !(x = ag_saved(n, 0)))
+        return -1;
+    if (n->n_saved > 1 && !(y = ag_saved(n, 1)))
+        return -1;
+    tensor *r;
+    switch (op) {
+    case UN_NEG: r = op_unary(UN_NEG, g, 0, 0); break;
+    case UN_ABS: r = c_binary(BIN_MUL, keep(g), op_unary(UN_SIGN, x, 0, 0)); break;
+    case UN_EXP: r = op_binary(BIN_MUL, g, y); break;
+    case UN_LOG: r = op_binary(BIN_DIV, g, x); break;
+    case UN_SQRT: r = c_binary(BIN_DIV, keep(g), op_binary_scalar(BIN_MUL, y, 2, false)); break;
+    case UN_RSQRT: /* d/dx x^-1/2 = -1/2 y^3 */
+        r = c_binary(BIN_MUL, keep(g), c_scalar(BIN_MUL, op_unary(UN_POW, y, 3, 0), -0.5));
+        break;
+    case UN_RECIP: r = c_binary(BIN_MUL, keep(g), c_unary(UN_NEG, op_unary(UN_SQUARE, y, 0, 0), 0, 0)); break;
+    case UN_SQUARE: r = c_binary(BIN_MUL, keep(g), op_binary_scalar(BIN_MUL, x, 2, false)); break;
+    case UN_RELU: r = c_binary(BIN_MUL, keep(g), op_unary(UN_STEP, y, 0, 0)); break;
+    case UN_SIGMOID: /* y (1 - y) */
+        r = c_binary(BIN_MUL, keep(g),
+                     c_binary(BIN_MUL, keep(y), op_unary(UN_AFFINE, y, -1, 1)));
+        break;
+    case UN_TANH: /* 1 - y^2 */
+        r = c_binary(BIN_MUL, keep(g), c_unary(UN_AFFINE, op_unary(UN_SQUARE, y, 0, 0), -1, 1));
+        break;
+    case UN_CLAMP: { /* pass where min <= x <= max (bounds included, as PyTorch) */
+        tensor *lo = isnan(p0) ? NULL : op_binary_scalar(BIN_GE, x, p0, false);
+        tensor *hi = isnan(p1) ? NULL : op_binary_scalar(BIN_LE, x, p1, false);
+        tensor *m = lo && hi ? c_binary(BIN_AND, lo, hi) : lo ? lo : hi;
+        tensor *zero = op_binary_scalar(BIN_MUL, g, 0, false);
+        r = m ? c_where(m, keep(g), zero) : (tensor_decref(zero), keep(g));
+        break;
+    }
+    case UN_POW: /* p x^(p-1) */
+        r = c_binary(BIN_MUL, keep(g), c_scalar(BIN_MUL, op_unary(UN_POW, x, p0 - 1, 0), p0));
+        break;
+    case UN_AFFINE: r = op_binary_scalar(BIN_MUL, g, p0, false); break;
+    case UN_LOG1P_EXP: r = c_binary(BIN_MUL, keep(g), op_unary(UN_SIGMOID, x, 0, 0)); break;
+    default: /* sign, step: zero almost everywhere */
+        r = op_binary_scalar(BIN_MUL, g, 0, false);
+        break;
+    }
+    gin[0] = r;
+    return ag_check(n, gin);
+}
+
+/* Which of (input, output) the gradient formula of op reads. */
+static void unary_saves(unary_op op, bool *in, bool *out)
+{
+    *in = *out = false;
+    switch (op) {
+    case UN_ABS: case UN_LOG: case UN_SQUARE: case UN_CLAMP: case UN_POW:
+    case UN_LOG1P_EXP:
+        *in = true;
+        break;
+    case UN_EXP: case UN_SQRT: case UN_RSQRT: case UN_RECIP: case UN_RELU:
+    case UN_SIGMOID: case UN_TANH:
+        *out = true;
+        break;
+    default: break;
+    }
+}
+
+tensor *op_unary(unary_op op, tensor *a, double p0, double p1)
+{
+    const char *name = unary_names[op];
+    tensor *x = unary_needs_float(op, p0) && !dtype_is_float(a->dtype)
+                    ? op_to_dtype(a, DT_F32) : op_contiguous(a);
+    if (!x)
+        return NULL;
+    if (a->dtype == DT_BOOL && op != UN_STEP) {
+        tensor_decref(x);
+        err_set("%s: not defined for bool tensors", name);
+        return NULL;
+    }
+    const backend *be = ops_backend(x, name);
+    tensor *out = be ? tensor_empty(x->dtype, x->ndim, x->shape, tensor_device(x)) : NULL;
+    if (out && be->unary(op, out, x, p0, p1) != 0) {
+        tensor_decref(out);
+        out = NULL;
+    }
+    if (out && dtype_is_float(x->dtype) && ag_needs(1, &x)) {
+        ag_node *n = ag_node_new(name, unary_backward, 1, &x);
+        bool save_in, save_out;
+        unary_saves(op, &save_in, &save_out);
+        int rc = n ? 0 : -1;
+        if (n) {
+            n->iarg[0] = op;
+            n->darg[0] = p0;
+            n->darg[1] = p1;
+            if (save_in)
+                rc = ag_save(n, x);
+            if (rc == 0 && save_out)
+                rc = ag_save(n, out);
+            if (rc == 0) {
+                ag_attach(out, n);
+            } else {
+                ag_node_decref(n);
+            }
+        }
+        if (rc != 0) {
+            tensor_decref(out);
+            out = NULL;
+        }
+    }
+    tensor_decref(x);
+    return out;
+}
+
+/* --- binary --- */
+
+static int binary_backward(ag_node *n, tensor *g, tensor **gin)
+{
+    binary_op op = (binary_op)n->iarg[0];
+    tensor *a = NULL, *b = NULL, *y = NULL;
+    if (n->n_saved > 0 && !(a = ag_saved(n, 0)))
+        return -1;
+    if (n->n_saved > 1 && !(b = ag_saved(n, 1)))
+        return -1;
+    if (n->n_saved > 2 && !(y = ag_saved(n, 2)))
+        return -1;
+    bool wa = ag_wants(n, 0), wb = ag_wants(n, 1);
+    tensor *ga = NULL, *gb = NULL;
+    switch (op) {
+    case BIN_ADD:
+        ga = wa ? keep(g) : NULL;
+        gb = wb ? keep(g) : NULL;
+        break;
+    case BIN_SUB:
+        ga = wa ? keep(g) : NULL;
+        gb = wb ? op_unary(UN_NEG, g, 0, 0) : NULL;
+        break;
+    case BIN_MUL:
+        ga = wa ? op_binary(BIN_MUL, g, b) : NULL;
+        gb = wb ? op_binary(BIN_MUL, g, a) : NULL;
+        break;
+    case BIN_DIV: /* d/db a/b = -y/b */
+        ga = wa ? op_binary(BIN_DIV, g, b) : NULL;
+        gb = wb ? c_unary(UN_NEG, c_binary(BIN_DIV, op_binary(BIN_MUL, g, y), keep(b)), 0, 0)
+                : NULL;
+        break;
+    case BIN_POW: /* d/da = b a^(b-1); d/db = y log a (0 where a == 0) */
+        ga = wa ? c_binary(BIN_MUL, keep(g),
+                           c_binary(BIN_MUL, keep(b),
+                                    c_binary(BIN_POW, keep(a), op_binary_scalar(BIN_SUB, b, 1, false))))
+                : NULL;
+        if (wb) {
+            tensor *t = c_binary(BIN_MUL, op_binary(BIN_MUL, g, y), op_unary(UN_LOG, a, 0, 0));
+            gb = c_where(op_binary_scalar(BIN_EQ, a, 0, false),
+                         op_binary_scalar(BIN_MUL, g, 0, false), t);
+        }
+        break;
+    case BIN_MAX:
+    case BIN_MIN: { /* to the winner; ties split evenly, as PyTorch */
+        binary_op win = op == BIN_MAX ? BIN_GT : BIN_LT;
+        tensor *half = op_binary_scalar(BIN_MUL, g, 0.5, false);
+        tensor *zero = op_binary_scalar(BIN_MUL, g, 0, false);
+        tensor *tie = op_binary(BIN_EQ, a, b);
+        if (wa)
+            ga = c_where(op_binary(win, a, b), keep(g), c_where(keep(tie), keep(half), keep(zero)));
+        if (wb)
+            gb = c_where(op_binary(win, b, a), keep(g), c_where(keep(tie), keep(half), keep(zero)));
+        tensor_decref(half);
+        tensor_decref(zero);
+        tensor_decref(tie);
+        break;
+    }
+    default: break;
+    }
+    gin[0] = wa ? c_sum_to_input(n, 0, ga) : NULL;
+    gin[1] = wb ? c_sum_to_input(n, 1, gb) : NULL;
+    if (!wa) tensor_decref(ga);
+    if (!wb) tensor_decref(gb);
+    return ag_check(n, gin);
+}
+
+/* The dtype an op computes in, from its inputs' promoted dtype. */
+static dtype_t compute_dtype(binary_op op, dtype_t t)
+{
+    if (op == BIN_DIV && !dtype_is_float(t))
+        return DT_F32; /* true division, as PyTorch */
+    if (t == DT_BOOL && op <= BIN_MIN)
+        return DT_I64;
+    return t;
+}
+
+static int binary_record(binary_op op, tensor *out, tensor *a, tensor *b)
+{
+    tensor *in[2] = {a, b};
+    if (op > BIN_MIN || !dtype_is_float(out->dtype) || !ag_needs(2, in))
+        return 0;
+    ag_node *n = ag_node_new(binary_names[op], binary_backward, 2, in);
+    if (!n)
+        return -1;
+    n->iarg[0] = op;
+    int rc = 0;
+    switch (op) {
+    case BIN_DIV:
+    case BIN_POW:
+        rc = ag_save(n, a);
+        if (rc == 0) rc = ag_save(n, b);
+        if (rc == 0) rc = ag_save(n, out);
+        break;
+    case BIN_MUL:
+    case BIN_MAX:
+    case BIN_MIN:
+        rc = ag_save(n, a);
+        if (rc == 0) rc = ag_save(n, b);
+        break;
+    default: break;
+    }
+    if (rc != 0) {
+        ag_node_decref(n);
+        return -1;
+    }
+    ag_attach(out, n);
+    return 0;
+}
+
+tensor *op_binary(binary_op op, tensor *a, tensor *b)
+{
+    const char *name = binary_names[op];
+    tensor *in[2] = {a, b};
+    if (ops_same_device(name, 2, in, (const char *const[]){"the first operand", "the second operand"}) != 0)
+        return NULL;
+    int64_t shape[TENSOR_MAX_DIMS];
+    int nd = shape_broadcast(a->ndim, a->shape, b->ndim, b->shape, shape, name);
+    if (nd < 0)
+        return NULL;
+    dtype_t ct = compute_dtype(op, dtype_promote(a->dtype, b->dtype));
+    tensor *ac = a->dtype == ct ? keep(a) : op_to_dtype(a, ct);
+    tensor *bc = b->dtype == ct ? keep(b) : op_to_dtype(b, ct);
+    tensor *av = ac ? tensor_broadcast_to(ac, nd, shape, name) : NULL;
+    tensor *bv = bc ? tensor_broadcast_to(bc, nd, shape, name) : NULL;
+    const backend *be = av && bv ? ops_backend(a, name) : NULL;
+    dtype_t ot = op >= BIN_EQ ? DT_BOOL : ct;
+    tensor *out = be ? tensor_empty(ot, nd, shape, tensor_device(a)) : NULL;
+    if (out && (be->binary(op, out, av, bv) != 0 || binary_record(op, out, ac, bc) != 0)) {
+        tensor_decref(out);
+        out = NULL;
+    }
+    tensor_decref(av);
+    tensor_decref(bv);
+    tensor_decref(ac);
+    tensor_decref(bc);
+    return out;
+}
+
+tensor *op_binary_scalar(binary_op op, tensor *a, double s, bool scalar_first)
+{
+    /* A Lua number does not widen a tensor of the same kind: float32 + 0.5 stays
+     * float32 and int64 + 2 stays int64, but int64 + 0.5 is float32. */
+    dtype_t st;
+    if (dtype_is_float(a->dtype))
+        st = a->dtype;
+    else if (s != floor(s) || isinf(s) || isnan(s))
+        st = DT_F32;
+    else if (a->dtype == DT_BOOL && (op >= BIN_EQ || s == 0 || s == 1))
+        st = DT_BOOL;
+    else
+        st = a->dtype == DT_U8 && s >= 0 && s <= 255 ? DT_U8 : DT_I64;
+    tensor *sc = tensor_scalar(st, s, tensor_device(a));
+    if (!sc)
+        return NULL;
+    tensor *out = scalar_first ? op_binary(op, sc, a) : op_binary(op, a, sc);
+    tensor_decref(sc);
+    return out;
+}
+
+/* --- where --- */
+
+static int where_backward(ag_node *n, tensor *g, tensor **gin)
+{
+    tensor *cond = ag_saved(n, 0);
+    if (!cond)
+        return -1;
+    tensor *zero = op_binary_scalar(BIN_MUL, g, 0, false);
+    gin[0] = NULL;
+    gin[1] = ag_wants(n, 1) ? c_sum_to_input(n, 1, c_where(keep(cond), keep(g), keep(zero))) : NULL;
+    gin[2] = ag_wants(n, 2) ? c_sum_to_input(n, 2, c_where(keep(cond), keep(zero), keep(g))) : NULL;
+    tensor_decref(zero);
+    return ag_check(n, gin);
+}
+
+tensor *op_where(tensor *cond, tensor *a, tensor *b)
+{
+    tensor *in[3] = {cond, a, b};
+    if (ops_same_device("where", 3, in, (const char *const[]){"the condition", "the first value", "the second value"}) != 0)
+        return NULL;
+    if (cond->dtype != DT_BOOL) {
+        err_set("where: the condition must be a bool tensor, got %s", dtype_name(cond->dtype));
+        return NULL;
+    }
+    int64_t s1[TENSOR_MAX_DIMS], shape[TENSOR_MAX_DIMS];
+    int n1 = shape_broadcast(cond->ndim, cond->shape, a->ndim, a->shape, s1, "where");
+    int nd = n1 < 0 ? -1 : shape_broadcast(n1, s1, b->ndim, b->shape, shape, "where");
+    if (nd < 0)
+        return NULL;
+    dtype_t ct = dtype_promote(a->dtype, b->dtype);
+    tensor *ac = a->dtype == ct ? keep(a) : op_to_dtype(a, ct);
+    tensor *bc = b->dtype == ct ? keep(b) : op_to_dtype(b, ct);
+    tensor *cv = tensor_broadcast_to(cond, nd, shape, "where");
+    tensor *av = ac ? tensor_broadcast_to(ac, nd, shape, "where") : NULL;
+    tensor *bv = bc ? tensor_broadcast_to(bc, nd, shape, "where") : NULL;
+    const backend *be = cv && av && bv ? ops_backend(a, "where") : NULL;
+    tensor *out = be ? tensor_empty(ct, nd, shape, tensor_device(a)) : NULL;
+    if (out && be->where(out, cv, av, bv) != 0) {
+        tensor_decref(out);
+        out = NULL;
+    }
+    tensor *rec[3] = {cond, ac, bc};
+    if (out && dtype_is_float(ct) && ag_needs(3, rec)) {
+        ag_node *n = ag_node_new("where", where_backward, 3, rec);
+        if (!n || ag_save(n, cond) != 0) {
+            ag_node_decref(n);
+            tensor_decref(out);
+            out = NULL;
+        } else {
+            ag_attach(out, n);
+        }
+    }
+    tensor_decref(cv);
+    tensor_decref(av);
+    tensor_decref(bv);
+    tensor_decref(ac);
+    tensor_decref(bc);
+    return out;
+}

@@ -1,0 +1,70 @@
+--- miles: tensors, autograd and training on a C core.
+-- `local miles = require "miles"` gives the tensor API (the functions of the C
+-- module miles.core) plus the Lua library: miles.nn, miles.nn.functional (alias
+-- miles.F), printing, and the helpers below.
+--
+-- Dims and indices are 1-based everywhere, as in Lua (and Torch7): x:sum(1) sums
+-- over the first dim, x[1] is the first row, argmax returns 1-based positions and
+-- class labels are 1..C. Negative dims count from the end (-1 is the last).
+local core = require "miles.core"
+
+local miles = {}
+for k, v in pairs(core) do
+  miles[k] = v
+end
+miles.core = core
+miles.version = "0.1.0"
+
+require "miles.print"
+
+miles.nn = require "miles.nn"
+miles.F = miles.nn.functional
+
+--- Tensors of the same shape, dtype (and device) as x.
+function miles.zeros_like(x, opts)
+  opts = opts or {}
+  return miles.zeros(x:shape(), { dtype = opts.dtype or x:dtype(), requires_grad = opts.requires_grad })
+end
+
+function miles.ones_like(x, opts)
+  opts = opts or {}
+  return miles.ones(x:shape(), { dtype = opts.dtype or x:dtype(), requires_grad = opts.requires_grad })
+end
+
+function miles.full_like(x, v, opts)
+  opts = opts or {}
+  return miles.full(x:shape(), v, { dtype = opts.dtype or x:dtype(), requires_grad = opts.requires_grad })
+end
+
+function miles.rand_like(x)
+  return miles.rand(x:shape(), { dtype = x:dtype() })
+end
+
+function miles.randn_like(x)
+  return miles.randn(x:shape(), { dtype = x:dtype() })
+end
+
+--- Is every element of a close to b? |a - b| <= atol + rtol * |b|, as PyTorch.
+function miles.allclose(a, b, rtol, atol)
+  rtol, atol = rtol or 1e-5, atol or 1e-8
+  if not miles.is_tensor(b) then
+    b = miles.full_like(a, b)
+  end
+  local ok = miles.no_grad(function()
+    local diff = (a - b):abs():to("float64")
+    local tol = b:abs():to("float64") * rtol + atol
+    return diff:le(tol):logical_and(diff:eq(diff)):to("int64"):sum():item() == a:numel()
+  end)
+  return ok
+end
+
+-- Methods written in Lua, visible on every tensor.
+local T = core.Tensor
+T.allclose = miles.allclose
+function T:float() return self:to("float32") end
+function T:double() return self:to("float64") end
+function T:long() return self:to("int64") end
+function T:bool() return self:to("bool") end
+function T:byte() return self:to("uint8") end
+
+return miles
