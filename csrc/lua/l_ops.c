@@ -316,7 +316,8 @@ static int l_split(lua_State *L)
     tensor *t = lt_check(L, 1);
     lua_Integer size = luaL_checkinteger(L, 2);
     int dim = lt_optdim(L, 3, 0), n;
-    return push_pieces(L, op_split(t, size, dim, &n), n);
+    tensor **ps = op_split(t, size, dim, &n);
+    return push_pieces(L, ps, n);
 }
 
 static int l_chunk(lua_State *L)
@@ -324,7 +325,8 @@ static int l_chunk(lua_State *L)
     tensor *t = lt_check(L, 1);
     lua_Integer k = luaL_checkinteger(L, 2);
     int dim = lt_optdim(L, 3, 0), n;
-    return push_pieces(L, op_chunk(t, (int)k, dim, &n), n);
+    tensor **ps = op_chunk(t, (int)k, dim, &n);
+    return push_pieces(L, ps, n);
 }
 
 /* --- indexing with 1-based index tensors --- */

@@ -120,7 +120,7 @@ typedef struct {
 static create_opts opts_read(lua_State *L, int idx, dtype_t def)
 {
     create_opts o = {def, DEVICE_CPU, false};
-    if (lua_isnoneornil(L, idx))
+    if (idx == 0 || lua_isnoneornil(L, idx))
         return o;
     luaL_checktype(L, idx, LUA_TTABLE);
     lua_getfield(L, idx, "dtype");
@@ -159,7 +159,7 @@ static int push_created(lua_State *L, tensor *t, const create_opts *o)
 }
 
 /* Where the options table of a creation function sits: the first table after
- * the shape, if any. */
+ * the shape, or 0 when there is none. */
 static int opts_index(lua_State *L, int first)
 {
     int top = lua_gettop(L);
