@@ -92,5 +92,7 @@ tensor *op_rand(int ndim, const int64_t *shape, dtype_t dt, device dev);
 tensor *op_randn(int ndim, const int64_t *shape, dtype_t dt, device dev);
 /* Integers uniform in [low, high). */
 tensor *op_randint(int64_t low, int64_t high, int ndim, const int64_t *shape, device dev);
+/* A random permutation of 0..n-1 (int64). */
+tensor *op_randperm(int64_t n);
 
 #endif

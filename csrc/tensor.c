@@ -127,7 +127,8 @@ static tensor *tensor_header(dtype_t dt, int ndim, const int64_t *shape)
     t->refcount = 1;
     t->dtype = dt;
     t->ndim = ndim;
-    memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim);
+    if (ndim > 0)
+        memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim);
     shape_strides(ndim, shape, t->stride);
     return t;
 }
@@ -251,7 +252,8 @@ tensor *tensor_as_strided(const tensor *t, int ndim, const int64_t *shape,
     tensor *v = tensor_header(t->dtype, ndim, shape);
     if (!v)
         return NULL;
-    memcpy(v->stride, stride, sizeof(int64_t) * (size_t)ndim);
+    if (ndim > 0)
+        memcpy(v->stride, stride, sizeof(int64_t) * (size_t)ndim);
     v->offset = offset;
     v->st = t->st;
     t->st->refcount++;

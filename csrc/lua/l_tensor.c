@@ -234,6 +234,15 @@ static int l_randint(lua_State *L)
     return push_created(L, t, &o);
 }
 
+/* randperm(n): a random permutation of 1..n */
+static int l_randperm(lua_State *L)
+{
+    tensor *p = op_randperm(luaL_checkinteger(L, 1));
+    tensor *one = p ? op_binary_scalar(BIN_ADD, p, 1, false) : NULL;
+    tensor_decref(p);
+    return lt_push(L, one);
+}
+
 /* arange(end) or arange(start, end [, step]), end excluded, as PyTorch. */
 static int l_arange(lua_State *L)
 {
@@ -858,7 +867,7 @@ static int l_is_tensor(lua_State *L)
 
 static const luaL_Reg tensor_funcs[] = {
     {"tensor", l_tensor_new}, {"zeros", l_zeros}, {"ones", l_ones}, {"full", l_full},
-    {"rand", l_rand}, {"randn", l_randn}, {"randint", l_randint}, {"arange", l_arange},
+    {"rand", l_rand}, {"randn", l_randn}, {"randint", l_randint}, {"randperm", l_randperm}, {"arange", l_arange},
     {"linspace", l_linspace}, {"eye", l_eye}, {"is_tensor", l_is_tensor},
     {"reshape", l_reshape}, {"flatten", l_flatten}, {"permute", l_permute},
     {"transpose", l_transpose}, {"narrow", l_narrow}, {"select", l_select},

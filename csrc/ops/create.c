@@ -104,3 +104,29 @@ tensor *op_randint(int64_t low, int64_t high, int ndim, const int64_t *shape, de
     }
     return t;
 }
+
+/* Fisher-Yates with one counter of the generator per swap. */
+tensor *op_randperm(int64_t n)
+{
+    if (n < 0) {
+        err_set("randperm: n must be non-negative, got %" PRId64, n);
+        return NULL;
+    }
+    tensor *t = tensor_empty(DT_I64, 1, &n, DEVICE_CPU);
+    if (!t)
+        return NULL;
+    int64_t *p = tensor_data(t);
+    for (int64_t i = 0; i < n; i++)
+        p[i] = i;
+    uint64_t off = rng_reserve((uint64_t)n), seed = rng_get_seed();
+    for (int64_t i = n - 1; i > 0; i--) {
+        uint32_t w[4];
+        rng_philox(off + (uint64_t)i, seed, w);
+        uint64_t r = ((uint64_t)w[0] << 32) | w[1];
+        int64_t j = (int64_t)(r % (uint64_t)(i + 1));
+        int64_t tmp = p[i];
+        p[i] = p[j];
+        p[j] = tmp;
+    }
+    return t;
+}

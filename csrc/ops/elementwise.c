@@ -79,14 +79,33 @@ static bool unary_needs_float(unary_op op, double p0)
     }
 }
 
+/* Which of (input, output) the gradient formula of op reads. */
+static void unary_saves(unary_op op, bool *in, bool *out)
+{
+    *in = *out = false;
+    switch (op) {
+    case UN_ABS: case UN_LOG: case UN_SQUARE: case UN_CLAMP: case UN_POW:
+    case UN_LOG1P_EXP:
+        *in = true;
+        break;
+    case UN_EXP: case UN_SQRT: case UN_RSQRT: case UN_RECIP: case UN_RELU:
+    case UN_SIGMOID: case UN_TANH:
+        *out = true;
+        break;
+    default: break;
+    }
+}
+
 static int unary_backward(ag_node *n, tensor *g, tensor **gin)
 {
     unary_op op = (unary_op)n->iarg[0];
     double p0 = n->darg[0], p1 = n->darg[1];
+    bool save_in, save_out;
+    unary_saves(op, &save_in, &save_out);
     tensor *x = NULL, *y = NULL;
-    if (n->n_saved > 0 && !(x = ag_saved(n, 0)))
+    if (save_in && !(x = ag_saved(n, 0)))
         return -1;
-    if (n->n_saved > 1 && !(y = ag_saved(n, 1)))
+    if (save_out && !(y = ag_saved(n, save_in ? 1 : 0)))
         return -1;
     tensor *r;
     switch (op) {
@@ -127,23 +146,6 @@ static int unary_backward(ag_node *n, tensor *g, tensor **gin)
     }
     gin[0] = r;
     return ag_check(n, gin);
-}
-
-/* Which of (input, output) the gradient formula of op reads. */
-static void unary_saves(unary_op op, bool *in, bool *out)
-{
-    *in = *out = false;
-    switch (op) {
-    case UN_ABS: case UN_LOG: case UN_SQUARE: case UN_CLAMP: case UN_POW:
-    case UN_LOG1P_EXP:
-        *in = true;
-        break;
-    case UN_EXP: case UN_SQRT: case UN_RSQRT: case UN_RECIP: case UN_RELU:
-    case UN_SIGMOID: case UN_TANH:
-        *out = true;
-        break;
-    default: break;
-    }
 }
 
 tensor *op_unary(unary_op op, tensor *a, double p0, double p1)

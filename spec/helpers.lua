@@ -1,0 +1,106 @@
+--- Helpers shared by the specs: gradient checks against finite differences,
+-- approximate comparisons, fixtures, and the GPU switch.
+local miles = require "miles"
+
+local H = {}
+
+--- Is a CUDA device usable here? GPU specs are written
+--   (H.cuda_available and describe or pending)("...", function() ... end)
+-- so that on a machine without a GPU they show as pending (skipped), never passed.
+H.cuda_available = miles.cuda_device_count() > 0
+
+--- Directory of the committed fixtures.
+H.fixtures = "spec/fixtures/"
+
+--- Largest |a - b| over all elements, as a Lua number.
+function H.max_abs_diff(a, b)
+  return miles.no_grad(function()
+    return (a:to("float64") - b:to("float64")):abs():max():item()
+  end)
+end
+
+--- Assert that tensors (or a tensor and a nested table / number) are close:
+-- |a - b| <= atol + rtol * |b| elementwise, with the same shape.
+function H.assert_close(a, b, rtol, atol, what)
+  if not miles.is_tensor(b) then
+    b = miles.tensor(b, { dtype = "float64" })
+  end
+  rtol, atol = rtol or 1e-5, atol or 1e-6
+  local sa, sb = table.concat(a:shape(), "x"), table.concat(b:shape(), "x")
+  assert(sa == sb, (what or "value") .. ": shape " .. sa .. " ~= expected " .. sb)
+  if not miles.allclose(a:to("float64"), b:to("float64"), rtol, atol) then
+    error(string.format("%s: not close (max |diff| %.3g, rtol %g, atol %g)\ngot %s\nexpected %s",
+      what or "value", H.max_abs_diff(a, b), rtol, atol, tostring(a), tostring(b)), 2)
+  end
+end
+
+--- Numerical gradient check in float64.
+-- fn(...) takes the inputs and returns a tensor; inputs is a list of float64
+-- tensors (those with requires_grad are checked). The scalar checked is
+-- sum(fn(...) * w) for a fixed random w, so every output element matters.
+-- Returns true, or raises an error naming the input and element that differ.
+function H.gradcheck(fn, inputs, opts)
+  opts = opts or {}
+  local eps, atol, rtol = opts.eps or 1e-6, opts.atol or 1e-5, opts.rtol or 1e-3
+  for i, x in ipairs(inputs) do
+    assert(x:dtype() == "float64", "gradcheck: input " .. i .. " must be float64")
+  end
+  local out = fn(table.unpack(inputs))
+  local w = miles.randn(out:shape(), { dtype = "float64" })
+  local function objective()
+    return (fn(table.unpack(inputs)) * w):sum()
+  end
+  for _, x in ipairs(inputs) do
+    if x.requires_grad then x.grad = nil end
+  end
+  objective():backward()
+  for i, x in ipairs(inputs) do
+    if x.requires_grad then
+      local analytic = x.grad
+      assert(analytic, "gradcheck: input " .. i .. " got no gradient")
+      local flat = x:view(-1)
+      local numeric = miles.zeros(x:numel(), { dtype = "float64" })
+      miles.no_grad(function()
+        for j = 1, x:numel() do
+          local orig = flat[j]:item()
+          flat[j] = orig + eps
+          local up = objective():item()
+          flat[j] = orig - eps
+          local down = objective():item()
+          flat[j] = orig
+          numeric[j] = (up - down) / (2 * eps)
+        end
+      end)
+      numeric = numeric:reshape(x:shape())
+      local a64 = analytic:to("float64")
+      if not miles.allclose(a64, numeric, rtol, atol) then
+        error(string.format("gradcheck: input %d: analytic and numeric gradients differ "
+          .. "(max |diff| %.3g)\nanalytic %s\nnumeric %s", i, H.max_abs_diff(a64, numeric),
+          tostring(a64), tostring(numeric)), 2)
+      end
+    end
+  end
+  return true
+end
+
+--- A float64 leaf with random values that requires grad.
+function H.leaf(...)
+  local t = miles.randn(...)
+  t = t:to("float64")
+  t.requires_grad = true
+  return t
+end
+
+--- Load a fixture array written by spec/fixtures/make_torch_fixtures.py.
+function H.fixture(name)
+  return miles.load(H.fixtures .. name .. ".npy")
+end
+
+--- The message of the error fn raises (fails if it raises none).
+function H.error_of(fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert(not ok, "expected an error")
+  return tostring(err)
+end
+
+return H
