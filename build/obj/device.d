@@ -1,2 +1,0 @@
-build/obj/device.o: csrc/device.c csrc/device.h
-csrc/device.h:

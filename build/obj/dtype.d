@@ -1,2 +1,0 @@
-build/obj/dtype.o: csrc/dtype.c csrc/dtype.h
-csrc/dtype.h:

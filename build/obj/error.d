@@ -1,2 +1,0 @@
-build/obj/error.o: csrc/error.c csrc/error.h
-csrc/error.h:

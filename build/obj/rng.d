@@ -1,2 +1,0 @@
-build/obj/rng.o: csrc/rng.c csrc/rng.h
-csrc/rng.h:
