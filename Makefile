@@ -72,8 +72,7 @@ test: all
 
 test-san:
 	$(MAKE) SAN=1 CUDA=$(CUDA) all
-	ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/spec/lsan.supp \
-	  build-san/bin/miles spec/run.lua
+	ASAN_OPTIONS=detect_leaks=1 build-san/bin/miles spec/run.lua
 
 demo: all
 	$(BIN) experiments/demo.lua

@@ -93,8 +93,9 @@ describe("miles REPL on a pipe", function()
 
   it("keeps reading an unfinished chunk", function()
     local out, err = host("", "for i=1,2 do\nprint(i)\nend\n" ..
-      "function f(a,\nb)\nreturn a +\nb end\nf(40, 2)\n")
-    assert.are.equal("1\n2\n42\n", out)
+      "function f(a,\nb)\nreturn a +\nb end\nf(40, 2)\n" ..
+      "math.max(1,\n5)\n#{1,\n2}\nx =\n4\nx\n")
+    assert.are.equal("1\n2\n42\n5\n2\n4\n", out)
     assert.is_nil(err:find("stdin:", 1, true))
   end)
 

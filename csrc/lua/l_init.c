@@ -4,6 +4,7 @@
 #include <stdatomic.h>
 
 #include "../alloc.h"
+#include "../version.h"
 #include "l_repl.h"
 #include "l_tensor.h"
 
@@ -50,5 +51,7 @@ int luaopen_miles_core(lua_State *L)
     l_sys_open(L);
     lua_pushcfunction(L, l_repl);
     lua_setfield(L, -2, "repl");
+    lua_pushstring(L, MILES_VERSION);
+    lua_setfield(L, -2, "version");
     return 1;
 }

@@ -3,7 +3,8 @@
  * Behaviour:
  *   - Each input is first compiled as "return <line>", so an expression prints
  *     its values (through tostring, tab-separated); otherwise as a statement.
- *     A chunk that ends early ("... near <eof>") asks for more with ">> ".
+ *     While either form ends early ("... near <eof>") it asks for more lines
+ *     with ">> ".
  *     Each input is its own chunk, as in lua.c: a `local` lasts one input;
  *     globals stay.
  *   - Errors print their message and traceback on stderr; the loop goes on.
@@ -40,7 +41,10 @@
 #define REPL_EOF_MARK "<eof>"
 
 /* What reading input can give besides a Lua status code (all >= 0). */
-enum { REPL_EOF = -1, REPL_INTERRUPTED = -2, REPL_QUIT = -3, REPL_LINE = -4 };
+enum {
+	REPL_EOF = -1, REPL_INTERRUPTED = -2, REPL_QUIT = -3, REPL_LINE = -4,
+	REPL_MORE = -5
+};
 
 /* One REPL session: the C memory it owns, freed by session_close (its __close
  * and __gc), so a Lua error that unwinds l_repl frees it too. */
@@ -399,49 +403,55 @@ static int is_incomplete(lua_State *L, int status)
 	       strcmp(msg + len - mark, REPL_EOF_MARK) == 0;
 }
 
-/* Compile the line on top of the stack as "return <line>". On success the
- * line is replaced by the function; otherwise the stack is as it was. */
-static int try_expression(lua_State *L)
+/* Compile the code on top of the stack, first as "return <code>" (so an
+ * expression gives its values), then as statements. Pushes the function
+ * (LUA_OK) or an error message. Returns the status, or REPL_MORE when either
+ * form only lacks more lines; its message then is the one to show if the
+ * input ends there. */
+static int compile_code(lua_State *L)
 {
 	size_t len;
 	const char *code;
-	int status;
+	int status, expr_more;
 
 	lua_pushliteral(L, "return ");
 	lua_pushvalue(L, -2);
-	lua_pushliteral(L, ";");
-	lua_concat(L, 3);
+	lua_concat(L, 2);
 	code = lua_tolstring(L, -1, &len);
 	status = luaL_loadbuffer(L, code, len, REPL_CHUNKNAME);
-	if (status == LUA_OK) {
-		lua_remove(L, -2); /* the code */
-		lua_remove(L, -2); /* the line */
-	} else {
-		lua_pop(L, 2); /* the message and the code */
+	lua_remove(L, -2); /* the code with "return" */
+	if (status == LUA_OK)
+		return LUA_OK;
+	expr_more = is_incomplete(L, status);
+	code = lua_tolstring(L, -2, &len);
+	status = luaL_loadbuffer(L, code, len, REPL_CHUNKNAME);
+	if (status != LUA_OK && !is_incomplete(L, status) && expr_more) {
+		lua_pop(L, 1); /* keep the expression's "<eof>" message */
+		return REPL_MORE;
 	}
-	return status;
+	lua_remove(L, -2); /* the expression's message */
+	return status == LUA_OK || !is_incomplete(L, status) ? status : REPL_MORE;
 }
 
-/* Compile the code on top of the stack as statements, reading more lines
- * while it is unfinished. Replaces the code by the function (LUA_OK) or an
- * error message (an error status, also for end of input inside the chunk);
- * after a Ctrl-C (REPL_INTERRUPTED) the code is popped. */
-static int read_statement(lua_State *L, repl_session *s)
+/* Compile the code on top of the stack, reading more lines while it is
+ * unfinished (so an expression or a call spread over lines prints its values
+ * too). Replaces the code by the function (LUA_OK) or an error message (an
+ * error status, also when the input ends inside the chunk); after a Ctrl-C
+ * (REPL_INTERRUPTED) the code is popped. */
+static int read_code(lua_State *L, repl_session *s)
 {
 	for (;;) {
-		size_t len;
-		const char *code = lua_tolstring(L, -1, &len);
-		int status = luaL_loadbuffer(L, code, len, REPL_CHUNKNAME);
+		int status = compile_code(L);
 		int r;
 
-		if (!is_incomplete(L, status)) {
+		if (status != REPL_MORE) {
 			lua_remove(L, -2);
 			return status;
 		}
 		r = read_line(s, REPL_PROMPT2);
 		if (r == REPL_EOF) {
 			lua_remove(L, -2);
-			return status;
+			return LUA_ERRSYNTAX;
 		}
 		lua_pop(L, 1); /* the message */
 		if (r == REPL_INTERRUPTED) {
@@ -468,9 +478,7 @@ static int read_chunk(lua_State *L, repl_session *s)
 		return REPL_QUIT;
 	history_add(s, s->line);
 	lua_pushlstring(L, s->line, s->len);
-	if (try_expression(L) == LUA_OK)
-		return LUA_OK;
-	return read_statement(L, s);
+	return read_code(L, s);
 }
 
 /* ---- evaluating -------------------------------------------------------- */

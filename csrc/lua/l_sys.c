@@ -6,6 +6,7 @@
 #include "l_tensor.h"
 
 #include <cblas.h>
+#include <omp.h>
 
 static int l_manual_seed(lua_State *L)
 {
@@ -39,13 +40,14 @@ static int l_set_rng_state(lua_State *L)
     return 0;
 }
 
-/* Threads for the CPU kernels and for OpenBLAS. */
+/* Threads for the CPU kernels, OpenBLAS and oneDNN. */
 static int l_set_num_threads(lua_State *L)
 {
     lua_Integer n = luaL_checkinteger(L, 1);
     luaL_argcheck(L, n >= 1 && n <= 1024, 1, "the number of threads must be in [1, 1024]");
     cpu_set_num_threads((int)n);
     openblas_set_num_threads((int)n);
+    omp_set_num_threads((int)n); /* oneDNN's OpenMP runtime reads this */
     return 0;
 }
 

@@ -13,7 +13,6 @@ for k, v in pairs(core) do
   miles[k] = v
 end
 miles.core = core
-miles.version = "0.1.0"
 
 require "miles.print"
 
