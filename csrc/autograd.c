@@ -121,17 +121,19 @@ int ag_save(ag_node *n, tensor *t)
     return 0;
 }
 
+/* Only backward functions read saved tensors, and the engine prefixes their
+ * errors with the node's name; so the messages here do not repeat it. */
 tensor *ag_saved(ag_node *n, int i)
 {
     if (n->released) {
-        err_set("%s: trying to backward through the graph a second time; pass "
-                "retain_graph = true to the first backward call", n->name);
+        err_set("trying to backward through the graph a second time; pass "
+                "retain_graph = true to the first backward call");
         return NULL;
     }
     tensor *t = n->saved[i];
     if (t->st->version != n->saved_version[i]) {
-        err_set("%s: a tensor needed for the gradient was modified in place after the "
-                "op used it", n->name);
+        err_set("a tensor needed for the gradient was modified in place after the "
+                "op used it");
         return NULL;
     }
     return t;
@@ -223,9 +225,11 @@ static int accumulate_leaf(tensor *leaf, tensor *g)
     }
     if (!leaf->grad) {
         /* Own the gradient's memory, so later in-place updates of .grad never
-         * touch a tensor the graph or the user still holds. */
-        tensor *c = g->refcount == 1 && tensor_is_contiguous(g) ? tensor_incref(g)
-                                                                 : tensor_copy_as(g, g->dtype);
+         * touch a tensor the graph or the user still holds: g is kept only when
+         * nothing else refers to it or to its storage (a view of the user's
+         * gradient, such as reshape's backward returns, shares the storage). */
+        bool sole = g->refcount == 1 && g->st->refcount == 1 && tensor_is_contiguous(g);
+        tensor *c = sole ? tensor_incref(g) : tensor_copy_as(g, g->dtype);
         if (!c)
             return -1;
         leaf->grad = c;

@@ -33,6 +33,33 @@ typedef enum {
     RED_COUNT
 } reduce_op;
 
+/* A 2-D pooling window over NCHW planes (max_pool2d, avg_pool2d). pad_t, pad_l are
+ * the padding asked for (PyTorch's `padding`); pad_b, pad_r the bottom and right
+ * padding that give out_h x out_w, larger than pad_t, pad_l when ceil_mode keeps a
+ * partial last window. Dilations are 1 for none (PyTorch's convention). */
+typedef struct {
+    int64_t kh, kw, sh, sw, dh, dw;
+    int64_t pad_t, pad_l, pad_b, pad_r;
+    int64_t in_h, in_w, out_h, out_w;
+    bool count_include_pad; /* avg: divide by the window clipped to the padded input */
+} pool2d_params;
+
+/* Resizing NCHW planes (interpolate). scale_h, scale_w are the scale factors the
+ * user gave, or 0 when the output size was given: PyTorch then maps positions with
+ * 1/scale rather than in/out. */
+typedef enum { RESIZE_NEAREST, RESIZE_BILINEAR } resize_mode;
+typedef struct {
+    resize_mode mode;
+    bool align_corners;
+    double scale_h, scale_w;
+} resize_params;
+
+/* Geometry of a 2-D convolution (index 0: height, 1: width). */
+typedef struct {
+    int64_t stride[2], padding[2], dilation[2];
+    int64_t groups;
+} conv2d_params;
+
 typedef struct backend {
     const char *name;
     /* dst = src elementwise with dtype conversion; both of the same shape, any
@@ -79,6 +106,39 @@ typedef struct backend {
      * generator at (seed, offset); out contiguous float. */
     int (*uniform)(tensor *out, uint64_t seed, uint64_t offset, double lo, double hi);
     int (*normal)(tensor *out, uint64_t seed, uint64_t offset, double mean, double std);
+    /* Pooling of contiguous x [N,C,H,W] into out [N,C,OH,OW] (p gives both sizes).
+     * max_pool2d stores in *ws a new tensor, opaque to the ops, of what its backward
+     * needs (where each maximum came from). The backward kernels write all of gin. */
+    int (*max_pool2d)(tensor *out, tensor **ws, const tensor *x, const pool2d_params *p);
+    int (*max_pool2d_backward)(tensor *gin, const tensor *gout, const tensor *ws,
+                               const pool2d_params *p);
+    int (*avg_pool2d)(tensor *out, const tensor *x, const pool2d_params *p);
+    int (*avg_pool2d_backward)(tensor *gin, const tensor *gout, const pool2d_params *p);
+    /* Adaptive average pooling: out's [OH,OW] sets the windows (PyTorch's rule). */
+    int (*adaptive_avg_pool2d)(tensor *out, const tensor *x);
+    int (*adaptive_avg_pool2d_backward)(tensor *gin, const tensor *gout);
+    /* Resize contiguous x [N,C,H,W] to out [N,C,OH,OW]; backward scatters into gin. */
+    int (*interpolate2d)(tensor *out, const tensor *x, const resize_params *p);
+    int (*interpolate2d_backward)(tensor *gin, const tensor *gout, const resize_params *p);
+    /* Convolution over contiguous NCHW x, weights [OC, C/groups, KH, KW], y
+     * [N, OC, OH, OW]; b ([OC]) may be NULL. The backward passes: the input's
+     * gradient, and the weights' (and the bias's, when gb is not NULL). */
+    int (*conv2d)(tensor *y, const tensor *x, const tensor *w, const tensor *b,
+                  const conv2d_params *p);
+    int (*conv2d_backward_data)(tensor *gx, const tensor *gy, const tensor *w,
+                                const conv2d_params *p);
+    int (*conv2d_backward_weight)(tensor *gw, tensor *gb, const tensor *x, const tensor *gy,
+                                  const conv2d_params *p);
+    /* Batch norm over contiguous [N, C, ...]: y, and the mean and 1/std used
+     * (batch statistics when training, which also updates the running ones in
+     * place when given; else the running ones). w, b may be NULL. */
+    int (*batch_norm)(tensor *y, tensor *save_mean, tensor *save_invstd, const tensor *x,
+                      const tensor *w, const tensor *b, tensor *running_mean,
+                      tensor *running_var, bool training, double momentum, double eps);
+    /* Its backward; gx, gw, gb may each be NULL when not wanted. */
+    int (*batch_norm_backward)(tensor *gx, tensor *gw, tensor *gb, const tensor *gy,
+                               const tensor *x, const tensor *w, const tensor *mean,
+                               const tensor *invstd, bool training);
 } backend;
 
 /* The table for a device, or NULL with the error set (no GPU, CUDA=0 build). */

@@ -84,6 +84,32 @@ tensor *op_bce_with_logits(tensor *x, tensor *y, tensor *weight, tensor *pos_wei
                            loss_reduction r);
 tensor *op_mse_loss(tensor *a, tensor *b, loss_reduction r);
 
+/* --- pooling, resizing and dropout (ops/pool.c, ops/resize.c, ops/dropout.c) ---
+ * Inputs are float [N,C,H,W]; pairs are {height, width}; PyTorch's meanings. */
+typedef struct {
+    int64_t kernel[2], stride[2], padding[2], dilation[2];
+    bool ceil_mode;
+    bool count_include_pad; /* avg_pool2d only */
+} pool2d_args;
+tensor *op_max_pool2d(tensor *x, const pool2d_args *a);
+/* a->dilation must be {1, 1}. */
+tensor *op_avg_pool2d(tensor *x, const pool2d_args *a);
+/* Windows [floor(i*H/oh), ceil((i+1)*H/oh)) along each axis. */
+tensor *op_adaptive_avg_pool2d(tensor *x, int64_t oh, int64_t ow);
+/* The output size is size when size[0] > 0, else floor(in * scale_factor); a given
+ * scale factor also sets the source positions unless recompute_scale_factor. */
+typedef struct {
+    int64_t size[2];
+    double scale_factor[2];
+    resize_mode mode;
+    bool align_corners; /* bilinear only */
+    bool recompute_scale_factor;
+} interpolate_args;
+tensor *op_interpolate(tensor *x, const interpolate_args *a);
+/* Zero each element with probability p and scale the rest by 1/(1-p), from the
+ * seeded generator; x itself when !training or p == 0. p outside [0, 1] fails. */
+tensor *op_dropout(tensor *x, double p, bool training);
+
 /* --- creation (ops/create.c): no autograd --- */
 tensor *op_arange(double start, double end, double step, dtype_t dt);
 tensor *op_linspace(double start, double end, int64_t steps, dtype_t dt);
@@ -94,5 +120,12 @@ tensor *op_randn(int ndim, const int64_t *shape, dtype_t dt, device dev);
 tensor *op_randint(int64_t low, int64_t high, int ndim, const int64_t *shape, device dev);
 /* A random permutation of 0..n-1 (int64). */
 tensor *op_randperm(int64_t n);
+
+/* --- convolution and normalisation (ops/conv.c, ops/norm.c) --- */
+tensor *op_conv2d(tensor *x, tensor *w, tensor *b, const conv2d_params *p);
+/* Batch statistics when training (running_mean/var, if given, are updated in
+ * place with momentum); the running statistics otherwise. */
+tensor *op_batch_norm(tensor *x, tensor *running_mean, tensor *running_var, tensor *w,
+                      tensor *b, bool training, double momentum, double eps);
 
 #endif

@@ -213,8 +213,12 @@ int64_t tensor_numel(const tensor *t)
     return shape_numel(t->ndim, t->shape);
 }
 
+/* Row-major without gaps. A tensor with no elements is contiguous whatever its
+ * strides, as in PyTorch. */
 bool tensor_is_contiguous(const tensor *t)
 {
+    if (tensor_numel(t) == 0)
+        return true;
     int64_t s = 1;
     for (int i = t->ndim - 1; i >= 0; i--) {
         if (t->shape[i] != 1 && t->stride[i] != s)
@@ -379,6 +383,18 @@ tensor *tensor_copy_as(const tensor *t, dtype_t dt)
     return out;
 }
 
+/* Do a and b view the same elements in the same layout (so an elementwise copy
+ * from one to the other reads each element before it is written)? */
+static bool same_layout(const tensor *a, const tensor *b)
+{
+    if (a->st != b->st || a->offset != b->offset || a->ndim != b->ndim)
+        return false;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] != b->shape[i] || (a->shape[i] > 1 && a->stride[i] != b->stride[i]))
+            return false;
+    return true;
+}
+
 int tensor_copy_into(tensor *dst, const tensor *src)
 {
     if (!device_eq(tensor_device(dst), tensor_device(src))) {
@@ -389,6 +405,15 @@ int tensor_copy_into(tensor *dst, const tensor *src)
     tensor *s = tensor_broadcast_to(src, dst->ndim, dst->shape, "copy");
     if (!s)
         return -1;
+    /* A source that overlaps the destination in another layout (x:copy_(x:t()))
+     * would be read after being overwritten: copy it out first. */
+    if (s->st == dst->st && !same_layout(s, dst)) {
+        tensor *tmp = tensor_copy_as(s, s->dtype);
+        tensor_decref(s);
+        if (!tmp)
+            return -1;
+        s = tmp;
+    }
     const backend *be = dispatch_backend(tensor_device(dst), "copy");
     int rc = be ? be->copy(dst, s) : -1;
     tensor_decref(s);

@@ -28,5 +28,29 @@ int cpu_index_add(tensor *out, const tensor *src, const tensor *idx, int64_t out
                   int64_t na, int64_t m, int64_t inner);
 int cpu_uniform(tensor *out, uint64_t seed, uint64_t offset, double lo, double hi);
 int cpu_normal(tensor *out, uint64_t seed, uint64_t offset, double mean, double std);
+/* pool.c: oneDNN for float32, plain loops for float64 */
+int cpu_max_pool2d(tensor *out, tensor **ws, const tensor *x, const pool2d_params *p);
+int cpu_max_pool2d_backward(tensor *gin, const tensor *gout, const tensor *ws,
+                            const pool2d_params *p);
+int cpu_avg_pool2d(tensor *out, const tensor *x, const pool2d_params *p);
+int cpu_avg_pool2d_backward(tensor *gin, const tensor *gout, const pool2d_params *p);
+int cpu_adaptive_avg_pool2d(tensor *out, const tensor *x);
+int cpu_adaptive_avg_pool2d_backward(tensor *gin, const tensor *gout);
+/* resize.c */
+int cpu_interpolate2d(tensor *out, const tensor *x, const resize_params *p);
+int cpu_interpolate2d_backward(tensor *gin, const tensor *gout, const resize_params *p);
+
+int cpu_conv2d(tensor *y, const tensor *x, const tensor *w, const tensor *b,
+               const conv2d_params *p);
+int cpu_conv2d_backward_data(tensor *gx, const tensor *gy, const tensor *w,
+                             const conv2d_params *p);
+int cpu_conv2d_backward_weight(tensor *gw, tensor *gb, const tensor *x, const tensor *gy,
+                               const conv2d_params *p);
+int cpu_batch_norm(tensor *y, tensor *save_mean, tensor *save_invstd, const tensor *x,
+                   const tensor *w, const tensor *b, tensor *running_mean, tensor *running_var,
+                   bool training, double momentum, double eps);
+int cpu_batch_norm_backward(tensor *gx, tensor *gw, tensor *gb, const tensor *gy,
+                            const tensor *x, const tensor *w, const tensor *mean,
+                            const tensor *invstd, bool training);
 
 #endif

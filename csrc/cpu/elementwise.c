@@ -162,9 +162,18 @@ static int64_t unary_int(unary_op op, int64_t x, double p0, double p1)
     }
 }
 
+/* Integer and bool tensors. int64 values are read and written as integers, since
+ * a double keeps them exact only up to 2^53. */
 static void unary_generic(char **p, const int64_t *s, int64_t n, void *vctx)
 {
     const unary_ctx *c = vctx;
+    if (c->dt == DT_I64) {
+        for (int64_t i = 0; i < n; i++) {
+            int64_t x = *(const int64_t *)(p[1] + i * s[1]);
+            *(int64_t *)(p[0] + i * s[0]) = unary_int(c->op, x, c->p0, c->p1);
+        }
+        return;
+    }
     for (int64_t i = 0; i < n; i++) {
         int64_t x = (int64_t)dtype_load(c->dt, p[1] + i * s[1], 0);
         dtype_store(c->dt, p[0] + i * s[0], 0, (double)unary_int(c->op, x, c->p0, c->p1));

@@ -3,19 +3,22 @@
 #include "../error.h"
 #include "l_tensor.h"
 
-/* t:backward([grad] [, {retain_graph = bool}]) */
+/* t:backward([grad] [, {retain_graph = bool}]); the options may also follow a
+ * nil gradient: t:backward(nil, {retain_graph = true}). */
 static int l_backward(lua_State *L)
 {
     tensor *t = lt_check(L, 1);
     tensor *g = lt_test(L, 2);
-    int oi = g ? 3 : 2;
+    int oi = g || lua_isnil(L, 2) ? 3 : 2;
     bool retain = false;
+    if (!g && !lua_isnoneornil(L, 2) && !lua_istable(L, 2))
+        return luaL_argerror(L, 2, "expected a gradient tensor or an options table");
     if (lua_istable(L, oi)) {
         lua_getfield(L, oi, "retain_graph");
         retain = lua_toboolean(L, -1);
         lua_pop(L, 1);
-    } else if (!g && !lua_isnoneornil(L, 2)) {
-        return luaL_argerror(L, 2, "expected a gradient tensor or an options table");
+    } else if (!lua_isnoneornil(L, oi)) {
+        return luaL_argerror(L, oi, "expected an options table {retain_graph = bool}");
     }
     if (ag_backward(t, g, retain) != 0)
         return lt_error(L);

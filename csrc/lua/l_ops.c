@@ -451,6 +451,12 @@ static int inplace(lua_State *L, int (*f)(lua_State *), const char *name)
         lua_pushvalue(L, i);
     lua_call(L, top, 1);
     tensor *r = lt_check(L, -1);
+    /* t is outside the graph (lt_check_inplace made sure); writing a value that
+     * depends on a tensor requiring grad into it would drop that gradient. */
+    if (r->requires_grad)
+        return luaL_error(L, "%s: an operand requires grad but the tensor written in "
+                             "place does not, so the gradient would be lost; use the "
+                             "out-of-place op", name);
     if (tensor_copy_into(t, r) != 0)
         return lt_error(L);
     lua_settop(L, 1);

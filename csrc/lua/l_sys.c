@@ -6,6 +6,7 @@
 #include "l_tensor.h"
 
 #include <cblas.h>
+#include <time.h>
 #include <omp.h>
 
 static int l_manual_seed(lua_State *L)
@@ -101,12 +102,21 @@ static int l_cuda_device_count(lua_State *L)
     return 1;
 }
 
+/* Seconds on a monotonic clock, for timing (differences only). */
+static int l_wall_time(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec * 1e-9);
+    return 1;
+}
+
 static const luaL_Reg funcs[] = {
     {"manual_seed", l_manual_seed}, {"initial_seed", l_initial_seed},
     {"get_rng_state", l_get_rng_state}, {"set_rng_state", l_set_rng_state},
     {"set_num_threads", l_set_num_threads}, {"get_num_threads", l_get_num_threads},
     {"memory", l_memory}, {"empty_cache", l_empty_cache}, {"cuda_built", l_cuda_built},
-    {"cuda_device_count", l_cuda_device_count}, {NULL, NULL},
+    {"cuda_device_count", l_cuda_device_count}, {"wall_time", l_wall_time}, {NULL, NULL},
 };
 
 void l_sys_open(lua_State *L)

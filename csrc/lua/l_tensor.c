@@ -30,9 +30,60 @@ int lt_push(lua_State *L, tensor *t)
     return 1;
 }
 
+/* The name of the running C function as Lua called it ("zeros", "reshape",
+ * "add" for __add), so that errors name the op the user wrote. */
+/* The key under which table t holds the value at the top, or NULL. */
+static const char *key_of(lua_State *L, int t)
+{
+    int f = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        if (lua_rawequal(L, -1, f) && lua_type(L, -2) == LUA_TSTRING) {
+            const char *k = lua_tostring(L, -2); /* kept alive by the table */
+            lua_pop(L, 2);
+            return k;
+        }
+        lua_pop(L, 1);
+    }
+    return NULL;
+}
+
+static const char *lt_fname(lua_State *L)
+{
+    lua_Debug ar;
+    if (!lua_getstack(L, 0, &ar) || !lua_getinfo(L, "nf", &ar))
+        return "?";
+    const char *name = ar.name;
+    /* Called without a name (pcall(miles.zeros, ...)): look the function up in
+     * the module and method tables. Error paths only, so the search is cheap. */
+    if (!name) {
+        lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+        lua_getfield(L, -1, "miles.core");
+        luaL_getmetatable(L, LT_METHODS);
+        lua_rotate(L, -4, -1); /* the function back on top */
+        if (lua_istable(L, -3))
+            name = key_of(L, lua_absindex(L, -3));
+        if (!name && lua_istable(L, -2))
+            name = key_of(L, lua_absindex(L, -2));
+        lua_pop(L, 3);
+    }
+    lua_pop(L, 1);
+    return name ? name : "?";
+}
+
+/* Raise the error for a tensor used after t:free() or the end of its <close> scope. */
+static int released_error(lua_State *L)
+{
+    return luaL_error(L, "%s: the tensor was released (by :free() or a <close> variable) "
+                         "and cannot be used any more", lt_fname(L));
+}
+
+/* A released tensor is still a tensor: using it is an error, never "not a tensor". */
 tensor *lt_test(lua_State *L, int idx)
 {
     tensor **box = luaL_testudata(L, idx, LT_TENSOR_MT);
+    if (box && !*box)
+        released_error(L);
     return box ? *box : NULL;
 }
 
@@ -40,7 +91,7 @@ tensor *lt_check(lua_State *L, int idx)
 {
     tensor **box = luaL_checkudata(L, idx, LT_TENSOR_MT);
     if (!*box)
-        luaL_argerror(L, idx, "the tensor was released (closed)");
+        released_error(L);
     return *box;
 }
 
@@ -57,15 +108,20 @@ int lt_optdim(lua_State *L, int idx, int def0)
     return lua_isnoneornil(L, idx) ? def0 : lt_dim(L, idx);
 }
 
+/* idx may be relative (an options field pushed on the stack), so the error names
+ * the function instead of an argument number. */
 dtype_t lt_optdtype(lua_State *L, int idx, dtype_t def)
 {
     if (lua_isnoneornil(L, idx))
         return def;
-    const char *name = luaL_checkstring(L, idx);
+    if (lua_type(L, idx) != LUA_TSTRING)
+        luaL_error(L, "%s: dtype must be a string such as \"float32\", got %s", lt_fname(L),
+                   luaL_typename(L, idx));
+    const char *name = lua_tostring(L, idx);
     int dt = dtype_parse(name);
     if (dt < 0)
-        luaL_argerror(L, idx, lua_pushfstring(L, "unknown dtype '%s' (float32, float64, int64, "
-                                                 "uint8 or bool)", name));
+        luaL_error(L, "%s: unknown dtype '%s' (float32, float64, int64, uint8 or bool)",
+                   lt_fname(L), name);
     return (dtype_t)dt;
 }
 
@@ -129,7 +185,7 @@ static create_opts opts_read(lua_State *L, int idx, dtype_t def)
     if (!lua_isnil(L, -1)) {
         const char *d = luaL_checkstring(L, -1);
         if (device_parse(d, &o.dev) != 0)
-            luaL_error(L, "unknown device '%s' (cpu, cuda or cuda:N)", d);
+            luaL_error(L, "%s: unknown device '%s' (cpu, cuda or cuda:N)", lt_fname(L), d);
     }
     lua_getfield(L, idx, "requires_grad");
     o.requires_grad = lua_toboolean(L, -1);
@@ -144,29 +200,43 @@ static int push_created(lua_State *L, tensor *t, const create_opts *o)
         /* Device placement arrives with the CUDA backend; until then say why not. */
         tensor_decref(t);
         t = NULL;
-        if (dispatch_backend(o->dev, "tensor"))
+        if (dispatch_backend(o->dev, lt_fname(L)))
             err_set("tensor: creating tensors on a GPU is not supported by this build yet");
     }
     if (t && o->requires_grad) {
         if (!dtype_is_float(t->dtype)) {
             tensor_decref(t);
-            return luaL_error(L, "only float tensors can require gradients, not %s",
-                              dtype_name(o->dtype));
+            return luaL_error(L, "%s: only float tensors can require gradients, not %s",
+                              lt_fname(L), dtype_name(o->dtype));
         }
         t->requires_grad = true;
     }
     return lt_push(L, t);
 }
 
-/* Where the options table of a creation function sits: the first table after
- * the shape, or 0 when there is none. */
-static int opts_index(lua_State *L, int first)
+/* The argument after a shape read by lt_shape at idx (nd sizes, or one table). */
+static int after_shape(lua_State *L, int idx, int nd)
+{
+    return lua_istable(L, idx) ? idx + 1 : idx + nd;
+}
+
+/* Where the options table of a creation function sits: argument i (the one
+ * after the shape and value), or 0 when there is none. Anything else there is
+ * an error, not silently ignored (zeros(2, "float64")). */
+static int opts_index(lua_State *L, int i)
 {
     int top = lua_gettop(L);
-    for (int i = first; i <= top; i++)
-        if (lua_istable(L, i) && !lt_test(L, i) && lua_rawlen(L, i) == 0)
-            return i;
-    return 0;
+    while (top >= i && lua_isnil(L, top))
+        top--;
+    if (top < i)
+        return 0;
+    bool is_opts = lua_istable(L, i) && !luaL_testudata(L, i, LT_TENSOR_MT);
+    if (top == i && is_opts)
+        return i;
+    int bad = is_opts ? i + 1 : i;
+    return luaL_error(L, "%s: unexpected argument #%d (%s); sizes are integers and the "
+                         "options a table such as {dtype = \"float64\"}", lt_fname(L),
+                      bad, luaL_typename(L, bad));
 }
 
 /* zeros / ones: (sizes..., opts) or ({sizes}, opts) */
@@ -174,12 +244,76 @@ static int l_constant(lua_State *L, double v)
 {
     int64_t shape[TENSOR_MAX_DIMS];
     int nd = lt_shape(L, 1, shape);
-    create_opts o = opts_read(L, opts_index(L, 1), DT_F32);
+    create_opts o = opts_read(L, opts_index(L, after_shape(L, 1, nd)), DT_F32);
     return push_created(L, tensor_full(o.dtype, nd, shape, v, DEVICE_CPU), &o);
 }
 
 static int l_zeros(lua_State *L) { return l_constant(L, 0); }
 static int l_ones(lua_State *L) { return l_constant(L, 1); }
+
+/* --- values written into tensors: x:fill_(v), x[i] = v, full(..., v) --- */
+
+/* A tensor, or a Lua number or boolean kept exactly (an integer stays one). */
+typedef struct {
+    tensor *t; /* borrowed from the Lua stack */
+    double d;
+    lua_Integer i;
+    bool is_int;
+} lua_value;
+
+/* Read the value at idx before anything is allocated, so a bad one raises an
+ * error that names the op and leaks nothing. */
+static lua_value read_value(lua_State *L, int idx, const char *op)
+{
+    lua_value v = {lt_test(L, idx), 0, 0, false};
+    if (v.t)
+        return v;
+    if (lua_isboolean(L, idx)) {
+        v.d = lua_toboolean(L, idx);
+    } else if (lua_isinteger(L, idx)) {
+        v.i = lua_tointeger(L, idx);
+        v.d = (double)v.i;
+        v.is_int = true;
+    } else if (lua_type(L, idx) == LUA_TNUMBER) {
+        v.d = lua_tonumber(L, idx);
+    } else {
+        luaL_error(L, "%s: the value must be a number, a boolean or a tensor, not %s", op,
+                   luaL_typename(L, idx));
+    }
+    return v;
+}
+
+/* Does v need an exact int64 path (a Lua integer into an int64 cpu tensor)? A
+ * double carries integers exactly only up to 2^53. */
+static bool value_exact_int(const lua_value *v, const tensor *like)
+{
+    return !v->t && v->is_int && like->dtype == DT_I64 && tensor_device(like).type == DEV_CPU;
+}
+
+/* A 0-dim tensor of like's dtype and device that holds v (or v itself). */
+static tensor *value_scalar(const lua_value *v, const tensor *like)
+{
+    if (v->t)
+        return tensor_incref(v->t);
+    if (value_exact_int(v, like)) {
+        tensor *s = tensor_empty(DT_I64, 0, NULL, DEVICE_CPU);
+        if (s)
+            *(int64_t *)tensor_data(s) = v->i;
+        return s;
+    }
+    return tensor_scalar(like->dtype, v->d, tensor_device(like));
+}
+
+/* dst[...] = v, broadcasting a tensor value and converting its dtype. */
+static int value_store(tensor *dst, const lua_value *v)
+{
+    if (!v->t && !value_exact_int(v, dst))
+        return tensor_fill(dst, v->d);
+    tensor *s = value_scalar(v, dst);
+    int rc = s ? tensor_copy_into(dst, s) : -1;
+    tensor_decref(s);
+    return rc;
+}
 
 /* full(shape..., value, opts) */
 static int l_full(lua_State *L)
@@ -200,17 +334,25 @@ static int l_full(lua_State *L)
             shape[nd++] = luaL_checkinteger(L, i);
         vi = last;
     }
-    double v = lua_isboolean(L, vi) ? lua_toboolean(L, vi) : luaL_checknumber(L, vi);
+    if (lua_type(L, vi) != LUA_TNUMBER && !lua_isboolean(L, vi))
+        return luaL_error(L, "full: the value must be a number or a boolean, not %s",
+                          luaL_typename(L, vi));
+    lua_value v = read_value(L, vi, "full");
     dtype_t def = lua_isinteger(L, vi) ? DT_I64 : lua_isboolean(L, vi) ? DT_BOOL : DT_F32;
     create_opts o = opts_read(L, opts_index(L, vi + 1), def);
-    return push_created(L, tensor_full(o.dtype, nd, shape, v, DEVICE_CPU), &o);
+    tensor *t = tensor_empty(o.dtype, nd, shape, DEVICE_CPU);
+    if (t && value_store(t, &v) != 0) {
+        tensor_decref(t);
+        t = NULL;
+    }
+    return push_created(L, t, &o);
 }
 
 static int l_rand_common(lua_State *L, bool normal)
 {
     int64_t shape[TENSOR_MAX_DIMS];
     int nd = lt_shape(L, 1, shape);
-    create_opts o = opts_read(L, opts_index(L, 1), DT_F32);
+    create_opts o = opts_read(L, opts_index(L, after_shape(L, 1, nd)), DT_F32);
     tensor *t = normal ? op_randn(nd, shape, o.dtype, DEVICE_CPU) : op_rand(nd, shape, o.dtype, DEVICE_CPU);
     return push_created(L, t, &o);
 }
@@ -224,7 +366,7 @@ static int l_randint(lua_State *L)
     lua_Integer lo = luaL_checkinteger(L, 1), hi = luaL_checkinteger(L, 2);
     int64_t shape[TENSOR_MAX_DIMS];
     int nd = lt_shape(L, 3, shape);
-    create_opts o = opts_read(L, opts_index(L, 3), DT_I64);
+    create_opts o = opts_read(L, opts_index(L, after_shape(L, 3, nd)), DT_I64);
     tensor *t = op_randint(lo, hi, nd, shape, DEVICE_CPU);
     if (t && o.dtype != DT_I64) {
         tensor *c = tensor_copy_as(t, o.dtype);
@@ -302,25 +444,34 @@ typedef struct {
     int rank; /* 0 bool, 1 int, 2 float */
 } fill_state;
 
+/* Store the Lua number or boolean at the top as element pos of t. Lua integers go
+ * into int64 tensors unchanged (through a double, those above 2^53 would be
+ * rounded and math.maxinteger would overflow). */
+static void store_lua_value(lua_State *L, tensor *t, int64_t pos)
+{
+    if (t->dtype == DT_I64 && lua_isinteger(L, -1))
+        ((int64_t *)tensor_data(t))[pos] = lua_tointeger(L, -1);
+    else if (lua_isboolean(L, -1))
+        dtype_store(t->dtype, tensor_data(t), pos, lua_toboolean(L, -1));
+    else
+        dtype_store(t->dtype, tensor_data(t), pos, lua_tonumber(L, -1));
+}
+
 /* Check that the nested table at the top matches shape[d..] and store its leaves. */
 static void fill_nested(lua_State *L, tensor *t, int d, fill_state *st, bool store)
 {
     if (d == t->ndim) {
         int ty = lua_type(L, -1);
-        double v;
-        if (ty == LUA_TBOOLEAN) {
-            v = lua_toboolean(L, -1);
-        } else if (ty == LUA_TNUMBER) {
-            v = lua_tonumber(L, -1);
+        if (ty == LUA_TNUMBER) {
             int r = lua_isinteger(L, -1) ? 1 : 2;
             if (r > st->rank) st->rank = r;
-        } else {
+        } else if (ty != LUA_TBOOLEAN) {
             luaL_error(L, "tensor: expected a number or boolean at element %d, got %s",
                        (int)st->pos + 1, luaL_typename(L, -1));
             return;
         }
         if (store)
-            dtype_store(t->dtype, tensor_data(t), st->pos, v);
+            store_lua_value(L, t, st->pos);
         st->pos++;
         return;
     }
@@ -345,8 +496,13 @@ static int l_tensor_new(lua_State *L)
     if (ty == LUA_TNUMBER || ty == LUA_TBOOLEAN) {
         dtype_t def = ty == LUA_TBOOLEAN ? DT_BOOL : lua_isinteger(L, 1) ? DT_I64 : DT_F32;
         create_opts o = opts_read(L, 2, def);
-        double v = ty == LUA_TBOOLEAN ? lua_toboolean(L, 1) : lua_tonumber(L, 1);
-        return push_created(L, tensor_scalar(o.dtype, v, DEVICE_CPU), &o);
+        tensor *t = tensor_empty(o.dtype, 0, NULL, DEVICE_CPU);
+        if (t) {
+            lua_pushvalue(L, 1);
+            store_lua_value(L, t, 0);
+            lua_pop(L, 1);
+        }
+        return push_created(L, t, &o);
     }
     luaL_checktype(L, 1, LUA_TTABLE);
     int64_t shape[TENSOR_MAX_DIMS];
@@ -370,7 +526,7 @@ static int l_tensor_new(lua_State *L)
     lua_pop(L, 1);
     if (o.requires_grad) {
         if (!dtype_is_float(t->dtype))
-            return luaL_error(L, "only float tensors can require gradients, not %s",
+            return luaL_error(L, "tensor: only float tensors can require gradients, not %s",
                               dtype_name(t->dtype));
         t->requires_grad = true;
     }
@@ -542,12 +698,24 @@ static int l_reshape_common(lua_State *L, bool view)
     tensor *t = lt_check(L, 1);
     int64_t shape[TENSOR_MAX_DIMS];
     int nd = 0;
-    if (lua_istable(L, 2)) {
-        nd = lt_shape(L, 2, shape);
+    const char *name = view ? "view" : "reshape";
+    if (lua_istable(L, 2) && !lt_test(L, 2)) { /* ({sizes}): -1 allowed, inferred */
+        nd = (int)lua_rawlen(L, 2);
+        if (nd > TENSOR_MAX_DIMS)
+            return luaL_error(L, "%s: at most %d dims, got %d", name, TENSOR_MAX_DIMS, nd);
+        for (int i = 0; i < nd; i++) {
+            lua_rawgeti(L, 2, i + 1);
+            int ok;
+            shape[i] = lua_tointegerx(L, -1, &ok);
+            if (!ok)
+                return luaL_error(L, "%s: size %d must be an integer, got %s", name, i + 1,
+                                  luaL_typename(L, -1));
+            lua_pop(L, 1);
+        }
     } else {
         for (int i = 2; i <= lua_gettop(L); i++) {
             if (nd == TENSOR_MAX_DIMS)
-                return luaL_error(L, "reshape: at most 8 dims");
+                return luaL_error(L, "%s: at most %d dims", name, TENSOR_MAX_DIMS);
             shape[nd++] = luaL_checkinteger(L, i); /* -1 allowed: inferred */
         }
     }
@@ -602,14 +770,23 @@ static int l_t(lua_State *L)
     return lt_push(L, op_transpose(t, 0, 1));
 }
 
-/* narrow(dim, start, length), start 1-based */
+/* narrow(dim, start, length), start 1-based (negative: from the end, as select) */
 static int l_narrow(lua_State *L)
 {
     tensor *t = lt_check(L, 1);
     int d = lt_dim(L, 2);
     lua_Integer start = luaL_checkinteger(L, 3), len = luaL_checkinteger(L, 4);
-    if (start < 1)
-        return luaL_argerror(L, 3, "start is 1-based");
+    if (start == 0)
+        return luaL_argerror(L, 3, "start is 1-based (or negative from the end)");
+    if (start < 0) {
+        int dd = dim_wrap(d, t->ndim, "narrow");
+        if (dd < 0)
+            return lt_error(L);
+        start += t->shape[dd] + 1;
+        if (start < 1)
+            return luaL_error(L, "narrow: start %d is out of range for dim %d of size %d",
+                              (int)(start - t->shape[dd] - 1), dd + 1, (int)t->shape[dd]);
+    }
     return lt_push(L, op_narrow(t, d, start - 1, len));
 }
 
@@ -674,8 +851,25 @@ tensor *lt_zero_based(lua_State *L, tensor *idx)
     return r;
 }
 
+/* A number key with an integral value (x[2] or x[2.0]) into *i. */
+static bool integer_key(lua_State *L, int idx, lua_Integer *i)
+{
+    int ok = 0;
+    if (lua_type(L, idx) == LUA_TNUMBER)
+        *i = lua_tointegerx(L, idx, &ok);
+    return ok;
+}
+
 static int l_index(lua_State *L)
 {
+    if (lua_type(L, 2) == LUA_TSTRING) {
+        /* Methods are found without touching the tensor, so t:f() on a released
+         * tensor fails inside f, with an error that names f. */
+        luaL_getmetatable(L, LT_METHODS);
+        if (lua_getfield(L, -1, lua_tostring(L, 2)) != LUA_TNIL)
+            return 1;
+        lua_pop(L, 2);
+    }
     tensor *t = lt_check(L, 1);
     if (lua_type(L, 2) == LUA_TSTRING) {
         const char *k = lua_tostring(L, 2);
@@ -700,16 +894,15 @@ static int l_index(lua_State *L)
                 lua_pushnil(L);
             return 1;
         }
-        luaL_getmetatable(L, LT_METHODS);
-        lua_getfield(L, -1, k);
+        lua_pushnil(L);
         return 1;
     }
-    if (lua_isinteger(L, 2)) {
-        lua_Integer i = lua_tointeger(L, 2);
+    lua_Integer i = 0;
+    if (integer_key(L, 2, &i)) {
         if (t->ndim == 0)
-            return luaL_error(L, "cannot index a 0-dim tensor; use :item()");
+            return luaL_error(L, "index: cannot index a 0-dim tensor; use :item()");
         if (i == 0)
-            return luaL_error(L, "indices are 1-based (or negative from the end)");
+            return luaL_error(L, "index: indices are 1-based (or negative from the end)");
         return lt_push(L, op_select(t, 0, i > 0 ? i - 1 : i));
     }
     tensor *ix = lt_test(L, 2);
@@ -721,8 +914,10 @@ static int l_index(lua_State *L)
         tensor_decref(z);
         return lt_push(L, r);
     }
-    return luaL_error(L, "tensors are indexed by an integer, a bool mask or an int64 tensor, "
-                         "not a %s", luaL_typename(L, 2));
+    if (lua_type(L, 2) == LUA_TNUMBER)
+        return luaL_error(L, "index: %f is not an integer", lua_tonumber(L, 2));
+    return luaL_error(L, "index: tensors are indexed by an integer, a bool mask or an int64 "
+                         "tensor, not a %s", luaL_typename(L, 2));
 }
 
 /* In-place writes need care with autograd: a leaf that requires grad, or a tensor
@@ -740,17 +935,23 @@ int lt_check_inplace(lua_State *L, tensor *t, const char *op)
     return 0;
 }
 
-static int assign(lua_State *L, tensor *dst, int vidx)
+/* t[mask] = v: where(mask, v, t) written back into t. The mask must fit t's
+ * shape (broadcasting may not make t bigger). */
+static int assign_masked(lua_State *L, tensor *t, tensor *mask, const lua_value *v)
 {
-    int rc;
-    tensor *v = lt_test(L, vidx);
-    if (v)
-        rc = tensor_copy_into(dst, v);
-    else if (lua_isboolean(L, vidx))
-        rc = tensor_fill(dst, lua_toboolean(L, vidx));
-    else
-        rc = tensor_fill(dst, luaL_checknumber(L, vidx));
-    return rc;
+    int64_t shape[TENSOR_MAX_DIMS];
+    int nd = shape_broadcast(mask->ndim, mask->shape, t->ndim, t->shape, shape, "assignment");
+    if (nd != t->ndim || shape_numel(nd, shape) != tensor_numel(t)) {
+        char b1[128], b2[128];
+        return luaL_error(L, "assignment: a mask of shape %s does not fit a tensor of shape %s",
+                          tensor_shape_str(mask, b1, sizeof b1), tensor_shape_str(t, b2, sizeof b2));
+    }
+    tensor *val = value_scalar(v, t);
+    tensor *w = val ? op_where(mask, val, t) : NULL;
+    int rc = w ? tensor_copy_into(t, w) : -1;
+    tensor_decref(val);
+    tensor_decref(w);
+    return rc == 0 ? 0 : lt_error(L);
 }
 
 static int l_newindex(lua_State *L)
@@ -761,10 +962,10 @@ static int l_newindex(lua_State *L)
         if (strcmp(k, "requires_grad") == 0) {
             bool on = lua_toboolean(L, 3);
             if (on && !dtype_is_float(t->dtype))
-                return luaL_error(L, "only float tensors can require gradients, not %s",
-                                  dtype_name(t->dtype));
+                return luaL_error(L, "requires_grad: only float tensors can require gradients, "
+                                     "not %s", dtype_name(t->dtype));
             if (!on && t->grad_fn)
-                return luaL_error(L, "requires_grad can only be turned off on leaves; use "
+                return luaL_error(L, "requires_grad: can only be turned off on leaves; use "
                                      ":detach()");
             t->requires_grad = on;
             return 0;
@@ -773,6 +974,8 @@ static int l_newindex(lua_State *L)
             tensor *g = lua_isnil(L, 3) ? NULL : lt_check(L, 3);
             if (g && (!tensor_same_shape(g, t) || g->dtype != t->dtype))
                 return luaL_error(L, "grad: must match the tensor's shape and dtype");
+            if (g == t)
+                return luaL_error(L, "grad: a tensor cannot be its own gradient");
             tensor_decref(t->grad);
             t->grad = tensor_incref(g);
             return 0;
@@ -782,28 +985,22 @@ static int l_newindex(lua_State *L)
     lt_check_inplace(L, t, "assignment");
     tensor *dst = NULL;
     tensor *ix = lt_test(L, 2);
-    if (lua_isinteger(L, 2)) {
-        lua_Integer i = lua_tointeger(L, 2);
-        if (i == 0 || t->ndim == 0)
-            return luaL_error(L, "indices are 1-based (or negative from the end)");
+    lua_value v = read_value(L, 3, "assignment");
+    lua_Integer i = 0;
+    if (integer_key(L, 2, &i)) {
+        if (t->ndim == 0)
+            return luaL_error(L, "assignment: cannot index a 0-dim tensor; use :fill_()");
+        if (i == 0)
+            return luaL_error(L, "assignment: indices are 1-based (or negative from the end)");
         dst = op_select(t, 0, i > 0 ? i - 1 : i);
-    } else if (ix && ix->dtype == DT_BOOL) { /* t[mask] = v: where(mask, v, t) */
-        tensor *v = lt_test(L, 3);
-        tensor *val = v ? tensor_incref(v)
-                        : tensor_scalar(t->dtype, lua_isboolean(L, 3) ? lua_toboolean(L, 3)
-                                                                     : luaL_checknumber(L, 3),
-                                        tensor_device(t));
-        tensor *w = val ? op_where(ix, val, t) : NULL;
-        int rc = w ? tensor_copy_into(t, w) : -1;
-        tensor_decref(val);
-        tensor_decref(w);
-        return rc == 0 ? 0 : lt_error(L);
+    } else if (ix && ix->dtype == DT_BOOL) {
+        return assign_masked(L, t, ix, &v);
     } else {
         return luaL_error(L, "assignment: index by an integer or a bool mask");
     }
     if (!dst)
         return lt_error(L);
-    int rc = assign(L, dst, 3);
+    int rc = value_store(dst, &v);
     tensor_decref(dst);
     return rc == 0 ? 0 : lt_error(L);
 }
@@ -824,8 +1021,11 @@ static int l_fill_(lua_State *L)
 {
     tensor *t = lt_check(L, 1);
     lt_check_inplace(L, t, "fill_");
-    double v = lua_isboolean(L, 2) ? lua_toboolean(L, 2) : luaL_checknumber(L, 2);
-    if (tensor_fill(t, v) != 0)
+    if (lua_type(L, 2) != LUA_TNUMBER && !lua_isboolean(L, 2))
+        return luaL_error(L, "fill_: the value must be a number or a boolean, not %s",
+                          luaL_typename(L, 2));
+    lua_value v = read_value(L, 2, "fill_");
+    if (value_store(t, &v) != 0)
         return lt_error(L);
     lua_settop(L, 1);
     return 1;
@@ -858,10 +1058,10 @@ static int l_gc(lua_State *L)
     return 0;
 }
 
-/* Is the value a tensor? */
+/* Is the value a tensor? (A released one still is.) */
 static int l_is_tensor(lua_State *L)
 {
-    lua_pushboolean(L, lt_test(L, 1) != NULL);
+    lua_pushboolean(L, luaL_testudata(L, 1, LT_TENSOR_MT) != NULL);
     return 1;
 }
 

@@ -43,5 +43,9 @@ void l_ops_open(lua_State *L);
 void l_autograd_open(lua_State *L);
 void l_io_open(lua_State *L);
 void l_sys_open(lua_State *L);
+void l_pool_open(lua_State *L); /* l_pool.c: pooling, interpolate, dropout */
+void l_optim_open(lua_State *L);
+void l_conv_open(lua_State *L);
+void l_checkpoint_open(lua_State *L);
 
 #endif

@@ -31,10 +31,12 @@ tensor *op_linspace(double start, double end, int64_t steps, dtype_t dt)
     }
     tensor *t = tensor_empty(dt, 1, &steps, DEVICE_CPU);
     double step = steps > 1 ? (end - start) / (double)(steps - 1) : 0;
-    /* Fill from both ends, as PyTorch does, so the last value is exactly `end`. */
+    /* Fill from both ends, as PyTorch does, so the last value is exactly `end`;
+     * a single step is `start`. */
     for (int64_t i = 0; t && i < steps; i++)
         dtype_store(dt, tensor_data(t), i,
-                    i < steps / 2 ? start + step * (double)i : end - step * (double)(steps - 1 - i));
+                    steps == 1 || i < steps / 2 ? start + step * (double)i
+                                                : end - step * (double)(steps - 1 - i));
     return t;
 }
 

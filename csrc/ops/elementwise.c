@@ -128,15 +128,16 @@ static int unary_backward(ag_node *n, tensor *g, tensor **gin)
         r = c_binary(BIN_MUL, keep(g), c_unary(UN_AFFINE, op_unary(UN_SQUARE, y, 0, 0), -1, 1));
         break;
     case UN_CLAMP: { /* pass where min <= x <= max (bounds included, as PyTorch) */
-        tensor *lo = isnan(p0) ? NULL : op_binary_scalar(BIN_GE, x, p0, false);
-        tensor *hi = isnan(p1) ? NULL : op_binary_scalar(BIN_LE, x, p1, false);
+        tensor *lo = isinf(p0) ? NULL : op_binary_scalar(BIN_GE, x, p0, false);
+        tensor *hi = isinf(p1) ? NULL : op_binary_scalar(BIN_LE, x, p1, false);
         tensor *m = lo && hi ? c_binary(BIN_AND, lo, hi) : lo ? lo : hi;
         tensor *zero = op_binary_scalar(BIN_MUL, g, 0, false);
         r = m ? c_where(m, keep(g), zero) : (tensor_decref(zero), keep(g));
         break;
     }
-    case UN_POW: /* p x^(p-1) */
-        r = c_binary(BIN_MUL, keep(g), c_scalar(BIN_MUL, op_unary(UN_POW, x, p0 - 1, 0), p0));
+    case UN_POW: /* p x^(p-1); x^0 is constant (no 0 * inf at x = 0) */
+        r = p0 == 0 ? op_binary_scalar(BIN_MUL, g, 0, false)
+                    : c_binary(BIN_MUL, keep(g), c_scalar(BIN_MUL, op_unary(UN_POW, x, p0 - 1, 0), p0));
         break;
     case UN_AFFINE: r = op_binary_scalar(BIN_MUL, g, p0, false); break;
     case UN_LOG1P_EXP: r = c_binary(BIN_MUL, keep(g), op_unary(UN_SIGMOID, x, 0, 0)); break;
@@ -148,9 +149,22 @@ static int unary_backward(ag_node *n, tensor *g, tensor **gin)
     return ag_check(n, gin);
 }
 
+/* clamp's missing bound (NaN) as an infinite one, which every kernel and the
+ * gradient handle without a special case. */
+static void clamp_bounds(unary_op op, double *p0, double *p1)
+{
+    if (op != UN_CLAMP)
+        return;
+    if (isnan(*p0))
+        *p0 = -INFINITY;
+    if (isnan(*p1))
+        *p1 = INFINITY;
+}
+
 tensor *op_unary(unary_op op, tensor *a, double p0, double p1)
 {
     const char *name = unary_names[op];
+    clamp_bounds(op, &p0, &p1);
     tensor *x = unary_needs_float(op, p0) && !dtype_is_float(a->dtype)
                     ? op_to_dtype(a, DT_F32) : op_contiguous(a);
     if (!x)
@@ -196,6 +210,26 @@ tensor *op_unary(unary_op op, tensor *a, double p0, double p1)
 
 /* --- binary --- */
 
+/* d/da a^b = b a^(b-1), and 0 where b == 0 (a^0 is constant, even at a = 0). */
+static tensor *pow_grad_base(tensor *g, tensor *a, tensor *b)
+{
+    tensor *d = c_binary(BIN_MUL, keep(b),
+                         c_binary(BIN_POW, keep(a), op_binary_scalar(BIN_SUB, b, 1, false)));
+    tensor *zero = op_binary_scalar(BIN_MUL, g, 0, false);
+    return c_where(op_binary_scalar(BIN_EQ, b, 0, false), zero,
+                   c_binary(BIN_MUL, keep(g), d));
+}
+
+/* d/db a^b = a^b log a, taken as 0 where a == 0 and b >= 0 (PyTorch's limit). */
+static tensor *pow_grad_exponent(tensor *g, tensor *a, tensor *b, tensor *y)
+{
+    tensor *t = c_binary(BIN_MUL, op_binary(BIN_MUL, g, y), op_unary(UN_LOG, a, 0, 0));
+    tensor *zero = op_binary_scalar(BIN_MUL, g, 0, false);
+    tensor *limit = c_binary(BIN_AND, op_binary_scalar(BIN_EQ, a, 0, false),
+                             op_binary_scalar(BIN_GE, b, 0, false));
+    return c_where(limit, zero, t);
+}
+
 static int binary_backward(ag_node *n, tensor *g, tensor **gin)
 {
     binary_op op = (binary_op)n->iarg[0];
@@ -226,16 +260,9 @@ static int binary_backward(ag_node *n, tensor *g, tensor **gin)
         gb = wb ? c_unary(UN_NEG, c_binary(BIN_DIV, op_binary(BIN_MUL, g, y), keep(b)), 0, 0)
                 : NULL;
         break;
-    case BIN_POW: /* d/da = b a^(b-1); d/db = y log a (0 where a == 0) */
-        ga = wa ? c_binary(BIN_MUL, keep(g),
-                           c_binary(BIN_MUL, keep(b),
-                                    c_binary(BIN_POW, keep(a), op_binary_scalar(BIN_SUB, b, 1, false))))
-                : NULL;
-        if (wb) {
-            tensor *t = c_binary(BIN_MUL, op_binary(BIN_MUL, g, y), op_unary(UN_LOG, a, 0, 0));
-            gb = c_where(op_binary_scalar(BIN_EQ, a, 0, false),
-                         op_binary_scalar(BIN_MUL, g, 0, false), t);
-        }
+    case BIN_POW:
+        ga = wa ? pow_grad_base(g, a, b) : NULL;
+        gb = wb ? pow_grad_exponent(g, a, b, y) : NULL;
         break;
     case BIN_MAX:
     case BIN_MIN: { /* to the winner; ties split evenly, as PyTorch */

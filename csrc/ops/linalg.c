@@ -17,7 +17,8 @@ typedef struct {
 static int gemm_prepare(tensor *t, int nb, const int64_t *bshape, gemm_operand *g)
 {
     int64_t full[TENSOR_MAX_DIMS];
-    memcpy(full, bshape, sizeof(int64_t) * (size_t)nb);
+    for (int i = 0; i < nb; i++) /* bshape may be NULL when nb == 0 */
+        full[i] = bshape[i];
     full[nb] = t->shape[t->ndim - 2];
     full[nb + 1] = t->shape[t->ndim - 1];
     tensor *e = tensor_broadcast_to(t, nb + 2, full, "matmul");

@@ -85,6 +85,37 @@ static tensor *expand_back(ag_node *n, tensor *g)
     return x;
 }
 
+/* The reduced dims of node n's input (bits of iarg[1]) as a list; returns how many. */
+static int node_dims(const ag_node *n, int *dims)
+{
+    int nd = 0;
+    for (int i = 0; i < n->next[0].ndim; i++)
+        if ((n->iarg[1] >> i) & 1)
+            dims[nd++] = i;
+    return nd;
+}
+
+/* prod's gradient: each element gets the product of the others. Dividing the
+ * result by the element fails at zeros, so the product is taken over the non-zero
+ * elements (p) and the count of zeros decides: none, p / x; one, p at the zero and
+ * 0 elsewhere; more, 0 everywhere. */
+static tensor *prod_grad(ag_node *n, tensor *ge, tensor *x)
+{
+    int dims[TENSOR_MAX_DIMS], nd = node_dims(n, dims);
+    tensor *is0 = op_binary_scalar(BIN_EQ, x, 0, false);
+    tensor *cnt = is0 ? op_reduce(RED_SUM, is0, nd, dims, true, 0) : NULL;
+    tensor *xs = c_where(keep(is0), tensor_scalar(x->dtype, 1, tensor_device(x)), keep(x));
+    tensor *p = xs ? op_reduce(RED_PROD, xs, nd, dims, true, 0) : NULL;
+    tensor *lone = c_binary(BIN_AND, keep(is0), c_scalar(BIN_EQ, keep(cnt), 1));
+    tensor *pass = c_binary(BIN_OR, c_scalar(BIN_EQ, keep(cnt), 0), lone);
+    tensor *d = c_binary(BIN_MUL, keep(ge), c_binary(BIN_DIV, p, keep(xs)));
+    tensor *r = c_where(pass, d, op_binary_scalar(BIN_MUL, ge, 0, false));
+    tensor_decref(is0);
+    tensor_decref(cnt);
+    tensor_decref(xs);
+    return r;
+}
+
 static int reduce_backward(ag_node *n, tensor *g, tensor **gin)
 {
     reduce_op op = (reduce_op)n->iarg[0];
@@ -96,12 +127,16 @@ static int reduce_backward(ag_node *n, tensor *g, tensor **gin)
         return -1;
     }
     tensor *ye = y ? expand_back(n, y) : NULL;
+    if (y && !ye) {
+        tensor_decref(ge);
+        return -1;
+    }
     switch (op) {
     case RED_SUM:
         gin[0] = op_contiguous(ge);
         break;
     case RED_PROD:
-        gin[0] = c_binary(BIN_DIV, c_binary(BIN_MUL, keep(ge), keep(ye)), keep(x));
+        gin[0] = prod_grad(n, ge, x);
         break;
     case RED_MAX:
     case RED_MIN: { /* split among the elements equal to the result */
@@ -110,10 +145,7 @@ static int reduce_backward(ag_node *n, tensor *g, tensor **gin)
         tensor_decref(eq);
         gin[0] = NULL;
         if (m) {
-            int dims[TENSOR_MAX_DIMS], nd = 0;
-            for (int i = 0; i < x->ndim; i++)
-                if ((n->iarg[1] >> i) & 1)
-                    dims[nd++] = i;
+            int dims[TENSOR_MAX_DIMS], nd = node_dims(n, dims);
             tensor *cnt = op_reduce(RED_SUM, m, nd, dims, true, 0);
             gin[0] = c_binary(BIN_DIV, c_binary(BIN_MUL, keep(ge), keep(m)), cnt);
         }
@@ -124,10 +156,7 @@ static int reduce_backward(ag_node *n, tensor *g, tensor **gin)
         gin[0] = c_binary(BIN_MUL, keep(ge), c_unary(UN_EXP, op_binary(BIN_SUB, x, ye), 0, 0));
         break;
     case RED_VAR: { /* 2 (x - mean) / (n - correction) */
-        int dims[TENSOR_MAX_DIMS], nd = 0;
-        for (int i = 0; i < x->ndim; i++)
-            if ((n->iarg[1] >> i) & 1)
-                dims[nd++] = i;
+        int dims[TENSOR_MAX_DIMS], nd = node_dims(n, dims);
         tensor *mean = op_mean(x, nd, dims, true);
         double scale = 2.0 / ((double)n->iarg[2] - n->darg[0]);
         gin[0] = c_binary(BIN_MUL, keep(ge),

@@ -163,7 +163,8 @@ tensor *op_transpose(tensor *a, int d0, int d1)
     return op_permute(a, perm);
 }
 
-/* narrow and select: scatter g into zeros of the input's shape. */
+/* narrow and select: scatter g into zeros of the input's shape. iarg holds the
+ * dim, the start, the length and whether the dim was removed (select). */
 static int narrow_backward(ag_node *n, tensor *g, tensor **gin)
 {
     const ag_edge *e = &n->next[0];
@@ -177,9 +178,12 @@ static int narrow_backward(ag_node *n, tensor *g, tensor **gin)
     memcpy(shape, z->shape, sizeof shape);
     shape[dim] = len;
     tensor *region = tensor_as_strided(z, z->ndim, shape, z->stride, off);
-    /* select removed the dim: g broadcasts into the size-1 region. */
-    int rc = region ? tensor_copy_into(region, g) : -1;
+    /* select removed the dim: put it back (size 1) where it was, since
+     * broadcasting would only add it in front. */
+    tensor *src = n->iarg[3] ? op_unsqueeze(g, dim) : keep(g);
+    int rc = region && src ? tensor_copy_into(region, src) : -1;
     tensor_decref(region);
+    tensor_decref(src);
     if (rc != 0) {
         tensor_decref(z);
         return -1;
@@ -202,8 +206,8 @@ tensor *op_narrow(tensor *a, int dim, int64_t start, int64_t len)
     memcpy(shape, a->shape, sizeof shape);
     shape[d] = len;
     tensor *v = tensor_as_strided(a, a->ndim, shape, a->stride, a->offset + start * a->stride[d]);
-    int64_t args[3] = {d, start, len};
-    return record(v, a, "narrow", narrow_backward, args, 3);
+    int64_t args[4] = {d, start, len, 0};
+    return record(v, a, "narrow", narrow_backward, args, 4);
 }
 
 tensor *op_select(tensor *a, int dim, int64_t index)
@@ -225,8 +229,8 @@ tensor *op_select(tensor *a, int dim, int64_t index)
             stride[nd++] = a->stride[k];
         }
     tensor *v = tensor_as_strided(a, nd, shape, stride, a->offset + i * a->stride[d]);
-    int64_t args[3] = {d, i, 1};
-    return record(v, a, "select", narrow_backward, args, 3);
+    int64_t args[4] = {d, i, 1, 1};
+    return record(v, a, "select", narrow_backward, args, 4);
 }
 
 static tensor *drop_dims(tensor *a, const bool *drop, const char *name)
@@ -299,6 +303,11 @@ tensor *op_expand(tensor *a, int ndim, const int64_t *shape)
     for (int i = 0; i < ndim; i++) {
         int j = i - (ndim - a->ndim);
         s[i] = shape[i] == -1 && j >= 0 ? a->shape[j] : shape[i];
+        if (s[i] < 0) {
+            err_set(shape[i] == -1 ? "expand: -1 (keep the size) in dim %d, which is a new dim"
+                                   : "expand: invalid size in dim %d", i + 1);
+            return NULL;
+        }
     }
     tensor *v = tensor_broadcast_to(a, ndim, s, "expand");
     return record(v, a, "expand", expand_backward, NULL, 0);

@@ -86,6 +86,10 @@ local function render(t, fmt, width, summarise, indent)
 end
 
 local function tensor_tostring(t)
+  -- A tensor released by :free() or <close> can still be printed (while debugging).
+  if not pcall(t.dim, t) then
+    return "tensor(<released>)"
+  end
   if t:device() ~= "cpu" then
     t = t:to("cpu")
   end
@@ -110,11 +114,12 @@ local function tensor_tostring(t)
     body = render(t, fmt, width, summarise, "       ")
   end
   local extra = {}
+  -- As PyTorch: "tensor([])" for an empty vector, the size for other empty shapes.
+  if t:numel() == 0 and t:dim() ~= 1 then
+    extra[#extra + 1] = "size=(" .. table.concat(t:shape(), ", ") .. ")"
+  end
   if dtype ~= "float32" and dtype ~= "int64" and dtype ~= "bool" then
     extra[#extra + 1] = "dtype=" .. dtype
-  end
-  if t:numel() == 0 then
-    extra[#extra + 1] = "size=(" .. table.concat(t:shape(), ", ") .. ")"
   end
   if t:device() ~= "cpu" then extra[#extra + 1] = "device=" .. t:device() end
   if t.grad_fn then

@@ -29,4 +29,28 @@ F.nll_loss = core.nll_loss
 F.binary_cross_entropy_with_logits = core.binary_cross_entropy_with_logits
 F.mse_loss = core.mse_loss
 
+--- Pooling, resizing and dropout (PyTorch's arguments, positional or in a
+-- trailing options table; a window or size is a number or {h, w}):
+--   max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode)
+--   avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad)
+--   adaptive_avg_pool2d(x, output_size)
+--   interpolate(x, {size = {h, w} | scale_factor = s, mode = "nearest" | "bilinear",
+--                   align_corners = false})
+--   dropout(x, p = 0.5, training = true)
+F.max_pool2d = core.max_pool2d
+F.avg_pool2d = core.avg_pool2d
+F.adaptive_avg_pool2d = core.adaptive_avg_pool2d
+F.interpolate = core.interpolate
+F.dropout = core.dropout
+
+--- conv2d(x, weight, bias, stride, padding, dilation, groups): each of stride,
+-- padding and dilation a number or {h, w}; or the options as a table:
+-- conv2d(x, w, b, {stride = 2, padding = 1}).
+F.conv2d = core.conv2d
+
+--- batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps):
+-- when training, normalises by the batch statistics and updates the running ones
+-- in place; otherwise uses the running ones.
+F.batch_norm = core.batch_norm
+
 return F

@@ -1,0 +1,134 @@
+-- conv2d and batch_norm against PyTorch fixtures (spec/fixtures/make_conv_fixtures.py)
+-- in float64 and float32, and against finite differences.
+local miles = require "miles"
+local H = require "helpers"
+local F = miles.F
+
+local function load(case, name)
+  return H.fixture("conv/" .. case .. "_" .. name)
+end
+
+local function exists(case, name)
+  local f = io.open(H.fixtures .. "conv/" .. case .. "_" .. name .. ".npy", "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
+local function leaf(t, dtype)
+  local l = t:to(dtype)
+  if l == t then l = t:clone() end
+  l.requires_grad = true
+  return l
+end
+
+local conv_cases = {
+  conv_basic = {},
+  conv_stride_pad = { stride = 2, padding = 1 },
+  conv_asym = { stride = { 2, 1 }, padding = { 1, 0 } },
+  conv_dilation = { dilation = 2, padding = 2 },
+  conv_groups = { groups = 2, padding = 1 },
+  conv_1x1 = { stride = 2 },
+  conv_7x7s2 = { stride = 2, padding = 3 },
+}
+
+describe("conv2d", function()
+  for case, opts in pairs(conv_cases) do
+    for _, dtype in ipairs({ "float64", "float32" }) do
+      local tol = dtype == "float64" and 1e-10 or 2e-4
+      it(case .. " matches PyTorch (" .. dtype .. ")", function()
+        local x, w = leaf(load(case, "x"), dtype), leaf(load(case, "w"), dtype)
+        local b = exists(case, "b") and leaf(load(case, "b"), dtype) or nil
+        local y = F.conv2d(x, w, b, opts)
+        H.assert_close(y, load(case, "out"), tol, tol, "output")
+        local loss = (y * load(case, "proj"):to(dtype)):sum()
+        loss:backward()
+        H.assert_close(x.grad, load(case, "gx"), tol, tol, "grad input")
+        H.assert_close(w.grad, load(case, "gw"), tol, tol, "grad weight")
+        if b then H.assert_close(b.grad, load(case, "gb"), tol, tol, "grad bias") end
+      end)
+    end
+  end
+
+  it("takes stride, padding, dilation and groups positionally", function()
+    local x, w = miles.randn(1, 4, 6, 6), miles.randn(2, 2, 3, 3)
+    local a = F.conv2d(x, w, nil, 2, 1, 1, 2)
+    local b = F.conv2d(x, w, nil, { stride = 2, padding = 1, groups = 2 })
+    H.assert_close(a, b, 0, 0)
+    assert.same({ 1, 2, 3, 3 }, a:shape())
+  end)
+
+  it("passes a gradient check in float64", function()
+    local x, w, b = H.leaf(1, 2, 5, 4), H.leaf(3, 2, 2, 3), H.leaf(3)
+    H.gradcheck(function(x_, w_, b_) return F.conv2d(x_, w_, b_, { stride = { 2, 1 }, padding = 1 }) end,
+      { x, w, b })
+  end)
+
+  it("accepts non-contiguous inputs", function()
+    local x = miles.randn(2, 3, 6, 5):transpose(3, 4)
+    local w = miles.randn(4, 3, 3, 3)
+    H.assert_close(F.conv2d(x, w), F.conv2d(x:contiguous(), w), 1e-6, 1e-6)
+  end)
+
+  it("reports bad shapes clearly", function()
+    assert.matches("conv2d: expected a 4%-D input", H.error_of(F.conv2d, miles.randn(3, 4), miles.randn(1, 1, 1, 1)))
+    assert.matches("expects 3 input channels", H.error_of(F.conv2d, miles.randn(1, 2, 5, 5), miles.randn(4, 3, 3, 3)))
+    assert.matches("groups", H.error_of(F.conv2d, miles.randn(1, 3, 5, 5), miles.randn(4, 1, 3, 3), nil, 1, 0, 1, 2))
+    assert.matches("smaller than the kernel", H.error_of(F.conv2d, miles.randn(1, 1, 2, 2), miles.randn(1, 1, 3, 3)))
+    assert.matches("bias must have shape %[4%]", H.error_of(F.conv2d, miles.randn(1, 1, 5, 5), miles.randn(4, 1, 3, 3), miles.randn(3)))
+    assert.matches("float64", H.error_of(F.conv2d, miles.randn(1, 1, 5, 5), miles.randn(4, 1, 3, 3, { dtype = "float64" })))
+  end)
+end)
+
+local bn_cases = {
+  bn_train = { training = true, affine = true },
+  bn_eval = { training = false, affine = true },
+  bn_noaffine = { training = true, affine = false },
+  bn_1d = { training = true, affine = true },
+  bn_1d_seq = { training = true, affine = true },
+  bn_batch1_eval = { training = false, affine = true },
+}
+
+describe("batch_norm", function()
+  for case, o in pairs(bn_cases) do
+    for _, dtype in ipairs({ "float64", "float32" }) do
+      local tol = dtype == "float64" and 1e-10 or 2e-4
+      it(case .. " matches PyTorch (" .. dtype .. ")", function()
+        local x = leaf(load(case, "x"), dtype)
+        local rm, rv = load(case, "rm"):to(dtype), load(case, "rv"):to(dtype)
+        local w = o.affine and leaf(load(case, "w"), dtype) or nil
+        local b = o.affine and leaf(load(case, "b"), dtype) or nil
+        local y = F.batch_norm(x, rm, rv, w, b, o.training, 0.1, 1e-5)
+        H.assert_close(y, load(case, "out"), tol, tol, "output")
+        H.assert_close(rm, load(case, "rm_after"), tol, tol, "running mean")
+        H.assert_close(rv, load(case, "rv_after"), tol, tol, "running var")
+        local loss = (y * load(case, "proj"):to(dtype)):sum()
+        loss:backward()
+        H.assert_close(x.grad, load(case, "gx"), tol, tol, "grad input")
+        if w then
+          H.assert_close(w.grad, load(case, "gw"), tol, tol, "grad weight")
+          H.assert_close(b.grad, load(case, "gb"), tol, tol, "grad bias")
+        end
+      end)
+    end
+  end
+
+  it("passes gradient checks in both modes", function()
+    for _, training in ipairs({ true, false }) do
+      local x, w, b = H.leaf(3, 2, 2, 2), H.leaf(2), H.leaf(2)
+      local rm, rv = miles.zeros(2, { dtype = "float64" }), miles.ones(2, { dtype = "float64" })
+      H.gradcheck(function(x_, w_, b_)
+        return F.batch_norm(x_, rm, rv, w_, b_, training, 0, 1e-5)
+      end, { x, w, b })
+    end
+  end)
+
+  it("needs more than one value per channel to train", function()
+    assert.matches("more than 1 value per channel",
+      H.error_of(F.batch_norm, miles.randn(1, 3), miles.zeros(3), miles.ones(3), nil, nil, true))
+  end)
+
+  it("checks the statistics' shapes", function()
+    assert.matches("running_mean must have shape %[3%]",
+      H.error_of(F.batch_norm, miles.randn(4, 3), miles.zeros(2), miles.ones(3), nil, nil, true))
+  end)
+end)
