@@ -66,7 +66,7 @@ typedef struct backend {
      * strides (src may have stride 0 from broadcasting). */
     int (*copy)(tensor *dst, const tensor *src);
     int (*fill)(tensor *t, double v);
-    /* out (contiguous, same shape and dtype) = op(a) for a contiguous a. */
+    /* out = op(a); same shape and dtype, both dense with the same strides. */
     int (*unary)(unary_op op, tensor *out, const tensor *a, double p0, double p1);
     /* out contiguous; a, b views broadcast to out's shape, both of the compute
      * dtype; out has that dtype, or DT_BOOL for comparisons and logic. */
@@ -120,16 +120,18 @@ typedef struct backend {
     /* Resize contiguous x [N,C,H,W] to out [N,C,OH,OW]; backward scatters into gin. */
     int (*interpolate2d)(tensor *out, const tensor *x, const resize_params *p);
     int (*interpolate2d_backward)(tensor *gin, const tensor *gout, const resize_params *p);
-    /* Convolution over contiguous NCHW x, weights [OC, C/groups, KH, KW], y
-     * [N, OC, OH, OW]; b ([OC]) may be NULL. The backward passes: the input's
-     * gradient, and the weights' (and the bias's, when gb is not NULL). */
+    /* Convolution of x [N, C, H, W] with contiguous weights [OC, C/groups, KH, KW]
+     * into y [N, OC, OH, OW]; b ([OC]) may be NULL. Activations (x, y and their
+     * gradients) are each contiguous or channels-last. The backward passes: the
+     * input's gradient, and the weights' (and the bias's, when gb is not NULL). */
     int (*conv2d)(tensor *y, const tensor *x, const tensor *w, const tensor *b,
                   const conv2d_params *p);
     int (*conv2d_backward_data)(tensor *gx, const tensor *gy, const tensor *w,
                                 const conv2d_params *p);
     int (*conv2d_backward_weight)(tensor *gw, tensor *gb, const tensor *x, const tensor *gy,
                                   const conv2d_params *p);
-    /* Batch norm over contiguous [N, C, ...]: y, and the mean and 1/std used
+    /* Batch norm over [N, C, ...], contiguous or channels-last (y, gx and gy in
+     * x's layout): y, and the mean and 1/std used
      * (batch statistics when training, which also updates the running ones in
      * place when given; else the running ones). w, b may be NULL. */
     int (*batch_norm)(tensor *y, tensor *save_mean, tensor *save_invstd, const tensor *x,

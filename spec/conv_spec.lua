@@ -69,6 +69,37 @@ describe("conv2d", function()
     H.assert_close(F.conv2d(x, w), F.conv2d(x:contiguous(), w), 1e-6, 1e-6)
   end)
 
+  it("computes the same from channels-last inputs", function()
+    for _, case in ipairs({ "conv_basic", "conv_groups", "conv_7x7s2" }) do
+      local x, w = load(case, "x"):float(), load(case, "w"):float()
+      local x_cl = x:permute(1, 3, 4, 2):contiguous():permute(1, 4, 2, 3)
+      x_cl.requires_grad = true
+      local y = F.conv2d(x_cl, w, nil, conv_cases[case])
+      local ref = F.conv2d(x, w, nil, conv_cases[case])
+      H.assert_close(y, ref, 1e-5, 1e-5, case)
+      local loss = (y * load(case, "proj"):float()):sum()
+      loss:backward()
+      local xr = x:clone()
+      xr.requires_grad = true
+      local loss_ref = (F.conv2d(xr, w, nil, conv_cases[case]) * load(case, "proj"):float()):sum()
+      loss_ref:backward()
+      H.assert_close(x_cl.grad, xr.grad, 1e-5, 1e-5, case .. " grad")
+    end
+  end)
+
+  it("keeps float32 activations channels-last through conv, batch norm, relu and add", function()
+    local x = miles.randn(2, 3, 8, 8)
+    local y = F.conv2d(x, miles.randn(4, 3, 3, 3), nil, 1, 1)
+    assert.same({ 256, 1, 32, 4 }, y:stride())
+    local z = F.batch_norm(y, miles.zeros(4), miles.ones(4), nil, nil, true)
+    assert.same(y:stride(), z:stride())
+    assert.same(y:stride(), (z:relu() + y):stride())
+    H.assert_close(z:relu(), z:contiguous():relu(), 0, 0)
+    -- float64 stays contiguous
+    local y64 = F.conv2d(x:double(), miles.randn(4, 3, 3, 3):double(), nil, 1, 1)
+    assert.is_true(y64:is_contiguous())
+  end)
+
   it("reports bad shapes clearly", function()
     assert.matches("conv2d: expected a 4%-D input", H.error_of(F.conv2d, miles.randn(3, 4), miles.randn(1, 1, 1, 1)))
     assert.matches("expects 3 input channels", H.error_of(F.conv2d, miles.randn(1, 2, 5, 5), miles.randn(4, 3, 3, 3)))
@@ -119,6 +150,24 @@ describe("batch_norm", function()
       H.gradcheck(function(x_, w_, b_)
         return F.batch_norm(x_, rm, rv, w_, b_, training, 0, 1e-5)
       end, { x, w, b })
+    end
+  end)
+
+  it("gives the same results on channels-last inputs", function()
+    for _, case in ipairs({ "bn_train", "bn_eval" }) do
+      local o = bn_cases[case]
+      local x = load(case, "x"):float():permute(1, 3, 4, 2):contiguous():permute(1, 4, 2, 3)
+      x.requires_grad = true
+      local rm, rv = load(case, "rm"):float(), load(case, "rv"):float()
+      local w, b = leaf(load(case, "w"), "float32"), leaf(load(case, "b"), "float32")
+      local y = F.batch_norm(x, rm, rv, w, b, o.training, 0.1, 1e-5)
+      assert.same(x:stride(), y:stride())
+      H.assert_close(y, load(case, "out"), 2e-4, 2e-4, case)
+      H.assert_close(rm, load(case, "rm_after"), 2e-4, 2e-4, case .. " running mean")
+      local loss = (y * load(case, "proj"):float()):sum()
+      loss:backward()
+      H.assert_close(x.grad, load(case, "gx"), 2e-4, 2e-4, case .. " grad input")
+      H.assert_close(w.grad, load(case, "gw"), 2e-4, 2e-4, case .. " grad weight")
     end
   end)
 

@@ -1,9 +1,13 @@
-/* Batch normalisation on the CPU over a contiguous [N, C, S] tensor (S: the
- * product of the spatial dims; 1 for BatchNorm1d on [N, C]). One channel per
- * task; sums in double. Both float types share the code through load/store
- * helpers that the compiler specialises per call site. */
+/* Batch normalisation on the CPU. The input is contiguous [N, C, ...] (S: the
+ * product of the spatial dims; 1 for BatchNorm1d on [N, C]) or channels-last
+ * [N, C, H, W] (rows of C values in memory). Sums are in double, one pass for the
+ * sum and the sum of squares; per-channel results go through double arrays, so
+ * both float types share everything but the innermost loops. */
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "../error.h"
 #include "cpu.h"
 #include "iter.h"
 
@@ -20,121 +24,171 @@ static inline void st(void *p, bool f32, int64_t i, double v)
         ((double *)p)[i] = v;
 }
 
-/* Sum and sum of squared deviations of channel c (two passes: exact enough for
- * float32 data whose mean is far from 0). */
-static void channel_moments(const void *x, bool f32, int64_t n, int64_t C, int64_t S,
-                            int64_t c, double *mean, double *var)
+/* The geometry of a batch-norm input: N*S positions of C channels, either as
+ * [N, C, S] planes or as N*S rows of C (channels-last). */
+typedef struct {
+    int64_t n, c, s;
+    bool rows;
+    bool f32;
+    int threads;
+} bn_shape;
+
+static bn_shape bn_geometry(const tensor *x)
 {
-    double sum = 0;
-    for (int64_t b = 0; b < n; b++) {
-        int64_t base = (b * C + c) * S;
-        for (int64_t s = 0; s < S; s++)
-            sum += ld(x, f32, base + s);
+    bn_shape g;
+    g.n = x->shape[0];
+    g.c = x->shape[1];
+    g.s = g.n * g.c > 0 ? tensor_numel(x) / (g.n * g.c) : 0;
+    g.rows = !tensor_is_contiguous(x); /* the op layer passes contiguous or channels-last */
+    g.f32 = x->dtype == DT_F32;
+    g.threads = tensor_numel(x) >= 32768 ? cpu_num_threads() : 1;
+    return g;
+}
+
+/* Per channel: sum(a * b_or_1) and sum(a * a_or_b). Used as (x, NULL) for sum x and
+ * sum x^2, and as (gy, x) for sum gy and sum gy * x. */
+static int channel_sums(const bn_shape *g, const void *a, const void *b, double *s1, double *s2)
+{
+    int64_t C = g->c;
+    if (!g->rows) {
+#pragma omp parallel for num_threads(g->threads) schedule(static)
+        for (int64_t c = 0; c < C; c++) {
+            double u = 0, v = 0;
+            for (int64_t i = 0; i < g->n; i++) {
+                int64_t base = (i * C + c) * g->s;
+                for (int64_t k = 0; k < g->s; k++) {
+                    double av = ld(a, g->f32, base + k);
+                    double bv = b ? ld(b, g->f32, base + k) : av;
+                    u += av;
+                    v += av * bv;
+                }
+            }
+            s1[c] = u;
+            s2[c] = v;
+        }
+        return 0;
     }
-    double m = sum / (double)(n * S), sq = 0;
-    for (int64_t b = 0; b < n; b++) {
-        int64_t base = (b * C + c) * S;
-        for (int64_t s = 0; s < S; s++) {
-            double d = ld(x, f32, base + s) - m;
-            sq += d * d;
+    /* Rows of C: each thread sums a block of rows into its own arrays. */
+    int nt = g->threads;
+    double *part = calloc((size_t)(2 * nt) * (size_t)C, sizeof *part);
+    if (!part)
+        return err_set("batch_norm: out of memory for %d x %lld partial sums", nt, (long long)C);
+    int64_t rows = g->n * g->s;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int t = 0; t < nt; t++) {
+        double *u = part + (size_t)(2 * t) * (size_t)C, *v = u + C;
+        for (int64_t r = rows * t / nt; r < rows * (t + 1) / nt; r++)
+            for (int64_t c = 0; c < C; c++) {
+                double av = ld(a, g->f32, r * C + c);
+                double bv = b ? ld(b, g->f32, r * C + c) : av;
+                u[c] += av;
+                v[c] += av * bv;
+            }
+    }
+    for (int64_t c = 0; c < C; c++) {
+        s1[c] = s2[c] = 0;
+        for (int t = 0; t < nt; t++) {
+            s1[c] += part[(size_t)(2 * t) * (size_t)C + (size_t)c];
+            s2[c] += part[(size_t)(2 * t + 1) * (size_t)C + (size_t)c];
         }
     }
-    *mean = m;
-    *var = sq / (double)(n * S);
+    free(part);
+    return 0;
+}
+
+/* out = in * k[c] + m[c] * extra + base[c] over the whole tensor, where extra is a
+ * second input (the backward pass's x) or absent. */
+static void channel_affine(const bn_shape *g, void *out, const void *in, const double *k,
+                           const void *extra, const double *m, const double *base)
+{
+    int64_t C = g->c, total = g->n * g->c * g->s;
+#pragma omp parallel for num_threads(g->threads) schedule(static)
+    for (int64_t i = 0; i < total; i++) {
+        int64_t c = g->rows ? i % C : (i / g->s) % C;
+        double v = ld(in, g->f32, i) * k[c] + base[c];
+        if (extra)
+            v += m[c] * ld(extra, g->f32, i);
+        st(out, g->f32, i, v);
+    }
 }
 
 int cpu_batch_norm(tensor *y, tensor *save_mean, tensor *save_invstd, const tensor *x,
                    const tensor *w, const tensor *b, tensor *running_mean, tensor *running_var,
                    bool training, double momentum, double eps)
 {
-    int64_t n = x->shape[0], C = x->shape[1], S = tensor_numel(x) / (n * C > 0 ? n * C : 1);
-    bool f32 = x->dtype == DT_F32;
-    const void *xd = tensor_data(x);
-    void *yd = tensor_data(y);
-    int nt = tensor_numel(x) >= 32768 ? cpu_num_threads() : 1;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t c = 0; c < C; c++) {
-        double mean, var;
-        if (training) {
-            channel_moments(xd, f32, n, C, S, c, &mean, &var);
+    bn_shape g = bn_geometry(x);
+    int64_t C = g.c;
+    double *buf = malloc(sizeof(double) * 4 * (size_t)(C ? C : 1));
+    if (!buf)
+        return err_set("batch_norm: out of memory");
+    double *mean = buf, *var = buf + C, *scale = buf + 2 * C, *shift = buf + 3 * C;
+    int rc = 0;
+    if (training) {
+        double cnt = (double)(g.n * g.s);
+        rc = channel_sums(&g, tensor_data(x), NULL, mean, var);
+        for (int64_t c = 0; rc == 0 && c < C; c++) {
+            mean[c] /= cnt;
+            var[c] = fmax(var[c] / cnt - mean[c] * mean[c], 0.0);
             if (running_mean) {
-                double m = ld(tensor_data(running_mean), f32, c);
-                st(tensor_data(running_mean), f32, c, (1 - momentum) * m + momentum * mean);
+                double m = ld(tensor_data(running_mean), g.f32, c);
+                st(tensor_data(running_mean), g.f32, c, (1 - momentum) * m + momentum * mean[c]);
             }
             if (running_var) { /* the running variance is the unbiased one */
-                double cnt = (double)(n * S), v = ld(tensor_data(running_var), f32, c);
-                double unbiased = cnt > 1 ? var * cnt / (cnt - 1) : var;
-                st(tensor_data(running_var), f32, c, (1 - momentum) * v + momentum * unbiased);
+                double v = ld(tensor_data(running_var), g.f32, c);
+                double unbiased = cnt > 1 ? var[c] * cnt / (cnt - 1) : var[c];
+                st(tensor_data(running_var), g.f32, c, (1 - momentum) * v + momentum * unbiased);
             }
-        } else {
-            mean = ld(tensor_data(running_mean), f32, c);
-            var = ld(tensor_data(running_var), f32, c);
         }
-        double invstd = 1.0 / sqrt(var + eps);
-        double scale = w ? ld(tensor_data(w), f32, c) * invstd : invstd;
-        double shift = (b ? ld(tensor_data(b), f32, c) : 0.0) - mean * scale;
-        st(tensor_data(save_mean), f32, c, mean);
-        st(tensor_data(save_invstd), f32, c, invstd);
-        for (int64_t bb = 0; bb < n; bb++) {
-            int64_t base = (bb * C + c) * S;
-            if (f32) {
-                const float *xs = (const float *)xd + base;
-                float *ys = (float *)yd + base;
-                float sc = (float)scale, sh = (float)shift;
-                for (int64_t s = 0; s < S; s++)
-                    ys[s] = xs[s] * sc + sh;
-            } else {
-                for (int64_t s = 0; s < S; s++)
-                    st(yd, false, base + s, ld(xd, false, base + s) * scale + shift);
-            }
+    } else {
+        for (int64_t c = 0; c < C; c++) {
+            mean[c] = ld(tensor_data(running_mean), g.f32, c);
+            var[c] = ld(tensor_data(running_var), g.f32, c);
         }
     }
-    return 0;
+    for (int64_t c = 0; rc == 0 && c < C; c++) {
+        double invstd = 1.0 / sqrt(var[c] + eps);
+        scale[c] = w ? ld(tensor_data(w), g.f32, c) * invstd : invstd;
+        shift[c] = (b ? ld(tensor_data(b), g.f32, c) : 0.0) - mean[c] * scale[c];
+        st(tensor_data(save_mean), g.f32, c, mean[c]);
+        st(tensor_data(save_invstd), g.f32, c, invstd);
+    }
+    if (rc == 0)
+        channel_affine(&g, tensor_data(y), tensor_data(x), scale, NULL, NULL, shift);
+    free(buf);
+    return rc;
 }
 
-/* With xhat = (x - mean) * invstd:
- *   gb = sum(gy), gw = sum(gy * xhat),
- *   training: gx = w * invstd / M * (M * gy - gb - xhat * gw)
- *   eval:     gx = w * invstd * gy   (mean and invstd are constants) */
+/* With xhat = (x - mean) * invstd, k = w * invstd:
+ *   gb = sum(gy), gw = sum(gy * xhat) = invstd * (sum(gy x) - mean sum(gy)),
+ *   training: gx = k gy - k/M (gb + xhat gw)
+ *           = gy * k + x * (-k invstd gw / M) + (k/M)(mean invstd gw - gb)
+ *   eval:     gx = k gy  (mean and invstd are constants) */
 int cpu_batch_norm_backward(tensor *gx, tensor *gw, tensor *gb, const tensor *gy,
                             const tensor *x, const tensor *w, const tensor *mean,
                             const tensor *invstd, bool training)
 {
-    int64_t n = x->shape[0], C = x->shape[1], S = tensor_numel(x) / (n * C > 0 ? n * C : 1);
-    bool f32 = x->dtype == DT_F32;
-    const void *xd = tensor_data(x), *g = tensor_data(gy);
-    double M = (double)(n * S);
-    int nt = tensor_numel(x) >= 32768 ? cpu_num_threads() : 1;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t c = 0; c < C; c++) {
-        double mu = ld(tensor_data(mean), f32, c), is = ld(tensor_data(invstd), f32, c);
-        double sg = 0, sgx = 0;
-        for (int64_t b = 0; b < n; b++) {
-            int64_t base = (b * C + c) * S;
-            for (int64_t s = 0; s < S; s++) {
-                double gv = ld(g, f32, base + s);
-                sg += gv;
-                sgx += gv * (ld(xd, f32, base + s) - mu);
-            }
-        }
-        double dw = sgx * is;
+    bn_shape g = bn_geometry(x);
+    int64_t C = g.c;
+    double M = (double)(g.n * g.s);
+    double *buf = malloc(sizeof(double) * 5 * (size_t)(C ? C : 1));
+    if (!buf)
+        return err_set("batch_norm: out of memory");
+    double *sg = buf, *sgx = buf + C, *k = buf + 2 * C, *m = buf + 3 * C, *base = buf + 4 * C;
+    int rc = channel_sums(&g, tensor_data(gy), tensor_data(x), sg, sgx);
+    for (int64_t c = 0; rc == 0 && c < C; c++) {
+        double mu = ld(tensor_data(mean), g.f32, c), is = ld(tensor_data(invstd), g.f32, c);
+        double dw = (sgx[c] - mu * sg[c]) * is;
         if (gw)
-            st(tensor_data(gw), f32, c, dw);
+            st(tensor_data(gw), g.f32, c, dw);
         if (gb)
-            st(tensor_data(gb), f32, c, sg);
-        if (!gx)
-            continue;
-        double wc = w ? ld(tensor_data(w), f32, c) : 1.0;
-        double k = wc * is;
-        for (int64_t b = 0; b < n; b++) {
-            int64_t base = (b * C + c) * S;
-            for (int64_t s = 0; s < S; s++) {
-                double gv = ld(g, f32, base + s);
-                double v = training ? k / M * (M * gv - sg - (ld(xd, f32, base + s) - mu) * is * dw)
-                                    : k * gv;
-                st(tensor_data(gx), f32, base + s, v);
-            }
-        }
+            st(tensor_data(gb), g.f32, c, sg[c]);
+        k[c] = (w ? ld(tensor_data(w), g.f32, c) : 1.0) * is;
+        m[c] = training ? -k[c] * is * dw / M : 0.0;
+        base[c] = training ? k[c] / M * (mu * is * dw - sg[c]) : 0.0;
     }
-    return 0;
+    if (rc == 0 && gx)
+        channel_affine(&g, tensor_data(gx), tensor_data(gy), k, training ? tensor_data(x) : NULL,
+                       m, base);
+    free(buf);
+    return rc;
 }

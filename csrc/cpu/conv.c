@@ -1,6 +1,6 @@
 /* 2-D convolution on the CPU: float32 through oneDNN, float64 (used by gradient
- * checks) through direct loops. Tensors are
- * contiguous NCHW; weights [OC, C/groups, KH, KW]. */
+ * checks) through direct loops. Weights are contiguous [OC, C/groups, KH, KW];
+ * float32 activations are NCHW or channels-last, float64 ones contiguous NCHW. */
 #include <oneapi/dnnl/dnnl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,21 +13,33 @@
 
 typedef enum { CONV_FWD, CONV_BWD_DATA, CONV_BWD_WEIGHTS } conv_kind;
 
-/* The descriptors of one convolution. `user` holds our layouts (plain NCHW
- * activations, [O,I,H,W] weights, grouped: [G,O/G,I/G,H,W]); `any` lets oneDNN
- * pick its own (blocked) layouts, which its fastest kernels need. The geometry is
- * in oneDNN's terms: dilation counts the gaps, and the right/bottom padding is
- * whatever yields the op's output size. */
+/* The descriptors of one convolution. `user` holds the tensors' own layouts
+ * (activations NCHW or channels-last, weights [O,I,H,W], grouped [G,O/G,I/G,H,W]);
+ * the `want` ones are what the primitive is built for: channels-last activations,
+ * which oneDNN's fastest kernels read and write directly, and weights in the
+ * layout it chooses. The geometry is in oneDNN's terms: dilation counts the gaps,
+ * and the right/bottom padding is whatever yields the op's output size. */
 typedef struct {
     dnnl_memory_desc_t src, wei, dst, bias;
-    dnnl_memory_desc_t any_src, any_wei, any_dst;
+    dnnl_memory_desc_t want_src, want_wei, want_dst;
     dnnl_dims_t strides, dil, pl, pr;
 } conv_desc;
 
-static int md_any(dnnl_memory_desc_t *any, const dnnl_memory_desc_t *user)
+/* A float32 activation as it is laid out (its strides). */
+static int md_strided(dnnl_memory_desc_t *md, const tensor *t)
 {
-    return dnnl_ctx_check(dnnl_memory_desc_init_by_tag(any, user->ndims, user->dims, dnnl_f32,
-                                                       dnnl_format_tag_any),
+    dnnl_dims_t dims, strides;
+    for (int i = 0; i < 4; i++) {
+        dims[i] = t->shape[i];
+        strides[i] = t->stride[i];
+    }
+    return dnnl_ctx_check(dnnl_memory_desc_init_by_strides(md, 4, dims, dnnl_f32, strides),
+                          "conv2d", "memory descriptor");
+}
+
+static int md_tag(dnnl_memory_desc_t *md, const dnnl_memory_desc_t *like, dnnl_format_tag_t tag)
+{
+    return dnnl_ctx_check(dnnl_memory_desc_init_by_tag(md, like->ndims, like->dims, dnnl_f32, tag),
                           "conv2d", "memory descriptor");
 }
 
@@ -36,13 +48,13 @@ static int conv_describe(conv_desc *d, const tensor *x, const tensor *w, const t
 {
     int64_t g = p->groups;
     int64_t wshape[5] = {g, w->shape[0] / g, w->shape[1], w->shape[2], w->shape[3]};
-    if (dnnl_ctx_md(&d->src, DT_F32, 4, x->shape, "conv2d") != 0 ||
-        dnnl_ctx_md(&d->dst, DT_F32, 4, y->shape, "conv2d") != 0 ||
+    if (md_strided(&d->src, x) != 0 || md_strided(&d->dst, y) != 0 ||
         (g == 1 ? dnnl_ctx_md(&d->wei, DT_F32, 4, w->shape, "conv2d")
                 : dnnl_ctx_md(&d->wei, DT_F32, 5, wshape, "conv2d")) != 0 ||
         dnnl_ctx_md(&d->bias, DT_F32, 1, w->shape, "conv2d") != 0 ||
-        md_any(&d->any_src, &d->src) != 0 || md_any(&d->any_wei, &d->wei) != 0 ||
-        md_any(&d->any_dst, &d->dst) != 0)
+        md_tag(&d->want_src, &d->src, dnnl_nhwc) != 0 ||
+        md_tag(&d->want_wei, &d->wei, dnnl_format_tag_any) != 0 ||
+        md_tag(&d->want_dst, &d->dst, dnnl_nhwc) != 0)
         return -1;
     for (int i = 0; i < 2; i++) {
         int64_t ext = (w->shape[2 + i] - 1) * p->dilation[i] + 1;
@@ -63,8 +75,8 @@ static dnnl_primitive_desc_t conv_fwd_pd(const conv_desc *d, bool bias)
     if (!eng)
         return NULL;
     dnnl_status_t s = dnnl_dilated_convolution_forward_desc_init(
-        &cd, dnnl_forward_training, dnnl_convolution_direct, &d->any_src, &d->any_wei,
-        bias ? &d->bias : NULL, &d->any_dst, d->strides, d->dil, d->pl, d->pr);
+        &cd, dnnl_forward_training, dnnl_convolution_direct, &d->want_src, &d->want_wei,
+        bias ? &d->bias : NULL, &d->want_dst, d->strides, d->dil, d->pl, d->pr);
     if (s == dnnl_success)
         s = dnnl_primitive_desc_create(&pd, &cd, NULL, eng, NULL);
     return dnnl_ctx_check(s, "conv2d", "forward descriptor") == 0 ? pd : NULL;
@@ -79,13 +91,13 @@ static dnnl_primitive_desc_t conv_pd(conv_kind kind, const conv_desc *d, bool bi
     dnnl_status_t s;
     if (kind == CONV_BWD_DATA)
         s = dnnl_dilated_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct,
-                                                             &d->any_src, &d->any_wei,
-                                                             &d->any_dst, d->strides, d->dil,
+                                                             &d->want_src, &d->want_wei,
+                                                             &d->want_dst, d->strides, d->dil,
                                                              d->pl, d->pr);
     else
         s = dnnl_dilated_convolution_backward_weights_desc_init(
-            &cd, dnnl_convolution_direct, &d->any_src, &d->any_wei, bias ? &d->bias : NULL,
-            &d->any_dst, d->strides, d->dil, d->pl, d->pr);
+            &cd, dnnl_convolution_direct, &d->want_src, &d->want_wei, bias ? &d->bias : NULL,
+            &d->want_dst, d->strides, d->dil, d->pl, d->pr);
     if (s == dnnl_success)
         s = dnnl_primitive_desc_create(&pd, &cd, NULL, dnnl_ctx_engine("conv2d"), fwd);
     return dnnl_ctx_check(s, "conv2d", "backward descriptor") == 0 ? pd : NULL;

@@ -3,6 +3,23 @@
 
 #include "internal.h"
 
+/* The layout policy: float32 activations (oneDNN's) are channels-last, which its
+ * fastest kernels read and write without reordering, and which the elementwise,
+ * normalisation and pooling ops preserve, so a network stays channels-last from
+ * its first convolution on; float64 (the loops of the gradient checks) stays
+ * contiguous. An input already in either layout is used as it is. */
+static bool wants_channels_last(const tensor *x)
+{
+    return x->dtype == DT_F32;
+}
+
+static tensor *as_conv_layout(tensor *t)
+{
+    if (wants_channels_last(t) && ops_is_channels_last(t))
+        return tensor_incref(t);
+    return tensor_contiguous(t);
+}
+
 static int conv_backward(ag_node *n, tensor *gy, tensor **gin)
 {
     tensor *x = ag_saved(n, 0), *w = ag_saved(n, 1);
@@ -10,7 +27,7 @@ static int conv_backward(ag_node *n, tensor *gy, tensor **gin)
         return -1;
     conv2d_params p = {{n->iarg[0], n->iarg[1]}, {n->iarg[2], n->iarg[3]},
                        {n->iarg[4], n->iarg[5]}, n->iarg[6]};
-    tensor *g = tensor_contiguous(gy);
+    tensor *g = as_conv_layout(gy);
     const backend *be = g ? ops_backend(x, "conv2d") : NULL;
     if (!be) {
         tensor_decref(g);
@@ -18,7 +35,8 @@ static int conv_backward(ag_node *n, tensor *gy, tensor **gin)
     }
     int rc = 0;
     if (ag_wants(n, 0)) {
-        gin[0] = tensor_empty(x->dtype, x->ndim, x->shape, tensor_device(x));
+        gin[0] = wants_channels_last(x) ? ops_empty_channels_last(x->dtype, x->shape, tensor_device(x))
+                                        : tensor_empty(x->dtype, 4, x->shape, tensor_device(x));
         rc = gin[0] ? be->conv2d_backward_data(gin[0], g, w, &p) : -1;
     }
     bool wb = n->n_next > 2 && ag_wants(n, 2);
@@ -90,10 +108,12 @@ tensor *op_conv2d(tensor *x, tensor *w, tensor *b, const conv2d_params *p)
         }
     }
     int64_t shape[4] = {x->shape[0], w->shape[0], out[0], out[1]};
-    tensor *xc = tensor_contiguous(x), *wc = xc ? tensor_contiguous(w) : NULL;
+    tensor *xc = as_conv_layout(x), *wc = xc ? tensor_contiguous(w) : NULL;
     tensor *bc = wc && b ? tensor_contiguous(b) : NULL;
     const backend *be = wc && (bc || !b) ? ops_backend(x, "conv2d") : NULL;
-    tensor *y = be ? tensor_empty(x->dtype, 4, shape, tensor_device(x)) : NULL;
+    tensor *y = !be ? NULL
+              : wants_channels_last(x) ? ops_empty_channels_last(x->dtype, shape, tensor_device(x))
+                                       : tensor_empty(x->dtype, 4, shape, tensor_device(x));
     int rc = y && x->shape[0] > 0 ? be->conv2d(y, xc, wc, bc, p) : (y ? 0 : -1);
     tensor *in[3] = {x, w, b};
     if (rc == 0 && ag_needs(b ? 3 : 2, in)) {

@@ -1,5 +1,6 @@
 /* Elementwise ops with broadcasting and type promotion, and their gradients. */
 #include <math.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -166,7 +167,8 @@ tensor *op_unary(unary_op op, tensor *a, double p0, double p1)
     const char *name = unary_names[op];
     clamp_bounds(op, &p0, &p1);
     tensor *x = unary_needs_float(op, p0) && !dtype_is_float(a->dtype)
-                    ? op_to_dtype(a, DT_F32) : op_contiguous(a);
+                    ? op_to_dtype(a, DT_F32)
+                    : ops_is_dense(a) ? keep(a) : op_contiguous(a);
     if (!x)
         return NULL;
     if (a->dtype == DT_BOOL && op != UN_STEP) {
@@ -175,7 +177,7 @@ tensor *op_unary(unary_op op, tensor *a, double p0, double p1)
         return NULL;
     }
     const backend *be = ops_backend(x, name);
-    tensor *out = be ? tensor_empty(x->dtype, x->ndim, x->shape, tensor_device(x)) : NULL;
+    tensor *out = be ? ops_empty_like(x, x->dtype) : NULL;
     if (out && be->unary(op, out, x, p0, p1) != 0) {
         tensor_decref(out);
         out = NULL;
@@ -288,6 +290,19 @@ static int binary_backward(ag_node *n, tensor *g, tensor **gin)
     return ag_check(n, gin);
 }
 
+/* The output of a binary op: laid out like an operand that has the output's
+ * shape and a dense layout (channels-last stays channels-last), else contiguous. */
+static tensor *binary_output(dtype_t dt, int nd, const int64_t *shape, const tensor *a,
+                             const tensor *b)
+{
+    const tensor *like = a->ndim == nd && !memcmp(a->shape, shape, sizeof(int64_t) * (size_t)nd) ? a
+                       : b->ndim == nd && !memcmp(b->shape, shape, sizeof(int64_t) * (size_t)nd) ? b
+                                                                                              : NULL;
+    if (like && ops_is_dense(like))
+        return ops_empty_like(like, dt);
+    return tensor_empty(dt, nd, shape, tensor_device(a));
+}
+
 /* The dtype an op computes in, from its inputs' promoted dtype. */
 static dtype_t compute_dtype(binary_op op, dtype_t t)
 {
@@ -348,7 +363,7 @@ tensor *op_binary(binary_op op, tensor *a, tensor *b)
     tensor *bv = bc ? tensor_broadcast_to(bc, nd, shape, name) : NULL;
     const backend *be = av && bv ? ops_backend(a, name) : NULL;
     dtype_t ot = op >= BIN_EQ ? DT_BOOL : ct;
-    tensor *out = be ? tensor_empty(ot, nd, shape, tensor_device(a)) : NULL;
+    tensor *out = be ? binary_output(ot, nd, shape, ac, bc) : NULL;
     if (out && (be->binary(op, out, av, bv) != 0 || binary_record(op, out, ac, bc) != 0)) {
         tensor_decref(out);
         out = NULL;

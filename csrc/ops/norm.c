@@ -10,11 +10,12 @@ static int bn_backward(ag_node *n, tensor *gy, tensor **gin)
     tensor *w = n->n_saved > 3 ? ag_saved(n, 3) : NULL;
     if (!x || !mean || !invstd || (n->n_saved > 3 && !w))
         return -1;
-    tensor *g = tensor_contiguous(gy);
+    /* the kernel walks gy, x and gx in the same layout: x's */
+    tensor *g = ops_is_channels_last(x) ? ops_channels_last(gy) : tensor_contiguous(gy);
     const backend *be = g ? ops_backend(x, "batch_norm") : NULL;
     int64_t C = x->shape[1];
     bool wx = ag_wants(n, 0), ww = n->n_next > 1 && ag_wants(n, 1), wb = n->n_next > 2 && ag_wants(n, 2);
-    tensor *gx = be && wx ? tensor_empty(x->dtype, x->ndim, x->shape, tensor_device(x)) : NULL;
+    tensor *gx = be && wx ? ops_empty_like(x, x->dtype) : NULL;
     tensor *gw = be && ww ? tensor_empty(x->dtype, 1, &C, tensor_device(x)) : NULL;
     tensor *gb = be && wb ? tensor_empty(x->dtype, 1, &C, tensor_device(x)) : NULL;
     int rc = be && (gx || !wx) && (gw || !ww) && (gb || !wb)
@@ -82,9 +83,10 @@ tensor *op_batch_norm(tensor *x, tensor *rm, tensor *rv, tensor *w, tensor *b, b
     if (bn_check(x, rm, rv, w, b, training) != 0)
         return NULL;
     int64_t C = x->shape[1];
-    tensor *xc = tensor_contiguous(x);
+    /* channels-last inputs (from convolutions) stay so; others become contiguous */
+    tensor *xc = ops_is_channels_last(x) ? tensor_incref(x) : tensor_contiguous(x);
     const backend *be = xc ? ops_backend(x, "batch_norm") : NULL;
-    tensor *y = be ? tensor_empty(x->dtype, x->ndim, x->shape, tensor_device(x)) : NULL;
+    tensor *y = be ? ops_empty_like(xc, x->dtype) : NULL;
     tensor *mean = y ? tensor_empty(x->dtype, 1, &C, tensor_device(x)) : NULL;
     tensor *invstd = mean ? tensor_empty(x->dtype, 1, &C, tensor_device(x)) : NULL;
     int rc = invstd ? be->batch_norm(y, mean, invstd, xc, w, b, rm, rv, training, momentum, eps)
