@@ -33,6 +33,8 @@ static bool valid_beta(double b)
     return b >= 0 && b < 1;
 }
 
+/* Adam's and AdamW's values, checked as PyTorch's constructors check them (plus
+ * weight_decay >= 0); NaN fails every test. */
 int optim_adam_check(const optim_adam_opts *o, const char *who)
 {
     if (!(o->lr >= 0))
@@ -48,6 +50,7 @@ int optim_adam_check(const optim_adam_opts *o, const char *who)
     return 0;
 }
 
+/* SGD's values, with PyTorch's rule for Nesterov momentum. */
 int optim_sgd_check(const optim_sgd_opts *o)
 {
     if (!(o->lr >= 0))
@@ -172,6 +175,7 @@ static void sqrt_f32(float *x, int64_t n)
         x[i] = sqrtf(x[i]);
 }
 
+/* The float64 twin of sqrt_f32. */
 static void sqrt_f64(double *x, int64_t n)
 {
     int64_t i = 0;
@@ -265,7 +269,7 @@ static void adam_range_f32(const void *job, int64_t b, int64_t e)
     }
 }
 
-/* The float64 twins of the three functions above. */
+/* The float64 twin of adam_moments_f32. */
 static inline __attribute__((always_inline)) void
 adam_moments_f64(const adam_job *j, int64_t n, const double *restrict p,
                  const double *restrict g, double *restrict m, double *restrict v,
@@ -292,6 +296,7 @@ adam_moments_f64(const adam_job *j, int64_t n, const double *restrict p,
     }
 }
 
+/* The float64 twin of adam_apply_f32. */
 static void adam_apply_f64(const adam_job *j, int64_t n, double *restrict p,
                            const double *restrict m, const double *restrict s)
 {
@@ -304,6 +309,7 @@ static void adam_apply_f64(const adam_job *j, int64_t n, double *restrict p,
     }
 }
 
+/* The float64 twin of adam_range_f32. */
 static void adam_range_f64(const void *job, int64_t b, int64_t e)
 {
     const adam_job *j = job;
@@ -364,12 +370,14 @@ static int adam_common(const char *who, bool decoupled, tensor *p, const tensor 
     return 0;
 }
 
+/* Adam: L2 weight decay, added to the gradient. */
 int optim_adam_step(tensor *p, const tensor *grad, tensor *exp_avg, tensor *exp_avg_sq,
                     tensor *max_exp_avg_sq, int64_t step, const optim_adam_opts *o)
 {
     return adam_common("adam", false, p, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step, o);
 }
 
+/* AdamW: decoupled weight decay, applied to the parameter. */
 int optim_adamw_step(tensor *p, const tensor *grad, tensor *exp_avg, tensor *exp_avg_sq,
                      tensor *max_exp_avg_sq, int64_t step, const optim_adam_opts *o)
 {
@@ -433,7 +441,7 @@ static void sgd_range_f32(const void *job, int64_t b, int64_t e)
               : sgd_loop_f32(j, n, p, g, buf, false, true, false);
 }
 
-/* The float64 twins. */
+/* The float64 twin of sgd_loop_f32. */
 static inline __attribute__((always_inline)) void
 sgd_loop_f64(const sgd_job *j, int64_t n, double *restrict p, const double *restrict g,
              double *restrict buf, bool l2, bool with_buf, bool nesterov)
@@ -456,6 +464,7 @@ sgd_loop_f64(const sgd_job *j, int64_t n, double *restrict p, const double *rest
     }
 }
 
+/* The float64 twin of sgd_range_f32. */
 static void sgd_range_f64(const void *job, int64_t b, int64_t e)
 {
     const sgd_job *j = job;
@@ -473,6 +482,8 @@ static void sgd_range_f64(const void *job, int64_t b, int64_t e)
               : sgd_loop_f64(j, n, p, g, buf, false, true, false);
 }
 
+/* Check everything, then run one SGD update; on the first step the buffer is
+ * zeroed so that the loop's buf * 0 + 1 * d gives PyTorch's clone of d. */
 int optim_sgd_step(tensor *p, const tensor *grad, tensor *buf, bool first,
                    const optim_sgd_opts *o)
 {

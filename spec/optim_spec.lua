@@ -431,6 +431,7 @@ describe("optim errors", function()
     raises(function() optim.Adam({ miles.ones(2, 3):t() }) end, "parameter 1 is not contiguous")
     raises(function() optim.Adam({ 3 }) end, "parameter 1 is a number, not a tensor")
     raises(function() optim.Adam({}) end, "adam: got an empty parameter list")
+    raises(function() optim.SGD({ { params = {} } }, { lr = 1 }) end, "sgd: got an empty parameter list")
   end)
 
   it("a non-contiguous gradient is used as its contiguous copy", function()

@@ -49,10 +49,10 @@ int luaopen_miles_core(lua_State *L)
     l_autograd_open(L);
     l_io_open(L);
     l_sys_open(L);
-    l_optim_open(L); /* TEMP optim testing */
     l_conv_open(L);
-    l_pool_open(L); /* TEMP (pooling engineer testing; the owner adds it for good) */
-    l_checkpoint_open(L); /* TEMP (nn engineer testing; the owner adds it for good) */
+    l_pool_open(L);
+    l_optim_open(L);
+    l_checkpoint_open(L);
     lua_pushcfunction(L, l_repl);
     lua_setfield(L, -2, "repl");
     lua_pushstring(L, MILES_VERSION);

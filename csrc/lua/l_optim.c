@@ -83,16 +83,19 @@ static int adam_like(lua_State *L, bool decoupled)
     return rc == 0 ? 0 : lt_error(L);
 }
 
+/* adam_step(p, grad, exp_avg, exp_avg_sq, max_exp_avg_sq|nil, step, group) */
 static int l_adam_step(lua_State *L)
 {
     return adam_like(L, false);
 }
 
+/* adamw_step(...): the same arguments as adam_step. */
 static int l_adamw_step(lua_State *L)
 {
     return adam_like(L, true);
 }
 
+/* sgd_step(p, grad, momentum_buffer|nil, first, group) */
 static int l_sgd_step(lua_State *L)
 {
     tensor *p = lt_check(L, 1), *g = lt_check(L, 2);
@@ -132,6 +135,7 @@ static int l_id(lua_State *L)
     return 1;
 }
 
+/* Register the functions as the table `_optim` of the module table on the stack. */
 void l_optim_open(lua_State *L)
 {
     static const luaL_Reg funcs[] = {

@@ -18,6 +18,7 @@ require "miles.print"
 
 miles.nn = require "miles.nn"
 miles.F = miles.nn.functional
+miles.optim = require "miles.optim"
 
 --- Tensors of the same shape, dtype (and device) as x.
 function miles.zeros_like(x, opts)

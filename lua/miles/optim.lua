@@ -282,6 +282,9 @@ local function new(kind, params, defaults)
   else
     self:add_param_group({ params = params })
   end
+  if next(self._by_id) == nil then
+    error(("%s: got an empty parameter list"):format(who), 0)
+  end
   return self
 end
 
