@@ -15,7 +15,7 @@ PKGS      := lua5.4 libedit
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) openblas 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs openblas libedit 2>/dev/null) -ldnnl -lm
 
-CFLAGS  := -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -fPIC -fopenmp $(PKG_CFLAGS)
+CFLAGS  := -std=c11 -D_GNU_SOURCE -O2 -g -fno-math-errno -Wall -Wextra -Werror -fPIC -fopenmp $(PKG_CFLAGS)
 LDFLAGS := -fopenmp
 ifeq ($(SAN),1)
   CFLAGS  += -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined

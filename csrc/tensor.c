@@ -114,11 +114,20 @@ static tensor *tensor_header(dtype_t dt, int ndim, const int64_t *shape)
         err_set("tensors have at most %d dims, got %d", TENSOR_MAX_DIMS, ndim);
         return NULL;
     }
-    for (int i = 0; i < ndim; i++)
+    int64_t numel = 1;
+    for (int i = 0; i < ndim; i++) {
         if (shape[i] < 0) {
             err_set("negative size %" PRId64 " in dim %d", shape[i], i + 1);
             return NULL;
         }
+        /* Every later numel computation relies on this product fitting. */
+        if (__builtin_mul_overflow(numel, shape[i], &numel)) {
+            char b[160];
+            err_set("a tensor of shape %s has too many elements",
+                    shape_str(ndim, shape, b, sizeof b));
+            return NULL;
+        }
+    }
     tensor *t = calloc(1, sizeof *t);
     if (!t) {
         err_set("out of memory allocating a tensor header");
@@ -395,6 +404,31 @@ static bool same_layout(const tensor *a, const tensor *b)
     return true;
 }
 
+/* The span of storage elements [*lo, *hi] that t can touch (strides are >= 0). */
+static void element_span(const tensor *t, int64_t *lo, int64_t *hi)
+{
+    *lo = *hi = t->offset;
+    for (int i = 0; i < t->ndim; i++)
+        *hi += (t->shape[i] - 1) * t->stride[i];
+}
+
+/* May a copy from src into dst read an element that it has already written? Only
+ * when both view one storage, their spans meet, and the layouts differ (an
+ * identical layout reads each element before writing it). */
+static bool copy_overlaps(const tensor *dst, const tensor *src)
+{
+    if (dst->st != src->st || tensor_numel(dst) == 0)
+        return false;
+    int64_t dlo, dhi, slo, shi;
+    element_span(dst, &dlo, &dhi);
+    element_span(src, &slo, &shi);
+    /* compared in bytes: the two may have different dtypes over one storage */
+    int64_t ds = (int64_t)dtype_size(dst->dtype), ss = (int64_t)dtype_size(src->dtype);
+    if ((dhi + 1) * ds <= slo * ss || (shi + 1) * ss <= dlo * ds)
+        return false;
+    return !same_layout(dst, src);
+}
+
 int tensor_copy_into(tensor *dst, const tensor *src)
 {
     if (!device_eq(tensor_device(dst), tensor_device(src))) {
@@ -407,7 +441,7 @@ int tensor_copy_into(tensor *dst, const tensor *src)
         return -1;
     /* A source that overlaps the destination in another layout (x:copy_(x:t()))
      * would be read after being overwritten: copy it out first. */
-    if (s->st == dst->st && !same_layout(s, dst)) {
+    if (copy_overlaps(dst, s)) {
         tensor *tmp = tensor_copy_as(s, s->dtype);
         tensor_decref(s);
         if (!tmp)

@@ -56,6 +56,27 @@ describe("shape errors", function()
   end)
 end)
 
+describe("size limits", function()
+  it("refuse shapes whose element count does not fit in 64 bits", function()
+    local big = 2 ^ 32 // 1
+    raises(function() return miles.zeros(big, big) end,
+      "zeros: a tensor of shape [4294967296,4294967296] has too many elements")
+    raises(function() return miles.zeros(1):expand(big, big) end, "expand: a tensor of shape")
+    raises(function() return miles.eye(big, big) end, "eye: a tensor of shape")
+    raises(function() return miles.zeros(4):reshape(big, big, -1) end, "reshape: too many elements in the new shape")
+    raises(function() return miles.zeros(4):narrow(1, 2, math.maxinteger) end,
+      "narrow: elements 2 to 9223372036854775807 are out of range for dim 1 of size 4")
+    raises(function() return miles.zeros(3):narrow(1, math.mininteger, 1) end,
+      "narrow: start -9223372036854775808 is out of range for dim 1 of size 3")
+    raises(function() return miles.zeros(3)[math.mininteger] end,
+      "select: index -9223372036854775808 is out of range for dim 1 of size 3")
+    raises(function() return miles.zeros(3)[miles.tensor({ math.mininteger })] end,
+      "index_select: index -9223372036854775808 is out of range for a dim of size 3")
+    raises(function() return miles.arange(0, 1e300, 1e-300) end, "arange: inf elements is too many")
+    assert.equal(1, #miles.zeros(4):split(math.maxinteger))
+  end)
+end)
+
 describe("dim errors", function()
   it("say which dim is out of range, in 1-based numbering", function()
     local x = miles.zeros(2, 3)
@@ -131,6 +152,26 @@ describe("argument type errors", function()
     raises(function() return miles.randint(5, 5, { 2 }) end, "randint: high (5) must be greater than low (5)")
     raises(function() return miles.randperm(-1) end, "randperm: n must be non-negative, got -1")
     raises(function() return miles.zeros(2, { device = "tpu" }) end, "zeros: unknown device 'tpu'")
+    raises(function() return miles.zeros(2, "float64") end,
+      "zeros: unexpected argument #2 (string); sizes are integers and the options a table")
+    raises(function() return miles.ones({ 2 }, { dtype = "int64" }, 3) end, "ones: unexpected argument #3 (number)")
+    raises(function() return miles.rand(2, miles.zeros(1)) end, "rand: unexpected argument #2 (userdata)")
+    raises(function() return miles.full({ 2 }, "x") end, "full: the value must be a number or a boolean, not string")
+    raises(function() return miles.full(2, 3, "x") end, "full: unexpected argument #3 (string)")
+    -- the function is named even when called without a name
+    local ok, msg = pcall(miles.zeros, 2, { dtype = "x" })
+    assert.is_false(ok)
+    assert.matches("zeros: unknown dtype 'x'", msg, 1, true)
+  end)
+
+  it("refuse bad assigned values and masks that do not fit", function()
+    local x = miles.zeros(3)
+    raises(function() x[1] = "a" end, "assignment: the value must be a number, a boolean or a tensor, not string")
+    raises(function() x[x:gt(0)] = {} end, "assignment: the value must be a number, a boolean or a tensor, not table")
+    raises(function() x[miles.tensor({ { true, false, true } })] = 1 end,
+      "assignment: a mask of shape [1,3] does not fit a tensor of shape [3]")
+    raises(function() x:fill_("a") end, "fill_: the value must be a number or a boolean, not string")
+    assert.same({ 0, 0, 0 }, x:totable())
   end)
 end)
 

@@ -119,6 +119,9 @@ describe("distributions", function()
       assert.near(10000, n, 400)
     end
     assert.same({ 5, 5, 5 }, miles.randint(5, 6, { 3 }):totable())
+    local full = miles.randint(math.mininteger, math.maxinteger, { 2000 })
+    local negative = full:lt(0):to("int64"):sum():item()
+    assert.near(1000, negative, 150) -- the whole int64 range, about half below 0
     local big = miles.randint(0, 2 ^ 40 // 1, { 1000 })
     assert.is_true(big:max():item() > 2 ^ 39)
     assert.is_true(big:min():item() >= 0)

@@ -263,7 +263,7 @@ describe("conversion to Lua values", function()
     x:fill_(big)
     assert.same({ big, big, big }, x:totable())
     x[2] = -big
-    x[x:eq(big)] = big + 2
+    x[miles.tensor({ true, false, true })] = big + 2
     assert.same({ big + 2, -big, big + 2 }, x:totable())
     local row = miles.zeros(2, 2, { dtype = "int64" })
     row[1] = math.maxinteger
@@ -279,6 +279,18 @@ describe("conversion to Lua values", function()
     assert.same({ big + 1, -4 }, (x + 1):totable())
     assert.same({ 2 * big, -10 }, (x + x):totable())
     assert.same({ 1, -1 }, x:sign():totable())
+    local p = miles.tensor({ 3, -2 }):pow(39) -- 3^39 needs all 63 bits
+    assert.equal("int64", p:dtype())
+    assert.same({ 4052555153018976267, -549755813888 }, p:totable())
+  end)
+
+  it("wraps int64 arithmetic around on overflow, as PyTorch", function()
+    local x = miles.tensor({ math.maxinteger, math.mininteger })
+    assert.same({ math.mininteger, math.mininteger + 1 }, (x + miles.tensor({ 1, 1 })):totable())
+    assert.same({ -2, 0 }, (x * miles.tensor({ 2, 2 })):totable())
+    assert.same({ -math.maxinteger, math.mininteger }, (-x):totable())
+    assert.same({ 1 }, miles.tensor({ math.maxinteger }):square():totable())
+    assert.same({ 1024, 0 }, miles.tensor({ 2, 2 }):pow(miles.tensor({ 10, 64 })):totable())
   end)
 
   it("round-trips float64 exactly and rounds float32 to single precision", function()

@@ -310,6 +310,16 @@ describe("views share storage", function()
     local v = seq(5)
     v:narrow(1, 2, 4):copy_(v:narrow(1, 1, 4))
     assert.same({ 0, 0, 1, 2, 3 }, v:totable())
+    local w = seq(5)
+    w:narrow(1, 1, 4):copy_(w:narrow(1, 2, 4))
+    assert.same({ 1, 2, 3, 4, 4 }, w:totable())
+    local r = seq(3, 2)
+    r[1]:copy_(r[3]) -- same storage, disjoint rows
+    r[3] = r[2]
+    assert.same({ { 4, 5 }, { 2, 3 }, { 2, 3 } }, r:totable())
+    local e = seq(2, 2)
+    e:copy_(e[1]) -- broadcast a row of itself over the whole tensor
+    assert.same({ { 0, 1 }, { 0, 1 } }, e:totable())
   end)
 
   it("clone, contiguous copies and to(dtype) do not share", function()

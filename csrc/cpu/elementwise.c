@@ -143,12 +143,34 @@ typedef struct {
 DEFINE_UNARY_FLOAT(unary_f32, float)
 DEFINE_UNARY_FLOAT(unary_f64, double)
 
+/* Integer arithmetic wraps around on overflow, as in PyTorch (and two's
+ * complement hardware), instead of being undefined as signed overflow is in C. */
+static int64_t wrap_add(int64_t x, int64_t y) { return (int64_t)((uint64_t)x + (uint64_t)y); }
+static int64_t wrap_sub(int64_t x, int64_t y) { return (int64_t)((uint64_t)x - (uint64_t)y); }
+static int64_t wrap_mul(int64_t x, int64_t y) { return (int64_t)((uint64_t)x * (uint64_t)y); }
+
+/* b^e in wrapping integer arithmetic (exact where it fits); a negative e gives 0
+ * unless |b| == 1, as integer pow does in PyTorch. */
+static int64_t ipow(int64_t b, int64_t e)
+{
+    if (e < 0)
+        return b == 1 ? 1 : b == -1 ? (e % 2 ? -1 : 1) : 0;
+    int64_t r = 1;
+    while (e) {
+        if (e & 1) r = wrap_mul(r, b);
+        b = wrap_mul(b, b);
+        e >>= 1;
+    }
+    return r;
+}
+
+/* One unary op on an integer value (overflow wraps, as in the binary ops). */
 static int64_t unary_int(unary_op op, int64_t x, double p0, double p1)
 {
     switch (op) {
-    case UN_NEG: return -x;
-    case UN_ABS: return x < 0 ? -x : x;
-    case UN_SQUARE: return x * x;
+    case UN_NEG: return wrap_sub(0, x);
+    case UN_ABS: return x < 0 ? wrap_sub(0, x) : x;
+    case UN_SQUARE: return wrap_mul(x, x);
     case UN_RELU: return x > 0 ? x : 0;
     case UN_SIGN: return (x > 0) - (x < 0);
     case UN_STEP: return x > 0;
@@ -157,7 +179,7 @@ static int64_t unary_int(unary_op op, int64_t x, double p0, double p1)
         if (!isnan(p1) && x > p1) x = (int64_t)floor(p1);
         return x;
     case UN_AFFINE: return (int64_t)(p0 * (double)x + p1);
-    case UN_POW: return (int64_t)pow((double)x, p0);
+    case UN_POW: return ipow(x, (int64_t)p0); /* p0 is a whole number >= 0 here */
     default: return x;
     }
 }
@@ -227,19 +249,6 @@ int cpu_unary(unary_op op, tensor *out, const tensor *a, double p0, double p1)
 DEFINE_BINARY_FLOAT(binary_f32, float)
 DEFINE_BINARY_FLOAT(binary_f64, double)
 
-static int64_t ipow(int64_t b, int64_t e)
-{
-    if (e < 0)
-        return b == 1 ? 1 : b == -1 ? (e % 2 ? -1 : 1) : 0;
-    int64_t r = 1;
-    while (e) {
-        if (e & 1) r *= b;
-        b *= b;
-        e >>= 1;
-    }
-    return r;
-}
-
 typedef struct {
     binary_op op;
     dtype_t dt;
@@ -259,10 +268,12 @@ static void binary_generic(char **p, const int64_t *s, int64_t n, void *vctx)
         }
         int64_t r;
         switch (c->op) {
-        case BIN_ADD: r = x + y; break;
-        case BIN_SUB: r = x - y; break;
-        case BIN_MUL: r = x * y; break;
-        case BIN_DIV: r = y ? x / y : 0; break; /* the op layer divides floats */
+        case BIN_ADD: r = wrap_add(x, y); break;
+        case BIN_SUB: r = wrap_sub(x, y); break;
+        case BIN_MUL: r = wrap_mul(x, y); break;
+        case BIN_DIV: /* the op layer divides in float; kept defined all the same */
+            r = y == 0 ? 0 : y == -1 ? wrap_sub(0, x) : x / y;
+            break;
         case BIN_POW: r = ipow(x, y); break;
         case BIN_MAX: r = x > y ? x : y; break;
         case BIN_MIN: r = x < y ? x : y; break;

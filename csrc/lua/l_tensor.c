@@ -13,9 +13,26 @@
 
 /* --- helpers shared by every binding file --- */
 
+/* Does msg start with an op name ("matmul: ...")? */
+static bool names_op(const char *msg)
+{
+    const char *p = msg;
+    while (*p == '_' || *p == '.' || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+           (p > msg && *p >= '0' && *p <= '9'))
+        p++;
+    return p > msg && p[0] == ':' && p[1] == ' ';
+}
+
+static const char *lt_fname(lua_State *L);
+
+/* The core's message, led by the name of the function the user called when the
+ * core did not name an op ("zeros: a tensor of shape ... has too many elements"). */
 int lt_error(lua_State *L)
 {
-    return luaL_error(L, "%s", err_msg());
+    const char *msg = err_msg();
+    if (names_op(msg))
+        return luaL_error(L, "%s", msg);
+    return luaL_error(L, "%s: %s", lt_fname(L), msg);
 }
 
 int lt_push(lua_State *L, tensor *t)
@@ -782,10 +799,10 @@ static int l_narrow(lua_State *L)
         int dd = dim_wrap(d, t->ndim, "narrow");
         if (dd < 0)
             return lt_error(L);
+        if (start + t->shape[dd] < 0)
+            return luaL_error(L, "narrow: start %I is out of range for dim %d of size %I",
+                              start, dd + 1, (lua_Integer)t->shape[dd]);
         start += t->shape[dd] + 1;
-        if (start < 1)
-            return luaL_error(L, "narrow: start %d is out of range for dim %d of size %d",
-                              (int)(start - t->shape[dd] - 1), dd + 1, (int)t->shape[dd]);
     }
     return lt_push(L, op_narrow(t, d, start - 1, len));
 }
@@ -944,7 +961,8 @@ static int assign_masked(lua_State *L, tensor *t, tensor *mask, const lua_value 
     if (nd != t->ndim || shape_numel(nd, shape) != tensor_numel(t)) {
         char b1[128], b2[128];
         return luaL_error(L, "assignment: a mask of shape %s does not fit a tensor of shape %s",
-                          tensor_shape_str(mask, b1, sizeof b1), tensor_shape_str(t, b2, sizeof b2));
+                          tensor_shape_str(mask, b1, sizeof b1),
+                          tensor_shape_str(t, b2, sizeof b2));
     }
     tensor *val = value_scalar(v, t);
     tensor *w = val ? op_where(mask, val, t) : NULL;

@@ -93,10 +93,14 @@ tensor *op_randint(int64_t low, int64_t high, int ndim, const int64_t *shape, de
     }
     tensor *u = random_float(ndim, shape, DT_F64, DEVICE_CPU, false, "randint");
     tensor *t = u ? tensor_empty(DT_I64, ndim, shape, DEVICE_CPU) : NULL;
-    double span = (double)(high - low);
+    /* The span in unsigned arithmetic: high - low may not fit in an int64
+     * (randint(math.mininteger, math.maxinteger)). */
+    uint64_t span = (uint64_t)high - (uint64_t)low;
     for (int64_t i = 0, n = t ? tensor_numel(t) : 0; i < n; i++) {
-        int64_t v = low + (int64_t)floor(((double *)tensor_data(u))[i] * span);
-        ((int64_t *)tensor_data(t))[i] = v < high ? v : high - 1;
+        uint64_t k = (uint64_t)floor(((double *)tensor_data(u))[i] * (double)span);
+        if (k >= span)
+            k = span - 1;
+        ((int64_t *)tensor_data(t))[i] = (int64_t)((uint64_t)low + k);
     }
     tensor_decref(u);
     if (t && dev.type != DEV_CPU) {

@@ -132,7 +132,7 @@ tensor **op_split(tensor *a, int64_t size, int dim, int *count)
         return NULL;
     }
     int64_t len = a->shape[d];
-    int64_t n = len == 0 ? 1 : (len + size - 1) / size;
+    int64_t n = len == 0 ? 1 : (len - 1) / size + 1; /* no overflow for huge sizes */
     tensor **out = calloc((size_t)n, sizeof *out);
     if (!out) {
         err_set("split: out of memory");
@@ -182,8 +182,9 @@ static int check_indices(const tensor *idx, int64_t n, const char *op)
     int rc = 0;
     for (int64_t i = 0; i < m && rc == 0; i++)
         if (p[i] < 0 || p[i] >= n)
+            /* 1-based as the user wrote it; wrapping, so no overflow at the extremes */
             rc = err_set("%s: index %" PRId64 " is out of range for a dim of size %" PRId64,
-                         op, p[i] + 1, n);
+                         op, (int64_t)((uint64_t)p[i] + 1), n);
     tensor_decref(c);
     return rc;
 }

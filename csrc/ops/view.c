@@ -44,8 +44,8 @@ static int infer_shape(const tensor *a, int ndim, const int64_t *in, int64_t *ou
             infer = i;
         } else if (in[i] < 0) {
             return err_set("%s: invalid size %" PRId64 " in dim %d", op, in[i], i + 1);
-        } else {
-            known *= in[i];
+        } else if (__builtin_mul_overflow(known, in[i], &known)) {
+            return err_set("%s: too many elements in the new shape", op);
         }
     }
     int64_t numel = tensor_numel(a);
@@ -197,9 +197,13 @@ tensor *op_narrow(tensor *a, int dim, int64_t start, int64_t len)
     int d = dim_wrap(dim, a->ndim, "narrow");
     if (d < 0)
         return NULL;
-    if (start < 0 || len < 0 || start + len > a->shape[d]) {
+    /* Compared without start + len, which may overflow for huge lengths. */
+    if (start < 0 || len < 0 || start > a->shape[d] || len > a->shape[d] - start) {
+        int64_t last;
+        if (__builtin_add_overflow(start, len, &last))
+            last = INT64_MAX;
         err_set("narrow: elements %" PRId64 " to %" PRId64 " are out of range for dim %d of "
-                "size %" PRId64, start + 1, start + len, d + 1, a->shape[d]);
+                "size %" PRId64, start + 1, last, d + 1, a->shape[d]);
         return NULL;
     }
     int64_t shape[TENSOR_MAX_DIMS];
