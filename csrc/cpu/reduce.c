@@ -67,9 +67,36 @@ static double reduce_run(reduce_op op, dtype_t dt, const char *base, int64_t st,
 #undef AT
 }
 
+/* The exact integer version of sum, prod, max and min (sums wrap around on
+ * overflow, as PyTorch's do). */
+static int64_t reduce_run_int(reduce_op op, dtype_t dt, const char *base, int64_t st,
+                              int64_t n, int64_t *arg)
+{
+    size_t es = dtype_size(dt);
+#define ATI(j) (dt == DT_I64 ? *(const int64_t *)(base + (j) * st * (int64_t)es) \
+                             : (int64_t) * (const uint8_t *)(base + (j) * st * (int64_t)es))
+    uint64_t acc = op == RED_PROD ? 1 : 0;
+    int64_t best = 0, v0 = n ? ATI(0) : 0;
+    for (int64_t j = 0; j < n; j++) {
+        int64_t v = ATI(j);
+        if (op == RED_SUM)
+            acc += (uint64_t)v;
+        else if (op == RED_PROD)
+            acc *= (uint64_t)v;
+        else if (op == RED_MAX ? v > v0 : v < v0) {
+            v0 = v;
+            best = j;
+        }
+    }
+#undef ATI
+    *arg = best;
+    return op == RED_MAX || op == RED_MIN ? v0 : (int64_t)acc;
+}
+
 int cpu_reduce(reduce_op op, tensor *out, tensor *idx, const tensor *a, int64_t outer,
                int64_t n, int64_t inner, double p0)
 {
+    bool exact_int = !dtype_is_float(a->dtype) && op <= RED_MIN;
     const char *base = tensor_data(a);
     char *ob = tensor_data(out);
     int64_t *ib = idx ? tensor_data(idx) : NULL;
@@ -80,8 +107,15 @@ int cpu_reduce(reduce_op op, tensor *out, tensor *idx, const tensor *a, int64_t 
     for (int64_t r = 0; r < rows; r++) {
         int64_t o = r / inner, i = r % inner, arg = 0;
         const char *start = base + (o * n * inner + i) * (int64_t)es;
-        double v = reduce_run(op, a->dtype, start, inner, n, p0, &arg);
-        dtype_store(out->dtype, ob, r, v);
+        if (exact_int) {
+            int64_t v = reduce_run_int(op, a->dtype, start, inner, n, &arg);
+            if (out->dtype == DT_I64)
+                ((int64_t *)ob)[r] = v;
+            else
+                dtype_store(out->dtype, ob, r, (double)v);
+        } else {
+            dtype_store(out->dtype, ob, r, reduce_run(op, a->dtype, start, inner, n, p0, &arg));
+        }
         if (ib)
             ib[r] = arg;
     }

@@ -18,8 +18,22 @@ static int binary(lua_State *L, binary_op op)
         return lt_push(L, op_binary(op, a, b));
     if (a || b) {
         int si = a ? 2 : 1;
+        tensor *t = a ? a : b;
+        if (lua_isinteger(L, si) && !dtype_is_float(t->dtype)) {
+            /* an integer beyond 2^53 would round as a double: keep it exact */
+            lua_Integer v = lua_tointeger(L, si);
+            if (v > (1LL << 53) || v < -(1LL << 53)) {
+                tensor *sc = tensor_scalar(DT_I64, 0, tensor_device(t));
+                if (!sc)
+                    return lt_error(L);
+                *(int64_t *)tensor_data(sc) = v;
+                tensor *r = a ? op_binary(op, a, sc) : op_binary(op, sc, b);
+                tensor_decref(sc);
+                return lt_push(L, r);
+            }
+        }
         double s = lua_isboolean(L, si) ? lua_toboolean(L, si) : luaL_checknumber(L, si);
-        return lt_push(L, op_binary_scalar(op, a ? a : b, s, !a));
+        return lt_push(L, op_binary_scalar(op, t, s, !a));
     }
     return luaL_error(L, "expected a tensor operand, got %s and %s", luaL_typename(L, 1),
                       luaL_typename(L, 2));
@@ -102,9 +116,11 @@ static int l_where(lua_State *L)
     tensor *a = lt_test(L, 2), *b = lt_test(L, 3);
     if (!a && !b)
         return luaL_error(L, "where: at least one of the values must be a tensor");
+    /* Read the plain numbers before taking any reference: a bad argument raises. */
+    double va = a ? 0 : luaL_checknumber(L, 2), vb = b ? 0 : luaL_checknumber(L, 3);
     tensor *ref = a ? a : b;
-    tensor *sa = a ? tensor_incref(a) : tensor_scalar(ref->dtype, luaL_checknumber(L, 2), tensor_device(ref));
-    tensor *sb = b ? tensor_incref(b) : tensor_scalar(ref->dtype, luaL_checknumber(L, 3), tensor_device(ref));
+    tensor *sa = a ? tensor_incref(a) : tensor_scalar(ref->dtype, va, tensor_device(ref));
+    tensor *sb = b ? tensor_incref(b) : tensor_scalar(ref->dtype, vb, tensor_device(ref));
     tensor *r = sa && sb ? op_where(c, sa, sb) : NULL;
     tensor_decref(sa);
     tensor_decref(sb);
@@ -324,6 +340,8 @@ static int l_chunk(lua_State *L)
 {
     tensor *t = lt_check(L, 1);
     lua_Integer k = luaL_checkinteger(L, 2);
+    if (k > INT32_MAX)
+        k = INT32_MAX; /* more chunks than elements gives the same pieces */
     int dim = lt_optdim(L, 3, 0), n;
     tensor **ps = op_chunk(t, (int)k, dim, &n);
     return push_pieces(L, ps, n);
@@ -457,6 +475,14 @@ static int inplace(lua_State *L, int (*f)(lua_State *), const char *name)
         return luaL_error(L, "%s: an operand requires grad but the tensor written in "
                              "place does not, so the gradient would be lost; use the "
                              "out-of-place op", name);
+    if (!tensor_same_shape(r, t)) {
+        char b1[128], b2[128];
+        return luaL_error(L, "%s: the result has shape %s but the tensor written in place has %s",
+                          name, tensor_shape_str(r, b1, sizeof b1), tensor_shape_str(t, b2, sizeof b2));
+    }
+    if (dtype_is_float(r->dtype) && !dtype_is_float(t->dtype))
+        return luaL_error(L, "%s: the result is %s and cannot be stored in place in the %s tensor",
+                          name, dtype_name(r->dtype), dtype_name(t->dtype));
     if (tensor_copy_into(t, r) != 0)
         return lt_error(L);
     lua_settop(L, 1);

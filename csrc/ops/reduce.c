@@ -19,6 +19,8 @@ static int reduced_mask(const tensor *a, int ndims, const int *dims, bool *mask,
         int d = dim_wrap(dims[i], a->ndim, op);
         if (d < 0)
             return -1;
+        if (mask[d])
+            return err_set("%s: dim %d appears more than once", op, d + 1);
         mask[d] = true;
     }
     return 0;
