@@ -15,7 +15,7 @@ PKGS      := lua5.4 libedit
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) openblas 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs openblas libedit 2>/dev/null) -ldnnl -lm
 
-CFLAGS  := -std=c11 -D_GNU_SOURCE -O2 -g -fno-math-errno -Wall -Wextra -Werror -fPIC -fopenmp $(PKG_CFLAGS)
+CFLAGS  := -std=c11 -D_GNU_SOURCE -O2 -fvect-cost-model=dynamic -g -fno-math-errno -fno-trapping-math -Wall -Wextra -Werror -fPIC -fopenmp $(PKG_CFLAGS)
 LDFLAGS := -fopenmp
 ifeq ($(SAN),1)
   CFLAGS  += -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
@@ -48,11 +48,12 @@ MODULE := $(BUILD)/lib/miles/core.so
 .PHONY: all test test-san bench demo deps clean
 all: $(BIN) $(MODULE)
 
-$(BUILD)/obj/%.o: csrc/%.c
+# Objects depend on the Makefile too, so a change of flags rebuilds them.
+$(BUILD)/obj/%.o: csrc/%.c Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/kernels/%.o: kernels/%.cu
+$(BUILD)/kernels/%.o: kernels/%.cu Makefile
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -c $< -o $@
 

@@ -104,11 +104,22 @@ typedef struct {
 
 /* One loop per op for element type T; x is the input element. tgmath.h picks the
  * float or double version of each math function from T. */
+/* Two loops per case: the contiguous one (the common case, which the compiler
+ * vectorises) and the strided one. */
 #define UNARY_CASE(T, OP, EXPR)                                              \
     case OP:                                                                 \
-        for (int64_t i = 0; i < n; i++) {                                    \
-            T x = *(const T *)(p[1] + i * s[1]);                             \
-            *(T *)(p[0] + i * s[0]) = (EXPR);                                \
+        if (s[0] == sizeof(T) && s[1] == sizeof(T)) {                        \
+            T *restrict o_ = (T *)p[0];                                      \
+            const T *restrict i_ = (const T *)p[1];                          \
+            for (int64_t i = 0; i < n; i++) {                                \
+                T x = i_[i];                                                 \
+                o_[i] = (EXPR);                                              \
+            }                                                                \
+        } else {                                                             \
+            for (int64_t i = 0; i < n; i++) {                                \
+                T x = *(const T *)(p[1] + i * s[1]);                         \
+                *(T *)(p[0] + i * s[0]) = (EXPR);                            \
+            }                                                                \
         }                                                                    \
         break;
 
@@ -213,12 +224,30 @@ int cpu_unary(unary_op op, tensor *out, const tensor *a, double p0, double p1)
 
 /* --- binary --- */
 
+/* Contiguous operands, a scalar second operand (stride 0), or any strides. */
 #define BINARY_CASE(T, R, OP, EXPR)                                          \
     case OP:                                                                 \
-        for (int64_t i = 0; i < n; i++) {                                    \
-            T x = *(const T *)(p[1] + i * s[1]);                             \
-            T y = *(const T *)(p[2] + i * s[2]);                             \
-            *(R *)(p[0] + i * s[0]) = (EXPR);                                \
+        if (s[0] == sizeof(R) && s[1] == sizeof(T) && s[2] == sizeof(T)) {   \
+            R *restrict o_ = (R *)p[0];                                      \
+            const T *restrict a_ = (const T *)p[1], *restrict b_ = (const T *)p[2]; \
+            for (int64_t i = 0; i < n; i++) {                                \
+                T x = a_[i], y = b_[i];                                      \
+                o_[i] = (EXPR);                                              \
+            }                                                                \
+        } else if (s[0] == sizeof(R) && s[1] == sizeof(T) && s[2] == 0) {    \
+            R *restrict o_ = (R *)p[0];                                      \
+            const T *restrict a_ = (const T *)p[1];                          \
+            const T y = *(const T *)p[2];                                    \
+            for (int64_t i = 0; i < n; i++) {                                \
+                T x = a_[i];                                                 \
+                o_[i] = (EXPR);                                              \
+            }                                                                \
+        } else {                                                             \
+            for (int64_t i = 0; i < n; i++) {                                \
+                T x = *(const T *)(p[1] + i * s[1]);                         \
+                T y = *(const T *)(p[2] + i * s[2]);                         \
+                *(R *)(p[0] + i * s[0]) = (EXPR);                            \
+            }                                                                \
         }                                                                    \
         break;
 
