@@ -235,6 +235,12 @@ local function new_id()
   return ("%x-%x-%s-%d"):format(os.time(), math.floor(os.clock() * 1e6), addr, saves)
 end
 
+-- A tensor on the cpu (files are written from host memory).
+local function to_cpu(t)
+  if t:device() ~= "cpu" then return t:to("cpu") end
+  return t
+end
+
 -- Split an optimizer state_dict into tensors ("optim.<n>.<key>") and the rest.
 local function split_optimizer(sd, tensors)
   local rest = {}
@@ -246,7 +252,7 @@ local function split_optimizer(sd, tensors)
     local scalars = {}
     for k, v in pairs(st) do
       if core.is_tensor(v) then
-        tensors[("optim.%d.%s"):format(n, k)] = v
+        tensors[("optim.%d.%s"):format(n, k)] = to_cpu(v)
       else
         scalars[k] = v
       end
@@ -264,7 +270,7 @@ function checkpoint.save(path, opts)
   assert(type(opts) == "table" and opts.model, "checkpoint.save: give {model = m, ...}")
   local tensors = {}
   for name, t in pairs(opts.model:state_dict()) do
-    tensors["model." .. name] = t
+    tensors["model." .. name] = to_cpu(t)
   end
   local info = { format = FORMAT, id = new_id(), meta = opts.meta or {} }
   if opts.optimizer then

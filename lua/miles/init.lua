@@ -19,6 +19,8 @@ require "miles.print"
 miles.nn = require "miles.nn"
 miles.F = miles.nn.functional
 miles.optim = require "miles.optim"
+miles.models = require "miles.models"
+miles.checkpoint = require "miles.checkpoint"
 
 --- Tensors of the same shape, dtype (and device) as x.
 function miles.zeros_like(x, opts)

@@ -172,10 +172,7 @@ end
 resnet.BasicBlock, resnet.Bottleneck, resnet.ResNet = BasicBlock, Bottleneck, ResNet
 
 --- ResNet-6: BasicBlock, [1, 1] (two stages), as the paper's LUMA encoder.
-function resnet.resnet6(opts)
-  opts = opts or {}
-  return ResNet(BasicBlock, { 1, 1 }, opts)
-end
+function resnet.resnet6(opts) return ResNet(BasicBlock, { 1, 1 }, opts) end
 
 --- ResNet-10: BasicBlock, [1, 1, 1, 1].
 function resnet.resnet10(opts) return ResNet(BasicBlock, { 1, 1, 1, 1 }, opts) end

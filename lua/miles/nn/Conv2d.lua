@@ -80,7 +80,7 @@ function Conv2d:extra_repr()
   local s = ("%d, %d, kernel_size=%s, stride=%s"):format(self.in_channels, self.out_channels,
     args.repr(self.kernel_size), args.repr(self.stride))
   if self.padding_repr then
-    s = s .. ", padding=" .. args.repr(self.padding_repr)
+    s = s .. ", padding=" .. self.padding_repr
   elseif not all_eq(self.padding, 0) then
     s = s .. ", padding=" .. args.repr(self.padding)
   end

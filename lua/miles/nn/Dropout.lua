@@ -19,7 +19,7 @@ function Dropout:forward(x)
 end
 
 function Dropout:extra_repr()
-  return ("p=%s, inplace=%s"):format(args.repr(self.p + 0.0), args.repr(self.inplace))
+  return ("p=%s, inplace=%s"):format(args.repr(self.p), args.repr(self.inplace))
 end
 
 return Dropout

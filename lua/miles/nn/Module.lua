@@ -56,11 +56,11 @@ local function make_index(cls)
       if getitem then return getitem(self, k) end
       return nil
     end
-    for _, reg in ipairs({ rawget(self, "_parameters"), rawget(self, "_buffers"),
-                           rawget(self, "_modules") }) do
-      local v = reg.values[k]
-      if v ~= nil then return v or nil end
-    end
+    -- (No loop over a table of registries: this runs on every field read.)
+    local v = rawget(self, "_parameters").values[k]
+    if v == nil then v = rawget(self, "_buffers").values[k] end
+    if v == nil then v = rawget(self, "_modules").values[k] end
+    if v ~= nil then return v or nil end
     return cls[k]
   end
 end
