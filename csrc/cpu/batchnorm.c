@@ -45,8 +45,31 @@ static bn_shape bn_geometry(const tensor *x)
     return g;
 }
 
-/* Per channel: sum(a * b_or_1) and sum(a * a_or_b). Used as (x, NULL) for sum x and
- * sum x^2, and as (gy, x) for sum gy and sum gy * x. */
+/* Sums over the positions of one channel plane (or one row of channels), typed,
+ * so the compiler vectorises them; accumulation is in double. */
+static void plane_sums_f32(const float *a, const float *b, int64_t n, double *u, double *v)
+{
+    double su = 0, sv = 0;
+    for (int64_t k = 0; k < n; k++) {
+        double av = a[k], bv = b ? b[k] : av;
+        su += av;
+        sv += av * bv;
+    }
+    *u += su;
+    *v += sv;
+}
+
+static void row_sums_f32(const float *a, const float *b, int64_t C, double *u, double *v)
+{
+    for (int64_t c = 0; c < C; c++) {
+        double av = a[c], bv = b ? b[c] : av;
+        u[c] += av;
+        v[c] += av * bv;
+    }
+}
+
+/* Per channel: s1 = sum(a) and s2 = sum(a * b), with b = a when b is NULL. Used
+ * as (x, NULL) for sum x and sum x^2, and as (gy, x) for sum gy and sum gy x. */
 static int channel_sums(const bn_shape *g, const void *a, const void *b, double *s1, double *s2)
 {
     int64_t C = g->c;
@@ -56,9 +79,13 @@ static int channel_sums(const bn_shape *g, const void *a, const void *b, double 
             double u = 0, v = 0;
             for (int64_t i = 0; i < g->n; i++) {
                 int64_t base = (i * C + c) * g->s;
+                if (g->f32) {
+                    plane_sums_f32((const float *)a + base, b ? (const float *)b + base : NULL,
+                                   g->s, &u, &v);
+                    continue;
+                }
                 for (int64_t k = 0; k < g->s; k++) {
-                    double av = ld(a, g->f32, base + k);
-                    double bv = b ? ld(b, g->f32, base + k) : av;
+                    double av = ld(a, false, base + k), bv = b ? ld(b, false, base + k) : av;
                     u += av;
                     v += av * bv;
                 }
@@ -77,13 +104,17 @@ static int channel_sums(const bn_shape *g, const void *a, const void *b, double 
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int t = 0; t < nt; t++) {
         double *u = part + (size_t)(2 * t) * (size_t)C, *v = u + C;
-        for (int64_t r = rows * t / nt; r < rows * (t + 1) / nt; r++)
+        for (int64_t r = rows * t / nt; r < rows * (t + 1) / nt; r++) {
+            if (g->f32) {
+                row_sums_f32((const float *)a + r * C, b ? (const float *)b + r * C : NULL, C, u, v);
+                continue;
+            }
             for (int64_t c = 0; c < C; c++) {
-                double av = ld(a, g->f32, r * C + c);
-                double bv = b ? ld(b, g->f32, r * C + c) : av;
+                double av = ld(a, false, r * C + c), bv = b ? ld(b, false, r * C + c) : av;
                 u[c] += av;
                 v[c] += av * bv;
             }
+        }
     }
     for (int64_t c = 0; c < C; c++) {
         s1[c] = s2[c] = 0;
@@ -96,20 +127,75 @@ static int channel_sums(const bn_shape *g, const void *a, const void *b, double 
     return 0;
 }
 
-/* out = in * k[c] + m[c] * extra + base[c] over the whole tensor, where extra is a
- * second input (the backward pass's x) or absent. */
-static void channel_affine(const bn_shape *g, void *out, const void *in, const double *k,
-                           const void *extra, const double *m, const double *base)
+/* out = in * k[c] + extra * m[c] + base[c] over one run of positions that share
+ * channel c (a plane), or over one row of all channels. */
+static void affine_plane_f32(float *o, const float *in, const float *ex, int64_t n, float k,
+                             float m, float base)
+{
+    if (ex)
+        for (int64_t i = 0; i < n; i++)
+            o[i] = in[i] * k + ex[i] * m + base;
+    else
+        for (int64_t i = 0; i < n; i++)
+            o[i] = in[i] * k + base;
+}
+
+static void affine_row_f32(float *o, const float *in, const float *ex, int64_t C,
+                           const float *k, const float *m, const float *base)
+{
+    if (ex)
+        for (int64_t c = 0; c < C; c++)
+            o[c] = in[c] * k[c] + ex[c] * m[c] + base[c];
+    else
+        for (int64_t c = 0; c < C; c++)
+            o[c] = in[c] * k[c] + base[c];
+}
+
+/* out = in * k[c] + extra * m[c] + base[c] over the whole tensor, where extra is a
+ * second input (the backward pass's x) or absent. float32 runs typed loops over
+ * planes or rows with float coefficients; float64 the generic loop. */
+static int channel_affine(const bn_shape *g, void *out, const void *in, const double *k,
+                          const void *extra, const double *m, const double *base)
 {
     int64_t C = g->c, total = g->n * g->c * g->s;
+    if (g->f32) {
+        float *kf = malloc(sizeof(float) * 3 * (size_t)(C ? C : 1));
+        if (!kf)
+            return err_set("batch_norm: out of memory");
+        float *mf = kf + C, *bf = kf + 2 * C;
+        for (int64_t c = 0; c < C; c++) {
+            kf[c] = (float)k[c];
+            mf[c] = m ? (float)m[c] : 0.0f;
+            bf[c] = (float)base[c];
+        }
+        const float *in32 = in, *ex32 = extra;
+        float *o32 = out;
+        if (g->rows) {
+            int64_t rows = g->n * g->s;
+#pragma omp parallel for num_threads(g->threads) schedule(static)
+            for (int64_t r = 0; r < rows; r++)
+                affine_row_f32(o32 + r * C, in32 + r * C, ex32 ? ex32 + r * C : NULL, C, kf, mf, bf);
+        } else {
+            int64_t planes = g->n * C;
+#pragma omp parallel for num_threads(g->threads) schedule(static)
+            for (int64_t p = 0; p < planes; p++) {
+                int64_t c = p % C, off = p * g->s;
+                affine_plane_f32(o32 + off, in32 + off, ex32 ? ex32 + off : NULL, g->s, kf[c],
+                                 mf[c], bf[c]);
+            }
+        }
+        free(kf);
+        return 0;
+    }
 #pragma omp parallel for num_threads(g->threads) schedule(static)
     for (int64_t i = 0; i < total; i++) {
         int64_t c = g->rows ? i % C : (i / g->s) % C;
-        double v = ld(in, g->f32, i) * k[c] + base[c];
+        double v = ld(in, false, i) * k[c] + base[c];
         if (extra)
-            v += m[c] * ld(extra, g->f32, i);
-        st(out, g->f32, i, v);
+            v += m[c] * ld(extra, false, i);
+        st(out, false, i, v);
     }
+    return 0;
 }
 
 int cpu_batch_norm(tensor *y, tensor *save_mean, tensor *save_invstd, const tensor *x,
@@ -153,7 +239,7 @@ int cpu_batch_norm(tensor *y, tensor *save_mean, tensor *save_invstd, const tens
         st(tensor_data(save_invstd), g.f32, c, invstd);
     }
     if (rc == 0)
-        channel_affine(&g, tensor_data(y), tensor_data(x), scale, NULL, NULL, shift);
+        rc = channel_affine(&g, tensor_data(y), tensor_data(x), scale, NULL, NULL, shift);
     free(buf);
     return rc;
 }
@@ -187,8 +273,8 @@ int cpu_batch_norm_backward(tensor *gx, tensor *gw, tensor *gb, const tensor *gy
         base[c] = training ? k[c] / M * (mu * is * dw - sg[c]) : 0.0;
     }
     if (rc == 0 && gx)
-        channel_affine(&g, tensor_data(gx), tensor_data(gy), k, training ? tensor_data(x) : NULL,
-                       m, base);
+        rc = channel_affine(&g, tensor_data(gx), tensor_data(gy), k,
+                            training ? tensor_data(x) : NULL, m, base);
     free(buf);
     return rc;
 }

@@ -23,9 +23,20 @@ static void plan_make(iter_plan *p, int nops, const tensor *const *ops)
     p->ndim = 0;
     for (int k = 0; k < nops; k++)
         p->base[k] = tensor_data(ops[k]);
+    /* Visit the dims in the memory order of the first operand (the output), so a
+     * channels-last or transposed output is walked as the run of memory it is:
+     * a stable sort by decreasing stride, which keeps a contiguous tensor's order. */
+    int order[TENSOR_MAX_DIMS];
+    for (int i = 0; i < t0->ndim; i++) {
+        int d = i, j = i;
+        for (; j > 0 && t0->stride[order[j - 1]] < t0->stride[d]; j--)
+            order[j] = order[j - 1];
+        order[j] = d;
+    }
     /* Drop size-1 dims, then merge dim d into the previous one where every
      * operand has stride[prev] == stride[d] * shape[d]. */
-    for (int d = 0; d < t0->ndim; d++) {
+    for (int i = 0; i < t0->ndim; i++) {
+        int d = order[i];
         if (t0->shape[d] == 1)
             continue;
         int n = p->ndim;
