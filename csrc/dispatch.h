@@ -106,15 +106,17 @@ typedef struct backend {
      * generator at (seed, offset); out contiguous float. */
     int (*uniform)(tensor *out, uint64_t seed, uint64_t offset, double lo, double hi);
     int (*normal)(tensor *out, uint64_t seed, uint64_t offset, double mean, double std);
-    /* Pooling of contiguous x [N,C,H,W] into out [N,C,OH,OW] (p gives both sizes).
-     * max_pool2d stores in *ws a new tensor, opaque to the ops, of what its backward
-     * needs (where each maximum came from). The backward kernels write all of gin. */
+    /* Pooling of x [N,C,H,W] into out [N,C,OH,OW] (p gives both sizes). x, out,
+     * gout and gin are contiguous, or (float32) all channels-last. max_pool2d
+     * stores in *ws a new tensor, opaque to the ops, of what its backward needs
+     * (where each maximum came from). The backward kernels write all of gin. */
     int (*max_pool2d)(tensor *out, tensor **ws, const tensor *x, const pool2d_params *p);
     int (*max_pool2d_backward)(tensor *gin, const tensor *gout, const tensor *ws,
                                const pool2d_params *p);
     int (*avg_pool2d)(tensor *out, const tensor *x, const pool2d_params *p);
     int (*avg_pool2d_backward)(tensor *gin, const tensor *gout, const pool2d_params *p);
-    /* Adaptive average pooling: out's [OH,OW] sets the windows (PyTorch's rule). */
+    /* Adaptive average pooling: out's [OH,OW] sets the windows (PyTorch's rule);
+     * layouts as for pooling. */
     int (*adaptive_avg_pool2d)(tensor *out, const tensor *x);
     int (*adaptive_avg_pool2d_backward)(tensor *gin, const tensor *gout);
     /* Resize contiguous x [N,C,H,W] to out [N,C,OH,OW]; backward scatters into gin. */

@@ -27,6 +27,12 @@ local function distinct(...)
   return t
 end
 
+--- t with the same shape, stored channels-last (NHWC in memory), like the
+-- float32 outputs of conv2d.
+local function channels_last(t)
+  return t:permute(1, 3, 4, 2):contiguous():permute(1, 4, 2, 3)
+end
+
 local function shape_of(t)
   return table.concat(t:shape(), "x")
 end
@@ -44,6 +50,25 @@ describe("pooling and resizing against PyTorch", function()
         H.assert_close(y, load(c.name, "out" .. tag), rtol, atol, "output")
         ;(y * load(c.name, "w"):to(dtype)):sum():backward()
         H.assert_close(x.grad, load(c.name, "gx" .. tag), rtol, atol, "grad input")
+      end)
+    end
+  end
+end)
+
+describe("channels-last float32 inputs (convolutions' outputs)", function()
+  for _, c in ipairs(CASES) do
+    if c.op ~= "interpolate" then
+      it(c.name .. " stays channels-last and matches PyTorch", function()
+        local x = channels_last(load(c.name, "x"):to("float32"))
+        x.requires_grad = true
+        local y = F[c.op](x, c.opts)
+        local s = y:shape()
+        if s[2] > 1 and s[3] * s[4] > 1 then
+          assert.same({ s[2] * s[3] * s[4], 1, s[4] * s[2], s[2] }, y:stride())
+        end
+        H.assert_close(y, load(c.name, "out32"), 1e-5, 1e-6, "output")
+        ;(y * load(c.name, "w"):to("float32")):sum():backward()
+        H.assert_close(x.grad, load(c.name, "gx32"), 1e-5, 1e-6, "grad input")
       end)
     end
   end
@@ -239,7 +264,8 @@ describe("threads", function()
       local y = F.max_pool2d(t, 3, 2, 1) + F.adaptive_avg_pool2d(t, { 7, 5 }):mean()
       local z = F.interpolate(t, { size = { 33, 31 }, mode = "bilinear" }):sum()
       local a = F.avg_pool2d(t, 3, 2, 1, true, true):sum()
-      ;(y:sum() + z + a):backward()
+      local m = F.adaptive_avg_pool2d(channels_last(t:float()), 1):sum()
+      ;(y:sum() + z + a + m):backward()
       return y, t.grad
     end
     miles.set_num_threads(1)

@@ -51,8 +51,9 @@ int dnnl_ctx_check(dnnl_status_t st, const char *op, const char *what)
     return err_set("%s: oneDNN %s failed (%s)", op, what, why);
 }
 
-int dnnl_ctx_md(dnnl_memory_desc_t *md, dtype_t dt, int ndim, const int64_t *shape,
-                const char *op)
+/* A descriptor of dims and strides (in elements) for our dtype dt. */
+static int md_strided(dnnl_memory_desc_t *md, dtype_t dt, int ndim, const int64_t *shape,
+                      const int64_t *stride, const char *op)
 {
     dnnl_data_type_t ddt = dt == DT_F32 ? dnnl_f32 : dt == DT_U8 ? dnnl_u8 : dnnl_data_type_undef;
     if (ddt == dnnl_data_type_undef)
@@ -60,14 +61,30 @@ int dnnl_ctx_md(dnnl_memory_desc_t *md, dtype_t dt, int ndim, const int64_t *sha
     if (ndim < 1 || ndim > DNNL_MAX_NDIMS)
         return err_set("%s: oneDNN cannot describe a %d-D tensor", op, ndim);
     dnnl_dims_t dims, strides;
-    int64_t st = 1;
-    for (int i = ndim - 1; i >= 0; i--) {
+    for (int i = 0; i < ndim; i++) {
         dims[i] = shape[i];
-        strides[i] = st;
-        st *= shape[i] > 0 ? shape[i] : 1;
+        strides[i] = stride[i];
     }
     return dnnl_ctx_check(dnnl_memory_desc_init_by_strides(md, ndim, dims, ddt, strides), op,
                           "memory descriptor");
+}
+
+int dnnl_ctx_md(dnnl_memory_desc_t *md, dtype_t dt, int ndim, const int64_t *shape,
+                const char *op)
+{
+    if (ndim < 1 || ndim > DNNL_MAX_NDIMS)
+        return err_set("%s: oneDNN cannot describe a %d-D tensor", op, ndim);
+    int64_t stride[DNNL_MAX_NDIMS], st = 1;
+    for (int i = ndim - 1; i >= 0; i--) {
+        stride[i] = st;
+        st *= shape[i] > 0 ? shape[i] : 1;
+    }
+    return md_strided(md, dt, ndim, shape, stride, op);
+}
+
+int dnnl_ctx_tensor_md(dnnl_memory_desc_t *md, const tensor *t, const char *op)
+{
+    return md_strided(md, t->dtype, t->ndim, t->shape, t->stride, op);
 }
 
 /* Wrap each argument's buffer in a memory object; on failure destroy those made. */

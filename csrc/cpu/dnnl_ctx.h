@@ -23,6 +23,9 @@ int dnnl_ctx_check(dnnl_status_t st, const char *op, const char *what);
  * dtype. oneDNN knows float32 and uint8 of our types; float64 is an error. */
 int dnnl_ctx_md(dnnl_memory_desc_t *md, dtype_t dt, int ndim, const int64_t *shape,
                 const char *op);
+/* A descriptor of t as it is laid out in memory (its shape and strides, so a
+ * channels-last tensor is described as NHWC). */
+int dnnl_ctx_tensor_md(dnnl_memory_desc_t *md, const tensor *t, const char *op);
 
 /* One argument of a primitive: its DNNL_ARG_* slot, its descriptor (as the
  * primitive descriptor expects it) and the memory it lives in (not copied). */

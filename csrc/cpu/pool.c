@@ -8,7 +8,11 @@
  * One exception: average pooling with count_include_pad whose last window
  * overhangs the padding (ceil_mode) divides by the window clipped to the padded
  * input in PyTorch, but by the whole kernel in oneDNN, so it takes the loops in
- * float32 too. Adaptive average pooling is plain loops for both dtypes. */
+ * float32 too. Adaptive average pooling is plain loops for both dtypes.
+ *
+ * Layouts: float32 tensors may come channels-last (a convolution's output); oneDNN
+ * reads and writes that layout directly, and so does the 1x1 adaptive case; the
+ * other loops see contiguous copies (on_contiguous). */
 #include <math.h>
 #include <string.h>
 
@@ -28,11 +32,12 @@ static int pool_threads(int64_t planes, int64_t per_plane)
 
 /* --- oneDNN (float32) --- */
 
-/* p's window as oneDNN's arrays; oneDNN counts dilation as the elements skipped. */
+/* oneDNN's pooling arrays; oneDNN counts dilation as the elements skipped. */
 typedef struct {
     dnnl_dims_t strides, kernel, dilation, pad_l, pad_r;
 } dnnl_window;
 
+/* p's window in oneDNN's terms. */
 static dnnl_window window_of(const pool2d_params *p)
 {
     dnnl_window w = {
@@ -45,23 +50,25 @@ static dnnl_window window_of(const pool2d_params *p)
     return w;
 }
 
-/* Descriptors of the input [N,C,H,W] and output [N,C,OH,OW] planes of p. */
-static int plane_mds(dnnl_memory_desc_t *src, dnnl_memory_desc_t *dst, int64_t n, int64_t c,
-                     const pool2d_params *p, const char *op)
+/* Descriptors of the input side (x or gin) and output side (out or gout) as they
+ * are laid out: NCHW or channels-last, which oneDNN's kernels read directly. */
+static int side_mds(dnnl_memory_desc_t *src, dnnl_memory_desc_t *dst, const tensor *in,
+                    const tensor *out, const char *op)
 {
-    int64_t in[4] = {n, c, p->in_h, p->in_w}, out[4] = {n, c, p->out_h, p->out_w};
-    if (dnnl_ctx_md(src, DT_F32, 4, in, op) != 0)
+    if (dnnl_ctx_tensor_md(src, in, op) != 0)
         return -1;
-    return dnnl_ctx_md(dst, DT_F32, 4, out, op);
+    return dnnl_ctx_tensor_md(dst, out, op);
 }
 
-/* The forward primitive descriptor of a pooling (also the hint of its backward). */
+/* The forward primitive descriptor of a pooling (also the hint of its backward);
+ * in and out give the layouts. */
 static int forward_pd(dnnl_primitive_desc_t *pd, dnnl_alg_kind_t alg, dnnl_prop_kind_t prop,
-                      int64_t n, int64_t c, const pool2d_params *p, const char *op)
+                      const tensor *in, const tensor *out, const pool2d_params *p,
+                      const char *op)
 {
     dnnl_memory_desc_t src, dst;
     dnnl_engine_t eng = dnnl_ctx_engine(op);
-    if (!eng || plane_mds(&src, &dst, n, c, p, op) != 0)
+    if (!eng || side_mds(&src, &dst, in, out, op) != 0)
         return -1;
     dnnl_window w = window_of(p);
     dnnl_pooling_v2_desc_t d;
@@ -75,12 +82,12 @@ static int forward_pd(dnnl_primitive_desc_t *pd, dnnl_alg_kind_t alg, dnnl_prop_
 
 /* The backward primitive descriptor, made with the forward one as its hint. */
 static int backward_pd(dnnl_primitive_desc_t *pd, const_dnnl_primitive_desc_t fwd,
-                       dnnl_alg_kind_t alg, int64_t n, int64_t c, const pool2d_params *p,
-                       const char *op)
+                       dnnl_alg_kind_t alg, const tensor *gin, const tensor *gout,
+                       const pool2d_params *p, const char *op)
 {
     dnnl_memory_desc_t src, dst;
     dnnl_engine_t eng = dnnl_ctx_engine(op);
-    if (!eng || plane_mds(&src, &dst, n, c, p, op) != 0)
+    if (!eng || side_mds(&src, &dst, gin, gout, op) != 0)
         return -1;
     dnnl_window w = window_of(p);
     dnnl_pooling_v2_desc_t d;
@@ -92,6 +99,7 @@ static int backward_pd(dnnl_primitive_desc_t *pd, const_dnnl_primitive_desc_t fw
                           "pooling backward primitive descriptor");
 }
 
+/* The descriptor pd expects for one of its arguments. */
 static const dnnl_memory_desc_t *query_md(const_dnnl_primitive_desc_t pd, dnnl_query_t what)
 {
     return dnnl_primitive_desc_query_md(pd, what, 0);
@@ -103,7 +111,7 @@ static int dnnl_pool_forward(dnnl_alg_kind_t alg, tensor *out, tensor **ws, cons
 {
     dnnl_primitive_desc_t pd;
     dnnl_prop_kind_t prop = ws ? dnnl_forward_training : dnnl_forward_inference;
-    if (forward_pd(&pd, alg, prop, x->shape[0], x->shape[1], p, op) != 0)
+    if (forward_pd(&pd, alg, prop, x, out, p, op) != 0)
         return -1;
     dnnl_ctx_arg args[3] = {
         {DNNL_ARG_SRC, query_md(pd, dnnl_query_src_md), tensor_data(x)},
@@ -127,15 +135,16 @@ static int dnnl_pool_forward(dnnl_alg_kind_t alg, tensor *out, tensor **ws, cons
     return rc;
 }
 
-/* Backward pooling in oneDNN: gin from gout (and max pooling's workspace). */
+/* Backward pooling in oneDNN: gin from gout (and max pooling's workspace). gin and
+ * gout have the layouts of the forward's x and out, so the forward primitive
+ * descriptor made again here picks the same kernel and workspace format. */
 static int dnnl_pool_backward(dnnl_alg_kind_t alg, tensor *gin, const tensor *gout,
                               const tensor *ws, const pool2d_params *p, const char *op)
 {
-    int64_t n = gin->shape[0], c = gin->shape[1];
     dnnl_primitive_desc_t fwd, bwd;
-    if (forward_pd(&fwd, alg, dnnl_forward_training, n, c, p, op) != 0)
+    if (forward_pd(&fwd, alg, dnnl_forward_training, gin, gout, p, op) != 0)
         return -1;
-    int rc = backward_pd(&bwd, fwd, alg, n, c, p, op);
+    int rc = backward_pd(&bwd, fwd, alg, gin, gout, p, op);
     dnnl_primitive_desc_destroy(fwd);
     if (rc != 0)
         return -1;
@@ -186,6 +195,7 @@ static void max_plane(dtype_t dt, const char *x, char *out, int64_t *idx,
     }
 }
 
+/* Max pooling by the loops, plane by plane; *ws gets the int64 positions. */
 static int loop_max_forward(tensor *out, tensor **ws, const tensor *x, const pool2d_params *p)
 {
     *ws = tensor_empty(DT_I64, out->ndim, out->shape, DEVICE_CPU);
@@ -237,6 +247,7 @@ typedef struct {
     double div;
 } avg_window;
 
+/* The window of output (oh, ow), as PyTorch's CPU kernel computes it. */
 static avg_window avg_window_at(int64_t oh, int64_t ow, const pool2d_params *p)
 {
     avg_window w;
@@ -254,6 +265,7 @@ static avg_window avg_window_at(int64_t oh, int64_t ow, const pool2d_params *p)
     return w;
 }
 
+/* Average pooling of one plane: out from x. */
 static void avg_plane(dtype_t dt, const char *x, char *out, const pool2d_params *p)
 {
     for (int64_t oh = 0; oh < p->out_h; oh++) {
@@ -283,6 +295,8 @@ static void avg_plane_backward(dtype_t dt, char *gin, const char *g, const pool2
     }
 }
 
+/* Average pooling by the loops, forward (dst = out, src = x) or backward
+ * (dst = gin, src = gout), one plane per iteration. */
 static int loop_avg(tensor *dst, const tensor *src, const pool2d_params *p, bool backward)
 {
     dtype_t dt = dst->dtype;
@@ -304,6 +318,26 @@ static int loop_avg(tensor *dst, const tensor *src, const pool2d_params *p, bool
     return 0;
 }
 
+/* A loop kernel: dst from src (forward, or backward when asked), both contiguous. */
+typedef int (*loop_fn)(tensor *dst, const tensor *src, const pool2d_params *p, bool backward);
+
+/* Run a loop kernel on tensors of any dense layout (channels-last float32 reaches
+ * the loops in the cases oneDNN cannot serve): through contiguous copies. */
+static int on_contiguous(loop_fn fn, tensor *dst, const tensor *src, const pool2d_params *p,
+                         bool backward)
+{
+    if (tensor_is_contiguous(dst) && tensor_is_contiguous(src))
+        return fn(dst, src, p, backward);
+    tensor *s = tensor_contiguous((tensor *)src);
+    tensor *d = s ? tensor_empty(dst->dtype, dst->ndim, dst->shape, DEVICE_CPU) : NULL;
+    int rc = d ? fn(d, s, p, backward) : -1;
+    if (rc == 0)
+        rc = tensor_copy_into(dst, d);
+    tensor_decref(s);
+    tensor_decref(d);
+    return rc;
+}
+
 /* --- the kernels of the dispatch table --- */
 
 /* Does this average pooling need the loops in float32 (see the top of the file)? */
@@ -312,6 +346,7 @@ static bool avg_needs_loops(const pool2d_params *p)
     return p->count_include_pad && (p->pad_b > p->pad_t || p->pad_r > p->pad_l);
 }
 
+/* oneDNN's name for the divisor PyTorch uses. */
 static dnnl_alg_kind_t avg_alg(const pool2d_params *p)
 {
     return p->count_include_pad ? dnnl_pooling_avg_include_padding
@@ -337,14 +372,14 @@ int cpu_avg_pool2d(tensor *out, const tensor *x, const pool2d_params *p)
 {
     if (x->dtype == DT_F32 && !avg_needs_loops(p))
         return dnnl_pool_forward(avg_alg(p), out, NULL, x, p, "avg_pool2d");
-    return loop_avg(out, x, p, false);
+    return on_contiguous(loop_avg, out, x, p, false);
 }
 
 int cpu_avg_pool2d_backward(tensor *gin, const tensor *gout, const pool2d_params *p)
 {
     if (gin->dtype == DT_F32 && !avg_needs_loops(p))
         return dnnl_pool_backward(avg_alg(p), gin, gout, NULL, p, "avg_pool2d");
-    return loop_avg(gin, gout, p, true);
+    return on_contiguous(loop_avg, gin, gout, p, true);
 }
 
 /* --- adaptive average pooling (loops for both dtypes) --- */
@@ -355,6 +390,7 @@ static int64_t adaptive_start(int64_t i, int64_t n, int64_t m)
     return i * n / m;
 }
 
+/* ... and the end of that window (exclusive). */
 static int64_t adaptive_end(int64_t i, int64_t n, int64_t m)
 {
     return ((i + 1) * n + m - 1) / m;
@@ -370,9 +406,11 @@ static void plane_means(dtype_t dt, const void *x, void *out, int64_t planes, in
         float *of = out;
 #pragma omp parallel for num_threads(nt) schedule(static)
         for (int64_t k = 0; k < planes; k++) {
+            const float *p = xf + k * n;
             double s = 0;
+#pragma omp simd reduction(+ : s)
             for (int64_t i = 0; i < n; i++)
-                s += xf[k * n + i];
+                s += p[i];
             of[k] = (float)(s / (double)n);
         }
         return;
@@ -381,9 +419,11 @@ static void plane_means(dtype_t dt, const void *x, void *out, int64_t planes, in
     double *od = out;
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t k = 0; k < planes; k++) {
+        const double *p = xd + k * n;
         double s = 0;
+#pragma omp simd reduction(+ : s)
         for (int64_t i = 0; i < n; i++)
-            s += xd[k * n + i];
+            s += p[i];
         od[k] = s / (double)n;
     }
 }
@@ -396,17 +436,21 @@ static void plane_means_backward(dtype_t dt, void *gin, const void *g, int64_t p
         float *gf = gin;
         const float *of = g;
 #pragma omp parallel for num_threads(nt) schedule(static)
-        for (int64_t k = 0; k < planes; k++)
+        for (int64_t k = 0; k < planes; k++) {
+            float v = of[k] / (float)n;
             for (int64_t i = 0; i < n; i++)
-                gf[k * n + i] = of[k] / (float)n;
+                gf[k * n + i] = v;
+        }
         return;
     }
     double *gd = gin;
     const double *od = g;
 #pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t k = 0; k < planes; k++)
+    for (int64_t k = 0; k < planes; k++) {
+        double v = od[k] / (double)n;
         for (int64_t i = 0; i < n; i++)
-            gd[k * n + i] = od[k] / (double)n;
+            gd[k * n + i] = v;
+    }
 }
 
 /* One plane of adaptive average pooling, forward (out from x) or backward (gin,
@@ -434,10 +478,12 @@ static void adaptive_plane(dtype_t dt, const char *src, char *dst, int64_t h, in
     }
 }
 
-/* Adaptive pooling from src to dst: forward from x [N,C,H,W] to out [N,C,OH,OW],
- * backward from gout [N,C,OH,OW] to gin [N,C,H,W]. */
-static int adaptive_run(tensor *dst, const tensor *src, bool backward)
+/* Adaptive pooling by the loops, for contiguous tensors: forward from x [N,C,H,W]
+ * to out [N,C,OH,OW], or backward from gout to gin (p is not used: the sizes are
+ * the tensors'). */
+static int adaptive_loops(tensor *dst, const tensor *src, const pool2d_params *p, bool backward)
 {
+    (void)p;
     const tensor *big = backward ? dst : src, *small = backward ? src : dst;
     dtype_t dt = dst->dtype;
     size_t es = dtype_size(dt);
@@ -463,12 +509,71 @@ static int adaptive_run(tensor *dst, const tensor *src, bool backward)
     return 0;
 }
 
+/* Channels go in blocks of this many in the channels-last means below. */
+#define CL_BLOCK 64
+
+/* Channel means of a channels-last float32 x [N,C,H,W] (in memory N,H,W,C) into
+ * out [N,C] (the 1x1 case on a convolution's output), summed in double. */
+static void cl_means(const float *x, float *out, int64_t n, int64_t c, int64_t hw)
+{
+    int64_t blocks = (c + CL_BLOCK - 1) / CL_BLOCK;
+    int nt = pool_threads(n * blocks, hw * CL_BLOCK);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t k = 0; k < n * blocks; k++) {
+        int64_t b = k / blocks, c0 = k % blocks * CL_BLOCK;
+        int64_t cb = c - c0 < CL_BLOCK ? c - c0 : CL_BLOCK;
+        const float *base = x + b * hw * c + c0;
+        double acc[CL_BLOCK] = {0};
+        for (int64_t i = 0; i < hw; i++)
+            for (int64_t j = 0; j < cb; j++)
+                acc[j] += base[i * c + j];
+        for (int64_t j = 0; j < cb; j++)
+            out[b * c + c0 + j] = (float)(acc[j] / (double)hw);
+    }
+}
+
+/* Its adjoint: gin[n, :, :, c] = g[n, c] / (H*W), gin channels-last. */
+static void cl_means_backward(float *gin, const float *g, int64_t n, int64_t c, int64_t hw)
+{
+    int64_t blocks = (c + CL_BLOCK - 1) / CL_BLOCK;
+    int nt = pool_threads(n * blocks, hw * CL_BLOCK);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t k = 0; k < n * blocks; k++) {
+        int64_t b = k / blocks, c0 = k % blocks * CL_BLOCK;
+        int64_t cb = c - c0 < CL_BLOCK ? c - c0 : CL_BLOCK;
+        float v[CL_BLOCK];
+        for (int64_t j = 0; j < cb; j++)
+            v[j] = g[b * c + c0 + j] / (float)hw;
+        float *base = gin + b * hw * c + c0;
+        for (int64_t i = 0; i < hw; i++)
+            for (int64_t j = 0; j < cb; j++)
+                base[i * c + j] = v[j];
+    }
+}
+
+/* Is this the 1x1 case on a channels-last float32 input (x, or gin)? */
+static bool cl_global(const tensor *big, const tensor *small)
+{
+    return big->dtype == DT_F32 && !tensor_is_contiguous(big) && small->shape[2] == 1 &&
+           small->shape[3] == 1;
+}
+
 int cpu_adaptive_avg_pool2d(tensor *out, const tensor *x)
 {
-    return adaptive_run(out, x, false);
+    if (cl_global(x, out)) {
+        cl_means(tensor_data(x), tensor_data(out), x->shape[0], x->shape[1],
+                 x->shape[2] * x->shape[3]);
+        return 0;
+    }
+    return on_contiguous(adaptive_loops, out, x, NULL, false);
 }
 
 int cpu_adaptive_avg_pool2d_backward(tensor *gin, const tensor *gout)
 {
-    return adaptive_run(gin, gout, true);
+    if (cl_global(gin, gout)) {
+        cl_means_backward(tensor_data(gin), tensor_data(gout), gin->shape[0], gin->shape[1],
+                          gin->shape[2] * gin->shape[3]);
+        return 0;
+    }
+    return on_contiguous(adaptive_loops, gin, gout, NULL, true);
 }

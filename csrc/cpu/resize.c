@@ -49,6 +49,7 @@ static double linear_source(double scale, int64_t o, bool align, bool f32)
     return r < 0 ? 0 : r;
 }
 
+/* The bilinear taps of an axis of `in` pixels resized to `out`. */
 static void linear_taps(tap *t, int64_t in, int64_t out, double user_scale, bool align, bool f32)
 {
     double scale = linear_scale(in, out, user_scale, align, f32);
@@ -64,6 +65,7 @@ static void linear_taps(tap *t, int64_t in, int64_t out, double user_scale, bool
     }
 }
 
+/* The nearest taps of an axis (i0 only). */
 static void nearest_taps(tap *t, int64_t in, int64_t out, double user_scale, bool f32)
 {
     float sf = user_scale > 0 ? (float)(1.0 / user_scale) : (float)in / (float)out;
@@ -153,6 +155,7 @@ static void bilinear_plane_backward(dtype_t dt, char *gin, const char *g, int64_
     }
 }
 
+/* Each output gradient goes to the one input pixel it was copied from. */
 static void nearest_plane_backward(dtype_t dt, char *gin, const char *g, int64_t iw,
                                    const tap *ty, int64_t oh, const tap *tx, int64_t ow)
 {
@@ -166,17 +169,19 @@ static void nearest_plane_backward(dtype_t dt, char *gin, const char *g, int64_t
 
 /* --- the kernels of the dispatch table --- */
 
-/* Sizes of a resize between big-or-small planes: input [N,C,ih,iw], output [.,.,oh,ow]. */
+/* The sizes of a resize: planes = N*C, input planes ih x iw, output planes oh x ow. */
 typedef struct {
     int64_t planes, ih, iw, oh, ow;
 } resize_dims;
 
+/* The sizes of a resize from `in` to `out`. */
 static resize_dims dims_of(const tensor *in, const tensor *out)
 {
     return (resize_dims){in->shape[0] * in->shape[1], in->shape[2], in->shape[3],
                          out->shape[2], out->shape[3]};
 }
 
+/* Threads for a resize: one unless there is enough work to share. */
 static int threads_for(const resize_dims *d)
 {
     return d->planes >= 2 && d->planes * d->oh * d->ow >= RESIZE_PARALLEL_MIN

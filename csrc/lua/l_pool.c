@@ -32,6 +32,7 @@ typedef struct {
     int first, opts, npos;
 } arg_reader;
 
+/* The position of key in names, or -1. */
 static int name_index(const char *const *names, const char *key)
 {
     for (int i = 0; names[i]; i++)
@@ -56,6 +57,8 @@ static void check_options(lua_State *L, const arg_reader *r)
     }
 }
 
+/* Find the options table and the positional arguments of a call starting at
+ * `first`; raise on too many arguments or a bad option. */
 static arg_reader args_open(lua_State *L, const char *op, const char *const *names, int first)
 {
     arg_reader r = {op, names, first, 0, 0};
@@ -156,6 +159,7 @@ static bool arg_bool(lua_State *L, const arg_reader *r, int i, bool def, bool *g
     return v;
 }
 
+/* Argument i as a number (def when not given). */
 static double arg_number(lua_State *L, const arg_reader *r, int i, double def)
 {
     args_push(L, r, i);
@@ -284,6 +288,7 @@ static const luaL_Reg funcs[] = {
     {NULL, NULL},
 };
 
+/* Register the functions in the miles.core table at the top of the stack. */
 void l_pool_open(lua_State *L)
 {
     lt_register(L, funcs, NULL);

@@ -32,6 +32,7 @@ static const backend *backend_for(const tensor *t, bool (*has)(const backend *),
     return be;
 }
 
+/* Does a backend have the forward and backward kernels of each pooling? */
 static bool has_max(const backend *be) { return be->max_pool2d && be->max_pool2d_backward; }
 static bool has_avg(const backend *be) { return be->avg_pool2d && be->avg_pool2d_backward; }
 static bool has_adaptive(const backend *be)
@@ -128,11 +129,34 @@ static int make_params(pool2d_params *p, const pool2d_args *a, const tensor *x, 
     return 0;
 }
 
+/* --- layouts ---
+ * Channels-last float32 inputs (convolutions' outputs) stay channels-last: their
+ * output and input gradient too, which oneDNN's kernels read and write directly.
+ * Anything else becomes contiguous. */
+
+static bool keeps_channels_last(const tensor *x)
+{
+    return x->dtype == DT_F32 && !tensor_is_contiguous(x) && ops_is_channels_last(x);
+}
+
+/* x itself when it keeps its layout, else a contiguous copy. */
+static tensor *as_pool_layout(tensor *x)
+{
+    return keeps_channels_last(x) ? tensor_incref(x) : tensor_contiguous(x);
+}
+
+/* An uninitialised [N,C,H,W] tensor, channels-last or contiguous. */
+static tensor *empty_in_layout(dtype_t dt, const int64_t *shape, device dev, bool channels_last)
+{
+    return channels_last ? ops_empty_channels_last(dt, shape, dev) : tensor_empty(dt, 4, shape, dev);
+}
+
 /* --- the autograd record: the user's arguments in the node --- */
 
 /* iarg[0..7] = kernel, stride, padding, dilation; iarg is full, so
- * count_include_pad (0 or 1) goes in darg[0]. ceil_mode is not needed: backward
- * knows the output size from its gradient. */
+ * count_include_pad (0 or 1) goes in darg[0] (and record puts the layout in
+ * darg[1]). ceil_mode is not needed: backward knows the output size from its
+ * gradient. */
 static void save_args(ag_node *n, const pool2d_args *a)
 {
     for (int i = 0; i < 2; i++) {
@@ -158,16 +182,17 @@ static pool2d_params load_params(const ag_node *n, const tensor *gout)
     return params_of(&a, in[2], in[3], gout->shape[2], gout->shape[3]);
 }
 
-/* A contiguous gradient of the input's shape, written by run (gout made
- * contiguous first); an empty input needs no kernel. */
+/* The gradient of the input, in the forward's layout, written by run (gout put
+ * in that layout first); an empty input needs no kernel. */
 static tensor *backward_with(ag_node *n, tensor *g,
                              int (*run)(const backend *, tensor *, const tensor *, ag_node *),
                              const char *op)
 {
     const ag_edge *e = &n->next[0];
-    tensor *gc = tensor_contiguous(g);
+    bool cl = n->darg[1] != 0;
+    tensor *gc = cl ? ops_channels_last(g) : tensor_contiguous(g);
     const backend *be = gc ? ops_backend(g, op) : NULL;
-    tensor *gin = be ? tensor_empty(g->dtype, e->ndim, e->shape, tensor_device(g)) : NULL;
+    tensor *gin = be ? empty_in_layout(g->dtype, e->shape, tensor_device(g), cl) : NULL;
     if (gin && tensor_numel(gin) > 0 && run(be, gin, gc, n) != 0) {
         tensor_decref(gin);
         gin = NULL;
@@ -176,8 +201,9 @@ static tensor *backward_with(ag_node *n, tensor *g,
     return gin;
 }
 
-/* Record node `name` as the producer of out (saving ws when given). */
-static int record(tensor *out, tensor *x, const char *name, ag_backward_fn fn,
+/* Record node `name` as the producer of out (saving ws when given); xc is the
+ * input as the kernel saw it (its layout is the backward's). */
+static int record(tensor *out, tensor *x, const tensor *xc, const char *name, ag_backward_fn fn,
                   const pool2d_args *a, tensor *ws)
 {
     ag_node *node = ag_node_new(name, fn, 1, &x);
@@ -190,19 +216,21 @@ static int record(tensor *out, tensor *x, const char *name, ag_backward_fn fn,
     }
     if (a)
         save_args(node, a);
+    node->darg[1] = !tensor_is_contiguous(xc);
     ag_attach(out, node);
     return 0;
 }
 
-/* The output [N,C,OH,OW] for params p. */
-static tensor *pool_output(const tensor *x, const pool2d_params *p)
+/* The output [N,C,oh,ow] in the layout of xc (the input as the kernel sees it). */
+static tensor *pool_output(const tensor *xc, int64_t oh, int64_t ow)
 {
-    int64_t shape[4] = {x->shape[0], x->shape[1], p->out_h, p->out_w};
-    return tensor_empty(x->dtype, 4, shape, tensor_device(x));
+    int64_t shape[4] = {xc->shape[0], xc->shape[1], oh, ow};
+    return empty_in_layout(xc->dtype, shape, tensor_device(xc), !tensor_is_contiguous(xc));
 }
 
 /* --- max_pool2d --- */
 
+/* The backward kernel calls, given the backend, gin, contiguous gout and node. */
 static int max_run_backward(const backend *be, tensor *gin, const tensor *gc, ag_node *n)
 {
     tensor *ws = ag_saved(n, 0);
@@ -210,6 +238,7 @@ static int max_run_backward(const backend *be, tensor *gin, const tensor *gc, ag
     return ws ? be->max_pool2d_backward(gin, gc, ws, &p) : -1;
 }
 
+/* Autograd: the gradient of the input, through the saved workspace. */
 static int max_pool2d_backward(ag_node *n, tensor *g, tensor **gin)
 {
     gin[0] = backward_with(n, g, max_run_backward, "max_pool2d");
@@ -222,15 +251,15 @@ tensor *op_max_pool2d(tensor *x, const pool2d_args *a)
     if (make_params(&p, a, x, "max_pool2d") != 0)
         return NULL;
     const backend *be = backend_for(x, has_max, "max_pool2d");
-    tensor *xc = be ? tensor_contiguous(x) : NULL;
-    tensor *out = xc ? pool_output(x, &p) : NULL;
+    tensor *xc = be ? as_pool_layout(x) : NULL;
+    tensor *out = xc ? pool_output(xc, p.out_h, p.out_w) : NULL;
     tensor *ws = NULL;
     int rc = out ? 0 : -1;
     if (rc == 0 && tensor_numel(out) > 0)
         rc = be->max_pool2d(out, &ws, xc, &p);
-    tensor_decref(xc);
     if (rc == 0 && ag_needs(1, &x))
-        rc = record(out, x, "max_pool2d", max_pool2d_backward, a, ws);
+        rc = record(out, x, xc, "max_pool2d", max_pool2d_backward, a, ws);
+    tensor_decref(xc);
     tensor_decref(ws);
     if (rc != 0) {
         tensor_decref(out);
@@ -247,6 +276,7 @@ static int avg_run_backward(const backend *be, tensor *gin, const tensor *gc, ag
     return be->avg_pool2d_backward(gin, gc, &p);
 }
 
+/* Autograd: each output gradient spread over its window. */
 static int avg_pool2d_backward(ag_node *n, tensor *g, tensor **gin)
 {
     gin[0] = backward_with(n, g, avg_run_backward, "avg_pool2d");
@@ -263,14 +293,14 @@ tensor *op_avg_pool2d(tensor *x, const pool2d_args *a)
     if (make_params(&p, a, x, "avg_pool2d") != 0)
         return NULL;
     const backend *be = backend_for(x, has_avg, "avg_pool2d");
-    tensor *xc = be ? tensor_contiguous(x) : NULL;
-    tensor *out = xc ? pool_output(x, &p) : NULL;
+    tensor *xc = be ? as_pool_layout(x) : NULL;
+    tensor *out = xc ? pool_output(xc, p.out_h, p.out_w) : NULL;
     int rc = out ? 0 : -1;
     if (rc == 0 && tensor_numel(out) > 0)
         rc = be->avg_pool2d(out, xc, &p);
-    tensor_decref(xc);
     if (rc == 0 && ag_needs(1, &x))
-        rc = record(out, x, "avg_pool2d", avg_pool2d_backward, a, NULL);
+        rc = record(out, x, xc, "avg_pool2d", avg_pool2d_backward, a, NULL);
+    tensor_decref(xc);
     if (rc != 0) {
         tensor_decref(out);
         return NULL;
@@ -286,6 +316,7 @@ static int adaptive_run_backward(const backend *be, tensor *gin, const tensor *g
     return be->adaptive_avg_pool2d_backward(gin, gc);
 }
 
+/* Autograd: each output gradient spread over its adaptive window. */
 static int adaptive_avg_pool2d_backward(ag_node *n, tensor *g, tensor **gin)
 {
     gin[0] = backward_with(n, g, adaptive_run_backward, "adaptive_avg_pool2d");
@@ -302,15 +333,14 @@ tensor *op_adaptive_avg_pool2d(tensor *x, int64_t oh, int64_t ow)
         return NULL;
     }
     const backend *be = backend_for(x, has_adaptive, op);
-    tensor *xc = be ? tensor_contiguous(x) : NULL;
-    int64_t shape[4] = {x->shape[0], x->shape[1], oh, ow};
-    tensor *out = xc ? tensor_empty(x->dtype, 4, shape, tensor_device(x)) : NULL;
+    tensor *xc = be ? as_pool_layout(x) : NULL;
+    tensor *out = xc ? pool_output(xc, oh, ow) : NULL;
     int rc = out ? 0 : -1;
     if (rc == 0 && tensor_numel(out) > 0)
         rc = be->adaptive_avg_pool2d(out, xc);
-    tensor_decref(xc);
     if (rc == 0 && ag_needs(1, &x))
-        rc = record(out, x, op, adaptive_avg_pool2d_backward, NULL, NULL);
+        rc = record(out, x, xc, op, adaptive_avg_pool2d_backward, NULL, NULL);
+    tensor_decref(xc);
     if (rc != 0) {
         tensor_decref(out);
         return NULL;

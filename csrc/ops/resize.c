@@ -71,6 +71,7 @@ static resize_params load_params(const ag_node *n)
                            .scale_h = n->darg[0], .scale_w = n->darg[1]};
 }
 
+/* Autograd: scatter the output gradient back into the input grid. */
 static int interpolate_backward(ag_node *n, tensor *g, tensor **gin)
 {
     const ag_edge *e = &n->next[0];
