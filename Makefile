@@ -11,9 +11,14 @@ SAN       ?= 0
 BUILD     ?= $(if $(filter 1,$(SAN)),build-san,build)
 LUA       ?= lua5.4
 
+# OpenBLAS built on OpenMP, so its threads and ours (and oneDNN's) are one pool
+# instead of two sets of threads fighting over the cores.
+OPENBLAS  ?= /usr/lib/x86_64-linux-gnu/openblas-openmp
 PKGS      := lua5.4 libedit
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) openblas 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs openblas libedit 2>/dev/null) -ldnnl -lm
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null) \
+              -I/usr/include/x86_64-linux-gnu/$(notdir $(OPENBLAS))
+PKG_LIBS   := -L$(OPENBLAS) -Wl,-rpath,$(OPENBLAS) -lopenblas \
+              $(shell pkg-config --libs libedit 2>/dev/null) -ldnnl -lm
 
 CFLAGS  := -std=c11 -D_GNU_SOURCE -O2 -fvect-cost-model=dynamic -g -fno-math-errno -fno-trapping-math -Wall -Wextra -Werror -fPIC -fopenmp $(PKG_CFLAGS)
 LDFLAGS := -fopenmp

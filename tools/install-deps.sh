@@ -6,7 +6,7 @@
 # zlib, KISS FFT, libedit (not GNU readline), libsndfile (LGPL, linked dynamically).
 set -eu
 
-PKGS="build-essential pkg-config lua5.4 liblua5.4-dev lua-busted libopenblas-dev
+PKGS="build-essential pkg-config lua5.4 liblua5.4-dev lua-busted libopenblas-openmp-dev
       libdnnl-dev libpng-dev libjpeg62-turbo-dev libsndfile1-dev libkissfft-dev
       zlib1g-dev libedit-dev gnuplot-nox espeak-ng dataset-fashion-mnist"
 [ "${1:-}" = "--dev" ] && PKGS="$PKGS python3-torch python3-numpy valgrind"

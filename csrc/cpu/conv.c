@@ -237,6 +237,8 @@ static void conv_f64(conv_dir dir, double *x, double *wt, double *y, int64_t n, 
 int cpu_conv2d(tensor *y, const tensor *x, const tensor *w, const tensor *b,
                const conv2d_params *p)
 {
+    if (conv_point_applies(x, w, y, p))
+        return conv_point_forward(y, x, w, b, p);
     if (x->dtype == DT_F32)
         return conv_onednn(CONV_FWD, x, w, y, b, p);
     int64_t oc = w->shape[0], plane = y->shape[2] * y->shape[3];
@@ -251,6 +253,8 @@ int cpu_conv2d(tensor *y, const tensor *x, const tensor *w, const tensor *b,
 int cpu_conv2d_backward_data(tensor *gx, const tensor *gy, const tensor *w,
                              const conv2d_params *p)
 {
+    if (conv_point_applies(gx, w, gy, p))
+        return conv_point_backward_data(gx, gy, w, p);
     if (gx->dtype == DT_F32)
         return conv_onednn(CONV_BWD_DATA, gx, w, gy, NULL, p);
     memset(tensor_data(gx), 0, sizeof(double) * (size_t)tensor_numel(gx));
@@ -263,6 +267,8 @@ int cpu_conv2d_backward_data(tensor *gx, const tensor *gy, const tensor *w,
 int cpu_conv2d_backward_weight(tensor *gw, tensor *gb, const tensor *x, const tensor *gy,
                                const conv2d_params *p)
 {
+    if (conv_point_applies(x, gw, gy, p))
+        return conv_point_backward_weight(gw, gb, x, gy, p);
     if (x->dtype == DT_F32)
         return conv_onednn(CONV_BWD_WEIGHTS, x, gw, gy, gb, p);
     memset(tensor_data(gw), 0, sizeof(double) * (size_t)tensor_numel(gw));

@@ -46,6 +46,15 @@ int cpu_conv2d_backward_data(tensor *gx, const tensor *gy, const tensor *w,
                              const conv2d_params *p);
 int cpu_conv2d_backward_weight(tensor *gw, tensor *gb, const tensor *x, const tensor *gy,
                                const conv2d_params *p);
+/* conv_point.c: convolutions with one output position, as matrix products */
+bool conv_point_applies(const tensor *x, const tensor *w, const tensor *y,
+                        const conv2d_params *p);
+int conv_point_forward(tensor *y, const tensor *x, const tensor *w, const tensor *b,
+                       const conv2d_params *p);
+int conv_point_backward_data(tensor *gx, const tensor *gy, const tensor *w,
+                             const conv2d_params *p);
+int conv_point_backward_weight(tensor *gw, tensor *gb, const tensor *x, const tensor *gy,
+                               const conv2d_params *p);
 int cpu_batch_norm(tensor *y, tensor *save_mean, tensor *save_invstd, const tensor *x,
                    const tensor *w, const tensor *b, tensor *running_mean, tensor *running_var,
                    bool training, double momentum, double eps);
