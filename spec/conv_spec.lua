@@ -29,6 +29,9 @@ local conv_cases = {
   conv_groups = { groups = 2, padding = 1 },
   conv_1x1 = { stride = 2 },
   conv_7x7s2 = { stride = 2, padding = 3 },
+  conv_point_1x1in = { padding = 1 },
+  conv_point_2x2s2 = { stride = 2, padding = 1 },
+  conv_point_dil = { dilation = { 2, 1 }, padding = { 2, 0 } },
 }
 
 describe("conv2d", function()
@@ -60,6 +63,12 @@ describe("conv2d", function()
   it("passes a gradient check in float64", function()
     local x, w, b = H.leaf(1, 2, 5, 4), H.leaf(3, 2, 2, 3), H.leaf(3)
     H.gradcheck(function(x_, w_, b_) return F.conv2d(x_, w_, b_, { stride = { 2, 1 }, padding = 1 }) end,
+      { x, w, b })
+  end)
+
+  it("passes a gradient check with a single output position", function()
+    local x, w, b = H.leaf(2, 3, 2, 2), H.leaf(4, 3, 3, 3), H.leaf(4)
+    H.gradcheck(function(x_, w_, b_) return F.conv2d(x_, w_, b_, { stride = 2, padding = 1 }) end,
       { x, w, b })
   end)
 
