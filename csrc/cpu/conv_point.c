@@ -18,7 +18,7 @@
 typedef struct {
     int n;
     int64_t k[64], in[64];
-} axis_taps;
+} axis_taps; /* kernels are at most 64 wide here (conv_point_applies) */
 
 static void find_taps(axis_taps *t, int64_t ksize, int64_t in_size, int64_t pad, int64_t dil)
 {
@@ -70,9 +70,19 @@ static int64_t w_off(const point_geom *g, int64_t o, int64_t c, int64_t t)
     return ((o * g->c + c) * g->kh + g->rows.k[t / g->cols.n]) * g->kw + g->cols.k[t % g->cols.n];
 }
 
-/* Move between a tensor and its gathered [rows, K] matrix (to_matrix) or back. */
+/* Move one element of type T between a tensor and a gathered matrix. */
+#define MOVE(T, to_matrix, pt, pm) \
+    do {                                                            \
+        if (to_matrix)                                              \
+            *(T *)(pm) = *(const T *)(pt);                          \
+        else                                                        \
+            *(T *)(pt) = *(const T *)(pm);                          \
+    } while (0)
+
+/* Move between x and its gathered [N, K] matrix (to_matrix), or back. */
 static void gather_x(const tensor *x, const point_geom *g, char *m, bool to_matrix)
 {
+    bool f32 = x->dtype == DT_F32;
     size_t es = dtype_size(x->dtype);
     char *base = tensor_data(x);
     for (int64_t b = 0; b < g->n; b++)
@@ -80,27 +90,34 @@ static void gather_x(const tensor *x, const point_geom *g, char *m, bool to_matr
             for (int64_t t = 0; t < g->taps; t++) {
                 char *px = base + x_off(x, g, b, c, t) * (int64_t)es;
                 char *pm = m + ((b * g->c + c) * g->taps + t) * (int64_t)es;
-                if (to_matrix)
-                    memcpy(pm, px, es);
+                if (f32)
+                    MOVE(float, to_matrix, px, pm);
                 else
-                    memcpy(px, pm, es);
+                    MOVE(double, to_matrix, px, pm);
             }
 }
 
+/* Move between w and its gathered [O, K] matrix (to_matrix), or back. The taps of
+ * one (o, c) pair are contiguous runs in both, so only the tap index varies. */
 static void gather_w(const tensor *w, const point_geom *g, char *m, bool to_matrix)
 {
+    bool f32 = w->dtype == DT_F32;
     size_t es = dtype_size(w->dtype);
     char *base = tensor_data(w);
-    for (int64_t o = 0; o < g->o; o++)
-        for (int64_t c = 0; c < g->c; c++)
-            for (int64_t t = 0; t < g->taps; t++) {
-                char *pw = base + w_off(g, o, c, t) * (int64_t)es;
-                char *pm = m + ((o * g->c + c) * g->taps + t) * (int64_t)es;
-                if (to_matrix)
-                    memcpy(pm, pw, es);
-                else
-                    memcpy(pw, pm, es);
-            }
+    int64_t tap_off[64 * 64];
+    for (int64_t t = 0; t < g->taps; t++)
+        tap_off[t] = w_off(g, 0, 0, t);
+    int64_t plane = g->kh * g->kw, pairs = g->o * g->c;
+    for (int64_t oc = 0; oc < pairs; oc++) {
+        char *pw = base + oc * plane * (int64_t)es;
+        char *pm = m + oc * g->taps * (int64_t)es;
+        for (int64_t t = 0; t < g->taps; t++) {
+            if (f32)
+                MOVE(float, to_matrix, pw + tap_off[t] * (int64_t)es, pm + t * (int64_t)es);
+            else
+                MOVE(double, to_matrix, pw + tap_off[t] * (int64_t)es, pm + t * (int64_t)es);
+        }
+    }
 }
 
 /* C[m, n] = A op B, row-major, in the tensors' float type. */
