@@ -59,12 +59,28 @@ static void plane_sums_f32(const float *a, const float *b, int64_t n, double *u,
     *v += sv;
 }
 
-static void row_sums_f32(const float *a, const float *b, int64_t C, double *u, double *v)
+/* Rows [r0, r1) of C channels: sums in float over blocks of rows (vectorised
+ * across channels), each block then added into the double totals. */
+#define ROW_BLOCK 32
+static void row_sums_f32(const float *restrict a, const float *restrict b, int64_t r0,
+                         int64_t r1, int64_t C, double *restrict u, double *restrict v,
+                         float *restrict fu, float *restrict fv)
 {
-    for (int64_t c = 0; c < C; c++) {
-        double av = a[c], bv = b ? b[c] : av;
-        u[c] += av;
-        v[c] += av * bv;
+    for (int64_t r = r0; r < r1; r += ROW_BLOCK) {
+        int64_t end = r + ROW_BLOCK < r1 ? r + ROW_BLOCK : r1;
+        for (int64_t c = 0; c < C; c++)
+            fu[c] = fv[c] = 0.0f;
+        for (int64_t q = r; q < end; q++) {
+            const float *ar = a + q * C, *br = b ? b + q * C : ar;
+            for (int64_t c = 0; c < C; c++) {
+                fu[c] += ar[c];
+                fv[c] += ar[c] * br[c];
+            }
+        }
+        for (int64_t c = 0; c < C; c++) {
+            u[c] += fu[c];
+            v[c] += fv[c];
+        }
     }
 }
 
@@ -98,23 +114,28 @@ static int channel_sums(const bn_shape *g, const void *a, const void *b, double 
     /* Rows of C: each thread sums a block of rows into its own arrays. */
     int nt = g->threads;
     double *part = calloc((size_t)(2 * nt) * (size_t)C, sizeof *part);
-    if (!part)
+    float *fpart = malloc(sizeof(float) * (size_t)(2 * nt) * (size_t)C + 1);
+    if (!part || !fpart) {
+        free(part);
+        free(fpart);
         return err_set("batch_norm: out of memory for %d x %lld partial sums", nt, (long long)C);
+    }
     int64_t rows = g->n * g->s;
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int t = 0; t < nt; t++) {
         double *u = part + (size_t)(2 * t) * (size_t)C, *v = u + C;
-        for (int64_t r = rows * t / nt; r < rows * (t + 1) / nt; r++) {
-            if (g->f32) {
-                row_sums_f32((const float *)a + r * C, b ? (const float *)b + r * C : NULL, C, u, v);
-                continue;
-            }
+        int64_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt;
+        if (g->f32) {
+            float *fu = fpart + (size_t)(2 * t) * (size_t)C;
+            row_sums_f32(a, b, r0, r1, C, u, v, fu, fu + C);
+            continue;
+        }
+        for (int64_t r = r0; r < r1; r++)
             for (int64_t c = 0; c < C; c++) {
                 double av = ld(a, false, r * C + c), bv = b ? ld(b, false, r * C + c) : av;
                 u[c] += av;
                 v[c] += av * bv;
             }
-        }
     }
     for (int64_t c = 0; c < C; c++) {
         s1[c] = s2[c] = 0;
@@ -124,12 +145,14 @@ static int channel_sums(const bn_shape *g, const void *a, const void *b, double 
         }
     }
     free(part);
+    free(fpart);
     return 0;
 }
 
 /* out = in * k[c] + extra * m[c] + base[c] over one run of positions that share
  * channel c (a plane), or over one row of all channels. */
-static void affine_plane_f32(float *o, const float *in, const float *ex, int64_t n, float k,
+static void affine_plane_f32(float *restrict o, const float *restrict in,
+                             const float *restrict ex, int64_t n, float k,
                              float m, float base)
 {
     if (ex)
@@ -140,8 +163,9 @@ static void affine_plane_f32(float *o, const float *in, const float *ex, int64_t
             o[i] = in[i] * k + base;
 }
 
-static void affine_row_f32(float *o, const float *in, const float *ex, int64_t C,
-                           const float *k, const float *m, const float *base)
+static void affine_row_f32(float *restrict o, const float *restrict in, const float *restrict ex,
+                           int64_t C, const float *restrict k, const float *restrict m,
+                           const float *restrict base)
 {
     if (ex)
         for (int64_t c = 0; c < C; c++)
