@@ -97,8 +97,9 @@ static void gather_x(const tensor *x, const point_geom *g, char *m, bool to_matr
             }
 }
 
-/* Move between w and its gathered [O, K] matrix (to_matrix), or back. The taps of
- * one (o, c) pair are contiguous runs in both, so only the tap index varies. */
+/* Move between w and its gathered [O, K] matrix (to_matrix), or back, writing all
+ * of w (the taps outside the matrix as zeros). The taps of one (o, c) pair are a
+ * run in both, so only the tap index varies. */
 static void gather_w(const tensor *w, const point_geom *g, char *m, bool to_matrix)
 {
     bool f32 = w->dtype == DT_F32;
@@ -111,6 +112,8 @@ static void gather_w(const tensor *w, const point_geom *g, char *m, bool to_matr
     for (int64_t oc = 0; oc < pairs; oc++) {
         char *pw = base + oc * plane * (int64_t)es;
         char *pm = m + oc * g->taps * (int64_t)es;
+        if (!to_matrix) /* writing w back: the taps not in the matrix are zero */
+            memset(pw, 0, (size_t)plane * es);
         for (int64_t t = 0; t < g->taps; t++) {
             if (f32)
                 MOVE(float, to_matrix, pw + tap_off[t] * (int64_t)es, pm + t * (int64_t)es);
@@ -203,7 +206,7 @@ int conv_point_backward_weight(tensor *gw, tensor *gb, const tensor *x, const te
     point_geom g;
     geometry(&g, x, gw, p);
     size_t es = dtype_size(x->dtype);
-    if (tensor_fill(gw, 0) != 0)
+    if (g.taps == 0 && tensor_fill(gw, 0) != 0)
         return -1;
     if (g.taps > 0) {
         char *xm = scratch((size_t)(g.n * g.k), es, "input");
