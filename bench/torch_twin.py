@@ -2,7 +2,7 @@
 """PyTorch twin of experiments/bench.lua: the same reference workloads (two ResNet
 encoders, concat fusion, three cross-entropy losses, Adam over three parameter
 groups, batch 64), timed the same way, so `make bench` can print ours/PyTorch.
-Usage: torch_twin.py WORKLOAD [threads]   (WORKLOAD: smnist | luma | cremad)
+Usage: torch_twin.py WORKLOAD [threads] [seconds]   (WORKLOAD: smnist | luma | cremad)
 Prints one line: "<workload>: <N> samples/s (<ms> ms/step, peak RSS <MiB> MiB)"."""
 import resource
 import sys
@@ -63,6 +63,7 @@ BATCH, WARMUP, MIN_SECONDS, MIN_STEPS = 64, 3, 10.0, 3
 def main():
     name = sys.argv[1]
     threads = int(sys.argv[2]) if len(sys.argv) > 2 else 2
+    seconds = float(sys.argv[3]) if len(sys.argv) > 3 else MIN_SECONDS
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     sa, sb, blocks, ncls = WORKLOADS[name]
@@ -86,7 +87,7 @@ def main():
     for _ in range(WARMUP):
         step()
     n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < MIN_SECONDS or n < MIN_STEPS:
+    while time.perf_counter() - t0 < seconds or n < MIN_STEPS:
         step()
         n += 1
     dt = time.perf_counter() - t0

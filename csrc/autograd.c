@@ -228,10 +228,12 @@ static int accumulate_leaf(tensor *leaf, tensor *g)
          * touch a tensor the graph or the user still holds: g is kept only when
          * nothing else refers to it or to its storage (a view of the user's
          * gradient, such as reshape's backward returns, shares the storage). */
-        bool sole = g->refcount == 1 && g->st->refcount == 1 && tensor_is_contiguous(g);
-        tensor *c = sole ? tensor_incref(g) : tensor_copy_as(g, g->dtype);
-        if (!c)
+        bool sole = g->refcount == 1 && g->st->refcount == 1 && tensor_is_dense(g);
+        tensor *c = sole ? tensor_incref(g) : tensor_empty_like(g, g->dtype);
+        if (!c || (!sole && tensor_copy_into(c, g) != 0)) {
+            tensor_decref(c);
             return -1;
+        }
         leaf->grad = c;
         return 0;
     }

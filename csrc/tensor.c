@@ -491,3 +491,87 @@ void tensor_bump_version(tensor *t)
 {
     t->st->version++;
 }
+
+/* --- layouts --- */
+
+/* The dims of t ordered from the largest stride to the smallest (size-1 dims
+ * first, so that they never break the order). */
+static void stride_order(const tensor *t, int *order)
+{
+    for (int i = 0; i < t->ndim; i++)
+        order[i] = i;
+    for (int i = 1; i < t->ndim; i++) /* insertion sort: at most 8 dims */
+        for (int j = i; j > 0; j--) {
+            int a = order[j - 1], b = order[j];
+            bool swap = t->shape[a] != 1 &&
+                        (t->shape[b] == 1 || t->stride[b] > t->stride[a]);
+            if (!swap)
+                break;
+            order[j - 1] = b;
+            order[j] = a;
+        }
+}
+
+bool tensor_is_dense(const tensor *t)
+{
+    int order[TENSOR_MAX_DIMS];
+    stride_order(t, order);
+    int64_t expect = 1;
+    for (int i = t->ndim - 1; i >= 0; i--) {
+        int d = order[i];
+        if (t->shape[d] == 1)
+            continue;
+        if (t->stride[d] != expect)
+            return false;
+        expect *= t->shape[d];
+    }
+    return true;
+}
+
+bool tensor_is_channels_last(const tensor *t)
+{
+    if (t->ndim != 4)
+        return false;
+    const int64_t *s = t->shape, *st = t->stride;
+    return (s[1] == 1 || st[1] == 1) && (s[3] == 1 || st[3] == s[1]) &&
+           (s[2] == 1 || st[2] == s[1] * s[3]) && (s[0] == 1 || st[0] == s[1] * s[2] * s[3]);
+}
+
+tensor *tensor_empty_like(const tensor *t, dtype_t dt)
+{
+    tensor *out = tensor_empty(dt, t->ndim, t->shape, tensor_device(t));
+    if (!out || tensor_is_contiguous(t) || !tensor_is_dense(t))
+        return out;
+    int order[TENSOR_MAX_DIMS];
+    stride_order(t, order);
+    int64_t s = 1;
+    for (int i = t->ndim - 1; i >= 0; i--) {
+        out->stride[order[i]] = s;
+        s *= t->shape[order[i]];
+    }
+    return out;
+}
+
+tensor *tensor_empty_channels_last(dtype_t dt, const int64_t *shape, device dev)
+{
+    tensor *out = tensor_empty(dt, 4, shape, dev);
+    if (out) {
+        int64_t c = shape[1], h = shape[2], w = shape[3];
+        int64_t st[4] = {h * w * c, 1, w * c, c};
+        for (int i = 0; i < 4; i++)
+            out->stride[i] = st[i];
+    }
+    return out;
+}
+
+tensor *tensor_channels_last(tensor *t)
+{
+    if (tensor_is_channels_last(t))
+        return tensor_incref(t);
+    tensor *out = tensor_empty_channels_last(t->dtype, t->shape, tensor_device(t));
+    if (out && tensor_copy_into(out, t) != 0) {
+        tensor_decref(out);
+        return NULL;
+    }
+    return out;
+}

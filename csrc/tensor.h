@@ -84,6 +84,21 @@ tensor *tensor_permuted(const tensor *t, const int *perm);
 /* A view with a new shape if the strides allow it, else NULL (no error set). */
 tensor *tensor_view_try(const tensor *t, int ndim, const int64_t *shape);
 
+/* --- layouts --- */
+/* Is t dense: its elements fill its storage range without gaps or overlaps, in
+ * some order of its dims (contiguous, or a permutation such as channels-last)? */
+bool tensor_is_dense(const tensor *t);
+/* Is t a dense 4-D tensor stored channels-last (NHWC in memory, NCHW in shape)? */
+bool tensor_is_channels_last(const tensor *t);
+/* An uninitialised tensor of t's shape on t's device, laid out in memory like t
+ * when t is dense (so channels-last stays channels-last), else contiguous. */
+tensor *tensor_empty_like(const tensor *t, dtype_t dt);
+/* An uninitialised channels-last tensor of a 4-D shape. */
+tensor *tensor_empty_channels_last(dtype_t dt, const int64_t *shape, device dev);
+/* t itself (a new reference) when it is channels-last, else a channels-last copy. */
+tensor *tensor_channels_last(tensor *t);
+
+
 /* --- data movement (plain kernels, no autograd) --- */
 /* A contiguous tensor with t's values: t itself (new reference) when already so. */
 tensor *tensor_contiguous(tensor *t);

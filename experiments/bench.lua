@@ -2,8 +2,11 @@
 -- bench/torch_twin.py and ../shared/bench/torch_ref.py: two ResNet encoders,
 -- concat fusion, three cross-entropy losses, Adam over three parameter groups,
 -- batch 64), then forward+backward time per layer type. When /usr/bin/python3
--- has torch, the PyTorch twin runs after each workload and the ratio is printed.
---   build/bin/miles experiments/bench.lua [workload ...] [--threads N] [--seconds S]
+-- has torch, the PyTorch twin runs in turn with ours, round after round, and the
+-- median of the per-round ratios is printed (a shared machine drifts; pairs of
+-- neighbouring runs compare fairly).
+--   build/bin/miles experiments/bench.lua [workload ...] [--threads N]
+--                                         [--seconds S] [--rounds R]
 local miles = require "miles"
 local nn, F = miles.nn, miles.F
 local models = require "miles.models"
@@ -17,13 +20,15 @@ local WORKLOADS = { -- shape A, shape B, model, classes
 local BATCH, WARMUP, MIN_STEPS = 64, 3, 3
 
 local function parse_args(argv)
-  local o = { names = {}, threads = 2, seconds = 10 }
+  local o = { names = {}, threads = 2, seconds = 6, rounds = 3 }
   local i = 1
   while i <= #argv do
     if argv[i] == "--threads" then
       o.threads, i = tonumber(argv[i + 1]), i + 1
     elseif argv[i] == "--seconds" then
       o.seconds, i = tonumber(argv[i + 1]), i + 1
+    elseif argv[i] == "--rounds" then
+      o.rounds, i = tonumber(argv[i + 1]), i + 1
     else
       o.names[#o.names + 1] = argv[i]
     end
@@ -62,7 +67,8 @@ local function build(spec)
   return ea, eb, ha, hb, hab, opt
 end
 
-local function run_workload(name, o)
+--- A timed training loop for one workload: steps/s over at least o.seconds.
+local function make_runner(name)
   local spec = WORKLOADS[name]
   miles.manual_seed(0)
   local ea, eb, ha, hb, hab, opt = build(spec)
@@ -78,55 +84,95 @@ local function run_workload(name, o)
     opt:step()
   end
   for _ = 1, WARMUP do step() end
-  local n, t0 = 0, miles.wall_time()
-  while miles.wall_time() - t0 < o.seconds or n < MIN_STEPS do
-    step()
-    n = n + 1
+  return function(seconds)
+    local n, t0 = 0, miles.wall_time()
+    while miles.wall_time() - t0 < seconds or n < MIN_STEPS do
+      step()
+      n = n + 1
+    end
+    local dt = miles.wall_time() - t0
+    return n * BATCH / dt, dt / n * 1000
   end
-  local dt = miles.wall_time() - t0
-  local rate = n * BATCH / dt
-  print(string.format("%s: %.1f samples/s (%.1f ms/step, peak RSS %.0f MiB)", name, rate,
-    dt / n * 1000, peak_rss_mib()))
-  return rate
 end
 
 --- Ask the PyTorch twin (a separate process) for the same workload.
 local function torch_rate(name, o)
-  local cmd = string.format("/usr/bin/python3 bench/torch_twin.py %s %d 2>/dev/null", name, o.threads)
+  local cmd = string.format("/usr/bin/python3 bench/torch_twin.py %s %d %g 2>/dev/null", name,
+    o.threads, o.seconds)
   local p = io.popen(cmd)
   if not p then return nil end
   local line = p:read("l")
   p:close()
-  if not line then return nil end
-  print("torch " .. line)
-  return tonumber(line:match(":%s*([%d%.]+) samples/s"))
+  return line and tonumber(line:match(":%s*([%d%.]+) samples/s")), line
 end
 
---- Forward + backward time of one layer of each type, at smnist/luma sizes.
+local function median(xs)
+  local s = {}
+  for i, v in ipairs(xs) do s[i] = v end
+  table.sort(s)
+  local n = #s
+  return n % 2 == 1 and s[(n + 1) / 2] or (s[n / 2] + s[n / 2 + 1]) / 2
+end
+
+local function run_workload(name, o)
+  local run = make_runner(name)
+  local ours, ratios = {}, {}
+  for r = 1, o.rounds do
+    local rate, ms = run(o.seconds)
+    ours[r] = rate
+    local theirs, line = torch_rate(name, o)
+    print(string.format("  round %d: ours %.1f samples/s (%.1f ms/step)%s", r, rate, ms,
+      theirs and string.format(", torch %s", line:match(":%s*(.*)$")) or ""))
+    if theirs then ratios[#ratios + 1] = rate / theirs end
+  end
+  print(string.format("%s: %.1f samples/s (median of %d rounds, peak RSS %.0f MiB)", name,
+    median(ours), o.rounds, peak_rss_mib()))
+  if #ratios > 0 then
+    print(string.format("%s: ours/PyTorch = %.2fx (median of %d paired rounds)", name,
+      median(ratios), #ratios))
+  else
+    print(name .. ": PyTorch not available (install python3-torch for the ratio)")
+  end
+end
+
+--- Forward and forward+backward time of one layer of each type at smnist/luma
+-- sizes, on channels-last float32 activations (the layout the network runs in),
+-- with a fixed output gradient.
 local function layer_times(o)
-  local function time_it(label, f, ...)
-    for _ = 1, 2 do f(...) end
+  local function time_it(f)
+    for _ = 1, 2 do f() end
     local n, t0 = 0, miles.wall_time()
-    while miles.wall_time() - t0 < math.min(o.seconds, 2) do
-      f(...)
+    while miles.wall_time() - t0 < math.min(o.seconds, 1) do
+      f()
       n = n + 1
     end
-    print(string.format("  %-44s %8.3f ms", label, (miles.wall_time() - t0) / n * 1000))
+    return (miles.wall_time() - t0) / n * 1000
   end
-  local function fb(m, x)
-    local y = m(x)
-    y:sum():backward()
+  local function channels_last(t)
+    if t:dim() ~= 4 then return t end
+    return t:permute(1, 3, 4, 2):contiguous():permute(1, 4, 2, 3)
   end
-  print("forward+backward per layer (batch 64):")
-  local x = miles.randn(64, 64, 14, 14, { requires_grad = true })
-  time_it("conv 3x3 64->64 on 14x14", fb, nn.Conv2d(64, 64, 3, { padding = 1, bias = false }), x)
-  time_it("batch norm 64 on 14x14", fb, nn.BatchNorm2d(64), x)
-  time_it("relu on 64x14x14", fb, nn.ReLU(), x)
-  time_it("max pool 3x3/2 on 64x14x14", fb, nn.MaxPool2d(3, { stride = 2, padding = 1 }), x)
-  local s = miles.randn(64, 1, 96, 96, { requires_grad = true })
-  time_it("conv 7x7/2 1->64 on 96x96 (stem)", fb, nn.Conv2d(1, 64, 7, { stride = 2, padding = 3, bias = false }), s)
-  local z = miles.randn(64, 512, { requires_grad = true })
-  time_it("linear 512->10", fb, nn.Linear(512, 10), z)
+  local function row(label, m, shape, input_grad)
+    local x = channels_last(miles.randn(table.unpack(shape)))
+    x.requires_grad = input_grad
+    local gy = miles.no_grad(m, x)
+    gy = channels_last(miles.randn(gy:shape()))
+    local fwd = time_it(function() miles.no_grad(m, x) end)
+    local both = time_it(function()
+      m(x):backward(gy)
+      m:zero_grad()
+      x.grad = nil
+    end)
+    print(string.format("  %-40s %8.3f %10.3f", label, fwd, both))
+  end
+  print(string.format("  %-40s %8s %10s", "per layer, batch 64 (ms)", "forward", "fwd+bwd"))
+  row("conv 3x3 64->64 on 14x14", nn.Conv2d(64, 64, 3, { padding = 1, bias = false }), { 64, 64, 14, 14 }, true)
+  row("conv 3x3 512->512 on 1x1", nn.Conv2d(512, 512, 3, { padding = 1, bias = false }), { 64, 512, 1, 1 }, true)
+  row("conv 7x7/2 1->64 on 96x96 (stem)", nn.Conv2d(1, 64, 7, { stride = 2, padding = 3, bias = false }), { 64, 1, 96, 96 }, false)
+  row("batch norm 64 on 14x14", nn.BatchNorm2d(64), { 64, 64, 14, 14 }, true)
+  row("relu on 64x14x14", nn.ReLU(), { 64, 64, 14, 14 }, true)
+  row("max pool 3x3/2 on 64x14x14", nn.MaxPool2d(3, { stride = 2, padding = 1 }), { 64, 64, 14, 14 }, true)
+  row("linear 512->10", nn.Linear(512, 10), { 64, 512 }, true)
 end
 
 local o = parse_args(arg or {})
@@ -135,12 +181,6 @@ print(string.format("miles %s, %d threads, batch %d, >= %g s per workload", mile
   o.threads, BATCH, o.seconds))
 for _, name in ipairs(o.names) do
   assert(WORKLOADS[name], "unknown workload " .. name .. " (smnist, luma, cremad)")
-  local ours = run_workload(name, o)
-  local theirs = torch_rate(name, o)
-  if theirs then
-    print(string.format("%s: ours/PyTorch = %.2fx", name, ours / theirs))
-  else
-    print(name .. ": PyTorch not available (install python3-torch for the ratio)")
-  end
+  run_workload(name, o)
 end
 layer_times(o)

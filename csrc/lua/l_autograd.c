@@ -51,7 +51,11 @@ static int l_requires_grad_(lua_State *L)
  * when f raises; returns f's results. */
 static int with_grad_mode(lua_State *L, bool on)
 {
-    luaL_checktype(L, 1, LUA_TFUNCTION);
+    if (lua_type(L, 1) != LUA_TFUNCTION) { /* a callable table (a module) is fine too */
+        if (luaL_getmetafield(L, 1, "__call") == LUA_TNIL)
+            return luaL_typeerror(L, 1, "function or callable");
+        lua_pop(L, 1);
+    }
     bool was = ag_set_enabled(on);
     int status = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
     ag_set_enabled(was);

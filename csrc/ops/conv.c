@@ -15,7 +15,7 @@ static bool wants_channels_last(const tensor *x)
 
 static tensor *as_conv_layout(tensor *t)
 {
-    if (wants_channels_last(t) && ops_is_channels_last(t))
+    if (wants_channels_last(t) && tensor_is_channels_last(t))
         return tensor_incref(t);
     return tensor_contiguous(t);
 }
@@ -35,7 +35,7 @@ static int conv_backward(ag_node *n, tensor *gy, tensor **gin)
     }
     int rc = 0;
     if (ag_wants(n, 0)) {
-        gin[0] = wants_channels_last(x) ? ops_empty_channels_last(x->dtype, x->shape, tensor_device(x))
+        gin[0] = wants_channels_last(x) ? tensor_empty_channels_last(x->dtype, x->shape, tensor_device(x))
                                         : tensor_empty(x->dtype, 4, x->shape, tensor_device(x));
         rc = gin[0] ? be->conv2d_backward_data(gin[0], g, w, &p) : -1;
     }
@@ -112,7 +112,7 @@ tensor *op_conv2d(tensor *x, tensor *w, tensor *b, const conv2d_params *p)
     tensor *bc = wc && b ? tensor_contiguous(b) : NULL;
     const backend *be = wc && (bc || !b) ? ops_backend(x, "conv2d") : NULL;
     tensor *y = !be ? NULL
-              : wants_channels_last(x) ? ops_empty_channels_last(x->dtype, shape, tensor_device(x))
+              : wants_channels_last(x) ? tensor_empty_channels_last(x->dtype, shape, tensor_device(x))
                                        : tensor_empty(x->dtype, 4, shape, tensor_device(x));
     int rc = y && x->shape[0] > 0 ? be->conv2d(y, xc, wc, bc, p) : (y ? 0 : -1);
     tensor *in[3] = {x, w, b};

@@ -49,9 +49,14 @@ static int clone_backward(ag_node *n, tensor *g, tensor **gin)
     return ag_check(n, gin);
 }
 
+/* Like PyTorch's clone: a dense layout (channels-last, say) is kept. */
 tensor *op_clone(tensor *a)
 {
-    tensor *out = tensor_copy_as(a, a->dtype);
+    tensor *out = tensor_empty_like(a, a->dtype);
+    if (out && tensor_copy_into(out, a) != 0) {
+        tensor_decref(out);
+        out = NULL;
+    }
     if (out && ag_needs(1, &a)) {
         ag_node *n = ag_node_new("clone", clone_backward, 1, &a);
         if (!n) {
@@ -168,7 +173,7 @@ tensor *op_unary(unary_op op, tensor *a, double p0, double p1)
     clamp_bounds(op, &p0, &p1);
     tensor *x = unary_needs_float(op, p0) && !dtype_is_float(a->dtype)
                     ? op_to_dtype(a, DT_F32)
-                    : ops_is_dense(a) ? keep(a) : op_contiguous(a);
+                    : tensor_is_dense(a) ? keep(a) : op_contiguous(a);
     if (!x)
         return NULL;
     if (a->dtype == DT_BOOL && op != UN_STEP) {
@@ -177,7 +182,7 @@ tensor *op_unary(unary_op op, tensor *a, double p0, double p1)
         return NULL;
     }
     const backend *be = ops_backend(x, name);
-    tensor *out = be ? ops_empty_like(x, x->dtype) : NULL;
+    tensor *out = be ? tensor_empty_like(x, x->dtype) : NULL;
     if (out && be->unary(op, out, x, p0, p1) != 0) {
         tensor_decref(out);
         out = NULL;
@@ -298,8 +303,8 @@ static tensor *binary_output(dtype_t dt, int nd, const int64_t *shape, const ten
     const tensor *like = a->ndim == nd && !memcmp(a->shape, shape, sizeof(int64_t) * (size_t)nd) ? a
                        : b->ndim == nd && !memcmp(b->shape, shape, sizeof(int64_t) * (size_t)nd) ? b
                                                                                               : NULL;
-    if (like && ops_is_dense(like))
-        return ops_empty_like(like, dt);
+    if (like && tensor_is_dense(like))
+        return tensor_empty_like(like, dt);
     return tensor_empty(dt, nd, shape, tensor_device(a));
 }
 

@@ -35,19 +35,6 @@ static inline bool ag_wants(const ag_node *n, int i)
 int ops_same_device(const char *op, int n, tensor *const *ts, const char *const *names);
 /* Fail unless t has a float dtype. */
 int ops_need_float(const char *op, const tensor *t, const char *name);
-/* Is t dense: its elements fill its storage range without gaps or overlaps, in
- * some order of its dims (contiguous, or a permutation such as channels-last)? */
-bool ops_is_dense(const tensor *t);
-/* Is t a dense 4-D tensor stored channels-last (NHWC in memory, NCHW in shape)? */
-bool ops_is_channels_last(const tensor *t);
-/* An uninitialised tensor of t's shape on t's device, laid out in memory like t
- * when t is dense (so channels-last stays channels-last), else contiguous. */
-tensor *ops_empty_like(const tensor *t, dtype_t dt);
-/* An uninitialised channels-last tensor of a 4-D shape. */
-tensor *ops_empty_channels_last(dtype_t dt, const int64_t *shape, device dev);
-/* t itself (a new reference) when it is channels-last, else a channels-last copy. */
-tensor *ops_channels_last(tensor *t);
-
 /* The backend for t's device. */
 const backend *ops_backend(const tensor *t, const char *op);
 

@@ -11,11 +11,11 @@ static int bn_backward(ag_node *n, tensor *gy, tensor **gin)
     if (!x || !mean || !invstd || (n->n_saved > 3 && !w))
         return -1;
     /* the kernel walks gy, x and gx in the same layout: x's */
-    tensor *g = ops_is_channels_last(x) ? ops_channels_last(gy) : tensor_contiguous(gy);
+    tensor *g = tensor_is_channels_last(x) ? tensor_channels_last(gy) : tensor_contiguous(gy);
     const backend *be = g ? ops_backend(x, "batch_norm") : NULL;
     int64_t C = x->shape[1];
     bool wx = ag_wants(n, 0), ww = n->n_next > 1 && ag_wants(n, 1), wb = n->n_next > 2 && ag_wants(n, 2);
-    tensor *gx = be && wx ? ops_empty_like(x, x->dtype) : NULL;
+    tensor *gx = be && wx ? tensor_empty_like(x, x->dtype) : NULL;
     tensor *gw = be && ww ? tensor_empty(x->dtype, 1, &C, tensor_device(x)) : NULL;
     tensor *gb = be && wb ? tensor_empty(x->dtype, 1, &C, tensor_device(x)) : NULL;
     int rc = be && (gx || !wx) && (gw || !ww) && (gb || !wb)
@@ -84,9 +84,9 @@ tensor *op_batch_norm(tensor *x, tensor *rm, tensor *rv, tensor *w, tensor *b, b
         return NULL;
     int64_t C = x->shape[1];
     /* channels-last inputs (from convolutions) stay so; others become contiguous */
-    tensor *xc = ops_is_channels_last(x) ? tensor_incref(x) : tensor_contiguous(x);
+    tensor *xc = tensor_is_channels_last(x) ? tensor_incref(x) : tensor_contiguous(x);
     const backend *be = xc ? ops_backend(x, "batch_norm") : NULL;
-    tensor *y = be ? ops_empty_like(xc, x->dtype) : NULL;
+    tensor *y = be ? tensor_empty_like(xc, x->dtype) : NULL;
     tensor *mean = y ? tensor_empty(x->dtype, 1, &C, tensor_device(x)) : NULL;
     tensor *invstd = mean ? tensor_empty(x->dtype, 1, &C, tensor_device(x)) : NULL;
     int rc = invstd ? be->batch_norm(y, mean, invstd, xc, w, b, rm, rv, training, momentum, eps)

@@ -136,7 +136,7 @@ static int make_params(pool2d_params *p, const pool2d_args *a, const tensor *x, 
 
 static bool keeps_channels_last(const tensor *x)
 {
-    return x->dtype == DT_F32 && !tensor_is_contiguous(x) && ops_is_channels_last(x);
+    return x->dtype == DT_F32 && !tensor_is_contiguous(x) && tensor_is_channels_last(x);
 }
 
 /* x itself when it keeps its layout, else a contiguous copy. */
@@ -148,7 +148,7 @@ static tensor *as_pool_layout(tensor *x)
 /* An uninitialised [N,C,H,W] tensor, channels-last or contiguous. */
 static tensor *empty_in_layout(dtype_t dt, const int64_t *shape, device dev, bool channels_last)
 {
-    return channels_last ? ops_empty_channels_last(dt, shape, dev) : tensor_empty(dt, 4, shape, dev);
+    return channels_last ? tensor_empty_channels_last(dt, shape, dev) : tensor_empty(dt, 4, shape, dev);
 }
 
 /* --- the autograd record: the user's arguments in the node --- */
@@ -190,7 +190,7 @@ static tensor *backward_with(ag_node *n, tensor *g,
 {
     const ag_edge *e = &n->next[0];
     bool cl = n->darg[1] != 0;
-    tensor *gc = cl ? ops_channels_last(g) : tensor_contiguous(g);
+    tensor *gc = cl ? tensor_channels_last(g) : tensor_contiguous(g);
     const backend *be = gc ? ops_backend(g, op) : NULL;
     tensor *gin = be ? empty_in_layout(g->dtype, e->shape, tensor_device(g), cl) : NULL;
     if (gin && tensor_numel(gin) > 0 && run(be, gin, gc, n) != 0) {
