@@ -14,11 +14,11 @@ LUA       ?= lua5.4
 # OpenBLAS built on OpenMP, so its threads and ours (and oneDNN's) are one pool
 # instead of two sets of threads fighting over the cores.
 OPENBLAS  ?= /usr/lib/x86_64-linux-gnu/openblas-openmp
-PKGS      := lua5.4 libedit
+PKGS      := lua5.4 libedit libpng libjpeg sndfile zlib kissfft-float
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null) \
               -I/usr/include/x86_64-linux-gnu/$(notdir $(OPENBLAS))
 PKG_LIBS   := -L$(OPENBLAS) -Wl,-rpath,$(OPENBLAS) -lopenblas \
-              $(shell pkg-config --libs libedit 2>/dev/null) -ldnnl -lm
+              $(shell pkg-config --libs $(filter-out lua5.4,$(PKGS)) 2>/dev/null) -ldnnl -lm -lpthread
 
 CFLAGS  := -std=c11 -D_GNU_SOURCE -O2 -fvect-cost-model=dynamic -g -fno-math-errno -fno-trapping-math -Wall -Wextra -Werror -fPIC -fopenmp $(PKG_CFLAGS)
 LDFLAGS := -fopenmp
@@ -27,7 +27,7 @@ ifeq ($(SAN),1)
   LDFLAGS += -fsanitize=address,undefined
 endif
 
-CORE_SRC := $(wildcard csrc/*.c csrc/cpu/*.c csrc/ops/*.c csrc/io/*.c)
+CORE_SRC := $(wildcard csrc/*.c csrc/cpu/*.c csrc/ops/*.c csrc/io/*.c csrc/signal/*.c csrc/data/*.c)
 LUA_SRC  := $(wildcard csrc/lua/*.c)
 CUDA_OBJ :=
 ifeq ($(CUDA),1)
