@@ -9,30 +9,8 @@ local nn = miles.nn
 
 local has_optim, optim = pcall(require, "miles.optim")
 
--- A fresh empty directory for the files a test writes.
-local function tmpdir()
-  local dir = os.tmpname()
-  os.remove(dir)
-  assert(os.execute("mkdir -p '" .. dir .. "'"))
-  return dir
-end
-
-local function rmdir(dir)
-  os.execute("rm -rf '" .. dir .. "'")
-end
-
-local function write_file(path, bytes)
-  local f = assert(io.open(path, "wb"))
-  f:write(bytes)
-  f:close()
-end
-
-local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+-- Temporary directories and whole-file reads and writes (spec/helpers.lua).
+local tmpdir, rmdir, write_file, read_file = H.tmpdir, H.rmdir, H.write_file, H.read_file
 
 -- The names of the files in dir (sorted).
 local function list_dir(dir)

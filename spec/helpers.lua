@@ -103,4 +103,32 @@ function H.error_of(fn, ...)
   return tostring(err)
 end
 
+--- A fresh empty directory for the files a test writes (remove it with H.rmdir).
+function H.tmpdir()
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p '" .. dir .. "'"))
+  return dir
+end
+
+--- Remove a directory made by H.tmpdir, with everything in it.
+function H.rmdir(dir)
+  os.execute("rm -rf '" .. dir .. "'")
+end
+
+--- Write the string bytes as the whole content of the file at path.
+function H.write_file(path, bytes)
+  local f = assert(io.open(path, "wb"))
+  f:write(bytes)
+  f:close()
+end
+
+--- The whole content of the file at path, as a string of bytes.
+function H.read_file(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
 return H

@@ -2,33 +2,12 @@
 -- Fixtures in spec/fixtures/npy/ were written by NumPy (spec/fixtures/make_npy_fixtures.py);
 -- the malformed files are built here byte by byte.
 local miles = miles or require("miles")
+local H = require "helpers"
 
 local FIX = "spec/fixtures/npy/"
 
--- A fresh empty directory for the files a test writes.
-local function tmpdir()
-  local dir = os.tmpname()
-  os.remove(dir)
-  assert(os.execute("mkdir -p '" .. dir .. "'"))
-  return dir
-end
-
-local function rmdir(dir)
-  os.execute("rm -rf '" .. dir .. "'")
-end
-
-local function write_file(path, bytes)
-  local f = assert(io.open(path, "wb"))
-  f:write(bytes)
-  f:close()
-end
-
-local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+-- Temporary directories and whole-file reads and writes (spec/helpers.lua).
+local tmpdir, rmdir, write_file, read_file = H.tmpdir, H.rmdir, H.write_file, H.read_file
 
 -- An NPY version 1.0 file: the header dict padded to 64 bytes, then the data bytes.
 local function npy_bytes(dict, data)

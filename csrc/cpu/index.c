@@ -32,8 +32,11 @@ static void add_at(dtype_t dt, char *out, int64_t p, const char *src, int64_t q)
         dtype_store(dt, out, p, dtype_load(dt, out, p) + dtype_load(dt, src, q));
 }
 
-int cpu_scatter_add(tensor *out, const tensor *src, const tensor *idx, int64_t outer,
-                    int64_t na, int64_t m, int64_t inner)
+/* out[o, ix[..], i] += src[o, j, i] over [outer, m, inner]: the adjoint of
+ * gather (one index per element, per_row false) or of index_select (one index
+ * per j, per_row true). */
+static void add_indexed(tensor *out, const tensor *src, const tensor *idx, int64_t outer,
+                        int64_t na, int64_t m, int64_t inner, bool per_row)
 {
     const char *s = tensor_data(src);
     char *d = tensor_data(out);
@@ -42,8 +45,14 @@ int cpu_scatter_add(tensor *out, const tensor *src, const tensor *idx, int64_t o
         for (int64_t j = 0; j < m; j++)
             for (int64_t i = 0; i < inner; i++) {
                 int64_t p = (o * m + j) * inner + i;
-                add_at(out->dtype, d, (o * na + ix[p]) * inner + i, s, p);
+                add_at(out->dtype, d, (o * na + ix[per_row ? j : p]) * inner + i, s, p);
             }
+}
+
+int cpu_scatter_add(tensor *out, const tensor *src, const tensor *idx, int64_t outer,
+                    int64_t na, int64_t m, int64_t inner)
+{
+    add_indexed(out, src, idx, outer, na, m, inner, false);
     return 0;
 }
 
@@ -63,12 +72,6 @@ int cpu_index_select(tensor *out, const tensor *a, const tensor *idx, int64_t ou
 int cpu_index_add(tensor *out, const tensor *src, const tensor *idx, int64_t outer,
                   int64_t na, int64_t m, int64_t inner)
 {
-    const char *s = tensor_data(src);
-    char *d = tensor_data(out);
-    const int64_t *ix = tensor_data(idx);
-    for (int64_t o = 0; o < outer; o++)
-        for (int64_t j = 0; j < m; j++)
-            for (int64_t i = 0; i < inner; i++)
-                add_at(out->dtype, d, (o * na + ix[j]) * inner + i, s, (o * m + j) * inner + i);
+    add_indexed(out, src, idx, outer, na, m, inner, true);
     return 0;
 }

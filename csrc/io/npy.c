@@ -8,18 +8,17 @@
 #include "npy.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../error.h"
+#include "io_file.h"
+#include "text_cursor.h"
 
 #define NPY_MAGIC "\x93NUMPY"
 #define NPY_MAGIC_LEN 6
@@ -27,13 +26,8 @@
 #define NPY_MAX_HEADER (1u << 20)
 #define NPY_ALIGN 64
 
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-#define NPY_HOST_BIG true
-#define NPY_HOST_ORDER '>'
-#else
-#define NPY_HOST_BIG false
-#define NPY_HOST_ORDER '<'
-#endif
+/* This machine's byte order as NumPy writes it in a dtype string. */
+#define NPY_HOST_ORDER (IO_HOST_BIG ? '>' : '<')
 
 /* What the header says about the array, and where its data lies in the file. */
 typedef struct {
@@ -51,122 +45,59 @@ typedef struct {
     uint64_t data_bytes; /* numel * esize */
 } npy_info;
 
-/* --- errors --- */
-
-/* Set "<path>: <message>" as the error; returns -1. */
-__attribute__((format(printf, 2, 3))) static int npy_err(const char *path, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return err_set("%s: %s", path, msg);
-}
-
-/* --- the header dict: a cursor that never passes end --- */
-
-typedef struct {
-    const char *start, *p, *end;
-    const char *path;
-} hcur;
-
-/* Report a syntax error with the offset and a printable excerpt of the text there,
- * so that a corrupt header can be recognised from the message alone. */
-static int h_fail(const hcur *c, const char *what)
-{
-    char near[24];
-    size_t n = 0;
-    for (const char *q = c->p; q < c->end && n < sizeof near - 1; q++)
-        near[n++] = (*q >= 0x20 && *q < 0x7f) ? *q : '?';
-    near[n] = '\0';
-    return npy_err(c->path, "malformed header: %s at byte %td of the dict (near '%s')", what,
-                   c->p - c->start, near);
-}
-
-/* Skip the white space that Python allows between tokens. */
-static void h_ws(hcur *c)
-{
-    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
-        c->p++;
-}
-
-/* Consume ch (after white space) if it comes next. */
-static bool h_eat(hcur *c, char ch)
-{
-    h_ws(c);
-    if (c->p < c->end && *c->p == ch) {
-        c->p++;
-        return true;
-    }
-    return false;
-}
-
-/* Consume the word w if it comes next. */
-static bool h_word(hcur *c, const char *w)
-{
-    size_t n = strlen(w);
-    if ((size_t)(c->end - c->p) >= n && memcmp(c->p, w, n) == 0) {
-        c->p += n;
-        return true;
-    }
-    return false;
-}
+/* --- the header dict, read through a cursor that never passes its end --- */
 
 /* A quoted string without escapes (NumPy writes none in the keys and dtypes we read)
  * into buf of cap bytes. */
-static int h_str(hcur *c, char *buf, size_t cap)
+static int h_str(io_cur *c, char *buf, size_t cap)
 {
-    h_ws(c);
+    io_cur_ws(c);
     if (c->p >= c->end || (*c->p != '\'' && *c->p != '"'))
-        return h_fail(c, "expected a quoted string");
+        return io_cur_fail(c, "expected a quoted string");
     char q = *c->p++;
     size_t n = 0;
     while (c->p < c->end && *c->p != q) {
         if (*c->p == '\\' || (unsigned char)*c->p < 0x20)
-            return h_fail(c, "unexpected character in a string");
+            return io_cur_fail(c, "unexpected character in a string");
         if (n + 1 >= cap)
-            return h_fail(c, "string too long");
+            return io_cur_fail(c, "string too long");
         buf[n++] = *c->p++;
     }
     if (c->p >= c->end)
-        return h_fail(c, "unterminated string");
+        return io_cur_fail(c, "unterminated string");
     c->p++;
     buf[n] = '\0';
     return 0;
 }
 
 /* A Python bool literal. */
-static int h_bool(hcur *c, bool *out)
+static int h_bool(io_cur *c, bool *out)
 {
-    h_ws(c);
-    if (h_word(c, "True"))
+    io_cur_ws(c);
+    if (io_cur_word(c, "True"))
         *out = true;
-    else if (h_word(c, "False"))
+    else if (io_cur_word(c, "False"))
         *out = false;
     else
-        return h_fail(c, "expected True or False");
+        return io_cur_fail(c, "expected True or False");
     return 0;
 }
 
 /* One size of the shape tuple: a non-negative decimal integer below 2^63 (Python 2
  * wrote them with an 'L' suffix, which is accepted). */
-static int h_size(hcur *c, int64_t *out)
+static int h_size(io_cur *c, int64_t *out)
 {
-    h_ws(c);
+    io_cur_ws(c);
     bool neg = c->p < c->end && *c->p == '-';
     c->p += neg;
-    if (c->p >= c->end || *c->p < '0' || *c->p > '9')
-        return h_fail(c, "expected a size in the shape");
     uint64_t v = 0;
-    while (c->p < c->end && *c->p >= '0' && *c->p <= '9') {
-        unsigned d = (unsigned)(*c->p++ - '0');
-        if (v > ((uint64_t)INT64_MAX - d) / 10)
-            return npy_err(c->path, "bad shape: a size is too large (over 2^63-1)");
-        v = v * 10 + d;
-    }
+    io_cur_num got = io_cur_digits(c, INT64_MAX, &v);
+    if (got == IO_CUR_NUM_NONE)
+        return io_cur_fail(c, "expected a size in the shape");
+    if (got == IO_CUR_NUM_OVERFLOW)
+        return io_file_err(c->path, "bad shape: a size is too large (over 2^63-1)");
     if (neg && v > 0)
-        return npy_err(c->path, "bad shape: negative size -%" PRIu64, v);
+        return io_file_err(c->path, "bad shape: negative size -%" PRIu64, v);
     if (c->p < c->end && *c->p == 'L')
         c->p++;
     *out = (int64_t)v;
@@ -174,35 +105,35 @@ static int h_size(hcur *c, int64_t *out)
 }
 
 /* The shape tuple: "()", "(n,)", "(n, m)", "(n, m, )"; at most TENSOR_MAX_DIMS sizes. */
-static int h_shape(hcur *c, npy_info *in)
+static int h_shape(io_cur *c, npy_info *in)
 {
     bool comma = false;
     in->ndim = 0;
-    if (!h_eat(c, '('))
-        return h_fail(c, "the shape is not a tuple");
-    if (h_eat(c, ')'))
+    if (!io_cur_accept(c, '('))
+        return io_cur_fail(c, "the shape is not a tuple");
+    if (io_cur_accept(c, ')'))
         return 0;
     for (;;) {
         int64_t v = 0;
         if (h_size(c, &v) != 0)
             return -1;
         if (in->ndim == TENSOR_MAX_DIMS)
-            return npy_err(c->path, "bad shape: more than %d dims are not supported",
-                           TENSOR_MAX_DIMS);
+            return io_file_err(c->path, "bad shape: more than %d dims are not supported",
+                               TENSOR_MAX_DIMS);
         in->shape[in->ndim++] = v;
-        if (h_eat(c, ',')) {
+        if (io_cur_accept(c, ',')) {
             comma = true;
-            if (h_eat(c, ')'))
+            if (io_cur_accept(c, ')'))
                 break;
-        } else if (h_eat(c, ')')) {
+        } else if (io_cur_accept(c, ')')) {
             break;
         } else {
-            return h_fail(c, "expected ',' or ')' in the shape");
+            return io_cur_fail(c, "expected ',' or ')' in the shape");
         }
     }
     /* In Python "(3)" is the number 3, not a tuple. */
     if (in->ndim == 1 && !comma)
-        return npy_err(c->path, "bad shape: (n) is not a tuple; expected (n,)");
+        return io_file_err(c->path, "bad shape: (n) is not a tuple; expected (n,)");
     return 0;
 }
 
@@ -211,7 +142,7 @@ static int descr_int(npy_info *in, const char *descr)
 {
     bool ok = in->esize == 1 || in->esize == 2 || in->esize == 4 || in->esize == 8;
     if (!ok)
-        return npy_err(in->path, "unsupported dtype '%s'", descr);
+        return io_file_err(in->path, "unsupported dtype '%s'", descr);
     in->dt = (in->kind == 'u' && in->esize == 1) ? DT_U8 : DT_I64;
     return 0;
 }
@@ -222,34 +153,34 @@ static int h_descr_str(npy_info *in, const char *s)
 {
     size_t n = strlen(s);
     if (n < 3 || n > 4 || !strchr("<>|=", s[0]) || strspn(s + 2, "0123456789") != n - 2)
-        return npy_err(in->path, "unsupported dtype '%s'", s);
+        return io_file_err(in->path, "unsupported dtype '%s'", s);
     in->kind = s[1];
     in->esize = (size_t)atoi(s + 2);
-    in->big = s[0] == '>' || (s[0] == '=' && NPY_HOST_BIG);
+    in->big = s[0] == '>' || (s[0] == '=' && IO_HOST_BIG);
     if (in->kind == 'f' && in->esize == 4)
         in->dt = DT_F32;
     else if (in->kind == 'f' && in->esize == 8)
         in->dt = DT_F64;
     else if (in->kind == 'f' && in->esize == 2)
-        return npy_err(in->path, "float16 ('%s') is not supported; convert with "
-                       "astype(np.float32)", s);
+        return io_file_err(in->path, "float16 ('%s') is not supported; convert with "
+                           "astype(np.float32)", s);
     else if (in->kind == 'b' && in->esize == 1)
         in->dt = DT_BOOL;
     else if (in->kind == 'i' || in->kind == 'u')
         return descr_int(in, s);
     else
-        return npy_err(in->path, "unsupported dtype '%s' (supported: float32, float64, "
-                       "signed and unsigned integers, bool)", s);
+        return io_file_err(in->path, "unsupported dtype '%s' (supported: float32, float64, "
+                           "signed and unsigned integers, bool)", s);
     return 0;
 }
 
 /* The 'descr' value: a dtype string (a list would be a structured dtype). */
-static int h_descr(hcur *c, npy_info *in)
+static int h_descr(io_cur *c, npy_info *in)
 {
     char s[32];
-    h_ws(c);
+    io_cur_ws(c);
     if (c->p < c->end && *c->p == '[')
-        return npy_err(c->path, "unsupported dtype: structured arrays are not supported");
+        return io_file_err(c->path, "unsupported dtype: structured arrays are not supported");
     if (h_str(c, s, sizeof s) != 0)
         return -1;
     return h_descr_str(in, s);
@@ -258,20 +189,20 @@ static int h_descr(hcur *c, npy_info *in)
 static const char *const h_keys[3] = {"descr", "fortran_order", "shape"};
 
 /* One "key: value" pair; seen collects the keys met so far (each once only). */
-static int h_entry(hcur *c, npy_info *in, unsigned *seen)
+static int h_entry(io_cur *c, npy_info *in, unsigned *seen)
 {
     char key[32];
     int k = 0;
     if (h_str(c, key, sizeof key) != 0)
         return -1;
-    if (!h_eat(c, ':'))
-        return h_fail(c, "expected ':' after a key");
+    if (!io_cur_accept(c, ':'))
+        return io_cur_fail(c, "expected ':' after a key");
     while (k < 3 && strcmp(key, h_keys[k]) != 0)
         k++;
     if (k == 3)
-        return npy_err(c->path, "malformed header: unexpected key '%s'", key);
+        return io_file_err(c->path, "malformed header: unexpected key '%s'", key);
     if (*seen & (1u << k))
-        return npy_err(c->path, "malformed header: key '%s' appears twice", key);
+        return io_file_err(c->path, "malformed header: key '%s' appears twice", key);
     *seen |= 1u << k;
     if (k == 0)
         return h_descr(c, in);
@@ -281,26 +212,26 @@ static int h_entry(hcur *c, npy_info *in, unsigned *seen)
 }
 
 /* The whole header: one dict with exactly the three keys, then only white space. */
-static int h_dict(hcur *c, npy_info *in)
+static int h_dict(io_cur *c, npy_info *in)
 {
     unsigned seen = 0;
-    if (!h_eat(c, '{'))
-        return h_fail(c, "expected '{'");
-    while (!h_eat(c, '}')) {
+    if (!io_cur_accept(c, '{'))
+        return io_cur_fail(c, "expected '{'");
+    while (!io_cur_accept(c, '}')) {
         if (h_entry(c, in, &seen) != 0)
             return -1;
-        if (!h_eat(c, ',')) {
-            if (h_eat(c, '}'))
+        if (!io_cur_accept(c, ',')) {
+            if (io_cur_accept(c, '}'))
                 break;
-            return h_fail(c, "expected ',' or '}'");
+            return io_cur_fail(c, "expected ',' or '}'");
         }
     }
-    h_ws(c);
+    io_cur_ws(c);
     if (c->p != c->end)
-        return h_fail(c, "unexpected text after the dict");
+        return io_cur_fail(c, "unexpected text after the dict");
     for (int k = 0; k < 3; k++)
         if (!(seen & (1u << k)))
-            return npy_err(c->path, "malformed header: missing key '%s'", h_keys[k]);
+            return io_file_err(c->path, "malformed header: missing key '%s'", h_keys[k]);
     return 0;
 }
 
@@ -311,8 +242,8 @@ static int h_dict(hcur *c, npy_info *in)
 static int npy_check_sizes(npy_info *in)
 {
     if (in->fortran)
-        return npy_err(in->path, "Fortran-order arrays are not supported; save with "
-                       "np.ascontiguousarray");
+        return io_file_err(in->path, "Fortran-order arrays are not supported; save with "
+                           "np.ascontiguousarray");
     uint64_t nonzero = 1; /* the product of the non-zero sizes: it bounds every stride */
     bool empty = false;
     for (int i = 0; i < in->ndim; i++) {
@@ -322,39 +253,21 @@ static int npy_check_sizes(npy_info *in)
             continue;
         }
         if (nonzero > (uint64_t)INT64_MAX / d)
-            return npy_err(in->path, "bad shape: the declared size overflows");
+            return io_file_err(in->path, "bad shape: the declared size overflows");
         nonzero *= d;
     }
     in->numel = empty ? 0 : nonzero;
     if (in->numel > UINT64_MAX / in->esize)
-        return npy_err(in->path, "bad shape: the declared size overflows");
+        return io_file_err(in->path, "bad shape: the declared size overflows");
     in->data_bytes = in->numel * in->esize;
     uint64_t avail = in->file_size - in->data_off;
     if (in->data_bytes > avail)
-        return npy_err(in->path, "truncated: header declares %" PRIu64 " bytes of data, "
-                       "file has %" PRIu64, in->data_bytes, avail);
+        return io_file_err(in->path, "truncated: header declares %" PRIu64 " bytes of data, "
+                           "file has %" PRIu64, in->data_bytes, avail);
     return 0;
 }
 
 /* --- reading the file --- */
-
-/* Read n bytes at off into buf, retrying short reads; a file that ends early (it
- * shrank since we looked at its size) is reported as truncated. */
-static int read_full(int fd, const char *path, void *buf, size_t n, uint64_t off)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = pread(fd, (char *)buf + got, n - got, (off_t)(off + got));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return npy_err(path, "read error: %s", strerror(errno));
-        if (r == 0)
-            return npy_err(path, "truncated: the file ended while reading");
-        got += (size_t)r;
-    }
-    return 0;
-}
 
 /* Check the magic and version and find the header: sets in->data_off and returns
  * the header's length, or -1. */
@@ -362,30 +275,28 @@ static int64_t npy_prelude(int fd, npy_info *in)
 {
     unsigned char pre[12];
     size_t got = in->file_size < sizeof pre ? (size_t)in->file_size : sizeof pre;
-    if (read_full(fd, in->path, pre, got, 0) != 0)
+    if (io_file_read_at(fd, in->path, pre, got, 0) != 0)
         return -1;
     size_t m = got < NPY_MAGIC_LEN ? got : NPY_MAGIC_LEN;
     if (got == 0 || memcmp(pre, NPY_MAGIC, m) != 0)
-        return npy_err(in->path, "not an NPY file (bad magic)");
+        return io_file_err(in->path, "not an NPY file (bad magic)");
     if (got < 8)
-        return npy_err(in->path, "truncated header: the file has only %zu bytes", got);
+        return io_file_err(in->path, "truncated header: the file has only %zu bytes", got);
     int major = pre[6], minor = pre[7];
     if (major < 1 || major > 3 || minor != 0)
-        return npy_err(in->path, "unsupported NPY version %d.%d (1.0, 2.0 and 3.0 are read)",
-                       major, minor);
+        return io_file_err(in->path, "unsupported NPY version %d.%d (1.0, 2.0 and 3.0 are read)",
+                           major, minor);
     size_t lsize = major == 1 ? 2 : 4;
     if (got < 8 + lsize)
-        return npy_err(in->path, "truncated header: the file has only %zu bytes", got);
-    uint32_t hlen = pre[8] | (uint32_t)pre[9] << 8;
-    if (lsize == 4)
-        hlen |= (uint32_t)pre[10] << 16 | (uint32_t)pre[11] << 24;
+        return io_file_err(in->path, "truncated header: the file has only %zu bytes", got);
+    uint32_t hlen = (uint32_t)io_file_uint(pre + 8, lsize, false);
     if (hlen > NPY_MAX_HEADER)
-        return npy_err(in->path, "malformed header: declared length %" PRIu32 " is too long",
-                       hlen);
+        return io_file_err(in->path, "malformed header: declared length %" PRIu32 " is too long",
+                           hlen);
     in->data_off = 8 + lsize + hlen;
     if (in->data_off > in->file_size)
-        return npy_err(in->path, "truncated header: it declares %" PRIu32 " bytes, the file "
-                       "has %" PRIu64 " after the prelude", hlen, in->file_size - 8 - lsize);
+        return io_file_err(in->path, "truncated header: it declares %" PRIu32 " bytes, the file "
+                           "has %" PRIu64 " after the prelude", hlen, in->file_size - 8 - lsize);
     return hlen;
 }
 
@@ -397,10 +308,10 @@ static int npy_header(int fd, npy_info *in)
         return -1;
     char *text = malloc((size_t)hlen + 1);
     if (!text)
-        return npy_err(in->path, "out of memory reading the header");
-    int rc = read_full(fd, in->path, text, (size_t)hlen, in->data_off - (uint64_t)hlen);
+        return io_file_err(in->path, "out of memory reading the header");
+    int rc = io_file_read_at(fd, in->path, text, (size_t)hlen, in->data_off - (uint64_t)hlen);
     if (rc == 0) {
-        hcur c = {text, text, text + hlen, in->path};
+        io_cur c = {text, text, text + hlen, in->path, "dict"};
         rc = h_dict(&c, in);
     }
     free(text);
@@ -412,21 +323,9 @@ static int npy_open(const char *path, npy_info *in)
 {
     memset(in, 0, sizeof *in);
     in->path = path;
-    /* O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below). */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    int fd = io_file_open(path, &in->file_size);
     if (fd < 0)
-        return npy_err(path, "%s", strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        int e = errno;
-        close(fd);
-        return npy_err(path, "%s", strerror(e));
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        close(fd);
-        return npy_err(path, "%s", S_ISDIR(sb.st_mode) ? "is a directory" : "not a regular file");
-    }
-    in->file_size = (uint64_t)sb.st_size;
+        return -1;
     if (npy_header(fd, in) != 0) {
         close(fd);
         return -1;
@@ -439,16 +338,7 @@ static bool npy_direct(const npy_info *in)
 {
     bool same = (in->kind == 'f') || (in->kind == 'b') || (in->kind == 'i' && in->esize == 8)
                 || (in->kind == 'u' && in->esize == 1);
-    return same && (in->esize == 1 || in->big == NPY_HOST_BIG);
-}
-
-/* The esize bytes at p, in the file's byte order, as an unsigned integer. */
-static uint64_t raw_uint(const unsigned char *p, size_t esize, bool big)
-{
-    uint64_t u = 0;
-    for (size_t k = 0; k < esize; k++)
-        u |= (uint64_t)p[big ? esize - 1 - k : k] << (8 * k);
-    return u;
+    return same && (in->esize == 1 || in->big == IO_HOST_BIG);
 }
 
 /* Convert n elements from the file's layout (src) into the tensor's (dst, from
@@ -457,7 +347,7 @@ static int npy_convert(const npy_info *in, const unsigned char *src, void *dst, 
                        size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        uint64_t u = raw_uint(src + i * in->esize, in->esize, in->big);
+        uint64_t u = io_file_uint(src + i * in->esize, in->esize, in->big);
         uint64_t j = first + i;
         if (in->dt == DT_F32) {
             uint32_t b = (uint32_t)u;
@@ -473,8 +363,8 @@ static int npy_convert(const npy_info *in, const unsigned char *src, void *dst, 
             memcpy((int64_t *)dst + j, &u, 8);
         } else {
             if (u > (uint64_t)INT64_MAX)
-                return npy_err(in->path, "value %" PRIu64 " of element %" PRIu64
-                               " does not fit in int64", u, j);
+                return io_file_err(in->path, "value %" PRIu64 " of element %" PRIu64
+                                   " does not fit in int64", u, j);
             ((int64_t *)dst)[j] = (int64_t)u;
         }
     }
@@ -487,12 +377,12 @@ static int npy_read_converted(int fd, const npy_info *in, void *dst)
     enum { CHUNK = 1 << 16 };
     unsigned char *buf = malloc(CHUNK);
     if (!buf)
-        return npy_err(in->path, "out of memory reading the data");
+        return io_file_err(in->path, "out of memory reading the data");
     size_t per = CHUNK / in->esize;
     int rc = 0;
     for (uint64_t done = 0; rc == 0 && done < in->numel;) {
         size_t k = in->numel - done < per ? (size_t)(in->numel - done) : per;
-        rc = read_full(fd, in->path, buf, k * in->esize, in->data_off + done * in->esize);
+        rc = io_file_read_at(fd, in->path, buf, k * in->esize, in->data_off + done * in->esize);
         if (rc == 0)
             rc = npy_convert(in, buf, dst, done, k);
         done += k;
@@ -518,7 +408,7 @@ static tensor *npy_read_data(int fd, const npy_info *in)
     }
     int rc;
     if (npy_direct(in)) {
-        rc = read_full(fd, in->path, tensor_data(t), (size_t)in->data_bytes, in->data_off);
+        rc = io_file_read_at(fd, in->path, tensor_data(t), (size_t)in->data_bytes, in->data_off);
         if (rc == 0 && in->dt == DT_BOOL)
             npy_fix_bools(tensor_data(t), in->numel);
     } else {
@@ -574,7 +464,7 @@ static tensor *npy_map_data(int fd, const npy_info *in, bool *fallback)
     size_t len = (size_t)(in->data_off + in->data_bytes);
     void *base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
     if (base == MAP_FAILED) {
-        npy_err(in->path, "mmap failed: %s", strerror(errno));
+        io_file_err(in->path, "mmap failed: %s", strerror(errno));
         return NULL;
     }
     uint8_t *data = (uint8_t *)base + in->data_off;
@@ -583,7 +473,7 @@ static tensor *npy_map_data(int fd, const npy_info *in, bool *fallback)
     if (!m) {
         munmap(base, len);
         if (!*fallback)
-            npy_err(in->path, "out of memory");
+            io_file_err(in->path, "out of memory");
         return NULL;
     }
     *m = (npy_mapping){base, len};
@@ -662,62 +552,12 @@ static size_t npy_format_header(const tensor *t, char *buf, size_t cap)
     return total;
 }
 
-/* fsync the directory holding path, so the rename itself survives a crash. Best
- * effort: some file systems refuse it, and the data is already safe. */
-static void npy_sync_dir(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, (size_t)(slash - path) + (slash == path)) : strdup(".");
-    int fd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-    free(dir);
-}
-
-/* Write header and data to tmp, flushed to disk; returns 0 or an errno value. */
-static int npy_write_file(const char *tmp, const char *hdr, size_t hlen, const void *data,
-                          size_t n)
-{
-    FILE *f = fopen(tmp, "wb");
-    if (!f)
-        return errno ? errno : EIO;
-    bool ok = fwrite(hdr, 1, hlen, f) == hlen && (n == 0 || fwrite(data, 1, n, f) == n)
-              && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    int e = ok ? 0 : (errno ? errno : EIO);
-    if (fclose(f) != 0 && ok)
-        e = errno ? errno : EIO;
-    return e;
-}
-
-/* Write to "<path>.tmp.<pid>" then rename it over path: readers of path see the old
- * file or the new one, never a part of it, even if this process is killed. */
-static int npy_write_atomic(const char *path, const char *hdr, size_t hlen, const void *data,
-                            size_t n)
-{
-    size_t cap = strlen(path) + 32;
-    char *tmp = malloc(cap);
-    if (!tmp)
-        return npy_err(path, "save: out of memory");
-    snprintf(tmp, cap, "%s.tmp.%ld", path, (long)getpid());
-    int e = npy_write_file(tmp, hdr, hlen, data, n);
-    if (e == 0 && rename(tmp, path) != 0)
-        e = errno;
-    if (e != 0)
-        unlink(tmp);
-    else
-        npy_sync_dir(path);
-    free(tmp);
-    return e ? npy_err(path, "save: %s", strerror(e)) : 0;
-}
-
 int io_npy_save(const char *path, const tensor *t)
 {
     if (!device_eq(tensor_device(t), DEVICE_CPU)) {
         char dev[16];
-        return npy_err(path, "save: move the tensor to the cpu first (it is on %s)",
-                       device_str(tensor_device(t), dev));
+        return io_file_err(path, "save: move the tensor to the cpu first (it is on %s)",
+                           device_str(tensor_device(t), dev));
     }
     /* tensor_contiguous only takes a reference or copies; t itself is not changed. */
     tensor *c = tensor_contiguous((tensor *)t);
@@ -725,9 +565,11 @@ int io_npy_save(const char *path, const tensor *t)
         return err_prefix(path);
     char hdr[1024];
     size_t hlen = npy_format_header(c, hdr, sizeof hdr);
-    int rc = hlen ? npy_write_atomic(path, hdr, hlen, tensor_data(c),
-                                     (size_t)tensor_numel(c) * dtype_size(c->dtype))
-                  : npy_err(path, "save: the header does not fit");
+    /* The file: the prelude and header, then the data. */
+    io_file_piece file[2] = {{hdr, hlen},
+                             {tensor_data(c), (size_t)tensor_numel(c) * dtype_size(c->dtype)}};
+    int rc = hlen ? io_file_write_pieces(path, 2, file)
+                  : io_file_err(path, "save: the header does not fit");
     tensor_decref(c);
     return rc;
 }

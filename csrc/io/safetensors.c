@@ -5,19 +5,17 @@
  * every read of the file is bounded by its size, whatever the file contains. */
 #include "safetensors.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../error.h"
+#include "io_file.h"
+#include "text_cursor.h"
 
 /* Python's safetensors refuses headers above 100 MB; so do we. */
 #define ST_MAX_HEADER 100000000ull
@@ -25,25 +23,6 @@
 #define ST_MAX_DEPTH 32
 /* Data is copied through a buffer of this size when bytes must be swapped. */
 #define ST_CHUNK (1u << 16)
-
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-#define ST_HOST_BIG 1
-#else
-#define ST_HOST_BIG 0
-#endif
-
-/* --- errors --- */
-
-/* Set "<path>: <message>" as the error; returns -1. */
-__attribute__((format(printf, 2, 3))) static int st_err(const char *path, const char *fmt, ...)
-{
-    char msg[768];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return err_set("%s: %s", path, msg);
-}
 
 /* --- dtypes --- */
 
@@ -72,81 +51,20 @@ static int st_dtype_parse(const char *name)
     return -1;
 }
 
-/* Reverse the bytes of each of n elements of esize bytes (for big-endian hosts). */
-static void st_swap(void *p, size_t esize, size_t n)
-{
-    unsigned char *b = p;
-    for (size_t i = 0; i < n && esize > 1; i++, b += esize)
-        for (size_t k = 0; k < esize / 2; k++) {
-            unsigned char c = b[k];
-            b[k] = b[esize - 1 - k];
-            b[esize - 1 - k] = c;
-        }
-}
-
-/* --- the header's JSON: a cursor that never passes end --- */
-
-typedef struct {
-    const char *start, *p, *end;
-    const char *path;
-} jcur;
-
-/* Report a syntax error with its offset in the header and a printable excerpt of
- * the text there, so a corrupt header can be recognised from the message. */
-static int j_fail(const jcur *c, const char *what)
-{
-    char near[24];
-    size_t n = 0;
-    for (const char *q = c->p; q < c->end && n < sizeof near - 1; q++)
-        near[n++] = (*q >= 0x20 && *q < 0x7f) ? *q : '?';
-    near[n] = '\0';
-    return st_err(c->path, "malformed header: %s at byte %td of the header (near '%s')", what,
-                  c->p - c->start, near);
-}
-
-/* Skip JSON whitespace. */
-static void j_ws(jcur *c)
-{
-    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
-        c->p++;
-}
-
-/* Skip whitespace and consume the character ch, or fail naming it. */
-static int j_expect(jcur *c, char ch)
-{
-    j_ws(c);
-    if (c->p >= c->end || *c->p != ch) {
-        char what[24];
-        snprintf(what, sizeof what, "expected '%c'", ch);
-        return j_fail(c, what);
-    }
-    c->p++;
-    return 0;
-}
-
-/* Skip whitespace and consume ch if it is next; returns whether it was. */
-static bool j_accept(jcur *c, char ch)
-{
-    j_ws(c);
-    if (c->p < c->end && *c->p == ch) {
-        c->p++;
-        return true;
-    }
-    return false;
-}
+/* --- the header's JSON, read through a cursor that never passes its end --- */
 
 /* Read 4 hex digits of a \u escape. */
-static int j_hex4(jcur *c, unsigned *out)
+static int j_hex4(io_cur *c, unsigned *out)
 {
     if (c->end - c->p < 4)
-        return j_fail(c, "truncated \\u escape");
+        return io_cur_fail(c, "truncated \\u escape");
     unsigned v = 0;
     for (int i = 0; i < 4; i++) {
         char h = c->p[i];
         int d = h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10
               : h >= 'A' && h <= 'F' ? h - 'A' + 10 : -1;
         if (d < 0)
-            return j_fail(c, "bad \\u escape");
+            return io_cur_fail(c, "bad \\u escape");
         v = v << 4 | (unsigned)d;
     }
     c->p += 4;
@@ -178,7 +96,7 @@ static void j_utf8(char **o, unsigned cp)
 
 /* Decode a \u escape (the backslash and 'u' consumed), joining surrogate pairs.
  * NUL is refused: names and metadata are C strings. */
-static int j_unicode(jcur *c, char **o)
+static int j_unicode(io_cur *c, char **o)
 {
     unsigned cp;
     if (j_hex4(c, &cp) != 0)
@@ -186,27 +104,27 @@ static int j_unicode(jcur *c, char **o)
     if (cp >= 0xd800 && cp < 0xdc00) {
         unsigned lo;
         if (c->end - c->p < 2 || c->p[0] != '\\' || c->p[1] != 'u')
-            return j_fail(c, "unpaired surrogate in \\u escape");
+            return io_cur_fail(c, "unpaired surrogate in \\u escape");
         c->p += 2;
         if (j_hex4(c, &lo) != 0)
             return -1;
         if (lo < 0xdc00 || lo >= 0xe000)
-            return j_fail(c, "unpaired surrogate in \\u escape");
+            return io_cur_fail(c, "unpaired surrogate in \\u escape");
         cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
     } else if (cp >= 0xdc00 && cp < 0xe000) {
-        return j_fail(c, "unpaired surrogate in \\u escape");
+        return io_cur_fail(c, "unpaired surrogate in \\u escape");
     }
     if (cp == 0)
-        return j_fail(c, "a NUL character (\\u0000) in a string");
+        return io_cur_fail(c, "a NUL character (\\u0000) in a string");
     j_utf8(o, cp);
     return 0;
 }
 
 /* Decode one escape sequence (the backslash consumed) into *o. */
-static int j_escape(jcur *c, char **o)
+static int j_escape(io_cur *c, char **o)
 {
     if (c->p >= c->end)
-        return j_fail(c, "unterminated string");
+        return io_cur_fail(c, "unterminated string");
     char e = *c->p++;
     const char *from = "\"\\/bfnrt", *to = "\"\\/\b\f\n\r\t";
     const char *k = e ? strchr(from, e) : NULL;
@@ -217,12 +135,12 @@ static int j_escape(jcur *c, char **o)
     if (e == 'u')
         return j_unicode(c, o);
     c->p--;
-    return j_fail(c, "bad escape in string");
+    return io_cur_fail(c, "bad escape in string");
 }
 
 /* The length of the quoted text from the cursor to the closing quote (escapes
  * skipped over), or the length to the end when it is unterminated. */
-static size_t j_quoted_len(const jcur *c)
+static size_t j_quoted_len(const io_cur *c)
 {
     const char *q = c->p;
     while (q < c->end && *q != '"')
@@ -232,25 +150,25 @@ static size_t j_quoted_len(const jcur *c)
 
 /* Parse a JSON string into a new NUL-terminated buffer (*out, to free). The
  * decoded text is never longer than the quoted one, which sizes the buffer. */
-static int j_string(jcur *c, char **out)
+static int j_string(io_cur *c, char **out)
 {
     *out = NULL;
-    if (j_expect(c, '"') != 0)
+    if (io_cur_expect(c, '"') != 0)
         return -1;
     char *buf = malloc(j_quoted_len(c) + 1), *o = buf;
     if (!buf)
-        return st_err(c->path, "out of memory reading the header");
+        return io_file_err(c->path, "out of memory reading the header");
     for (;;) {
         if (c->p >= c->end) {
             free(buf);
-            return j_fail(c, "unterminated string");
+            return io_cur_fail(c, "unterminated string");
         }
         unsigned char ch = (unsigned char)*c->p++;
         if (ch == '"')
             break;
         int rc = 0;
         if (ch < 0x20)
-            c->p--, rc = j_fail(c, "control character in string");
+            c->p--, rc = io_cur_fail(c, "control character in string");
         else if (ch == '\\')
             rc = j_escape(c, &o);
         else
@@ -266,31 +184,25 @@ static int j_string(jcur *c, char **out)
 }
 
 /* Parse a non-negative integer (no sign, fraction or exponent) that fits 64 bits. */
-static int j_uint(jcur *c, uint64_t *out)
+static int j_uint(io_cur *c, uint64_t *out)
 {
-    j_ws(c);
-    if (c->p >= c->end || *c->p < '0' || *c->p > '9')
-        return j_fail(c, "expected a non-negative integer");
-    uint64_t v = 0;
-    while (c->p < c->end && *c->p >= '0' && *c->p <= '9') {
-        uint64_t d = (uint64_t)(*c->p - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return j_fail(c, "integer too large");
-        v = v * 10 + d;
-        c->p++;
-    }
+    io_cur_ws(c);
+    io_cur_num got = io_cur_digits(c, UINT64_MAX, out);
+    if (got == IO_CUR_NUM_NONE)
+        return io_cur_fail(c, "expected a non-negative integer");
+    if (got == IO_CUR_NUM_OVERFLOW)
+        return io_cur_fail(c, "integer too large");
     if (c->p < c->end && (*c->p == '.' || *c->p == 'e' || *c->p == 'E'))
-        return j_fail(c, "expected an integer, not a fraction");
-    *out = v;
+        return io_cur_fail(c, "expected an integer, not a fraction");
     return 0;
 }
 
-static int j_skip(jcur *c, int depth);
+static int j_skip(io_cur *c, int depth);
 
 /* Skip the rest of an array or object whose opening bracket was consumed. */
-static int j_skip_items(jcur *c, char close, int depth)
+static int j_skip_items(io_cur *c, char close, int depth)
 {
-    if (j_accept(c, close))
+    if (io_cur_accept(c, close))
         return 0;
     do {
         if (close == '}') {
@@ -298,23 +210,23 @@ static int j_skip_items(jcur *c, char close, int depth)
             if (j_string(c, &key) != 0)
                 return -1;
             free(key);
-            if (j_expect(c, ':') != 0)
+            if (io_cur_expect(c, ':') != 0)
                 return -1;
         }
         if (j_skip(c, depth + 1) != 0)
             return -1;
-    } while (j_accept(c, ','));
-    return j_expect(c, close);
+    } while (io_cur_accept(c, ','));
+    return io_cur_expect(c, close);
 }
 
 /* Skip one JSON value of any kind (unknown fields), nested at most ST_MAX_DEPTH. */
-static int j_skip(jcur *c, int depth)
+static int j_skip(io_cur *c, int depth)
 {
     if (depth > ST_MAX_DEPTH)
-        return j_fail(c, "nested too deep");
-    j_ws(c);
+        return io_cur_fail(c, "nested too deep");
+    io_cur_ws(c);
     if (c->p >= c->end)
-        return j_fail(c, "expected a value");
+        return io_cur_fail(c, "expected a value");
     char ch = *c->p;
     if (ch == '"') {
         char *s;
@@ -334,7 +246,7 @@ static int j_skip(jcur *c, int depth)
                || (n == 5 && !memcmp(c->p, "false", 5));
     bool num = n > 0 && (ch == '-' || (ch >= '0' && ch <= '9'));
     if (!lit && !num)
-        return j_fail(c, "expected a value");
+        return io_cur_fail(c, "expected a value");
     c->p = q;
     return 0;
 }
@@ -389,48 +301,49 @@ static int st_grow(void **arr, size_t n, size_t *cap, size_t sz)
 }
 
 /* "shape": [d, ...] of the tensor named in ti. */
-static int p_shape(jcur *c, st_info *ti)
+static int p_shape(io_cur *c, st_info *ti)
 {
-    if (j_expect(c, '[') != 0)
+    if (io_cur_expect(c, '[') != 0)
         return -1;
     ti->ndim = 0;
-    if (j_accept(c, ']'))
+    if (io_cur_accept(c, ']'))
         return 0;
     do {
         uint64_t d;
         if (ti->ndim == TENSOR_MAX_DIMS)
-            return st_err(c->path, "tensor '%s' has more than %d dims", ti->name, TENSOR_MAX_DIMS);
+            return io_file_err(c->path, "tensor '%s' has more than %d dims", ti->name,
+                               TENSOR_MAX_DIMS);
         if (j_uint(c, &d) != 0)
             return -1;
         if (d > INT64_MAX)
-            return st_err(c->path, "tensor '%s': dim %d is too large", ti->name, ti->ndim + 1);
+            return io_file_err(c->path, "tensor '%s': dim %d is too large", ti->name, ti->ndim + 1);
         ti->shape[ti->ndim++] = (int64_t)d;
-    } while (j_accept(c, ','));
-    return j_expect(c, ']');
+    } while (io_cur_accept(c, ','));
+    return io_cur_expect(c, ']');
 }
 
 /* "data_offsets": [begin, end]. */
-static int p_offsets(jcur *c, st_info *ti)
+static int p_offsets(io_cur *c, st_info *ti)
 {
-    if (j_expect(c, '[') != 0 || j_uint(c, &ti->begin) != 0 || j_expect(c, ',') != 0
-        || j_uint(c, &ti->end) != 0 || j_expect(c, ']') != 0)
+    if (io_cur_expect(c, '[') != 0 || j_uint(c, &ti->begin) != 0 || io_cur_expect(c, ',') != 0
+        || j_uint(c, &ti->end) != 0 || io_cur_expect(c, ']') != 0)
         return -1;
     if (ti->end < ti->begin)
-        return st_err(c->path, "tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] end "
-                      "before they begin", ti->name, ti->begin, ti->end);
+        return io_file_err(c->path, "tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] end "
+                           "before they begin", ti->name, ti->begin, ti->end);
     return 0;
 }
 
 /* "dtype": "F32" (one of ours, or an error naming it). */
-static int p_dtype(jcur *c, st_info *ti)
+static int p_dtype(io_cur *c, st_info *ti)
 {
     char *s;
     if (j_string(c, &s) != 0)
         return -1;
     int dt = st_dtype_parse(s);
     if (dt < 0) {
-        st_err(c->path, "tensor '%s' has dtype '%.32s', which miles does not read (F32, F64, "
-               "I64, U8, BOOL)", ti->name, s);
+        io_file_err(c->path, "tensor '%s' has dtype '%.32s', which miles does not read (F32, F64, "
+                    "I64, U8, BOOL)", ti->name, s);
         free(s);
         return -1;
     }
@@ -440,12 +353,12 @@ static int p_dtype(jcur *c, st_info *ti)
 }
 
 /* One field of a tensor's entry; seen collects which of the three were found. */
-static int p_field(jcur *c, st_info *ti, unsigned *seen)
+static int p_field(io_cur *c, st_info *ti, unsigned *seen)
 {
     char *key;
     if (j_string(c, &key) != 0)
         return -1;
-    int rc = j_expect(c, ':'), bit = 0;
+    int rc = io_cur_expect(c, ':'), bit = 0;
     if (rc == 0) {
         if (strcmp(key, "dtype") == 0)
             bit = 1, rc = p_dtype(c, ti);
@@ -458,28 +371,28 @@ static int p_field(jcur *c, st_info *ti, unsigned *seen)
     }
     free(key);
     if (rc == 0 && bit && (*seen & (unsigned)bit))
-        return st_err(c->path, "tensor '%s' has a field twice", ti->name);
+        return io_file_err(c->path, "tensor '%s' has a field twice", ti->name);
     *seen |= (unsigned)bit;
     return rc;
 }
 
 /* A tensor's entry {"dtype": ..., "shape": [...], "data_offsets": [b, e]}. */
-static int p_tensor(jcur *c, st_info *ti)
+static int p_tensor(io_cur *c, st_info *ti)
 {
     unsigned seen = 0;
-    if (j_expect(c, '{') != 0)
+    if (io_cur_expect(c, '{') != 0)
         return -1;
-    if (!j_accept(c, '}')) {
+    if (!io_cur_accept(c, '}')) {
         do {
             if (p_field(c, ti, &seen) != 0)
                 return -1;
-        } while (j_accept(c, ','));
-        if (j_expect(c, '}') != 0)
+        } while (io_cur_accept(c, ','));
+        if (io_cur_expect(c, '}') != 0)
             return -1;
     }
     if (seen != 7)
-        return st_err(c->path, "tensor '%s' lacks its %s", ti->name,
-                      !(seen & 1) ? "dtype" : !(seen & 2) ? "shape" : "data_offsets");
+        return io_file_err(c->path, "tensor '%s' lacks its %s", ti->name,
+                           !(seen & 1) ? "dtype" : !(seen & 2) ? "shape" : "data_offsets");
     return 0;
 }
 
@@ -502,48 +415,48 @@ static int st_meta_grow(st_header *h)
 }
 
 /* "__metadata__": {"key": "value", ...}; values must be strings. */
-static int p_metadata(jcur *c, st_header *h)
+static int p_metadata(io_cur *c, st_header *h)
 {
-    if (j_expect(c, '{') != 0)
+    if (io_cur_expect(c, '{') != 0)
         return -1;
-    if (j_accept(c, '}'))
+    if (io_cur_accept(c, '}'))
         return 0;
     do {
         if (st_meta_grow(h) != 0)
-            return st_err(c->path, "out of memory reading the header");
+            return io_file_err(c->path, "out of memory reading the header");
         h->mk[h->nm] = h->mv[h->nm] = NULL;
         h->nm++;
-        if (j_string(c, &h->mk[h->nm - 1]) != 0 || j_expect(c, ':') != 0)
+        if (j_string(c, &h->mk[h->nm - 1]) != 0 || io_cur_expect(c, ':') != 0)
             return -1;
-        j_ws(c);
+        io_cur_ws(c);
         if (c->p < c->end && *c->p != '"')
-            return st_err(c->path, "metadata '%s' is not a string", h->mk[h->nm - 1]);
+            return io_file_err(c->path, "metadata '%s' is not a string", h->mk[h->nm - 1]);
         if (j_string(c, &h->mv[h->nm - 1]) != 0)
             return -1;
-    } while (j_accept(c, ','));
-    return j_expect(c, '}');
+    } while (io_cur_accept(c, ','));
+    return io_cur_expect(c, '}');
 }
 
 /* One "key": value member of the top-level object. */
-static int p_member(jcur *c, st_header *h, bool *had_meta)
+static int p_member(io_cur *c, st_header *h, bool *had_meta)
 {
     char *key;
     if (j_string(c, &key) != 0)
         return -1;
-    if (j_expect(c, ':') != 0) {
+    if (io_cur_expect(c, ':') != 0) {
         free(key);
         return -1;
     }
     if (strcmp(key, "__metadata__") == 0) {
         free(key);
         if (*had_meta)
-            return st_err(c->path, "malformed header: __metadata__ appears twice");
+            return io_file_err(c->path, "malformed header: __metadata__ appears twice");
         *had_meta = true;
         return p_metadata(c, h);
     }
     if (st_grow((void **)&h->v, h->n, &h->cap, sizeof *h->v) != 0) {
         free(key);
-        return st_err(c->path, "out of memory reading the header");
+        return io_file_err(c->path, "out of memory reading the header");
     }
     st_info *ti = &h->v[h->n++];
     memset(ti, 0, sizeof *ti);
@@ -552,24 +465,24 @@ static int p_member(jcur *c, st_header *h, bool *had_meta)
 }
 
 /* The whole header: one object, then only whitespace to its end. */
-static int p_header(jcur *c, st_header *h)
+static int p_header(io_cur *c, st_header *h)
 {
     bool had_meta = false;
-    j_ws(c);
+    io_cur_ws(c);
     if (c->p >= c->end || *c->p != '{')
-        return j_fail(c, "the header is not a JSON object");
+        return io_cur_fail(c, "the header is not a JSON object");
     c->p++;
-    if (!j_accept(c, '}')) {
+    if (!io_cur_accept(c, '}')) {
         do {
             if (p_member(c, h, &had_meta) != 0)
                 return -1;
-        } while (j_accept(c, ','));
-        if (j_expect(c, '}') != 0)
+        } while (io_cur_accept(c, ','));
+        if (io_cur_expect(c, '}') != 0)
             return -1;
     }
-    j_ws(c);
+    io_cur_ws(c);
     if (c->p != c->end)
-        return j_fail(c, "unexpected text after the header's object");
+        return io_cur_fail(c, "unexpected text after the header's object");
     return 0;
 }
 
@@ -595,11 +508,11 @@ static int st_check_sizes(const st_header *h)
         uint64_t bytes = dtype_size(ti->dt);
         for (int d = 0; d < ti->ndim; d++)
             if (__builtin_mul_overflow(bytes, (uint64_t)ti->shape[d], &bytes))
-                return st_err(h->path, "tensor '%s': its shape's size overflows", ti->name);
+                return io_file_err(h->path, "tensor '%s': its shape's size overflows", ti->name);
         if (bytes != ti->end - ti->begin)
-            return st_err(h->path, "tensor '%s': shape and dtype need %" PRIu64 " bytes but "
-                          "data_offsets [%" PRIu64 ", %" PRIu64 "] hold %" PRIu64, ti->name,
-                          bytes, ti->begin, ti->end, ti->end - ti->begin);
+            return io_file_err(h->path, "tensor '%s': shape and dtype need %" PRIu64 " bytes but "
+                               "data_offsets [%" PRIu64 ", %" PRIu64 "] hold %" PRIu64, ti->name,
+                               bytes, ti->begin, ti->end, ti->end - ti->begin);
     }
     return 0;
 }
@@ -610,22 +523,22 @@ static int st_check_layout(const st_header *h, uint64_t data_len)
     int rc = 0;
     const st_info **ix = malloc((h->n ? h->n : 1) * sizeof *ix);
     if (!ix)
-        return st_err(h->path, "out of memory checking the header");
+        return io_file_err(h->path, "out of memory checking the header");
     for (size_t i = 0; i < h->n; i++)
         ix[i] = &h->v[i];
     qsort(ix, h->n, sizeof *ix, cmp_name);
     for (size_t i = 1; i < h->n && rc == 0; i++)
         if (strcmp(ix[i]->name, ix[i - 1]->name) == 0)
-            rc = st_err(h->path, "tensor '%s' appears twice in the header", ix[i]->name);
+            rc = io_file_err(h->path, "tensor '%s' appears twice in the header", ix[i]->name);
     qsort(ix, h->n, sizeof *ix, cmp_begin);
     for (size_t i = 0; i < h->n && rc == 0; i++) {
         if (ix[i]->end > data_len)
-            rc = st_err(h->path, "tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] run past "
-                        "the end of the data (%" PRIu64 " bytes; truncated file?)", ix[i]->name,
-                        ix[i]->begin, ix[i]->end, data_len);
+            rc = io_file_err(h->path, "tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] run "
+                             "past the end of the data (%" PRIu64 " bytes; truncated file?)",
+                             ix[i]->name, ix[i]->begin, ix[i]->end, data_len);
         else if (i > 0 && ix[i]->begin < ix[i - 1]->end)
-            rc = st_err(h->path, "tensors '%s' and '%s' overlap in the data", ix[i - 1]->name,
-                        ix[i]->name);
+            rc = io_file_err(h->path, "tensors '%s' and '%s' overlap in the data", ix[i - 1]->name,
+                             ix[i]->name);
     }
     free(ix);
     return rc;
@@ -633,61 +546,20 @@ static int st_check_layout(const st_header *h, uint64_t data_len)
 
 /* --- reading --- */
 
-/* Read n bytes at off into buf, retrying short reads; a file that ends early (it
- * shrank since its size was taken) is reported as truncated. */
-static int read_full(int fd, const char *path, void *buf, size_t n, uint64_t off)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = pread(fd, (char *)buf + got, n - got, (off_t)(off + got));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return st_err(path, "read error: %s", strerror(errno));
-        if (r == 0)
-            return st_err(path, "truncated: the file ended while reading");
-        got += (size_t)r;
-    }
-    return 0;
-}
-
-/* Open a regular file for reading and take its size; returns the fd or -1. */
-static int st_open(const char *path, uint64_t *size)
-{
-    /* O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below). */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0)
-        return st_err(path, "%s", strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        int e = errno;
-        close(fd);
-        return st_err(path, "%s", strerror(e));
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        close(fd);
-        return st_err(path, "%s", S_ISDIR(sb.st_mode) ? "is a directory" : "not a regular file");
-    }
-    *size = (uint64_t)sb.st_size;
-    return fd;
-}
-
 /* Read the header length and check it against the file's size; returns it or -1. */
 static int64_t st_header_len(int fd, const char *path, uint64_t size)
 {
     unsigned char b[8];
     if (size < 8)
-        return st_err(path, "not a safetensors file: %" PRIu64 " bytes, too short for the "
-                      "8-byte header length", size);
-    if (read_full(fd, path, b, 8, 0) != 0)
+        return io_file_err(path, "not a safetensors file: %" PRIu64 " bytes, too short for the "
+                           "8-byte header length", size);
+    if (io_file_read_at(fd, path, b, 8, 0) != 0)
         return -1;
-    uint64_t n = 0;
-    for (int k = 0; k < 8; k++)
-        n |= (uint64_t)b[k] << (8 * k);
+    uint64_t n = io_file_uint(b, 8, false);
     if (n < 2 || n > ST_MAX_HEADER || n > size - 8)
-        return st_err(path, "bad header length %" PRIu64 " (the file has %" PRIu64 " bytes "
-                      "after the 8-byte length%s)", n, size - 8,
-                      n > ST_MAX_HEADER ? "; at most 100 MB are accepted" : "");
+        return io_file_err(path, "bad header length %" PRIu64 " (the file has %" PRIu64 " bytes "
+                           "after the 8-byte length%s)", n, size - 8,
+                           n > ST_MAX_HEADER ? "; at most 100 MB are accepted" : "");
     return (int64_t)n;
 }
 
@@ -700,10 +572,10 @@ static int st_read_header(int fd, const char *path, uint64_t size, st_header *h,
         return -1;
     char *text = malloc((size_t)n);
     if (!text)
-        return st_err(path, "out of memory reading the header");
-    int rc = read_full(fd, path, text, (size_t)n, 8);
+        return io_file_err(path, "out of memory reading the header");
+    int rc = io_file_read_at(fd, path, text, (size_t)n, 8);
     if (rc == 0) {
-        jcur c = {text, text, text + n, path};
+        io_cur c = {text, text, text + n, path, "header"};
         rc = p_header(&c, h);
     }
     free(text);
@@ -724,12 +596,12 @@ static tensor *st_read_tensor(int fd, const char *path, const st_info *ti, uint6
         return NULL;
     }
     size_t n = (size_t)(ti->end - ti->begin), esize = dtype_size(ti->dt);
-    if (n && read_full(fd, path, tensor_data(t), n, data_off + ti->begin) != 0) {
+    if (n && io_file_read_at(fd, path, tensor_data(t), n, data_off + ti->begin) != 0) {
         tensor_decref(t);
         return NULL;
     }
-    if (ST_HOST_BIG)
-        st_swap(tensor_data(t), esize, n / esize);
+    if (IO_HOST_BIG)
+        io_file_swap(tensor_data(t), esize, n / esize);
     if (ti->dt == DT_BOOL) /* any non-zero byte reads as true */
         for (size_t i = 0; i < n; i++)
             ((unsigned char *)tensor_data(t))[i] = ((unsigned char *)tensor_data(t))[i] != 0;
@@ -741,7 +613,7 @@ static int st_fill(int fd, const char *path, st_header *h, uint64_t data_off, io
 {
     out->entries = calloc(h->n ? h->n : 1, sizeof *out->entries);
     if (!out->entries)
-        return st_err(path, "out of memory");
+        return io_file_err(path, "out of memory");
     for (size_t i = 0; i < h->n; i++) {
         tensor *t = st_read_tensor(fd, path, &h->v[i], data_off);
         if (!t)
@@ -760,7 +632,7 @@ int io_st_load(const char *path, io_st_file *out)
 {
     memset(out, 0, sizeof *out);
     uint64_t size = 0, data_off = 0;
-    int fd = st_open(path, &size);
+    int fd = io_file_open(path, &size);
     if (fd < 0)
         return -1;
     st_header h = {.path = path};
@@ -888,7 +760,7 @@ static int st_build_header(const char *path, st_out *v, size_t n, size_t n_meta,
     while (!b->oom && b->n % 8 != 0)
         sb_put(b, " ", 1);
     if (b->oom)
-        return st_err(path, "save: out of memory building the header");
+        return io_file_err(path, "save: out of memory building the header");
     uint64_t len = b->n - 8;
     for (int k = 0; k < 8; k++)
         b->s[k] = (char)(len >> (8 * k) & 0xff);
@@ -906,13 +778,13 @@ static int st_take(const char *path, const char *name, tensor *t, st_out *o)
 {
     char dev[16];
     if (!st_dtype_name(t->dtype))
-        return st_err(path, "save: tensor '%s' has dtype %s, which safetensors files of miles "
-                      "do not hold", name, dtype_name(t->dtype));
+        return io_file_err(path, "save: tensor '%s' has dtype %s, which safetensors files of miles "
+                           "do not hold", name, dtype_name(t->dtype));
     if (!device_eq(tensor_device(t), DEVICE_CPU))
-        return st_err(path, "save: tensor '%s' is on %s; move it to the cpu first", name,
-                      device_str(tensor_device(t), dev));
+        return io_file_err(path, "save: tensor '%s' is on %s; move it to the cpu first", name,
+                           device_str(tensor_device(t), dev));
     if (strcmp(name, "__metadata__") == 0)
-        return st_err(path, "save: '__metadata__' is reserved and cannot name a tensor");
+        return io_file_err(path, "save: '__metadata__' is reserved and cannot name a tensor");
     /* tensor_contiguous only takes a reference or copies; t is not changed. */
     o->t = tensor_contiguous(t);
     o->name = name;
@@ -930,7 +802,7 @@ static int st_prepare(const char *path, size_t n, const char *const *names,
     uint64_t off = 0;
     for (size_t i = 0; i < n; i++) {
         if (i > 0 && strcmp(v[i].name, v[i - 1].name) == 0)
-            return st_err(path, "save: tensor name '%s' is given twice", v[i].name);
+            return io_file_err(path, "save: tensor name '%s' is given twice", v[i].name);
         v[i].begin = off;
         off += (uint64_t)tensor_numel(v[i].t) * dtype_size(v[i].t->dtype);
         v[i].end = off;
@@ -943,13 +815,13 @@ static int st_prepare(const char *path, size_t n, const char *const *names,
 /* Write n bytes of elements of esize bytes in little-endian order. */
 static bool st_write_le(FILE *f, const void *data, size_t n, size_t esize)
 {
-    if (!ST_HOST_BIG || esize == 1)
+    if (!IO_HOST_BIG || esize == 1)
         return n == 0 || fwrite(data, 1, n, f) == n;
     unsigned char buf[ST_CHUNK];
     for (size_t done = 0; done < n;) {
         size_t k = n - done < ST_CHUNK ? n - done : ST_CHUNK;
         memcpy(buf, (const char *)data + done, k);
-        st_swap(buf, esize, k / esize);
+        io_file_swap(buf, esize, k / esize);
         if (fwrite(buf, 1, k, f) != k)
             return false;
         done += k;
@@ -957,91 +829,22 @@ static bool st_write_le(FILE *f, const void *data, size_t n, size_t esize)
     return true;
 }
 
-/* What to write: either the header and the tensors, or one plain buffer. */
+/* What to write: the header and the tensors. */
 typedef struct {
     const sbuf *hdr;
     const st_out *v;
     size_t n;
-    const void *raw;
-    size_t raw_n;
 } st_payload;
 
-/* Write the payload to f, then flush it to the disk. Returns 0 or an errno. */
-static int st_write_payload(FILE *f, const st_payload *pl)
+/* Write the payload to f (io_file_write_atomic's writer). */
+static bool st_write_payload(FILE *f, const void *ctx)
 {
-    bool ok = true;
-    if (pl->hdr)
-        ok = fwrite(pl->hdr->s, 1, pl->hdr->n, f) == pl->hdr->n;
+    const st_payload *pl = ctx;
+    bool ok = fwrite(pl->hdr->s, 1, pl->hdr->n, f) == pl->hdr->n;
     for (size_t i = 0; ok && i < pl->n; i++)
         ok = st_write_le(f, tensor_data(pl->v[i].t), (size_t)(pl->v[i].end - pl->v[i].begin),
                          dtype_size(pl->v[i].t->dtype));
-    if (ok && pl->raw_n)
-        ok = fwrite(pl->raw, 1, pl->raw_n, f) == pl->raw_n;
-    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    return ok ? 0 : (errno ? errno : EIO);
-}
-
-/* fsync the directory holding path, so the rename itself survives a crash. Best
- * effort: some file systems refuse it, and the data is already safe. */
-static void st_sync_dir(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, (size_t)(slash - path) + (slash == path)) : strdup(".");
-    int fd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-    free(dir);
-}
-
-/* Create a fresh temporary file next to path ("<path>.tmp.<pid>.<k>", mode 0666
- * less the umask, as a plain fopen would); returns it with its name in tmp. */
-static FILE *st_create_tmp(const char *path, char *tmp, size_t cap, int *err)
-{
-    static atomic_uint counter;
-    for (int tries = 0; tries < 100; tries++) {
-        snprintf(tmp, cap, "%s.tmp.%ld.%u", path, (long)getpid(), atomic_fetch_add(&counter, 1));
-        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd < 0 && errno == EEXIST)
-            continue;
-        FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
-        if (!f) {
-            *err = errno ? errno : EIO;
-            if (fd >= 0) {
-                close(fd);
-                unlink(tmp);
-            }
-        }
-        return f;
-    }
-    *err = EEXIST;
-    return NULL;
-}
-
-/* Write the payload to a temporary file and rename it over path: readers of path
- * see the old file or the whole new one, even if this process is killed. */
-static int st_write_atomic(const char *path, const st_payload *pl)
-{
-    size_t cap = strlen(path) + 48;
-    char *tmp = malloc(cap);
-    if (!tmp)
-        return st_err(path, "save: out of memory");
-    int e = 0;
-    FILE *f = st_create_tmp(path, tmp, cap, &e);
-    if (f) {
-        e = st_write_payload(f, pl);
-        if (fclose(f) != 0 && e == 0)
-            e = errno ? errno : EIO;
-        if (e == 0 && rename(tmp, path) != 0)
-            e = errno;
-        if (e != 0)
-            unlink(tmp);
-        else
-            st_sync_dir(path);
-    }
-    free(tmp);
-    return e ? st_err(path, "save: %s", strerror(e)) : 0;
+    return ok;
 }
 
 int io_st_save(const char *path, size_t n, const char *const *names, tensor *const *tensors,
@@ -1049,14 +852,14 @@ int io_st_save(const char *path, size_t n, const char *const *names, tensor *con
 {
     st_out *v = calloc(n ? n : 1, sizeof *v);
     if (!v)
-        return st_err(path, "save: out of memory");
+        return io_file_err(path, "save: out of memory");
     sbuf hdr = {0};
     int rc = st_prepare(path, n, names, tensors, v);
     if (rc == 0)
         rc = st_build_header(path, v, n, n_meta, meta_keys, meta_vals, &hdr);
     if (rc == 0) {
         st_payload pl = {.hdr = &hdr, .v = v, .n = n};
-        rc = st_write_atomic(path, &pl);
+        rc = io_file_write_atomic(path, st_write_payload, &pl);
     }
     for (size_t i = 0; i < n; i++)
         tensor_decref(v[i].t);
@@ -1067,6 +870,6 @@ int io_st_save(const char *path, size_t n, const char *const *names, tensor *con
 
 int io_st_write_atomic(const char *path, const void *data, size_t n)
 {
-    st_payload pl = {.raw = data, .raw_n = n};
-    return st_write_atomic(path, &pl);
+    io_file_piece file = {data, n};
+    return io_file_write_pieces(path, 1, &file);
 }

@@ -53,6 +53,9 @@ int luaopen_miles_core(lua_State *L)
     l_pool_open(L);
     l_optim_open(L);
     l_checkpoint_open(L);
+    l_data_open(L);
+    l_readers_open(L);
+    l_miles_open(L);
     lua_pushcfunction(L, l_repl);
     lua_setfield(L, -2, "repl");
     lua_pushstring(L, MILES_VERSION);

@@ -349,25 +349,19 @@ static int l_chunk(lua_State *L)
 
 /* --- indexing with 1-based index tensors --- */
 
-static int l_index_select(lua_State *L)
+/* f(t, dim, index) for an op that takes 0-based indices: index_select, gather. */
+static int index_op(lua_State *L, tensor *(*op)(tensor *, int, tensor *))
 {
     tensor *t = lt_check(L, 1);
     int dim = lt_dim(L, 2);
     tensor *z = lt_zero_based(L, lt_check(L, 3));
-    tensor *r = op_index_select(t, dim, z);
+    tensor *r = op(t, dim, z);
     tensor_decref(z);
     return lt_push(L, r);
 }
 
-static int l_gather(lua_State *L)
-{
-    tensor *t = lt_check(L, 1);
-    int dim = lt_dim(L, 2);
-    tensor *z = lt_zero_based(L, lt_check(L, 3));
-    tensor *r = op_gather(t, dim, z);
-    tensor_decref(z);
-    return lt_push(L, r);
-}
+static int l_index_select(lua_State *L) { return index_op(L, op_index_select); }
+static int l_gather(lua_State *L) { return index_op(L, op_gather); }
 
 static int l_masked_select(lua_State *L)
 {
@@ -385,12 +379,20 @@ static int l_nonzero(lua_State *L)
 static int l_softmax(lua_State *L) { return lt_push(L, op_softmax(lt_check(L, 1), lt_dim(L, 2), false)); }
 static int l_log_softmax(lua_State *L) { return lt_push(L, op_softmax(lt_check(L, 1), lt_dim(L, 2), true)); }
 
-/* Reads {reduction=, weight=, ...} at idx. */
+/* Push options[key] from the options table at idx ({reduction=, weight=, ...}),
+ * or nil when there is no table, for the readers below to take with a default. */
+static void opt_push(lua_State *L, int idx, const char *key)
+{
+    if (lua_istable(L, idx))
+        lua_getfield(L, idx, key);
+    else
+        lua_pushnil(L);
+}
+
+/* The reduction option ("mean" by default). */
 static loss_reduction opt_reduction(lua_State *L, int idx)
 {
-    if (!lua_istable(L, idx))
-        return REDUCE_MEAN;
-    lua_getfield(L, idx, "reduction");
+    opt_push(L, idx, "reduction");
     const char *r = luaL_optstring(L, -1, "mean");
     loss_reduction out = strcmp(r, "mean") == 0 ? REDUCE_MEAN
                        : strcmp(r, "sum") == 0  ? REDUCE_SUM
@@ -402,21 +404,19 @@ static loss_reduction opt_reduction(lua_State *L, int idx)
     return out;
 }
 
+/* A tensor option, or NULL. */
 static tensor *opt_tensor(lua_State *L, int idx, const char *key)
 {
-    if (!lua_istable(L, idx))
-        return NULL;
-    lua_getfield(L, idx, key);
+    opt_push(L, idx, key);
     tensor *t = lua_isnil(L, -1) ? NULL : lt_check(L, -1);
     lua_pop(L, 1); /* the options table keeps it alive */
     return t;
 }
 
+/* A number option, or def. */
 static double opt_number(lua_State *L, int idx, const char *key, double def)
 {
-    if (!lua_istable(L, idx))
-        return def;
-    lua_getfield(L, idx, key);
+    opt_push(L, idx, key);
     double v = luaL_optnumber(L, -1, def);
     lua_pop(L, 1);
     return v;

@@ -47,5 +47,8 @@ void l_pool_open(lua_State *L); /* l_pool.c: pooling, interpolate, dropout */
 void l_optim_open(lua_State *L);
 void l_conv_open(lua_State *L);
 void l_checkpoint_open(lua_State *L);
+void l_data_open(lua_State *L); /* l_data.c: data loaders, miles.checksum_file */
+void l_readers_open(lua_State *L); /* l_readers.c: miles.io.read_png, read_audio, ... */
+void l_miles_open(lua_State *L); /* l_miles.c: miles.decide, miles.metrics */
 
 #endif

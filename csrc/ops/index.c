@@ -196,52 +196,67 @@ static void split_dims(const int64_t *shape, int ndim, int d, int64_t *outer, in
     for (int i = d + 1; i < ndim; i++) *inner *= shape[i];
 }
 
-static int index_select_backward(ag_node *n, tensor *g, tensor **gin)
+/* index_select and gather differ only in their kernels and in how many indices
+ * run along dim (index_select: all of its 1-D index; gather: idx's size at dim). */
+
+/* The gradient of index_select (gather when gather is set): the output gradient
+ * added back at the indexed positions of a zero tensor shaped like the input. */
+static int index_backward(ag_node *n, tensor *g, tensor **gin, bool gather)
 {
     tensor *idx = ag_saved(n, 0);
     if (!idx)
         return -1;
     const ag_edge *e = &n->next[0];
     int d = (int)n->iarg[0];
-    int64_t outer, inner;
+    int64_t outer, inner, m = gather ? idx->shape[d] : tensor_numel(idx);
     split_dims(e->shape, e->ndim, d, &outer, &inner);
     tensor *z = tensor_zeros(g->dtype, e->ndim, e->shape, tensor_device(g));
     tensor *gc = z ? tensor_contiguous(g) : NULL;
-    const backend *be = gc ? ops_backend(g, "index_select") : NULL;
-    if (!be || be->index_add(z, gc, idx, outer, e->shape[d], tensor_numel(idx), inner) != 0) {
+    const backend *be = gc ? ops_backend(g, gather ? "gather" : "index_select") : NULL;
+    int rc = !be ? -1
+           : gather ? be->scatter_add(z, gc, idx, outer, e->shape[d], m, inner)
+                    : be->index_add(z, gc, idx, outer, e->shape[d], m, inner);
+    tensor_decref(gc);
+    if (rc != 0) {
         tensor_decref(z);
-        tensor_decref(gc);
         return -1;
     }
-    tensor_decref(gc);
     gin[0] = z;
     return 0;
 }
 
-tensor *op_index_select(tensor *a, int dim, tensor *idx)
+static int index_select_backward(ag_node *n, tensor *g, tensor **gin)
 {
-    int d = dim_wrap(dim, a->ndim, "index_select");
-    if (d < 0)
-        return NULL;
-    if (idx->ndim > 1) {
-        err_set("index_select: indices must be 1-D, got %d dims", idx->ndim);
-        return NULL;
-    }
+    return index_backward(n, g, gin, false);
+}
+
+static int gather_backward(ag_node *n, tensor *g, tensor **gin)
+{
+    return index_backward(n, g, gin, true);
+}
+
+/* The shared part of index_select and gather (gather when gather is set), once
+ * the index's shape was checked: the device and range checks, the kernel into a
+ * new tensor of the given shape, and the autograd node. */
+static tensor *index_forward(tensor *a, int d, tensor *idx, int ndim, const int64_t *shape,
+                             bool gather)
+{
+    const char *op = gather ? "gather" : "index_select";
     tensor *in[2] = {a, idx};
-    if (ops_same_device("index_select", 2, in, (const char *const[]){"input", "index"}) != 0 ||
-        check_indices(idx, a->shape[d], "index_select") != 0)
+    if (ops_same_device(op, 2, in, (const char *const[]){"input", "index"}) != 0 ||
+        check_indices(idx, a->shape[d], op) != 0)
         return NULL;
-    int64_t shape[TENSOR_MAX_DIMS], outer, inner, m = tensor_numel(idx);
-    memcpy(shape, a->shape, sizeof shape);
-    shape[d] = m;
+    int64_t outer, inner, m = shape[d];
     split_dims(a->shape, a->ndim, d, &outer, &inner);
     tensor *ac = tensor_contiguous(a);
     tensor *ic = ac ? tensor_contiguous(idx) : NULL;
-    const backend *be = ic ? ops_backend(a, "index_select") : NULL;
-    tensor *out = be ? tensor_empty(a->dtype, a->ndim, shape, tensor_device(a)) : NULL;
-    int rc = out ? be->index_select(out, ac, ic, outer, a->shape[d], m, inner) : -1;
+    const backend *be = ic ? ops_backend(a, op) : NULL;
+    tensor *out = be ? tensor_empty(a->dtype, ndim, shape, tensor_device(a)) : NULL;
+    int rc = !out ? -1
+           : gather ? be->gather(out, ac, ic, outer, a->shape[d], m, inner)
+                    : be->index_select(out, ac, ic, outer, a->shape[d], m, inner);
     if (rc == 0 && dtype_is_float(a->dtype) && ag_needs(1, &a)) {
-        ag_node *n = ag_node_new("index_select", index_select_backward, 1, &a);
+        ag_node *n = ag_node_new(op, gather ? gather_backward : index_select_backward, 1, &a);
         rc = n ? ag_save(n, ic) : -1;
         if (rc == 0) {
             n->iarg[0] = d;
@@ -259,26 +274,19 @@ tensor *op_index_select(tensor *a, int dim, tensor *idx)
     return out;
 }
 
-static int gather_backward(ag_node *n, tensor *g, tensor **gin)
+tensor *op_index_select(tensor *a, int dim, tensor *idx)
 {
-    tensor *idx = ag_saved(n, 0);
-    if (!idx)
-        return -1;
-    const ag_edge *e = &n->next[0];
-    int d = (int)n->iarg[0];
-    int64_t outer, inner;
-    split_dims(e->shape, e->ndim, d, &outer, &inner);
-    tensor *z = tensor_zeros(g->dtype, e->ndim, e->shape, tensor_device(g));
-    tensor *gc = z ? tensor_contiguous(g) : NULL;
-    const backend *be = gc ? ops_backend(g, "gather") : NULL;
-    if (!be || be->scatter_add(z, gc, idx, outer, e->shape[d], idx->shape[d], inner) != 0) {
-        tensor_decref(z);
-        tensor_decref(gc);
-        return -1;
+    int d = dim_wrap(dim, a->ndim, "index_select");
+    if (d < 0)
+        return NULL;
+    if (idx->ndim > 1) {
+        err_set("index_select: indices must be 1-D, got %d dims", idx->ndim);
+        return NULL;
     }
-    tensor_decref(gc);
-    gin[0] = z;
-    return 0;
+    int64_t shape[TENSOR_MAX_DIMS];
+    memcpy(shape, a->shape, sizeof shape);
+    shape[d] = tensor_numel(idx);
+    return index_forward(a, d, idx, a->ndim, shape, false);
 }
 
 tensor *op_gather(tensor *a, int dim, tensor *idx)
@@ -295,34 +303,7 @@ tensor *op_gather(tensor *a, int dim, tensor *idx)
                 tensor_shape_str(idx, b1, sizeof b1), tensor_shape_str(a, b2, sizeof b2), d + 1);
         return NULL;
     }
-    tensor *in[2] = {a, idx};
-    if (ops_same_device("gather", 2, in, (const char *const[]){"input", "index"}) != 0 ||
-        check_indices(idx, a->shape[d], "gather") != 0)
-        return NULL;
-    int64_t outer, inner;
-    split_dims(a->shape, a->ndim, d, &outer, &inner);
-    tensor *ac = tensor_contiguous(a);
-    tensor *ic = ac ? tensor_contiguous(idx) : NULL;
-    const backend *be = ic ? ops_backend(a, "gather") : NULL;
-    tensor *out = be ? tensor_empty(a->dtype, idx->ndim, idx->shape, tensor_device(a)) : NULL;
-    int rc = out ? be->gather(out, ac, ic, outer, a->shape[d], idx->shape[d], inner) : -1;
-    if (rc == 0 && dtype_is_float(a->dtype) && ag_needs(1, &a)) {
-        ag_node *n = ag_node_new("gather", gather_backward, 1, &a);
-        rc = n ? ag_save(n, ic) : -1;
-        if (rc == 0) {
-            n->iarg[0] = d;
-            ag_attach(out, n);
-        } else {
-            ag_node_decref(n);
-        }
-    }
-    tensor_decref(ac);
-    tensor_decref(ic);
-    if (rc != 0) {
-        tensor_decref(out);
-        return NULL;
-    }
-    return out;
+    return index_forward(a, d, idx, idx->ndim, idx->shape, true);
 }
 
 /* --- masks --- */
