@@ -360,6 +360,7 @@ static int index_op(lua_State *L, tensor *(*op)(tensor *, int, tensor *))
     return lt_push(L, r);
 }
 
+/* index_select(t, dim, index) and gather(t, dim, index), with 1-based indices. */
 static int l_index_select(lua_State *L) { return index_op(L, op_index_select); }
 static int l_gather(lua_State *L) { return index_op(L, op_gather); }
 

@@ -225,6 +225,7 @@ static int index_backward(ag_node *n, tensor *g, tensor **gin, bool gather)
     return 0;
 }
 
+/* The autograd callbacks of index_select and gather. */
 static int index_select_backward(ag_node *n, tensor *g, tensor **gin)
 {
     return index_backward(n, g, gin, false);
