@@ -380,6 +380,14 @@ describe("miles.io.read_png", function()
       expect_error(function() mio.read_png(p) end, p, "100000x100000", "cannot fit")
     end)
 
+    it("an ancillary chunk declaring 1.8 GB in a small file, without allocating for it", function()
+      local p = dir .. "/text.png"
+      local s = read_file(FIX .. "gray8.png")
+      local body = s:sub(9 + 25) -- after the signature and IHDR
+      write_file(p, s:sub(1, 8 + 25) .. string.pack(">I4", 0x6F750023) .. "tEXtComment\0" .. body)
+      expect_error(function() mio.read_png(p) end, "read_png", p)
+    end)
+
     it("an image over the 1 GiB cap", function()
       local p = dir .. "/big.png"
       write_file(p, PNG_SIG .. ihdr(40000, 40000, 1, 0) .. png_chunk("IDAT", string.rep("x", 200000))

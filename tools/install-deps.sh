@@ -10,6 +10,8 @@ PKGS="build-essential pkg-config lua5.4 liblua5.4-dev lua-busted libopenblas-ope
       libdnnl-dev libpng-dev libjpeg62-turbo-dev libsndfile1-dev libkissfft-dev
       zlib1g-dev libedit-dev gnuplot-nox espeak-ng dataset-fashion-mnist"
 [ "${1:-}" = "--dev" ] && PKGS="$PKGS python3-torch python3-numpy valgrind"
+# --dev: clang for `make fuzz`; cjpeg/djpeg and PIL for spec/fixtures/make_io_fixtures.py
+[ "${1:-}" = "--dev" ] && PKGS="$PKGS clang libjpeg-turbo-progs python3-pil"
 
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"

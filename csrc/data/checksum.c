@@ -25,6 +25,7 @@ typedef struct {
     size_t ntail;
 } xxh64_state;
 
+/* Rotate left by r bits (0 < r < 64). */
 static uint64_t rotl(uint64_t x, int r)
 {
     return (x << r) | (x >> (64 - r));
@@ -58,6 +59,7 @@ static uint64_t merge64(uint64_t h, uint64_t v)
     return h * P1 + P4;
 }
 
+/* The lanes' starting values for seed 0. */
 static void xxh_init(xxh64_state *s)
 {
     memset(s, 0, sizeof *s);
@@ -87,6 +89,7 @@ static void xxh_update(xxh64_state *s, const unsigned char *p, size_t n)
     s->ntail += n;
 }
 
+/* Merge the lanes (inputs of 32+ bytes), fold in the tail, avalanche. */
 static uint64_t xxh_final(const xxh64_state *s)
 {
     uint64_t h;

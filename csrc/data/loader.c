@@ -331,8 +331,7 @@ static int make_batch(const loader *ld, int64_t number, uint64_t epoch, loader_b
     b->n_mod = ld->n_mod;
     b->number = number;
     if (number == ld->fail_batch)
-        return err_set("out of memory making batch %" PRId64 " (simulated for tests)",
-                       number + 1);
+        return err_set("out of memory (simulated for tests)");
     int64_t first = number * ld->batch_size;
     int64_t count = ld->n - first < ld->batch_size ? ld->n - first : ld->batch_size;
     int64_t *map = malloc(sizeof *map * (size_t)max_width(ld));
@@ -355,13 +354,14 @@ static bool work_available(const loader *ld)
 }
 
 /* Store the outcome of making a batch in its slot (under the lock). */
-static void store_result(loader *ld, slot *sl, int rc, loader_batch *b)
+static void store_result(loader *ld, slot *sl, int64_t number, int rc, loader_batch *b)
 {
     if (rc == 0) {
         sl->b = *b;
         sl->state = SLOT_READY;
     } else if (rc < 0) {
-        snprintf(sl->err, sizeof sl->err, "loader: %s", err_msg());
+        snprintf(sl->err, sizeof sl->err, "loader: batch %" PRId64 ": %s",
+                 number + ld->index_base, err_msg());
         sl->state = SLOT_FAILED;
         ld->failed = true;
     } else {
@@ -389,7 +389,7 @@ static void *worker_main(void *arg)
         int rc = make_batch(ld, number, epoch, &b);
         pthread_mutex_lock(&ld->mu);
         ld->busy--;
-        store_result(ld, sl, rc, &b);
+        store_result(ld, sl, number, rc, &b);
         pthread_cond_broadcast(&ld->done_cv);
     }
     pthread_mutex_unlock(&ld->mu);
@@ -631,7 +631,8 @@ static int next_inline(loader *ld, loader_batch *out)
         return err_set("%s", ld->inline_err);
     int rc = make_batch(ld, ld->consumed, ld->epoch, out);
     if (rc != 0) {
-        snprintf(ld->inline_err, sizeof ld->inline_err, "loader: %s", err_msg());
+        snprintf(ld->inline_err, sizeof ld->inline_err, "loader: batch %" PRId64 ": %s",
+                 ld->consumed + ld->index_base, err_msg());
         ld->failed = true;
         return err_set("%s", ld->inline_err);
     }
@@ -683,7 +684,7 @@ int loader_next(loader *ld, loader_batch *out)
     sl->state = SLOT_EMPTY;
     ld->consumed++;
     ld->stats.batches++;
-    pthread_cond_broadcast(&ld->work_cv);
+    pthread_cond_signal(&ld->work_cv); /* one more batch may be claimed: wake one worker */
     pthread_mutex_unlock(&ld->mu);
     return 1;
 }

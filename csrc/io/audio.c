@@ -4,19 +4,16 @@
  * WAV writer. See audio.h for the formats and the resampler's quality. */
 #include "audio.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <sndfile.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../error.h"
+#include "io_file.h"
 
 #ifdef MILES_FUZZ
 /* The fuzzing build lowers the cap so that a tiny compressed input cannot
@@ -35,17 +32,6 @@
 #define RS_RES 512      /* table points per zero crossing */
 #define RS_BETA 8.0     /* Kaiser window's beta */
 #define RS_ROLLOFF 0.92 /* cutoff as a fraction of the lower Nyquist */
-
-/* Set "<path>: <message>" as the error; returns -1. */
-__attribute__((format(printf, 2, 3))) static int au_err(const char *path, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return err_set("%s: %s", path, msg);
-}
 
 /* --- the resampler --- */
 
@@ -126,12 +112,12 @@ static void rs_run(const double *tab, const float *x, int64_t n, int from, int t
 static int64_t rs_check(const char *what, int64_t n, int from, int to, int64_t rows)
 {
     if (from < 1 || to < 1 || from > AUDIO_MAX_RATE || to > AUDIO_MAX_RATE)
-        return au_err(what, "resample: rates must be 1..%d Hz, got %d -> %d", AUDIO_MAX_RATE,
-                      from, to);
+        return io_file_err(what, "bad resampling rates %d -> %d (1..%d Hz)", from, to,
+                           AUDIO_MAX_RATE);
     int64_t ny = rs_length(n, from, to);
     if ((uint64_t)ny * (uint64_t)rows * sizeof(float) > AUDIO_MAX_BYTES)
-        return au_err(what, "resample: %" PRId64 " frames at %d Hz are %" PRId64 " at %d Hz, "
-                      "over the %" PRIu64 "-byte limit", n, from, ny, to, AUDIO_MAX_BYTES);
+        return io_file_err(what, "%" PRId64 " frames at %d Hz are %" PRId64 " at %d Hz, over "
+                           "the %" PRIu64 "-byte limit", n, from, ny, to, AUDIO_MAX_BYTES);
     return ny;
 }
 
@@ -150,7 +136,7 @@ static tensor *rs_rows(const char *what, const float *x, int64_t rows, int64_t n
     if (!y) {
         free(tab);
         if (!tab)
-            au_err(what, "resample: out of memory");
+            io_file_err(what, "out of memory for the resampling table");
         else
             err_prefix(what);
         return NULL;
@@ -204,27 +190,22 @@ typedef struct {
     size_t cap, frames; /* capacity in samples, frames read */
 } au_reader;
 
-/* Open a regular file and hand it to libsndfile. */
+/* Open the file and hand it to libsndfile. */
 static int au_open(au_reader *r)
 {
-    r->fd = open(r->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    uint64_t size = 0;
+    r->fd = io_file_open(r->path, &size);
     if (r->fd < 0)
-        return au_err(r->path, "%s", strerror(errno));
-    struct stat sb;
-    if (fstat(r->fd, &sb) != 0)
-        return au_err(r->path, "%s", strerror(errno));
-    if (!S_ISREG(sb.st_mode))
-        return au_err(r->path, "%s", S_ISDIR(sb.st_mode) ? "is a directory"
-                                                           : "not a regular file");
+        return -1;
     /* libsndfile must not close our descriptor: we do, on every path. */
     r->sf = sf_open_fd(r->fd, SFM_READ, &r->info, SF_FALSE);
     if (!r->sf)
-        return au_err(r->path, "cannot read audio: %s", sf_strerror(NULL));
+        return io_file_err(r->path, "cannot read audio: %s", sf_strerror(NULL));
     if (r->info.channels < 1 || r->info.channels > AUDIO_MAX_CHANNELS)
-        return au_err(r->path, "%d channels (1..%d are supported)", r->info.channels,
-                      AUDIO_MAX_CHANNELS);
+        return io_file_err(r->path, "%d channels (1..%d are supported)", r->info.channels,
+                           AUDIO_MAX_CHANNELS);
     if (r->info.samplerate < 1 || r->info.samplerate > AUDIO_MAX_RATE)
-        return au_err(r->path, "bad sample rate %d", r->info.samplerate);
+        return io_file_err(r->path, "bad sample rate %d", r->info.samplerate);
     return 0;
 }
 
@@ -235,7 +216,7 @@ static int au_grow(au_reader *r, size_t more)
     if (need <= r->cap)
         return 0;
     if ((uint64_t)need * sizeof(float) > AUDIO_MAX_BYTES)
-        return au_err(r->path, "more than %" PRIu64 " bytes of samples", AUDIO_MAX_BYTES);
+        return io_file_err(r->path, "more than %" PRIu64 " bytes of samples", AUDIO_MAX_BYTES);
     size_t cap = r->cap ? r->cap : AUDIO_CHUNK;
     while (cap < need)
         cap *= 2;
@@ -243,7 +224,7 @@ static int au_grow(au_reader *r, size_t more)
         cap = need;
     float *p = realloc(r->buf, cap * sizeof *p);
     if (!p)
-        return au_err(r->path, "out of memory for %zu samples", cap);
+        return io_file_err(r->path, "out of memory for %zu samples", cap);
     r->buf = p;
     r->cap = cap;
     return 0;
@@ -258,7 +239,7 @@ static int au_read_all(au_reader *r)
             return -1;
         sf_count_t k = sf_readf_float(r->sf, r->buf + r->frames * ch, (sf_count_t)step);
         if (k < 0 || sf_error(r->sf) != SF_ERR_NO_ERROR)
-            return au_err(r->path, "corrupt audio data: %s", sf_strerror(r->sf));
+            return io_file_err(r->path, "corrupt audio data: %s", sf_strerror(r->sf));
         r->frames += (size_t)k;
         if (k == 0)
             return 0;
@@ -278,8 +259,8 @@ static int au_check_log(au_reader *r)
         bool chunk = strncmp(line, "data", 4) == 0 || strncmp(line, "SSND", 4) == 0;
         if (chunk && sscanf(line + 4, " : %llu (should be %llu)", &d, &s) == 2 && d > s
             && d < 0x7FFFF000ull)
-            return au_err(r->path, "truncated: the data chunk declares %llu bytes, the file "
-                          "holds %llu", d, s);
+            return io_file_err(r->path, "truncated: the data chunk declares %llu bytes, the file "
+                               "holds %llu", d, s);
         const char *nl = strchr(line, '\n');
         line = nl ? nl + 1 : line + strlen(line);
     }
@@ -290,11 +271,13 @@ static int au_check_log(au_reader *r)
 static int au_check_frames(au_reader *r)
 {
     if (r->frames == 0)
-        return au_err(r->path, "no audio frames");
+        return io_file_err(r->path, "no audio frames");
     sf_count_t declared = r->info.frames;
-    if (declared > 0 && declared != SF_COUNT_MAX && (uint64_t)declared > r->frames)
-        return au_err(r->path, "truncated: %lld frames declared, %zu read",
-                      (long long)declared, r->frames);
+    /* An MPEG stream's frame count is an estimate (VBR without a header). */
+    bool exact = (r->info.format & SF_FORMAT_TYPEMASK) != SF_FORMAT_MPEG;
+    if (exact && declared > 0 && declared != SF_COUNT_MAX && (uint64_t)declared > r->frames)
+        return io_file_err(r->path, "truncated: %lld frames declared, %zu read",
+                           (long long)declared, r->frames);
     return au_check_log(r);
 }
 
@@ -344,8 +327,8 @@ tensor *io_audio_load(const char *path, bool mono, int rate, int *rate_out)
     au_reader r = {.path = path, .fd = -1};
     tensor *t = NULL;
     if (rate < 0 || rate > AUDIO_MAX_RATE)
-        au_err(path, "target rate %d is out of range (1..%d, or 0 to keep the file's)", rate,
-               AUDIO_MAX_RATE);
+        io_file_err(path, "target rate %d is out of range (1..%d, or 0 to keep the file's)", rate,
+                    AUDIO_MAX_RATE);
     else if (au_open(&r) == 0)
         t = au_load(&r, mono, rate);
     if (t && rate_out)
@@ -360,135 +343,106 @@ tensor *io_audio_load(const char *path, bool mono, int rate, int *rate_out)
 
 /* --- writing --- */
 
-/* What a write needs, and everything it must free. */
+/* What a write needs. */
 typedef struct {
     const char *path;
-    char *tmp;
-    int fd;
-    SNDFILE *sf;
     tensor *c; /* float32, contiguous [channels, frames] */
     int64_t ch, n;
+    int rate;
+    io_wav_format fmt;
     float *buf;
-    bool created; /* tmp exists and must go unless renamed */
+    char msg[256]; /* why the write failed, when libsndfile or the data says */
 } au_writer;
 
 /* Check the tensor and the rate; make the contiguous float32 copy. */
-static int au_writer_input(au_writer *w, const tensor *t, int rate)
+static int au_writer_input(au_writer *w, const tensor *t)
 {
     char shp[64];
     if (!device_eq(tensor_device(t), DEVICE_CPU))
-        return au_err(w->path, "write: move the tensor to the cpu first");
+        return io_file_err(w->path, "write: move the tensor to the cpu first");
     if (!dtype_is_float(t->dtype) || (t->ndim != 1 && t->ndim != 2))
-        return au_err(w->path, "write: expected a float [frames] or [channels, frames] tensor, "
-                      "got %s %s", dtype_name(t->dtype), tensor_shape_str(t, shp, sizeof shp));
+        return io_file_err(w->path, "write: expected a float [frames] or [channels, frames] "
+                           "tensor, got %s %s", dtype_name(t->dtype),
+                           tensor_shape_str(t, shp, sizeof shp));
     w->ch = t->ndim == 2 ? t->shape[0] : 1;
     w->n = t->shape[t->ndim - 1];
     if (w->ch < 1 || w->ch > AUDIO_MAX_CHANNELS || w->n < 1)
-        return au_err(w->path, "write: cannot write %s (1..%d channels, at least 1 frame)",
-                      tensor_shape_str(t, shp, sizeof shp), AUDIO_MAX_CHANNELS);
-    if (rate < 1 || rate > AUDIO_MAX_RATE)
-        return au_err(w->path, "write: bad sample rate %d", rate);
+        return io_file_err(w->path, "write: cannot write %s (1..%d channels, at least 1 frame)",
+                           tensor_shape_str(t, shp, sizeof shp), AUDIO_MAX_CHANNELS);
+    if (w->rate < 1 || w->rate > AUDIO_MAX_RATE)
+        return io_file_err(w->path, "write: bad sample rate %d", w->rate);
     w->c = tensor_copy_as(t, DT_F32);
     return w->c ? 0 : err_prefix(w->path);
 }
 
-/* Open the temporary file and libsndfile on it. */
-static int au_writer_open(au_writer *w, int rate, io_wav_format fmt)
-{
-    size_t cap = strlen(w->path) + 32;
-    w->tmp = malloc(cap);
-    w->buf = malloc(AUDIO_CHUNK * sizeof *w->buf);
-    if (!w->tmp || !w->buf)
-        return au_err(w->path, "write: out of memory");
-    snprintf(w->tmp, cap, "%s.tmp.%ld", w->path, (long)getpid());
-    w->fd = open(w->tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (w->fd < 0)
-        return au_err(w->path, "write: %s", strerror(errno));
-    w->created = true;
-    SF_INFO info = {.samplerate = rate, .channels = (int)w->ch,
-                    .format = SF_FORMAT_WAV | (fmt == IO_WAV_PCM16 ? SF_FORMAT_PCM_16
-                                                                   : SF_FORMAT_FLOAT)};
-    w->sf = sf_open_fd(w->fd, SFM_WRITE, &info, SF_FALSE);
-    if (!w->sf)
-        return au_err(w->path, "write: %s", sf_strerror(NULL));
-    sf_command(w->sf, SFC_SET_CLIPPING, NULL, SF_TRUE);
-    return 0;
-}
-
 /* Interleave frames [first, first + k) into the buffer; for 16-bit PCM clip to
  * [-1, 1] and refuse NaN. */
-static int au_interleave(au_writer *w, int64_t first, int64_t k, bool pcm)
+static bool au_interleave(au_writer *w, int64_t first, int64_t k, bool pcm)
 {
     const float *src = tensor_data(w->c);
     for (int64_t i = 0; i < k; i++)
         for (int64_t c = 0; c < w->ch; c++) {
             float v = src[c * w->n + first + i];
-            if (pcm && isnan(v))
-                return au_err(w->path, "write: sample %" PRId64 " of channel %" PRId64
-                              " is NaN", first + i + 1, c + 1);
+            if (pcm && isnan(v)) {
+                snprintf(w->msg, sizeof w->msg, "sample %" PRId64 " of channel %" PRId64
+                         " is NaN", first + i + 1, c + 1);
+                return false;
+            }
             w->buf[i * w->ch + c] = pcm ? fminf(1.0f, fmaxf(-1.0f, v)) : v;
         }
-    return 0;
+    return true;
 }
 
-/* Write every frame, a buffer at a time. */
-static int au_write_frames(au_writer *w, bool pcm)
+/* Write every frame through libsndfile, a buffer at a time. */
+static bool au_write_frames(au_writer *w, SNDFILE *sf)
 {
+    bool pcm = w->fmt == IO_WAV_PCM16;
     int64_t step = AUDIO_CHUNK / w->ch;
     for (int64_t i = 0; i < w->n; i += step) {
         int64_t k = w->n - i < step ? w->n - i : step;
-        if (au_interleave(w, i, k, pcm) != 0)
-            return -1;
-        if (sf_writef_float(w->sf, w->buf, k) != k)
-            return au_err(w->path, "write: %s", sf_strerror(w->sf));
+        if (!au_interleave(w, i, k, pcm))
+            return false;
+        if (sf_writef_float(sf, w->buf, k) != k) {
+            snprintf(w->msg, sizeof w->msg, "%s", sf_strerror(sf));
+            return false;
+        }
     }
-    return 0;
+    return true;
 }
 
-/* Finish the WAV header, flush to disk and rename the file over path. */
-static int au_writer_commit(au_writer *w)
+/* io_file_write_atomic's writer: libsndfile on the temporary file's descriptor
+ * (it writes and seeks back to finish the header; nothing goes through f's
+ * buffer), closed before the caller flushes the file to disk. */
+static bool au_write_file(FILE *f, const void *ctx)
 {
-    int rc = sf_close(w->sf);
-    w->sf = NULL;
-    if (rc != 0)
-        return au_err(w->path, "write: %s", sf_error_number(rc));
-    int e = fsync(w->fd) == 0 ? 0 : errno;
-    if (close(w->fd) != 0 && e == 0)
-        e = errno;
-    w->fd = -1;
-    if (e == 0 && rename(w->tmp, w->path) != 0)
-        e = errno;
-    if (e != 0)
-        return au_err(w->path, "write: %s", strerror(e));
-    const char *slash = strrchr(w->path, '/');
-    char *dir = slash ? strndup(w->path, (size_t)(slash - w->path) + (slash == w->path))
-                      : strdup(".");
-    int dfd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-    if (dfd >= 0) {
-        fsync(dfd); /* best effort: the rename itself survives a crash */
-        close(dfd);
+    au_writer *w = (au_writer *)ctx;
+    int sub = w->fmt == IO_WAV_PCM16 ? SF_FORMAT_PCM_16 : SF_FORMAT_FLOAT;
+    SF_INFO info = {.samplerate = w->rate, .channels = (int)w->ch, .format = SF_FORMAT_WAV | sub};
+    SNDFILE *sf = sf_open_fd(fileno(f), SFM_WRITE, &info, SF_FALSE);
+    if (!sf) {
+        snprintf(w->msg, sizeof w->msg, "%s", sf_strerror(NULL));
+        return false;
     }
-    free(dir);
-    return 0;
+    sf_command(sf, SFC_SET_CLIPPING, NULL, SF_TRUE);
+    bool ok = au_write_frames(w, sf);
+    int rc = sf_close(sf);
+    if (ok && rc != 0)
+        snprintf(w->msg, sizeof w->msg, "%s", sf_error_number(rc));
+    return ok && rc == 0;
 }
 
 int io_audio_save_wav(const char *path, const tensor *t, int rate, io_wav_format fmt)
 {
-    au_writer w = {.path = path, .fd = -1};
-    int rc = au_writer_input(&w, t, rate);
-    if (rc == 0)
-        rc = au_writer_open(&w, rate, fmt);
-    if (rc == 0)
-        rc = au_write_frames(&w, fmt == IO_WAV_PCM16);
-    if (rc == 0)
-        rc = au_writer_commit(&w);
-    if (w.sf)
-        sf_close(w.sf);
-    if (w.fd >= 0)
-        close(w.fd);
-    if (rc != 0 && w.created)
-        unlink(w.tmp);
-    free(w.tmp);
+    au_writer w = {.path = path, .rate = rate, .fmt = fmt};
+    int rc = au_writer_input(&w, t);
+    if (rc == 0) {
+        w.buf = malloc(AUDIO_CHUNK * sizeof *w.buf);
+        rc = w.buf ? io_file_write_atomic(path, au_write_file, &w)
+                   : io_file_err(path, "write: out of memory");
+        /* libsndfile's reason, or the data's, says more than the errno. */
+        if (rc != 0 && w.msg[0])
+            io_file_err(path, "write: %s", w.msg);
+    }
     free(w.buf);
     tensor_decref(w.c);
     return rc;

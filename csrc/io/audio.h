@@ -6,10 +6,10 @@
  * (integer PCM is divided by its full scale; float files are passed through).
  * The result is [channels, frames], or [frames] with mono = true (the mean of
  * the channels). A file that declares more frames than it holds is reported as
- * truncated; for WAV a data chunk whose size is a streaming placeholder (as
- * written by `espeak-ng --stdout`, 0x7FFFF000 and above) is read up to the end
- * of the file instead. Files with no frames, or over 2 GiB of samples, are
- * errors.
+ * truncated (MPEG excepted: its count is an estimate); a WAV data chunk whose
+ * size is a streaming placeholder (as written by `espeak-ng --stdout`,
+ * 0x7FFFF000 and above) is read up to the end of the file instead. Files with no
+ * frames, or over 2 GiB of samples, are errors.
  *
  * Resampling (io_audio_resample, and io_audio_load with a target rate) is
  * band-limited interpolation with a Kaiser-windowed sinc (J. O. Smith's method):

@@ -4,17 +4,13 @@
  * lies inside the file. */
 #include "cifar.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../error.h"
+#include "io_file.h"
 
 #define CIFAR_PIXELS 3072 /* 3 x 32 x 32 */
 #define CIFAR_MAX_BYTES ((uint64_t)1 << 31)
@@ -31,56 +27,22 @@ typedef struct {
     tensor *images, *labels, *coarse;
 } cifar_batch;
 
-/* Set "<path>: <message>" as the error; returns -1. */
-__attribute__((format(printf, 2, 3))) static int cifar_err(const char *path, const char *fmt,
-                                                           ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return err_set("%s: %s", path, msg);
-}
-
-/* Read n bytes at off, retrying short reads; a file that shrank is truncated. */
-static int cifar_pread(const cifar_batch *b, void *buf, size_t n, uint64_t off)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = pread(b->fd, (char *)buf + got, n - got, (off_t)(off + got));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return cifar_err(b->path, "read error: %s", strerror(errno));
-        if (r == 0)
-            return cifar_err(b->path, "truncated: the file ended while reading");
-        got += (size_t)r;
-    }
-    return 0;
-}
-
 /* Open the file, and derive the record count from its size. */
 static int cifar_open(cifar_batch *b)
 {
-    b->fd = open(b->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    uint64_t size = 0;
+    b->fd = io_file_open(b->path, &size);
     if (b->fd < 0)
-        return cifar_err(b->path, "%s", strerror(errno));
-    struct stat sb;
-    if (fstat(b->fd, &sb) != 0)
-        return cifar_err(b->path, "%s", strerror(errno));
-    if (!S_ISREG(sb.st_mode))
-        return cifar_err(b->path, "%s", S_ISDIR(sb.st_mode) ? "is a directory"
-                                                              : "not a regular file");
-    uint64_t size = (uint64_t)sb.st_size;
+        return -1;
     if (size == 0)
-        return cifar_err(b->path, "empty file (no CIFAR-%d records)", b->variant);
+        return io_file_err(b->path, "empty file (no CIFAR-%d records)", b->variant);
     if (size > CIFAR_MAX_BYTES)
-        return cifar_err(b->path, "file of %" PRIu64 " bytes is over the %" PRIu64
-                         "-byte limit", size, CIFAR_MAX_BYTES);
+        return io_file_err(b->path, "file of %" PRIu64 " bytes is over the %" PRIu64
+                           "-byte limit", size, CIFAR_MAX_BYTES);
     if (size % b->rec != 0)
-        return cifar_err(b->path, "size %" PRIu64 " is not a multiple of the CIFAR-%d record "
-                         "size %zu (truncated, or another variant?)", size, b->variant, b->rec);
+        return io_file_err(b->path, "size %" PRIu64 " is not a multiple of the CIFAR-%d "
+                           "record size %zu (truncated, or another variant?)", size, b->variant,
+                           b->rec);
     b->n = (int64_t)(size / b->rec);
     return 0;
 }
@@ -104,14 +66,14 @@ static int cifar_labels(cifar_batch *b, const unsigned char *r, int64_t i)
     int64_t *lab = tensor_data(b->labels);
     if (b->variant == 10) {
         if (r[0] > 9)
-            return cifar_err(b->path, "record %" PRId64 ": label %d is out of range 0..9 "
-                             "(a CIFAR-100 file?)", i + 1, r[0]);
+            return io_file_err(b->path, "record %" PRId64 ": label %d is out of range 0..9 "
+                               "(a CIFAR-100 file?)", i + 1, r[0]);
         lab[i] = r[0] + 1;
         return 0;
     }
     if (r[0] > 19 || r[1] > 99)
-        return cifar_err(b->path, "record %" PRId64 ": labels (coarse %d, fine %d) are out "
-                         "of range 0..19, 0..99 (a CIFAR-10 file?)", i + 1, r[0], r[1]);
+        return io_file_err(b->path, "record %" PRId64 ": labels (coarse %d, fine %d) are out "
+                           "of range 0..19, 0..99 (a CIFAR-10 file?)", i + 1, r[0], r[1]);
     ((int64_t *)tensor_data(b->coarse))[i] = r[0] + 1;
     lab[i] = r[1] + 1;
     return 0;
@@ -122,12 +84,12 @@ static int cifar_records(cifar_batch *b)
 {
     unsigned char *buf = malloc(CIFAR_BLOCK * b->rec);
     if (!buf)
-        return cifar_err(b->path, "out of memory");
+        return io_file_err(b->path, "out of memory");
     uint8_t *img = tensor_data(b->images);
     int rc = 0;
     for (int64_t i = 0; rc == 0 && i < b->n;) {
         int64_t k = b->n - i < CIFAR_BLOCK ? b->n - i : CIFAR_BLOCK;
-        rc = cifar_pread(b, buf, (size_t)k * b->rec, (uint64_t)i * b->rec);
+        rc = io_file_read_at(b->fd, b->path, buf, (size_t)k * b->rec, (uint64_t)i * b->rec);
         for (int64_t j = 0; rc == 0 && j < k; j++) {
             const unsigned char *r = buf + (size_t)j * b->rec;
             rc = cifar_labels(b, r, i + j);
@@ -144,7 +106,7 @@ int io_cifar_load(const char *path, int variant, tensor **images, tensor **label
                   tensor **coarse)
 {
     if (variant != 10 && variant != 100)
-        return cifar_err(path, "unknown CIFAR variant %d (10 or 100)", variant);
+        return io_file_err(path, "unknown CIFAR variant %d (10 or 100)", variant);
     size_t nlab = variant == 10 ? 1 : 2;
     cifar_batch b = {path, -1, variant, nlab, nlab + CIFAR_PIXELS, 0, NULL, NULL, NULL};
     int rc = cifar_open(&b);

@@ -7,19 +7,15 @@
  * allocated, so a hostile header cannot make us allocate gigabytes. */
 #include "idx.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdbool.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
 #include "../error.h"
+#include "io_file.h"
 
 /* The largest tensor we make (2 GiB); MNIST-sized files are ~50 MB. */
 #define IDX_MAX_BYTES ((uint64_t)1 << 31)
@@ -42,52 +38,11 @@ typedef struct {
     unsigned char *in; /* IDX_CHUNK bytes of compressed input (gzip only) */
 } idx_src;
 
-/* Set "<path>: <message>" as the error; returns -1. */
-__attribute__((format(printf, 2, 3))) static int idx_err(const char *path, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return err_set("%s: %s", path, msg);
-}
-
-/* --- the file --- */
-
-/* Read n bytes at off into buf, retrying short reads; running out of file (it
- * shrank since we looked at its size) is reported as truncation. */
-static int idx_pread(int fd, const char *path, void *buf, size_t n, uint64_t off)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = pread(fd, (char *)buf + got, n - got, (off_t)(off + got));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return idx_err(path, "read error: %s", strerror(errno));
-        if (r == 0)
-            return idx_err(path, "truncated: the file ended while reading");
-        got += (size_t)r;
-    }
-    return 0;
-}
-
-/* Open a regular file for reading and note its size; -1 on error. A FIFO must not
- * block the open (O_NONBLOCK), and is refused. */
+/* Open the file and note its size (io_file_open refuses what is not a regular file). */
 static int idx_open(idx_src *s)
 {
-    s->fd = open(s->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (s->fd < 0)
-        return idx_err(s->path, "%s", strerror(errno));
-    struct stat sb;
-    if (fstat(s->fd, &sb) != 0)
-        return idx_err(s->path, "%s", strerror(errno));
-    if (!S_ISREG(sb.st_mode))
-        return idx_err(s->path, "%s", S_ISDIR(sb.st_mode) ? "is a directory"
-                                                            : "not a regular file");
-    s->file_size = (uint64_t)sb.st_size;
-    return 0;
+    s->fd = io_file_open(s->path, &s->file_size);
+    return s->fd < 0 ? -1 : 0;
 }
 
 /* --- the gzip source --- */
@@ -96,17 +51,17 @@ static int idx_open(idx_src *s)
 static int src_init_gz(idx_src *s)
 {
     unsigned char m[2];
-    if (s->file_size < 2 || idx_pread(s->fd, s->path, m, 2, 0) != 0)
+    if (s->file_size < 2 || io_file_read_at(s->fd, s->path, m, 2, 0) != 0)
         return 0; /* too short for gzip: the header check will report it */
     if (m[0] != 0x1f || m[1] != 0x8b)
         return 0;
     s->gz = true;
     s->in = malloc(IDX_CHUNK);
     if (!s->in)
-        return idx_err(s->path, "out of memory");
+        return io_file_err(s->path, "out of memory");
     /* 16 + MAX_WBITS: a gzip wrapper (header and CRC-checked trailer). */
     if (inflateInit2(&s->z, 16 + MAX_WBITS) != Z_OK)
-        return idx_err(s->path, "cannot start gzip decompression");
+        return io_file_err(s->path, "cannot start gzip decompression");
     s->z_ready = true;
     return 0;
 }
@@ -119,7 +74,7 @@ static int gz_refill(idx_src *s, bool *eof)
     *eof = n == 0;
     if (n == 0)
         return 0;
-    if (idx_pread(s->fd, s->path, s->in, n, s->pos) != 0)
+    if (io_file_read_at(s->fd, s->path, s->in, n, s->pos) != 0)
         return -1;
     s->pos += n;
     s->z.next_in = s->in;
@@ -153,14 +108,14 @@ static int gz_read(idx_src *s, unsigned char *buf, size_t n, size_t *got)
         if (s->z.avail_in == 0 && gz_refill(s, &eof) != 0)
             return -1;
         if (eof)
-            return idx_err(s->path, "truncated gzip stream (the file ends inside it)");
+            return io_file_err(s->path, "truncated gzip stream (the file ends inside it)");
         int rc = inflate(&s->z, Z_NO_FLUSH);
         if (rc == Z_STREAM_END) {
             if (gz_member_end(s) != 0)
                 return -1;
         } else if (rc != Z_OK && rc != Z_BUF_ERROR) {
-            return idx_err(s->path, "corrupt gzip data: %s",
-                           s->z.msg ? s->z.msg : "inflate failed");
+            return io_file_err(s->path, "corrupt gzip data: %s",
+                               s->z.msg ? s->z.msg : "inflate failed");
         }
     }
     *got = n - s->z.avail_out;
@@ -175,8 +130,8 @@ static int src_read(idx_src *s, void *buf, size_t n, const char *what)
 {
     if (!s->gz) {
         if (n > s->file_size - s->pos)
-            return idx_err(s->path, "truncated: the file ends inside the %s", what);
-        if (idx_pread(s->fd, s->path, buf, n, s->pos) != 0)
+            return io_file_err(s->path, "truncated: the file ends inside the %s", what);
+        if (io_file_read_at(s->fd, s->path, buf, n, s->pos) != 0)
             return -1;
         s->pos += n;
         return 0;
@@ -186,8 +141,8 @@ static int src_read(idx_src *s, void *buf, size_t n, const char *what)
         if (gz_read(s, (unsigned char *)buf + done, part, &got) != 0)
             return -1;
         if (got < part)
-            return idx_err(s->path, "truncated: the decompressed data ends inside the %s",
-                           what);
+            return io_file_err(s->path, "truncated: the decompressed data ends inside the %s",
+                               what);
         done += got;
     }
     return 0;
@@ -198,9 +153,9 @@ static int src_check_end(idx_src *s)
 {
     if (!s->gz) {
         if (s->pos != s->file_size)
-            return idx_err(s->path, "%" PRIu64 " unexpected bytes after the data (the header "
-                           "declares fewer elements than the file holds)",
-                           s->file_size - s->pos);
+            return io_file_err(s->path, "%" PRIu64 " unexpected bytes after the data (the header "
+                               "declares fewer elements than the file holds)",
+                               s->file_size - s->pos);
         return 0;
     }
     unsigned char extra[64];
@@ -208,8 +163,8 @@ static int src_check_end(idx_src *s)
     if (gz_read(s, extra, sizeof extra, &got) != 0)
         return -1;
     if (got > 0)
-        return idx_err(s->path, "unexpected bytes after the data (the header declares fewer "
-                       "elements than the decompressed file holds)");
+        return io_file_err(s->path, "unexpected bytes after the data (the header declares fewer "
+                           "elements than the decompressed file holds)");
     return 0;
 }
 
@@ -246,8 +201,8 @@ static int idx_type(idx_info *in, const char *path)
     case 0x0D: in->esize = 4; in->dt = DT_F32; return 0;
     case 0x0E: in->esize = 8; in->dt = DT_F64; return 0;
     default:
-        return idx_err(path, "unknown IDX data type 0x%02X (known: 0x08 ubyte, 0x09 byte, "
-                       "0x0B short, 0x0C int, 0x0D float, 0x0E double)", in->type);
+        return io_file_err(path, "unknown IDX data type 0x%02X (known: 0x08 ubyte, 0x09 byte, "
+                           "0x0B short, 0x0C int, 0x0D float, 0x0E double)", in->type);
     }
 }
 
@@ -262,18 +217,18 @@ static int idx_dims(idx_src *s, idx_info *in)
         uint64_t d = (uint64_t)b[4 * i] << 24 | (uint64_t)b[4 * i + 1] << 16
                      | (uint64_t)b[4 * i + 2] << 8 | b[4 * i + 3];
         if (d == 0)
-            return idx_err(s->path, "dim %d is 0 (empty IDX arrays are not accepted)", i + 1);
+            return io_file_err(s->path, "dim %d is 0 (empty IDX arrays are not accepted)", i + 1);
         in->shape[i] = (int64_t)d;
         if (n > IDX_MAX_BYTES / d)
-            return idx_err(s->path, "declared size is too large (over %" PRIu64 " bytes)",
-                           IDX_MAX_BYTES);
+            return io_file_err(s->path, "declared size is too large (over %" PRIu64 " bytes)",
+                               IDX_MAX_BYTES);
         n *= d;
     }
     in->numel = n;
     in->bytes = n * in->esize;
     if (in->bytes > IDX_MAX_BYTES)
-        return idx_err(s->path, "declared size %" PRIu64 " bytes is over the %" PRIu64
-                       "-byte limit", in->bytes, IDX_MAX_BYTES);
+        return io_file_err(s->path, "declared size %" PRIu64 " bytes is over the %" PRIu64
+                           "-byte limit", in->bytes, IDX_MAX_BYTES);
     return 0;
 }
 
@@ -283,14 +238,14 @@ static int idx_check_capacity(const idx_src *s, const idx_info *in)
     if (!s->gz) {
         uint64_t avail = s->file_size - s->pos;
         if (in->bytes > avail)
-            return idx_err(s->path, "truncated: the header declares %" PRIu64 " bytes of "
-                           "data, the file has %" PRIu64, in->bytes, avail);
+            return io_file_err(s->path, "truncated: the header declares %" PRIu64 " bytes of "
+                               "data, the file has %" PRIu64, in->bytes, avail);
         return 0;
     }
     uint64_t most = s->file_size * IDX_GZ_RATIO + IDX_GZ_SLACK;
     if (in->bytes > most)
-        return idx_err(s->path, "the header declares %" PRIu64 " bytes of data, more than "
-                       "a %" PRIu64 "-byte gzip file can hold", in->bytes, s->file_size);
+        return io_file_err(s->path, "the header declares %" PRIu64 " bytes of data, more than "
+                           "a %" PRIu64 "-byte gzip file can hold", in->bytes, s->file_size);
     return 0;
 }
 
@@ -299,21 +254,21 @@ static int idx_header(idx_src *s, idx_info *in)
 {
     unsigned char m[4];
     if (!s->gz && s->file_size < 4)
-        return idx_err(s->path, "not an IDX file (only %" PRIu64 " bytes)", s->file_size);
+        return io_file_err(s->path, "not an IDX file (only %" PRIu64 " bytes)", s->file_size);
     if (src_read(s, m, 4, "magic number") != 0)
         return -1;
     if (m[0] != 0 || m[1] != 0)
-        return idx_err(s->path, "not an IDX file (bad magic %02X %02X %02X %02X)", m[0], m[1],
-                       m[2], m[3]);
+        return io_file_err(s->path, "not an IDX file (bad magic %02X %02X %02X %02X)", m[0], m[1],
+                           m[2], m[3]);
     in->type = m[2];
     in->ndim = m[3];
     if (idx_type(in, s->path) != 0)
         return -1;
     if (in->ndim == 0)
-        return idx_err(s->path, "the header declares 0 dims");
+        return io_file_err(s->path, "the header declares 0 dims");
     if (in->ndim > TENSOR_MAX_DIMS)
-        return idx_err(s->path, "%d dims declared; at most %d are supported", in->ndim,
-                       TENSOR_MAX_DIMS);
+        return io_file_err(s->path, "%d dims declared; at most %d are supported", in->ndim,
+                           TENSOR_MAX_DIMS);
     if (idx_dims(s, in) != 0)
         return -1;
     return idx_check_capacity(s, in);
@@ -352,7 +307,7 @@ static int idx_data(idx_src *s, const idx_info *in, tensor *t)
         return src_read(s, tensor_data(t), (size_t)in->bytes, "data");
     unsigned char *buf = malloc(IDX_CHUNK);
     if (!buf)
-        return idx_err(s->path, "out of memory");
+        return io_file_err(s->path, "out of memory");
     size_t per = IDX_CHUNK / in->esize;
     int rc = 0;
     for (uint64_t done = 0; rc == 0 && done < in->numel;) {

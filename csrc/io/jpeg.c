@@ -7,21 +7,18 @@
  * is clobbered); io_jpeg_load then frees everything in that struct. */
 #include "jpeg.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <setjmp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jpeglib.h>
 #include <jerror.h>
 
 #include "../error.h"
+#include "io_file.h"
 
 #ifdef MILES_FUZZ
 /* The fuzzing build lowers the cap so that a hostile header stays within the
@@ -50,18 +47,6 @@ typedef struct {
     unsigned char *row; /* one decoded scanline (W, C) */
     tensor *t;
 } jpeg_reader;
-
-/* Set "<path>: <message>" as the error; returns -1. */
-__attribute__((format(printf, 2, 3))) static int jpeg_err(const char *path, const char *fmt,
-                                                          ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return err_set("%s: %s", path, msg);
-}
 
 /* --- libjpeg's callbacks --- */
 
@@ -94,40 +79,22 @@ static void jpeg_on_message(j_common_ptr cinfo, int level)
 
 /* --- the file --- */
 
-/* The size of the open file fd, which must be a regular file under the cap. */
-static int jpeg_size(jpeg_reader *r, int fd)
-{
-    struct stat sb;
-    if (fstat(fd, &sb) != 0)
-        return jpeg_err(r->path, "%s", strerror(errno));
-    if (!S_ISREG(sb.st_mode))
-        return jpeg_err(r->path, "%s", S_ISDIR(sb.st_mode) ? "is a directory"
-                                                             : "not a regular file");
-    if ((uint64_t)sb.st_size > JPEG_MAX_FILE)
-        return jpeg_err(r->path, "file of %lld bytes is over the %" PRIu64 "-byte limit",
-                        (long long)sb.st_size, JPEG_MAX_FILE);
-    r->size = (size_t)sb.st_size;
-    return 0;
-}
-
-/* Read the whole (regular) file into r->data. */
+/* Read the whole (regular) file into r->data; its size is capped. */
 static int jpeg_slurp(jpeg_reader *r)
 {
-    int fd = open(r->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    uint64_t size = 0;
+    int fd = io_file_open(r->path, &size);
     if (fd < 0)
-        return jpeg_err(r->path, "%s", strerror(errno));
-    int rc = jpeg_size(r, fd);
+        return -1;
+    int rc = 0;
+    if (size > JPEG_MAX_FILE)
+        rc = io_file_err(r->path, "file of %" PRIu64 " bytes is over the %" PRIu64
+                         "-byte limit", size, JPEG_MAX_FILE);
+    r->size = (size_t)size;
     if (rc == 0 && !(r->data = malloc(r->size ? r->size : 1)))
-        rc = jpeg_err(r->path, "out of memory");
-    for (size_t got = 0; rc == 0 && got < r->size;) {
-        ssize_t k = pread(fd, r->data + got, r->size - got, (off_t)got);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            rc = jpeg_err(r->path, "%s", k < 0 ? strerror(errno) : "truncated while reading");
-        else
-            got += (size_t)k;
-    }
+        rc = io_file_err(r->path, "out of memory");
+    if (rc == 0)
+        rc = io_file_read_at(fd, r->path, r->data, r->size, 0);
     close(fd);
     return rc;
 }
@@ -153,10 +120,10 @@ static int jpeg_check_size(jpeg_reader *r)
     uint64_t c = ci->out_color_space == JCS_GRAYSCALE ? 1 : 4;
     uint64_t bytes = (uint64_t)ci->image_width * ci->image_height * c;
     if (ci->image_width == 0 || ci->image_height == 0)
-        return jpeg_err(r->path, "the image has a zero dimension");
+        return io_file_err(r->path, "the image has a zero dimension");
     if (bytes > JPEG_MAX_BYTES)
-        return jpeg_err(r->path, "a %ux%u image is over the %" PRIu64 "-byte limit",
-                        (unsigned)ci->image_width, (unsigned)ci->image_height, JPEG_MAX_BYTES);
+        return io_file_err(r->path, "a %ux%u image is over the %" PRIu64 "-byte limit",
+                           (unsigned)ci->image_width, (unsigned)ci->image_height, JPEG_MAX_BYTES);
     return 0;
 }
 
@@ -195,7 +162,7 @@ static int jpeg_decode(jpeg_reader *r)
 {
     struct jpeg_decompress_struct *ci = &r->cinfo;
     if (setjmp(r->err.jump))
-        return jpeg_err(r->path, "%s", r->err.msg);
+        return io_file_err(r->path, "%s", r->err.msg);
     jpeg_create_decompress(ci);
     ci->mem->max_memory_to_use = (long)JPEG_MAX_BYTES;
     jpeg_mem_src(ci, r->data, (unsigned long)r->size);
@@ -208,7 +175,7 @@ static int jpeg_decode(jpeg_reader *r)
                         ci->output_width};
     r->row = malloc((size_t)ci->output_width * (size_t)ci->output_components);
     if (!r->row)
-        return jpeg_err(r->path, "out of memory");
+        return io_file_err(r->path, "out of memory");
     r->t = tensor_empty(DT_U8, 3, shape, DEVICE_CPU);
     if (!r->t)
         return err_prefix(r->path);
@@ -216,7 +183,7 @@ static int jpeg_decode(jpeg_reader *r)
         JDIMENSION y = ci->output_scanline;
         JSAMPROW rows[1] = {r->row};
         if (jpeg_read_scanlines(ci, rows, 1) != 1)
-            return jpeg_err(r->path, "truncated: no data for row %u", (unsigned)y + 1);
+            return io_file_err(r->path, "truncated: no data for row %u", (unsigned)y + 1);
         jpeg_put_row(r, y);
     }
     jpeg_finish_decompress(ci);
@@ -227,13 +194,13 @@ tensor *io_jpeg_load(const char *path)
 {
     jpeg_reader *r = calloc(1, sizeof *r);
     if (!r) {
-        jpeg_err(path, "out of memory");
+        io_file_err(path, "out of memory");
         return NULL;
     }
     r->path = path;
     int rc = jpeg_slurp(r);
     if (rc == 0 && (r->size < 2 || r->data[0] != 0xFF || r->data[1] != 0xD8))
-        rc = jpeg_err(path, "not a JPEG file (no SOI marker)");
+        rc = io_file_err(path, "not a JPEG file (no SOI marker)");
     if (rc == 0) {
         r->cinfo.err = jpeg_std_error(&r->err.pub);
         r->err.pub.error_exit = jpeg_on_error;

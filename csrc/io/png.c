@@ -9,17 +9,15 @@
 #include "png.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <png.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../error.h"
+#include "io_file.h"
 
 /* The largest decoded image: 1 GiB of pixels. */
 #define PNG_MAX_BYTES ((uint64_t)1 << 30)
@@ -47,17 +45,6 @@ typedef struct {
     tensor *t;
 } png_reader;
 
-/* Set "<path>: <message>" as the error; returns -1. */
-__attribute__((format(printf, 2, 3))) static int png_err(const char *path, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return err_set("%s: %s", path, msg);
-}
-
 /* libpng's error callback: keep the message and jump back to the setjmp point. */
 static void png_on_error(png_structp png, png_const_charp msg)
 {
@@ -78,8 +65,8 @@ static void png_on_warning(png_structp png, png_const_charp msg)
 static int png_fail(const char *path, const char *what, const png_msgs *m)
 {
     if (m->warning[0])
-        return png_err(path, "%s%s (after the warning: %s)", what, m->error, m->warning);
-    return png_err(path, "%s%s", what, m->error);
+        return io_file_err(path, "%s%s (after the warning: %s)", what, m->error, m->warning);
+    return io_file_err(path, "%s%s", what, m->error);
 }
 
 /* --- reading --- */
@@ -103,24 +90,29 @@ static void png_read_fd(png_structp png, png_bytep out, size_t n)
     r->pos += n;
 }
 
-/* Open a regular file and check the 8-byte PNG signature. */
+/* Open the file and check the 8-byte PNG signature. */
 static int png_open(png_reader *r)
 {
-    r->fd = open(r->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    r->fd = io_file_open(r->path, &r->file_size);
     if (r->fd < 0)
-        return png_err(r->path, "%s", strerror(errno));
-    struct stat sb;
-    if (fstat(r->fd, &sb) != 0)
-        return png_err(r->path, "%s", strerror(errno));
-    if (!S_ISREG(sb.st_mode))
-        return png_err(r->path, "%s", S_ISDIR(sb.st_mode) ? "is a directory"
-                                                            : "not a regular file");
-    r->file_size = (uint64_t)sb.st_size;
+        return -1;
     unsigned char sig[8];
-    if (r->file_size < 8 || pread(r->fd, sig, 8, 0) != 8 || png_sig_cmp(sig, 0, 8) != 0)
-        return png_err(r->path, "not a PNG file (bad signature)");
+    if (r->file_size < 8 || io_file_read_at(r->fd, r->path, sig, 8, 0) != 0
+        || png_sig_cmp(sig, 0, 8) != 0)
+        return io_file_err(r->path, "not a PNG file (bad signature)");
     r->pos = 8;
     return 0;
+}
+
+/* Bound what libpng allocates for chunks: no chunk can be longer than the file,
+ * and the text, ICC and Exif chunks (which we do not use, and whose compressed
+ * forms could expand without bound) are skipped unread. */
+static void png_limits(png_reader *r)
+{
+    static const png_byte skip[] = "tEXt\0zTXt\0iTXt\0iCCP\0sPLT\0eXIf"; /* 5 bytes each */
+    png_set_keep_unknown_chunks(r->png, PNG_HANDLE_CHUNK_NEVER, skip, (int)(sizeof skip / 5));
+    png_set_chunk_malloc_max(r->png, (png_alloc_size_t)r->file_size);
+    png_set_chunk_cache_max(r->png, 1000);
 }
 
 /* Ask libpng for 8-bit (or, for float output, 16-bit) gray, GA, RGB or RGBA. */
@@ -146,7 +138,8 @@ static void png_transforms(png_reader *r, dtype_t dt)
 static uint64_t png_raw_bytes(const png_reader *r)
 {
     uint64_t w = png_get_image_width(r->png, r->info), h = png_get_image_height(r->png, r->info);
-    uint64_t bits = (uint64_t)png_get_channels(r->png, r->info) * png_get_bit_depth(r->png, r->info);
+    uint64_t bits = (uint64_t)png_get_channels(r->png, r->info)
+                    * png_get_bit_depth(r->png, r->info);
     return h * ((w * bits + 7) / 8 + 1);
 }
 
@@ -157,11 +150,11 @@ static int png_check_size(png_reader *r, uint64_t raw, size_t rowbytes, dtype_t 
     uint32_t w = png_get_image_width(r->png, r->info), h = png_get_image_height(r->png, r->info);
     uint64_t out = (uint64_t)w * h * (uint64_t)png_get_channels(r->png, r->info) * dtype_size(dt);
     if (raw > r->file_size * PNG_ZLIB_RATIO + PNG_ZLIB_SLACK)
-        return png_err(r->path, "a %" PRIu32 "x%" PRIu32 " image cannot fit in %" PRIu64
-                       " bytes (truncated or hostile file)", w, h, r->file_size);
+        return io_file_err(r->path, "a %" PRIu32 "x%" PRIu32 " image cannot fit in %" PRIu64
+                           " bytes (truncated or hostile file)", w, h, r->file_size);
     if ((uint64_t)rowbytes * h > PNG_MAX_BYTES || out > PNG_MAX_BYTES)
-        return png_err(r->path, "a %" PRIu32 "x%" PRIu32 " image is over the %" PRIu64
-                       "-byte limit", w, h, PNG_MAX_BYTES);
+        return io_file_err(r->path, "a %" PRIu32 "x%" PRIu32 " image is over the %" PRIu64
+                           "-byte limit", w, h, PNG_MAX_BYTES);
     return 0;
 }
 
@@ -171,7 +164,7 @@ static int png_alloc_rows(png_reader *r, uint32_t h, size_t rowbytes)
     r->pixels = malloc(rowbytes * h);
     r->rows = malloc(sizeof *r->rows * h);
     if (!r->pixels || !r->rows)
-        return png_err(r->path, "out of memory for a %zu-byte image", rowbytes * h);
+        return io_file_err(r->path, "out of memory for a %zu-byte image", rowbytes * h);
     for (uint32_t y = 0; y < h; y++)
         r->rows[y] = r->pixels + (size_t)y * rowbytes;
     return 0;
@@ -204,6 +197,7 @@ static int png_decode(png_reader *r, dtype_t dt)
         return png_fail(r->path, "", &r->msg);
     png_set_read_fn(r->png, r, png_read_fd);
     png_set_sig_bytes(r->png, 8);
+    png_limits(r);
     png_read_info(r->png, r->info);
     uint32_t w = png_get_image_width(r->png, r->info);
     uint32_t h = png_get_image_height(r->png, r->info);
@@ -227,7 +221,7 @@ static int png_decode(png_reader *r, dtype_t dt)
 tensor *io_png_load(const char *path, dtype_t dt)
 {
     if (dt != DT_U8 && dt != DT_F32) {
-        png_err(path, "read as %s is not supported (uint8 or float32)", dtype_name(dt));
+        io_file_err(path, "read as %s is not supported (uint8 or float32)", dtype_name(dt));
         return NULL;
     }
     png_reader r = {.path = path, .fd = -1};
@@ -236,7 +230,7 @@ tensor *io_png_load(const char *path, dtype_t dt)
         r.png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &r.msg, png_on_error,
                                        png_on_warning);
         r.info = r.png ? png_create_info_struct(r.png) : NULL;
-        rc = r.info ? png_decode(&r, dt) : png_err(path, "out of memory (libpng)");
+        rc = r.info ? png_decode(&r, dt) : io_file_err(path, "out of memory (libpng)");
     }
     png_destroy_read_struct(r.png ? &r.png : NULL, r.info ? &r.info : NULL, NULL);
     free(r.rows);
@@ -255,8 +249,6 @@ tensor *io_png_load(const char *path, dtype_t dt)
 /* What a write needs, and everything it must free. */
 typedef struct {
     const char *path;
-    char *tmp;
-    FILE *f;
     png_msgs msg;
     png_structp png;
     png_infop info;
@@ -271,18 +263,18 @@ static int png_check_tensor(png_writer *wr, const tensor *t)
 {
     char shp[64];
     if (!device_eq(tensor_device(t), DEVICE_CPU))
-        return png_err(wr->path, "write: move the tensor to the cpu first");
+        return io_file_err(wr->path, "write: move the tensor to the cpu first");
     if (t->dtype != DT_U8)
-        return png_err(wr->path, "write: expected a uint8 tensor, got %s (scale to 0..255 "
-                       "and convert with :to(\"uint8\"))", dtype_name(t->dtype));
+        return io_file_err(wr->path, "write: expected a uint8 tensor, got %s (scale to 0..255 "
+                           "and convert with :to(\"uint8\"))", dtype_name(t->dtype));
     bool hw = t->ndim == 2, chw = t->ndim == 3 && t->shape[0] >= 1 && t->shape[0] <= 4;
     if (!hw && !chw)
-        return png_err(wr->path, "write: expected a [H,W] or [C,H,W] tensor with C = 1, 2, 3 "
-                       "or 4, got shape %s", tensor_shape_str(t, shp, sizeof shp));
+        return io_file_err(wr->path, "write: expected a [H,W] or [C,H,W] tensor with C = 1, 2, "
+                           "3 or 4, got shape %s", tensor_shape_str(t, shp, sizeof shp));
     int64_t h = t->shape[t->ndim - 2], w = t->shape[t->ndim - 1];
     if (h < 1 || w < 1 || h > 0x7fffffff || w > 0x7fffffff)
-        return png_err(wr->path, "write: cannot write an image of shape %s",
-                       tensor_shape_str(t, shp, sizeof shp));
+        return io_file_err(wr->path, "write: cannot write an image of shape %s",
+                           tensor_shape_str(t, shp, sizeof shp));
     wr->c = hw ? 1 : (int)t->shape[0];
     wr->h = (uint32_t)h;
     wr->w = (uint32_t)w;
@@ -299,14 +291,15 @@ static void png_gather_row(png_writer *wr, uint32_t y)
             wr->row[(size_t)x * wr->c + k] = src[k * plane + (size_t)y * wr->w + x];
 }
 
-/* The encoding itself; libpng errors (a failed write) land here. */
-static int png_encode(png_writer *wr)
+/* The encoding into f; libpng errors (a failed write) land at the setjmp point,
+ * with the message kept in wr->msg. */
+static bool png_encode(png_writer *wr, FILE *f)
 {
     static const int types[5] = {0, PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_GRAY_ALPHA,
                                  PNG_COLOR_TYPE_RGB, PNG_COLOR_TYPE_RGB_ALPHA};
     if (setjmp(png_jmpbuf(wr->png)))
-        return png_fail(wr->path, "write: ", &wr->msg);
-    png_init_io(wr->png, wr->f);
+        return false;
+    png_init_io(wr->png, f);
     png_set_IHDR(wr->png, wr->info, wr->w, wr->h, 8, types[wr->c], PNG_INTERLACE_NONE,
                  PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     png_write_info(wr->png, wr->info);
@@ -315,66 +308,21 @@ static int png_encode(png_writer *wr)
         png_write_row(wr->png, wr->row);
     }
     png_write_end(wr->png, NULL);
-    return 0;
+    return true;
 }
 
-/* fsync the directory holding path, so the rename survives a crash (best effort). */
-static void png_sync_dir(const char *path)
+/* io_file_write_atomic's writer: libpng's state, then the encoding into f. */
+static bool png_write_file(FILE *f, const void *ctx)
 {
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, (size_t)(slash - path) + (slash == path)) : strdup(".");
-    int fd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-    free(dir);
-}
-
-/* Create the temporary file and libpng's state. */
-static int png_writer_open(png_writer *wr)
-{
-    size_t cap = strlen(wr->path) + 32;
-    wr->tmp = malloc(cap);
-    wr->row = malloc((size_t)wr->w * (size_t)wr->c);
-    if (!wr->tmp || !wr->row)
-        return png_err(wr->path, "write: out of memory");
-    snprintf(wr->tmp, cap, "%s.tmp.%ld", wr->path, (long)getpid());
-    wr->f = fopen(wr->tmp, "wb");
-    if (!wr->f)
-        return png_err(wr->path, "write: %s", strerror(errno));
+    png_writer *wr = (png_writer *)ctx;
     wr->png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &wr->msg, png_on_error,
                                       png_on_warning);
     wr->info = wr->png ? png_create_info_struct(wr->png) : NULL;
-    return wr->info ? 0 : png_err(wr->path, "write: out of memory (libpng)");
-}
-
-/* Flush the temporary file to disk, close it and rename it over path. */
-static int png_writer_commit(png_writer *wr)
-{
-    bool ok = fflush(wr->f) == 0 && fsync(fileno(wr->f)) == 0;
-    int e = ok ? 0 : (errno ? errno : EIO);
-    if (fclose(wr->f) != 0 && ok)
-        e = errno ? errno : EIO;
-    wr->f = NULL;
-    if (e == 0 && rename(wr->tmp, wr->path) != 0)
-        e = errno;
-    if (e != 0)
-        return png_err(wr->path, "write: %s", strerror(e));
-    png_sync_dir(wr->path);
-    return 0;
-}
-
-/* Free the writer's state; the temporary file goes unless it was renamed. */
-static void png_writer_close(png_writer *wr, bool failed)
-{
-    png_destroy_write_struct(wr->png ? &wr->png : NULL, wr->info ? &wr->info : NULL);
-    if (wr->f)
-        fclose(wr->f);
-    if (failed && wr->tmp)
-        unlink(wr->tmp);
-    free(wr->tmp);
-    free(wr->row);
+    if (!wr->info) {
+        snprintf(wr->msg.error, sizeof wr->msg.error, "out of memory (libpng)");
+        return false;
+    }
+    return png_encode(wr, f);
 }
 
 int io_png_save(const char *path, const tensor *t)
@@ -387,12 +335,14 @@ int io_png_save(const char *path, const tensor *t)
     if (!c)
         return err_prefix(path);
     wr.t = c;
-    int rc = png_writer_open(&wr);
-    if (rc == 0)
-        rc = png_encode(&wr);
-    if (rc == 0)
-        rc = png_writer_commit(&wr);
-    png_writer_close(&wr, rc != 0 || wr.f != NULL);
+    wr.row = malloc((size_t)wr.w * (size_t)wr.c);
+    int rc = wr.row ? io_file_write_atomic(path, png_write_file, &wr)
+                    : io_file_err(path, "write: out of memory");
+    /* A libpng error says more than the errno io_file_write_atomic reports. */
+    if (rc != 0 && wr.msg.error[0])
+        png_fail(path, "write: ", &wr.msg);
+    png_destroy_write_struct(wr.png ? &wr.png : NULL, wr.info ? &wr.info : NULL);
+    free(wr.row);
     tensor_decref(c);
     return rc;
 }

@@ -15,8 +15,10 @@
  *
  * A file whose declared pixels need more than 1 GiB, or more than its size
  * could hold after deflate's largest expansion, is refused before anything is
- * allocated. A PNG must be complete up to its IEND chunk; CRC errors in
- * critical chunks are errors, in ancillary chunks the chunk is skipped.
+ * allocated, and no chunk may claim more bytes than the file has. Text, ICC,
+ * Exif and suggested-palette chunks are skipped unread. A PNG must be complete up
+ * to its IEND chunk; CRC errors in critical chunks are errors, in ancillary
+ * chunks the chunk is skipped.
  *
  * Every error message starts with the file's path and says what was wrong;
  * libpng's longjmp never leaves this module. */

@@ -174,6 +174,7 @@ static int make_dense(loader_config *cfg, loader_modality *mods, tensor *idx, de
     return 0;
 }
 
+/* Drop the references make_dense took. */
 static void release_dense(dense_refs *d)
 {
     for (int m = 0; m < LOADER_MAX_MODALITIES; m++)
@@ -353,6 +354,7 @@ static int l_loader_index(lua_State *L)
     return 1;
 }
 
+/* tostring(loader): its size, or that it is closed. */
 static int l_loader_tostring(lua_State *L)
 {
     l_loader *u = luaL_checkudata(L, 1, LD_LOADER_MT);
@@ -418,16 +420,19 @@ static int check_rc(lua_State *L, int rc)
     return rc != 0 ? lt_error(L) : 0;
 }
 
+/* miles._data.mkdir_p(path): make a directory and its parents. */
 static int l_mkdir_p(lua_State *L)
 {
     return check_rc(L, fsutil_mkdir_p(luaL_checkstring(L, 1)));
 }
 
+/* miles._data.remove_tree(path): remove a file or a tree (links not followed). */
 static int l_remove_tree(lua_State *L)
 {
     return check_rc(L, fsutil_remove_tree(luaL_checkstring(L, 1)));
 }
 
+/* miles._data.fsync(path): flush a file or a directory to disk. */
 static int l_fsync(lua_State *L)
 {
     return check_rc(L, fsutil_fsync(luaL_checkstring(L, 1)));
@@ -469,12 +474,14 @@ static int l_list_dir(lua_State *L)
     return 1;
 }
 
+/* miles._data.pid_alive(pid) -> does the process run? */
 static int l_pid_alive(lua_State *L)
 {
     lua_pushboolean(L, fsutil_pid_alive((long)luaL_checkinteger(L, 1)));
     return 1;
 }
 
+/* miles._data.getpid() -> this process's id. */
 static int l_getpid(lua_State *L)
 {
     lua_pushinteger(L, (lua_Integer)getpid());
@@ -510,6 +517,7 @@ static void make_loader_metatable(lua_State *L)
     lua_pop(L, 1);
 }
 
+/* Register miles._data and miles.checksum_file in the module table at the top. */
 void l_data_open(lua_State *L)
 {
     make_loader_metatable(L);

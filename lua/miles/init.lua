@@ -21,6 +21,7 @@ miles.F = miles.nn.functional
 miles.optim = require "miles.optim"
 miles.models = require "miles.models"
 miles.checkpoint = require "miles.checkpoint"
+miles.data = require "miles.data"
 
 --- Tensors of the same shape, dtype (and device) as x.
 function miles.zeros_like(x, opts)

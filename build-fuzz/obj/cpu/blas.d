@@ -1,0 +1,19 @@
+build-fuzz/obj/cpu/blas.o: csrc/cpu/blas.c \
+  /usr/include/x86_64-linux-gnu/openblas-openmp/cblas.h \
+  /usr/include/x86_64-linux-gnu/openblas-openmp/openblas_config.h \
+  csrc/cpu/cpu.h csrc/cpu/../dispatch.h csrc/cpu/../tensor.h \
+  csrc/cpu/../device.h csrc/cpu/../dtype.h
+
+/usr/include/x86_64-linux-gnu/openblas-openmp/cblas.h:
+
+/usr/include/x86_64-linux-gnu/openblas-openmp/openblas_config.h:
+
+csrc/cpu/cpu.h:
+
+csrc/cpu/../dispatch.h:
+
+csrc/cpu/../tensor.h:
+
+csrc/cpu/../device.h:
+
+csrc/cpu/../dtype.h:

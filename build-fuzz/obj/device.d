@@ -1,0 +1,3 @@
+build-fuzz/obj/device.o: csrc/device.c csrc/device.h
+
+csrc/device.h:

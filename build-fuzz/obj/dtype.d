@@ -1,0 +1,3 @@
+build-fuzz/obj/dtype.o: csrc/dtype.c csrc/dtype.h
+
+csrc/dtype.h:

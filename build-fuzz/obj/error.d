@@ -1,0 +1,3 @@
+build-fuzz/obj/error.o: csrc/error.c csrc/error.h
+
+csrc/error.h:

@@ -1,0 +1,5 @@
+build-fuzz/obj/miles.o: csrc/miles.c csrc/miles.h csrc/error.h
+
+csrc/miles.h:
+
+csrc/error.h:

@@ -1,0 +1,97 @@
+/* libFuzzer harness for the CIFAR reader: each input is read as a CIFAR-10 and as
+ * a CIFAR-100 batch; a success must give 1-based labels in range and images whose
+ * every byte can be read.
+ *
+ * Built only with -DMILES_FUZZ (`make fuzz`, clang -fsanitize=fuzzer,address,
+ * undefined); in the ordinary build this file is empty. */
+#ifdef MILES_FUZZ
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cifar.h"
+
+/* A temporary file of this process for the run, rewritten for each input. */
+static const char *fuzz_path(const char *tag)
+{
+    static char path[2][64];
+    int k = strcmp(tag, "in") != 0;
+    if (!path[k][0])
+        snprintf(path[k], sizeof path[k], "/tmp/miles_fuzz_cifar.%ld.%s", (long)getpid(), tag);
+    return path[k];
+}
+
+/* Write the input to path; returns 0 when all of it was written. */
+static int fuzz_write(const char *path, const uint8_t *data, size_t size)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return -1;
+    size_t n = size ? fwrite(data, 1, size, f) : 0;
+    return (fclose(f) == 0 && n == size) ? 0 : -1;
+}
+
+/* Touch every byte of a tensor so that a bad length or pointer shows up. */
+static unsigned fuzz_touch(const tensor *t)
+{
+    unsigned sum = 0;
+    if (!t)
+        return 0;
+    const unsigned char *p = tensor_data(t);
+    size_t n = (size_t)tensor_numel(t) * dtype_size(t->dtype);
+    for (size_t i = 0; i < n; i++)
+        sum += p[i];
+    return sum;
+}
+
+/* Whether two contiguous tensors hold the same bytes with the same shape. */
+static int fuzz_same(const tensor *a, const tensor *b)
+{
+    if (!a || !b || a->dtype != b->dtype || !tensor_same_shape(a, b))
+        return 0;
+    size_t n = (size_t)tensor_numel(a) * dtype_size(a->dtype);
+    return memcmp(tensor_data(a), tensor_data(b), n) == 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Trap unless every label lies in 1..hi. */
+static void fuzz_labels(const tensor *t, int64_t hi)
+{
+    const int64_t *p = tensor_data(t);
+    for (int64_t i = 0; i < tensor_numel(t); i++)
+        if (p[i] < 1 || p[i] > hi)
+            __builtin_trap();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const char *path = fuzz_path("in");
+    if (fuzz_write(path, data, size) != 0)
+        return 0;
+    volatile unsigned sink = 0;
+    for (int variant = 10; variant <= 100; variant += 90) {
+        tensor *images = NULL, *labels = NULL, *coarse = NULL;
+        if (io_cifar_load(path, variant, &images, &labels, &coarse) != 0)
+            continue;
+        sink += fuzz_touch(images) + fuzz_touch(labels) + fuzz_touch(coarse);
+        fuzz_labels(labels, variant);
+        if (coarse)
+            fuzz_labels(coarse, 20);
+        tensor_decref(images);
+        tensor_decref(labels);
+        tensor_decref(coarse);
+    }
+    (void)sink;
+    (void)fuzz_same;
+    return 0;
+}
+
+#else
+/* Keep the translation unit non-empty in the ordinary build. */
+typedef int io_cifar_fuzz_disabled;
+#endif
