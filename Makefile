@@ -90,7 +90,7 @@ deps:
 	sh tools/install-deps.sh
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
 -include $(CORE_OBJ:.o=.d) $(LUA_OBJ:.o=.d) $(MAIN_OBJ:.o=.d)
 
@@ -127,10 +127,12 @@ $(FUZZ_DIR)/fuzz_%: $(FUZZ_DIR)/obj/io/fuzz_%.o $(FUZZ_LIB)
 fuzz-run: fuzz
 	@for b in $(FUZZ_BINS); do \
 	  name=$${b#$(FUZZ_DIR)/fuzz_}; corpus=$(FUZZ_DIR)/corpus/$$name; mkdir -p $$corpus; \
-	  cp spec/fixtures/io/* spec/fixtures/$$name/* $$corpus/ 2>/dev/null; \
+	  cp spec/fixtures/io/* $$corpus/ 2>/dev/null; cp spec/fixtures/$$name/* $$corpus/ 2>/dev/null; \
 	  echo "fuzz_$$name: $(FUZZ_SECONDS) s"; \
 	  $$b -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -print_final_stats=1 \
-	    -artifact_prefix=$(FUZZ_DIR)/crash-$$name- $$corpus 2>&1 | tail -4 || exit 1; \
+	    -artifact_prefix=$(FUZZ_DIR)/crash-$$name- $$corpus > $(FUZZ_DIR)/$$name.log 2>&1; \
+	  rc=$$?; grep -E 'DONE|ERROR|SUMMARY' $(FUZZ_DIR)/$$name.log | tail -3; \
+	  [ $$rc -eq 0 ] || { echo "fuzz_$$name failed: see $(FUZZ_DIR)/$$name.log"; exit 1; }; \
 	done
 
 -include $(wildcard $(FUZZ_DIR)/obj/*.d $(FUZZ_DIR)/obj/*/*.d)

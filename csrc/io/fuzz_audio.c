@@ -16,14 +16,28 @@
 
 #include "audio.h"
 
-/* A temporary file of this process for the run, rewritten for each input. */
+static char fuzz_paths[2][64];
+
+/* Remove the temporary files when the fuzzer exits. */
+static void fuzz_cleanup(void)
+{
+    for (int k = 0; k < 2; k++)
+        if (fuzz_paths[k][0])
+            unlink(fuzz_paths[k]);
+}
+
+/* A temporary file of this process for the run ("in", or one output), rewritten
+ * for each input and removed at exit. */
 static const char *fuzz_path(const char *tag)
 {
-    static char path[2][64];
     int k = strcmp(tag, "in") != 0;
-    if (!path[k][0])
-        snprintf(path[k], sizeof path[k], "/tmp/miles_fuzz_audio.%ld.%s", (long)getpid(), tag);
-    return path[k];
+    if (!fuzz_paths[k][0]) {
+        snprintf(fuzz_paths[k], sizeof fuzz_paths[k], "/tmp/miles_fuzz_audio.%ld.%s",
+                 (long)getpid(), tag);
+        if (k == 0)
+            atexit(fuzz_cleanup);
+    }
+    return fuzz_paths[k];
 }
 
 /* Write the input to path; returns 0 when all of it was written. */

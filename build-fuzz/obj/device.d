@@ -1,3 +1,0 @@
-build-fuzz/obj/device.o: csrc/device.c csrc/device.h
-
-csrc/device.h:

@@ -1,3 +1,0 @@
-build-fuzz/obj/dtype.o: csrc/dtype.c csrc/dtype.h
-
-csrc/dtype.h:

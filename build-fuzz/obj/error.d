@@ -1,3 +1,0 @@
-build-fuzz/obj/error.o: csrc/error.c csrc/error.h
-
-csrc/error.h:

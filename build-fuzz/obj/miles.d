@@ -1,5 +1,0 @@
-build-fuzz/obj/miles.o: csrc/miles.c csrc/miles.h csrc/error.h
-
-csrc/miles.h:
-
-csrc/error.h:
