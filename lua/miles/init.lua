@@ -22,6 +22,10 @@ miles.optim = require "miles.optim"
 miles.models = require "miles.models"
 miles.checkpoint = require "miles.checkpoint"
 miles.data = require "miles.data"
+miles.signal = require "miles.signal"
+miles.fusion = require "miles.fusion"
+miles.rules = require "miles.rules"
+miles.train = require "miles.train"
 
 --- Tensors of the same shape, dtype (and device) as x.
 function miles.zeros_like(x, opts)

@@ -1,0 +1,22 @@
+--- rules.vanilla{heads = "probe"}: joint training on the fused loss with one global
+-- rate (docs/BASELINES.md "Vanilla"). heads = "probe" (default): each unimodal
+-- head is trained on the detached latent, so only the fused loss trains the
+-- encoders; heads = "loss": the heads' losses train the encoders too (Eq. 3,
+-- MILES with mu = 1).
+return function(opts)
+  opts = opts or {}
+  local heads = opts.heads or "probe"
+  if heads ~= "probe" and heads ~= "loss" then
+    error("rules.vanilla: heads must be 'probe' or 'loss', got " .. tostring(heads), 2)
+  end
+  return {
+    name = "vanilla",
+    head_mode = heads,
+    state = {},
+    loss_weights = function(ctx)
+      local w = { fused = 1 }
+      for _, name in ipairs(ctx.order) do w[name] = 1 end
+      return w
+    end,
+  }
+end
