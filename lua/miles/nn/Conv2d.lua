@@ -59,12 +59,7 @@ end
 
 --- Draw the parameters again with PyTorch's default initialisation.
 function Conv2d:reset_parameters()
-  init.kaiming_uniform_(self.weight, math.sqrt(5))
-  if self.bias then
-    local fan_in = init.calculate_fan_in_and_fan_out(self.weight)
-    local bound = fan_in > 0 and 1 / math.sqrt(fan_in) or 0
-    init.uniform_(self.bias, -bound, bound)
-  end
+  init.default_(self.weight, self.bias)
 end
 
 function Conv2d:forward(x)

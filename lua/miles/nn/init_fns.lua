@@ -120,4 +120,15 @@ function init.xavier_normal_(t, gain)
   return init.normal_(t, 0, (gain or 1) * math.sqrt(2 / (fan_in + fan_out)))
 end
 
+--- PyTorch's default initialisation of Linear and Conv2d: weight from
+-- kaiming_uniform_(a = sqrt(5)), bias (if any) uniform in +-1/sqrt(fan_in).
+function init.default_(weight, bias)
+  init.kaiming_uniform_(weight, math.sqrt(5))
+  if bias then
+    local fan_in = init.calculate_fan_in_and_fan_out(weight)
+    local bound = fan_in > 0 and 1 / math.sqrt(fan_in) or 0
+    init.uniform_(bias, -bound, bound)
+  end
+end
+
 return init
