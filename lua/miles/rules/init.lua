@@ -17,10 +17,23 @@
 --   local rules = require "miles.rules"
 --   rules.get("miles", {tau = 0.2})   rules.get("vanilla")   rules.get(my_table)
 --   rules.get("path/to/rule.lua", opts)  -- a file returning function(opts) -> hooks
+--
+-- Built-in rules are the files lua/miles/rules/<name>.lua (each returns
+-- function(opts) -> hooks); rules.<name> loads one on first use.
 local rules = {}
 
-rules.vanilla = require "miles.rules.vanilla"
-rules.miles = require "miles.rules.miles"
+rules.BUILTIN = { "vanilla", "miles", "mses", "mslr_k", "mslr_s", "mslr_d", "ogm", "ogm_ge", "gblend" }
+
+setmetatable(rules, { __index = function(t, name)
+  if type(name) ~= "string" or not name:match("^[%w_]+$") then return nil end
+  local ok, factory = pcall(require, "miles.rules." .. name)
+  if not ok then
+    if tostring(factory):find("module 'miles.rules." .. name .. "' not found", 1, true) then return nil end
+    error(factory, 0)
+  end
+  rawset(t, name, factory)
+  return factory
+end })
 
 --- The rule named `r` (a built-in name or a Lua file returning function(opts) ->
 -- hooks), a hooks table as it is, or a factory function called with opts.
@@ -28,8 +41,8 @@ function rules.get(r, opts)
   if type(r) == "table" then return r end
   if type(r) == "function" then return r(opts or {}) end
   if type(r) ~= "string" then error("rules.get: give a rule name, file or table, got " .. tostring(r), 2) end
-  local builtin = rawget(rules, r)
-  if type(builtin) == "function" and r ~= "get" then return builtin(opts or {}) end
+  local builtin = not r:find("[./]") and rules[r]
+  if type(builtin) == "function" and r ~= "get" and r ~= "unit_weights" then return builtin(opts or {}) end
   if r:find("%.lua$") or r:find("/", 1, true) then
     local chunk, err = loadfile(r)
     if not chunk then error("rules.get: cannot load rule file " .. r .. ": " .. tostring(err), 2) end
@@ -38,7 +51,8 @@ function rules.get(r, opts)
     if type(factory) == "table" then return factory end
     error("rules.get: rule file " .. r .. " must return function(opts) -> hooks", 2)
   end
-  error("rules.get: unknown rule '" .. r .. "' (built in: vanilla, miles; or a .lua file)", 2)
+  error("rules.get: unknown rule '" .. r .. "' (built in: " .. table.concat(rules.BUILTIN, ", ") ..
+    "; or a .lua file)", 2)
 end
 
 --- Loss weights of 1 for the fused output and every modality in ctx.order.
