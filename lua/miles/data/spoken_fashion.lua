@@ -10,6 +10,8 @@
 --
 --   local sf = require "miles.data.spoken_fashion"
 --   local ds = sf.load({ preset = "easy", seed = 0 })   -- a miles.data.Dataset
+--   -- other options: train/val/test (pair counts), cache_dir (default: the
+--   -- miles cache, $MILES_CACHE), quiet (no progress bar)
 --
 -- Presets (README lists the unimodal and vanilla accuracies measured on each):
 --   easy  like S-MNIST and LUMA: the audio is fast and near-perfect, the fused
@@ -224,7 +226,8 @@ end
 function M.load(opts)
   local o = resolve(opts)
   local name = string.format("spoken-fashion-%s-%d", o.preset, o.seed)
-  local arrays = cache.build(name, cache_params(o), function(progress) return build(o, progress) end)
+  local arrays = cache.build(name, cache_params(o), function(progress) return build(o, progress) end,
+    { dir = o.cache_dir, quiet = o.quiet })
   local n_fit = o.train + o.val
   local function range(first, count) return miles.arange(first, first + count) end
   return data.Dataset({
