@@ -10,45 +10,8 @@ local H = require "helpers"
 
 local D = miles._data
 
--- A fresh empty directory.
-local function tmpdir()
-  local dir = os.tmpname()
-  os.remove(dir)
-  D.mkdir_p(dir)
-  return dir
-end
-
-local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function write_file(path, bytes)
-  local f = assert(io.open(path, "wb"))
-  f:write(bytes)
-  f:close()
-end
-
-local function exists(path)
-  return os.rename(path, path) ~= nil
-end
-
--- The entries of a directory, sorted.
-local function entries(dir)
-  local list = D.list_dir(dir)
-  table.sort(list)
-  return list
-end
-
--- The miles host running these specs (for child processes).
-local function miles_bin()
-  for _, c in ipairs({ os.getenv("MILES_BIN") or false, arg and arg[-1] or false }) do
-    if c and c:match("miles$") and io.open(c, "rb") then return c end
-  end
-  return "build/bin/miles"
-end
+local tmpdir, read_file, write_file, exists, entries = H.tmpdir, H.read_file, H.write_file, H.exists, H.entries
+local miles_bin = H.miles_bin
 
 -- Are two tensors exactly equal?
 local function same(a, b)

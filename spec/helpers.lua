@@ -131,4 +131,35 @@ function H.read_file(path)
   return s
 end
 
+--- Does a file (or directory) exist at path?
+function H.exists(path)
+  return os.rename(path, path) ~= nil
+end
+
+--- The names in a directory, sorted.
+function H.entries(dir)
+  local list = miles._data.list_dir(dir)
+  table.sort(list)
+  return list
+end
+
+--- Assert that fn raises an error whose message contains every given piece
+-- (plain text); returns the message.
+function H.raises(fn, ...)
+  local msg = H.error_of(fn)
+  for _, piece in ipairs({ ... }) do
+    assert(msg:find(piece, 1, true), string.format("error %q lacks %q", msg, piece))
+  end
+  return msg
+end
+
+--- The miles host running these specs (for child processes): $MILES_BIN, the
+-- running interpreter, else build/bin/miles.
+function H.miles_bin()
+  for _, c in ipairs({ os.getenv("MILES_BIN") or false, arg and arg[-1] or false }) do
+    if c and c:match("miles$") and io.open(c, "rb") then return c end
+  end
+  return "build/bin/miles"
+end
+
 return H

@@ -12,56 +12,9 @@ local mio = miles.io
 
 -- --- helpers ---------------------------------------------------------------
 
-local function tmpdir()
-  local dir = os.tmpname()
-  os.remove(dir)
-  assert(os.execute("mkdir -p '" .. dir .. "'"))
-  return dir
-end
+local tmpdir, rmdir, write_file, read_file, exists = H.tmpdir, H.rmdir, H.write_file, H.read_file, H.exists
 
-local function rmdir(dir)
-  os.execute("rm -rf '" .. dir .. "'")
-end
-
-local function write_file(path, bytes)
-  local f = assert(io.open(path, "wb"))
-  f:write(bytes)
-  f:close()
-end
-
-local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
-
--- The names in a directory (to see that no temporary file is left behind).
-local function listdir(dir)
-  local p = io.popen("ls -A '" .. dir .. "'")
-  local names = {}
-  for line in p:lines() do names[#names + 1] = line end
-  p:close()
-  table.sort(names)
-  return names
-end
-
--- Assert that fn raises an error whose message contains every given word.
-local function expect_error(fn, ...)
-  local ok, err = pcall(fn)
-  assert(not ok, "expected an error")
-  err = tostring(err)
-  for _, word in ipairs({ ... }) do
-    assert(err:find(word, 1, true), ("error %q does not mention %q"):format(err, word))
-  end
-  return err
-end
+local listdir, expect_error = H.entries, H.raises
 
 local function shape_of(t) return table.concat(t:shape(), "x") end
 

@@ -5,14 +5,7 @@
 local miles = require "miles"
 local H = require "helpers"
 
--- Assert that fn raises an error whose message contains every given piece.
-local function raises(fn, ...)
-  local msg = H.error_of(fn)
-  for _, piece in ipairs({ ... }) do
-    assert(msg:find(piece, 1, true), string.format("error %q lacks %q", msg, piece))
-  end
-  return msg
-end
+local raises = H.raises
 
 local function close(a, b, what)
   assert(math.abs(a - b) <= 1e-12, string.format("%s: %.17g ~= %.17g", what or "value", a, b))

@@ -1,7 +1,7 @@
 -- The embedded data set's builder (lua/miles/data/spoken_fashion.lua) at a tiny
 -- size: shapes, labels, splits, determinism for a seed, the cache reused.
 local miles = require "miles"
-local H = require "spec.helpers"
+local H = require "helpers"
 local sf = require "miles.data.spoken_fashion"
 
 -- 3 utterances per class (1 for the test split), 30 + 10 + 10 pairs.
