@@ -128,6 +128,36 @@ function Model:forward(inputs)
   return { fused = fused, heads = heads, latents = latents }
 end
 
+--- modality_logits({name = z, ...}) -> {name = logits}: each modality's share of
+-- the fused logits, read from the fusion head's own weights (as OGM does). With
+-- n modalities and the fused Linear's weight W and bias b:
+--   concat: out_i = z_i W_i^T + b/n, W_i the column block of W that reads z_i;
+--   sum:    out_i = z_i W^T + b/n.
+-- In both cases the shares add up to the fused logits. (The official OGM-GE code's
+-- sum fusion has one Linear per modality, each with its own bias; ours has one
+-- shared Linear, so its bias is split evenly, as the official concat case does.)
+-- A module or function fusion head has no such split: error.
+function Model:modality_logits(latents)
+  local kind = self.fusion_kind
+  if kind ~= "concat" and kind ~= "sum" then
+    error(("FusionModel:modality_logits: needs 'concat' or 'sum' fusion, this model's fusion is a %s")
+      :format(kind), 2)
+  end
+  local W, b, n = self.fusion_head.weight, self.fusion_head.bias, #self.order
+  local share = b and b / n
+  local out, col = {}, 1
+  for _, name in ipairs(self.order) do
+    local z = latents[name]
+    if z == nil then error(("FusionModel:modality_logits: no latent for modality '%s'"):format(name), 2) end
+    local d = self.dims[name]
+    local Wi = kind == "concat" and W:narrow(2, col, d) or W
+    col = col + d
+    local logits = z:matmul(Wi:t())
+    out[name] = share and logits + share or logits
+  end
+  return out
+end
+
 --- The optimizer's parameter groups: one per modality (encoder + its head), in
 -- order, then "fusion" (the fusion head's parameters; empty for a plain function).
 function Model:param_groups()
