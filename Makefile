@@ -11,12 +11,15 @@ SAN       ?= 0
 BUILD     ?= $(if $(filter 1,$(SAN)),build-san,build)
 LUA       ?= lua5.4
 
+# SYSROOT: where the packages are, when not in / (a bundle unpacked by
+# tools/offline-install.sh; its env.sh sets pkg-config's and the compiler's paths).
+SYSROOT   ?=
 # OpenBLAS built on OpenMP, so its threads and ours (and oneDNN's) are one pool
 # instead of two sets of threads fighting over the cores.
-OPENBLAS  ?= /usr/lib/x86_64-linux-gnu/openblas-openmp
+OPENBLAS  ?= $(SYSROOT)/usr/lib/x86_64-linux-gnu/openblas-openmp
 PKGS      := lua5.4 libedit libpng libjpeg sndfile zlib kissfft-float
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null) \
-              -I/usr/include/x86_64-linux-gnu/$(notdir $(OPENBLAS))
+              -I$(SYSROOT)/usr/include/x86_64-linux-gnu/$(notdir $(OPENBLAS))
 PKG_LIBS   := -L$(OPENBLAS) -Wl,-rpath,$(OPENBLAS) -lopenblas \
               $(shell pkg-config --libs $(filter-out lua5.4,$(PKGS)) 2>/dev/null) -ldnnl -lm -lpthread
 
@@ -50,7 +53,7 @@ CORE_OBJ := $(filter-out $(MAIN_OBJ),$(CORE_OBJ))
 BIN    := $(BUILD)/bin/miles
 MODULE := $(BUILD)/lib/miles/core.so
 
-.PHONY: all test test-san bench demo deps clean
+.PHONY: all test test-san bench demo deps offline-bundle clean
 all: $(BIN) $(MODULE)
 
 # Objects depend on the Makefile too, so a change of flags rebuilds them.
@@ -88,6 +91,10 @@ bench: all
 
 deps:
 	sh tools/install-deps.sh
+
+# The packages for a machine without network (a GPU node): see README.
+offline-bundle:
+	sh tools/offline-bundle.sh offline
 
 clean:
 	rm -rf build build-san build-fuzz
