@@ -181,7 +181,7 @@ describe("MSLR through train.Trainer", function()
       local opts = { lrs = LRS }
       for k, v in pairs(extra) do opts[k] = v end
       local t = train.Trainer{ model = conv_model(), dataset = DS, rule = name, rule_opts = opts, lr = 1e-3,
-                               epochs = 2, batch_size = 32, seed = 0, workers = 1 }
+                               epochs = 2, batch_size = 32, seed = 0, workers = 1, quiet = true }
       assert.are.equal("probe", t.model.head_mode)
       t:fit()
       assert.are.equal(2, #t.history)

@@ -309,7 +309,7 @@ describe("OGM through train.Trainer", function()
     it(name .. ": 2 epochs, modulated in epoch 1 only (modulation_end = 0), lrs left at alpha", function()
       local t = train.Trainer{ model = conv_model(), dataset = DS, rule = name,
                                rule_opts = { modulation_end = 0 }, lr = 1e-2, epochs = 2, batch_size = 32,
-                               seed = 0, workers = 1 }
+                               seed = 0, workers = 1, quiet = true }
       assert.are.equal("probe", t.model.head_mode)
       t:fit()
       assert.are.equal(2, #t.history)

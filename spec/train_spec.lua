@@ -1,6 +1,9 @@
 -- miles.fusion and miles.train on a tiny synthetic set (train.toy_dataset: 256
 -- samples of two 1x8x8 modalities, "audio" clean and "image" noisy) with tiny
--- encoders (Flatten + Linear + ReLU).
+-- encoders (Flatten + Linear + ReLU, or + BatchNorm1d where batch-norm state
+-- matters): fitting, logs, progress output, resume, the group operations rules
+-- use (state, snapshots, freezing), model copies and probe runs, multi-label
+-- and three-modality runs. (Killed-and-resumed runs: train_resume_spec.lua.)
 local miles = require "miles"
 local nn = miles.nn
 local F = miles.F
@@ -8,15 +11,18 @@ local fusion = require "miles.fusion"
 local train = require "miles.train"
 local rules = require "miles.rules"
 local checkpoint = require "miles.checkpoint"
+local H = require "helpers"
 
 local DS = train.toy_dataset{ n = 256, classes = 4, seed = 0 }
 
 local function enc(d) return nn.Sequential(nn.Flatten(), nn.Linear(64, d or 16), nn.ReLU()) end
+local function bn_enc() return nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.BatchNorm1d(16), nn.ReLU()) end
 
 local function model(opts)
   opts = opts or {}
   miles.manual_seed(opts.seed or 0)
-  return fusion.Model{ encoders = { audio = enc(), image = enc() }, order = { "audio", "image" },
+  local e = opts.bn and bn_enc or enc
+  return fusion.Model{ encoders = { audio = e(), image = e() }, order = { "audio", "image" },
                        classes = 4, fusion = opts.fusion, head_mode = opts.head_mode }
 end
 
@@ -29,7 +35,7 @@ end
 
 local function args(extra)
   local a = { model = model(), dataset = DS, rule = rules.miles{ tau = 0.2, mu = 0.5 }, lr = 1e-2,
-              epochs = 3, batch_size = 32, seed = 0, workers = 1 }
+              epochs = 3, batch_size = 32, seed = 0, workers = 1, quiet = true }
   for k, v in pairs(extra or {}) do a[k] = v end
   return a
 end
@@ -234,5 +240,293 @@ describe("train.Trainer", function()
     assert.are.equal(1e-2, t:lr("audio"))
     t:set_lr("audio", 1e-4)
     assert.are.equal(1e-4, t:lr("audio"))
+  end)
+end)
+
+-- A stream that keeps what is written (for the progress output).
+local function capture()
+  local parts = {}
+  return { write = function(_, ...) for _, x in ipairs({ ... }) do parts[#parts + 1] = tostring(x) end end,
+           flush = function() end, text = function() return table.concat(parts) end }
+end
+
+-- Copies of a state dict's tensors, and whether two state dicts hold the same values.
+local function copy_sd(sd)
+  local out = {}
+  for k, t in pairs(sd) do out[k] = miles.no_grad(function() return t:clone() end) end
+  return out
+end
+
+local function same_values(a, b)
+  for k, t in pairs(a) do
+    assert(b[k], k .. " missing")
+    if not miles.allclose(t:to("float64"), b[k]:to("float64"), 0, 0) then return false, k end
+  end
+  for k in pairs(b) do assert(a[k], k .. " unexpected") end
+  return true
+end
+
+describe("train.Trainer progress output", function()
+  it("prints a bar per epoch and a line with the val metrics, u, delta, action; quiet prints nothing", function()
+    local out = capture()
+    local t = train.Trainer(args{ quiet = false, stream = out, epochs = 2 })
+    t:fit()
+    local text = out.text()
+    -- not a terminal: plain bar lines, the last one at 100% of the 4 batches
+    assert.truthy(text:find("epoch 1/2:   0%  0/4", 1, true))
+    assert.truthy(text:find("epoch 2/2: 100%  4/4", 1, true))
+    for e, r in ipairs(t.history) do
+      local line = ("epoch %d/2  train loss %.4f  val accuracy fused %.4f audio %.4f image %.4f  u audio %.3f image %.3f  delta %.3f  %s  %.1f s")
+        :format(e, r.train_loss, r.val_accuracy_fused, r.val_accuracy_audio, r.val_accuracy_image, r.u_audio,
+                r.u_image, r.delta, r.action, r.seconds)
+      local at = text:find(line, 1, true)
+      assert(at, "no line " .. line .. " in\n" .. text)
+      local rest = text:sub(at + #line):match("^[^\n]*")
+      if e == 1 then assert.truthy(rest:find("^, ETA %d+:%d%d$")) else assert.are.equal("", rest) end
+    end
+    local quiet = capture()
+    train.Trainer(args{ quiet = true, stream = quiet, epochs = 1 }):fit()
+    assert.are.equal("", quiet.text())
+  end)
+end)
+
+describe("train.clone_module", function()
+  it("copies parameters and buffers into a model with the same outputs that shares no tensor", function()
+    local m = model{ bn = true }
+    local c = train.clone_module(m)
+    assert.are.equal(getmetatable(m), getmetatable(c))
+    assert.are.equal(getmetatable(m.encoders.audio[3]), getmetatable(c.encoders.audio[3]))
+    assert.are.same(m.order, c.order)
+    local x = { audio = miles.randn(6, 1, 8, 8), image = miles.randn(6, 1, 8, 8) }
+    m:eval(); c:eval()
+    assert.is_true(miles.allclose(m(x).fused, c(x).fused, 0, 0))
+    local ps, cs = m:parameters(), c:parameters()
+    assert.are.equal(#ps, #cs)
+    for i = 1, #ps do
+      assert.are_not.equal(ps[i], cs[i])
+      assert.is_true(cs[i].requires_grad)
+      assert.is_true(cs[i].is_leaf)
+    end
+    -- training the copy changes neither the original's weights nor its batch-norm statistics
+    local before = copy_sd(m:state_dict())
+    c:train()
+    local l = F.cross_entropy(c(x).fused, miles.tensor({ 1, 2, 3, 4, 1, 2 }, { dtype = "int64" }))
+    l:backward()
+    miles.optim.SGD(c:parameters(), { lr = 0.5 }):step()
+    assert.is_true(same_values(before, m:state_dict()))
+    assert.is_false(same_values(before, c:state_dict()))
+  end)
+end)
+
+describe("train.Trainer groups", function()
+  it("splits the state dict by group: encoders.<name> + heads.<name>, and fusion_head", function()
+    local t = train.Trainer(args{ model = model{ bn = true } })
+    local all, seen = t.model:state_dict(), {}
+    local prefixes = { audio = { "encoders.audio.", "heads.audio." }, image = { "encoders.image.", "heads.image." },
+                       fusion = { "fusion_head." } }
+    local counts = {}
+    for g, pre in pairs(prefixes) do
+      counts[g] = 0
+      for k, v in pairs(t:group_state(g)) do
+        assert(k:sub(1, #pre[1]) == pre[1] or (pre[2] and k:sub(1, #pre[2]) == pre[2]), g .. ": " .. k)
+        assert.is_nil(seen[k])
+        assert.is_true(miles.allclose(v:to("float64"), all[k]:to("float64"), 0, 0))
+        seen[k], counts[g] = true, counts[g] + 1
+      end
+    end
+    for k in pairs(all) do assert(seen[k], k .. " is in no group") end
+    -- Linear (2) + BatchNorm1d (2 + 3 buffers) + head (2); fusion Linear (2)
+    assert.are.same({ audio = 9, image = 9, fusion = 2 }, counts)
+    assert.truthy(H.error_of(function() t:group_state("text") end):find("no group 'text'", 1, true))
+  end)
+
+  it("snapshots a group and restores it; unknown snapshots are errors", function()
+    local t = train.Trainer(args{ model = model{ bn = true } })
+    t:snapshot_group("audio", "start")
+    t:epoch()
+    local snap = t.snapshots.start
+    assert.is_false(same_values(snap, t:group_state("audio")))
+    local image = copy_sd(t:group_state("image"))
+    t:restore_group("audio", "start")
+    assert.is_true(same_values(snap, t:group_state("audio")))
+    assert.is_true(same_values(image, t:group_state("image")))
+    assert.truthy(H.error_of(function() t:restore_group("audio", "nope") end):find("no snapshot 'nope'", 1, true))
+    assert.truthy(H.error_of(function() t:snapshot_group("audio", "a b") end):find("tag", 1, true))
+  end)
+
+  it("a frozen group keeps weights, batch-norm statistics and Adam state; unfreezing restores its lr", function()
+    local t = train.Trainer(args{ model = model{ bn = true }, rule = rules.vanilla{ heads = "loss" } })
+    t:epoch()
+    local p_audio = t.optimizer:group("audio").params[1]
+    local p_image = t.optimizer:group("image").params[1]
+    local step_a, step_i = t.optimizer.state[p_audio].step, t.optimizer.state[p_image].step
+    local audio, image = copy_sd(t:group_state("audio")), copy_sd(t:group_state("image"))
+    t:freeze_group("audio")
+    assert.are.equal(0, t:lr("audio"))
+    assert.is_false(p_audio.requires_grad)
+    t:epoch()
+    assert.is_true(same_values(audio, t:group_state("audio")))   -- running_mean/var, num_batches_tracked too
+    assert.is_false(same_values(image, t:group_state("image")))
+    assert.are.equal(step_a, t.optimizer.state[p_audio].step)
+    assert.are.equal(step_i + 4, t.optimizer.state[p_image].step)
+    assert.are.equal(0, t.history[2].lr_audio)
+    assert.are.equal(1e-2, t.history[2].lr_image)
+    t:unfreeze_group("audio")
+    assert.are.equal(1e-2, t:lr("audio"))
+    assert.is_true(p_audio.requires_grad)
+    t:epoch()
+    assert.is_false(same_values(audio, t:group_state("audio")))
+  end)
+
+  it("a rule's finalize gives the final weights; a rule's stop, frozen groups and snapshots survive resume", function()
+    local function rule()
+      return { name = "test", head_mode = "loss", state = {},
+        on_epoch_end = function(ctx)
+          if ctx.epoch == 1 then
+            ctx.trainer:snapshot_group("image", "first")
+            ctx.trainer:freeze_group("audio")
+          end
+          if ctx.epoch == 2 then ctx.stop = true end
+        end,
+        finalize = function(ctx)
+          local sd = {}
+          for k, v in pairs(ctx.model:state_dict()) do sd[k] = v end
+          for k, v in pairs(ctx.trainer.snapshots.first) do sd[k] = v end
+          return sd
+        end }
+    end
+    local dir = tmpdir()
+    local path = dir .. "/last.safetensors"
+    local t = train.Trainer(args{ rule = rule(), epochs = 5, checkpoint = path })
+    local s = t:fit()
+    assert.are.equal(2, t.epoch_done)
+    assert.are.equal("finalize", s.weights)
+    assert.is_true(same_values(t.snapshots.first, t:group_state("image")))
+    assert.are.equal(t:evaluate("val").fused.accuracy, s.val.fused)
+    local r = train.resume(path, args{ rule = rule(), epochs = 5 })
+    assert.is_true(r.ctx.stop)
+    assert.are.equal(1e-2, r.frozen.audio)
+    assert.is_false(r.optimizer:group("audio").params[1].requires_grad)
+    assert.is_true(same_values(t.snapshots.first, r.snapshots.first))
+    local s2 = r:fit()
+    assert.are.equal(2, r.epoch_done)
+    same(s, s2, "summary")
+    os.execute("rm -rf '" .. dir .. "'")
+  end)
+end)
+
+describe("train.Trainer copies (probe runs)", function()
+  it("holds out a seeded part of the training split", function()
+    local t = train.Trainer(args())
+    local kept, held = t:holdout(0.1)
+    assert.are.equal(13, held:numel())   -- round(0.1 * 128)
+    assert.are.equal(115, kept:numel())
+    local all = {}
+    for _, i in ipairs(kept:totable()) do all[#all + 1] = i end
+    for _, i in ipairs(held:totable()) do all[#all + 1] = i end
+    table.sort(all)
+    assert.are.same(DS:split("train").indices:totable(), all)
+    local k2, h2 = t:holdout(0.1)
+    assert.are.same(held:totable(), h2:totable())
+    local _, h3 = train.Trainer(args{ seed = 1 }):holdout(0.1)
+    assert.are_not.same(held:totable(), h3:totable())
+    assert.truthy(H.error_of(function() t:holdout(1) end):find("fraction must be in (0, 1), got 1", 1, true))
+  end)
+
+  it("trains a copy on the given loss weights and measures losses, leaving the trainer as it was", function()
+    local t = train.Trainer(args{ rule = rules.vanilla{ heads = "loss" } })
+    local kept, held = t:holdout(0.25)
+    local before = copy_sd(t.model:state_dict())
+    local rng = miles.get_rng_state()
+    local w = { fused = 0, audio = 1, image = 0 }
+    local p = t:probe_run{ epochs = 2, loss_weights = w, train = kept, held_out = held }
+    assert.is_true(same_values(before, t.model:state_dict()))
+    assert.are.same(rng, miles.get_rng_state())
+    assert.is_nil(next(t.optimizer.state))
+    -- the start is the model's own losses on T and V
+    assert.are.same(t:evaluate(kept).loss, p.start.train)
+    assert.are.same(t:evaluate(held).loss, p.start.held_out)
+    -- only the audio branch trained (weight 0: no gradient for image and fusion)
+    local c = p.model
+    assert.is_false(miles.allclose(c.encoders.audio[2].weight, t.model.encoders.audio[2].weight, 0, 0))
+    assert.is_true(miles.allclose(c.encoders.image[2].weight, t.model.encoders.image[2].weight, 0, 0))
+    assert.is_true(miles.allclose(c.fusion_head.weight, t.model.fusion_head.weight, 0, 0))
+    assert(p.epochs[2].train.audio < p.epochs[1].train.audio and p.epochs[1].train.audio < p.start.train.audio,
+      "the audio head's training loss did not fall")
+    assert.are.same(p.start.train.image, p.epochs[2].train.image)
+    -- the same again
+    local q = t:probe_run{ epochs = 2, loss_weights = w, train = kept, held_out = held }
+    assert.are.same(p.epochs, q.epochs)
+  end)
+end)
+
+describe("train.Trainer on other label and modality layouts", function()
+  it("multi-label: float multi-hot labels, BCE losses, F1 macro at threshold 0.5", function()
+    -- sample of class c has labels c and c % 4 + 1
+    local y = {}
+    for i, c in ipairs(DS.labels:totable()) do
+      y[i] = { 0, 0, 0, 0 }
+      y[i][c], y[i][c % 4 + 1] = 1, 1
+    end
+    local ml = miles.data.Dataset{ modalities = DS.modalities, splits = DS.splits,
+                                   labels = miles.tensor(y, { dtype = "float32" }) }
+    local t = train.Trainer(args{ dataset = ml, epochs = 2 })
+    assert.are.equal("f1_macro", t.metric)
+    local s = t:fit()
+    assert.is_number(t.history[2].val_f1_macro_fused)
+    -- the test F1 macro of the final model, by hand: logit > 0 is a positive
+    local test = ml:split("test")
+    local out = miles.no_grad(function()
+      t.model:eval()
+      return t.model{ audio = test:tensor("audio"), image = test:tensor("image") }
+    end)
+    local function f1_macro(logits)
+      local pred, truth, f1 = logits:totable(), test:labels():totable(), 0
+      for k = 1, 4 do
+        local tp, fp, fn = 0, 0, 0
+        for i = 1, #pred do
+          local p1, y1 = pred[i][k] > 0, truth[i][k] == 1
+          if p1 and y1 then tp = tp + 1 elseif p1 then fp = fp + 1 elseif y1 then fn = fn + 1 end
+        end
+        f1 = f1 + (tp > 0 and 2 * tp / (2 * tp + fp + fn) or 0)
+      end
+      return f1 / 4
+    end
+    assert(math.abs(s.test.fused - f1_macro(out.fused)) < 1e-12, "fused F1")
+    assert(math.abs(s.test.audio - f1_macro(out.heads.audio)) < 1e-12, "audio F1")
+    assert(s.test.audio > 0.8, "the clean modality learned too little: " .. s.test.audio)
+  end)
+
+  it("three modalities: a group each, u_i = (M_fused - mean of the others) / M_fused", function()
+    miles.manual_seed(5)
+    local text = DS.modalities.image * 0.5 + miles.randn(256, 1, 8, 8)
+    local ds3 = miles.data.Dataset{ modalities = { audio = DS.modalities.audio, image = DS.modalities.image,
+                                                   text = text }, labels = DS.labels, splits = DS.splits }
+    miles.manual_seed(0)
+    local m = fusion.Model{ encoders = { audio = enc(), image = enc(), text = enc() },
+                            order = { "audio", "image", "text" }, classes = 4 }
+    local t = train.Trainer(args{ model = m, dataset = ds3, epochs = 2, rule = rules.miles{ tau = 0.1, mu = 0.5 } })
+    local s = t:fit()
+    assert.are.same({ "audio", "image", "text", "fusion" }, t.group_names)
+    for _, col in ipairs({ "u_text", "lr_text", "val_accuracy_text", "train_loss_text" }) do
+      assert.is_number(t.history[1][col], col)
+    end
+    for _, r in ipairs(t.history) do
+      local M = { audio = r.val_accuracy_audio, image = r.val_accuracy_image, text = r.val_accuracy_text }
+      local u = {}
+      for _, i in ipairs({ "audio", "image", "text" }) do
+        local others = 0
+        for _, j in ipairs({ "audio", "image", "text" }) do if j ~= i then others = others + M[j] / 2 end end
+        u[i] = (r.val_accuracy_fused - others) / r.val_accuracy_fused
+        assert(math.abs(r["u_" .. i] - u[i]) < 1e-12, "u_" .. i)
+      end
+      local hi = math.max(u.audio, u.image, u.text)
+      local lo = math.min(u.audio, u.image, u.text)
+      assert(math.abs(r.delta - (hi - lo)) < 1e-12, "delta")
+      assert.are.equal(1e-2, r.lr_fusion)
+    end
+    assert.is_number(s.test.text)
+    assert(math.abs(s.test.delta - (math.max(s.test.audio, s.test.image, s.test.text) -
+      math.min(s.test.audio, s.test.image, s.test.text))) < 1e-12)
   end)
 end)

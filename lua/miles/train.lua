@@ -5,8 +5,9 @@
 --   local t = train.Trainer{ model = m, dataset = ds, rule = rules.miles{},
 --     lr = 1e-3, epochs = 10, batch_size = 64, seed = 0, workers = 2,
 --     loader_opts = {normalize = ...}, metric = "accuracy",
---     log_dir = "runs/x", checkpoint = "runs/x/last.safetensors" }
---   local summary = t:fit()  -- {best_epoch, val = {...}, test = {fused, audio, image, delta}}
+--     log_dir = "runs/x", checkpoint = "runs/x/last.safetensors",
+--     quiet = false, stream = io.stderr }
+--   local summary = t:fit()  -- {best_epoch, val = {...}, test = {fused, audio, image, delta}, weights}
 --   t:epoch()                -- one epoch by hand; t:evaluate("val"); t.history
 --   t:lr("audio"); t:set_lr("audio", 1e-4)
 --   local t2 = train.resume("runs/x/last.safetensors", same_args)  -- then t2:fit()
@@ -15,24 +16,69 @@
 -- L(fused) + sum_i w_i * L(head_i) (cross-entropy, or BCE-with-logits for
 -- multi-label float labels); backward; rule.on_step(ctx); opt:step(). In the
 -- model's "probe" head mode the heads read detached latents, so their losses
--- train the heads only. After the epoch every head is evaluated on "val", then
--- rule.on_epoch_end(ctx), one log row, the best epoch (by the fused val metric,
--- first maximum) is kept as an in-memory copy of the state dict, and a checkpoint
--- is written if asked (model, optimizer, rule.state, rng state, epoch, history,
--- best epoch; the best weights go to "<checkpoint without .safetensors>.best.safetensors").
+-- train the heads only. Each epoch: rule.on_epoch_start(ctx), the training pass
+-- (a progress bar "epoch e/E" with ETA), every head evaluated on "val",
+-- rule.on_epoch_end(ctx), one log row and one summary line (val metric of every
+-- head, u/delta/action when logged, seconds); the best epoch (by the fused val
+-- metric, first maximum) is kept as an in-memory copy of the state dict; a
+-- checkpoint is written if asked. quiet = true silences the bar and the lines
+-- (MILES_PROGRESS=0 in the environment does too, unless quiet = false). In a
+-- log file (not a terminal) the bar prints plain lines at 0, 10, ... 100%.
+--
+-- A checkpoint (one safetensors file, atomic) holds the model, the optimizer, the
+-- best epoch's weights ("best/<key>"), the rules' group snapshots
+-- ("snapshot/<tag>/<key>"), and as JSON: epoch, history, rule.state, rng state,
+-- best epoch, frozen groups, whether a rule stopped the run. The best weights are
+-- also exported to "<checkpoint without .safetensors>.best.safetensors" when
+-- they change (not read back: resume uses the checkpoint alone).
+--
+-- Rule hooks (see miles.rules; all optional):
+--   setup(ctx)          at construction (also when resuming, before the state is
+--                       restored: keep it cheap and deterministic)
+--   on_epoch_start(ctx) before the training pass of epoch ctx.epoch (e.g. G-Blend
+--                       estimates its loss weights here); what it writes in ctx.log
+--                       goes into the row
+--   loss_weights(ctx), on_step(ctx), on_epoch_end(ctx) (ctx.stop = true ends fit)
+--   finalize(ctx)       by fit, after the last epoch and before the test
+--                       evaluation: a state dict (name -> tensor) to use as the
+--                       final weights instead of the best epoch's (nil: keep those)
 --
 -- ctx (given to every hook): trainer, model, optimizer, order (modality names),
 -- alpha (the global lr), epoch, metric, metrics = {train = {fused = result,
--- <name> = result}, val = {...}} (metrics.Accumulator results), history, state
--- (= rule.state), log (what the rule wants in the row: u, delta, action, reason),
--- and during a step: batch, out, losses (tensors by head), loss (the total).
--- A rule may set ctx.stop = true in on_epoch_end to end fit early.
+-- <name> = result, loss = {head = mean}}, val = {...}} (metrics.Accumulator
+-- results), history, state (= rule.state), log (what the rule wants in the row:
+-- u, delta, action, reason), and during a step: batch, out, losses (tensors by
+-- head), loss (the total).
+--
+-- What rules may call on ctx.trainer (groups are the optimizer's: each modality
+-- = its encoder and head, and "fusion" = the fusion head; their state-dict keys
+-- are "encoders.<name>.*" + "heads.<name>.*", and "fusion_head.*"):
+--   t:group_state(name)          {key -> tensor}: the group's parameters and
+--                                persistent buffers (live views)
+--   t:snapshot_group(name, tag)  keep a copy under tag (default name) in
+--                                t.snapshots; saved in checkpoints
+--   t:restore_group(name, tag)   copy a snapshot back into the model
+--   t:freeze_group(name)         lr 0 (the optimizer skips the group whole: no
+--                                Adam moments, no weight decay; a later set_lr
+--                                does not undo that), no gradients
+--                                (requires_grad false) and the group's modules in
+--                                eval mode during training (batch-norm running
+--                                statistics kept, dropout off); kept on resume
+--   t:unfreeze_group(name)       undo it (the lr from before the freeze)
+--   t:clone_model()              a deep copy of the model
+--   t:holdout(fraction)          kept, held: the training split divided at random
+--                                (from the trainer's seed)
+--   t:set_train_indices(idx)     train on these dataset indices instead of the
+--                                "train" split (nil: the split); call from setup
+--   t:probe_run{...}             train a copy for a few epochs (see there)
 local core = require "miles.core"
 local F = require "miles.nn.functional"
 local optim = require "miles.optim"
 local checkpoint = require "miles.checkpoint"
 local rules = require "miles.rules"
 local log = require "miles.log"
+local progress = require "miles.progress"
+local data = require "miles.data"
 
 local train = {}
 
@@ -42,7 +88,7 @@ train.Trainer_class = Trainer
 
 local KNOWN = { model = 1, dataset = 1, rule = 1, rule_opts = 1, lr = 1, epochs = 1, batch_size = 1,
                 seed = 1, workers = 1, loader_opts = 1, metric = 1, log_dir = 1, checkpoint = 1,
-                eval_batch_size = 1, quiet = 1 }
+                eval_batch_size = 1, quiet = 1, stream = 1 }
 
 local NAN = 0 / 0
 
@@ -52,6 +98,40 @@ local function copy_state(sd)
     for k, t in pairs(sd) do out[k] = t:detach():clone() end
     return out
   end)
+end
+
+-- A deep copy of a value: tables copied with their metatables kept (module
+-- classes themselves are shared, not copied), tensors cloned (leaves with the
+-- same requires_grad), anything else shared. What is shared in v (a tensor or
+-- a table reached twice) is shared in the copy.
+local function deep_copy(v, seen)
+  if seen[v] ~= nil then return seen[v] end
+  if core.is_tensor(v) then
+    local c = core.no_grad(function() return v:detach():clone() end)
+    if v.requires_grad then c.requires_grad = true end
+    seen[v] = c
+    return c
+  end
+  if type(v) ~= "table" or rawget(v, "_is_module_class") then return v end
+  local c = {}
+  seen[v] = c
+  for k, x in next, v do rawset(c, deep_copy(k, seen), deep_copy(x, seen)) end
+  return setmetatable(c, getmetatable(v))
+end
+
+--- train.clone_module(m): a deep copy of a module tree (parameters and buffers
+-- cloned, the same classes, training flags and plain fields); nothing is shared
+-- with m but functions and classes.
+function train.clone_module(m)
+  return deep_copy(m, {})
+end
+
+-- The modules of a group of a fusion model, as {state-dict prefix, module}.
+local function group_modules(model, name)
+  if name == "fusion" then
+    return model.fusion_head and { { "fusion_head", model.fusion_head } } or {}
+  end
+  return { { "encoders." .. name, model.encoders[name] }, { "heads." .. name, model.heads[name] } }
 end
 
 --- train.Trainer{...}: see the top of the file.
@@ -75,10 +155,14 @@ function train.Trainer(args)
   self.loader_opts = args.loader_opts or {}
   self.metric = args.metric or (self.rule.metric) or "accuracy"
   self.log_dir, self.checkpoint_path = args.log_dir, args.checkpoint
+  self.quiet = args.quiet
+  if self.quiet == nil and os.getenv("MILES_PROGRESS") == "0" then self.quiet = true end
+  self.stream = args.stream or io.stderr
   self.order = self.model.order
   self.history = {}
   self.epoch_done = 0
   self.best_epoch, self.best_score, self.best_val, self.best_state = nil, -math.huge, nil, nil
+  self.frozen, self.snapshots = {}, {}
 
   if self.rule.head_mode then self.model.head_mode = self.rule.head_mode end
   local labels = self.dataset.labels
@@ -102,8 +186,7 @@ end
 
 -- The log columns, in order.
 function Trainer:_columns()
-  local heads = { "fused" }
-  for _, n in ipairs(self.order) do heads[#heads + 1] = n end
+  local heads = self:_heads()
   local cols = { "epoch", "seconds", "train_loss" }
   for _, split in ipairs({ "train", "val" }) do
     for _, h in ipairs(heads) do cols[#cols + 1] = split .. "_loss_" .. h end
@@ -142,6 +225,8 @@ function Trainer:_inputs(batch)
   return inputs
 end
 
+-- A loader over a split (a name or dataset indices); shuffled (and augmented)
+-- for training, in order for evaluation.
 function Trainer:_loader(split, shuffle)
   local o = {}
   for k, v in pairs(self.loader_opts) do o[k] = v end
@@ -153,11 +238,20 @@ function Trainer:_loader(split, shuffle)
   return self.dataset:loader(split, o)
 end
 
---- Evaluate every head on a split: {fused = result, <name> = result, loss = {head = mean}}.
-function Trainer:evaluate(split)
-  split = split or "val"
-  local was_training = self.model.training
-  self.model:eval()
+-- {head = metrics result, loss = {head = mean loss}} from accumulators and loss sums.
+local function results(heads, accs, sums, n)
+  local res = { loss = {} }
+  for _, h in ipairs(heads) do
+    res[h] = accs[h]:result()
+    res.loss[h] = n > 0 and sums[h] / n or NAN
+  end
+  return res
+end
+
+-- Every head of `model` evaluated on a split (a name or dataset indices).
+function Trainer:_evaluate(model, split)
+  local was_training = model.training
+  model:eval()
   local accs = self:_accumulators()
   local sums, n = {}, 0
   local heads = self:_heads()
@@ -165,7 +259,7 @@ function Trainer:evaluate(split)
   local loader = self:_loader(split, false)
   core.no_grad(function()
     for batch in loader:epoch(1) do
-      local out = self.model(self:_inputs(batch))
+      local out = model(self:_inputs(batch))
       local bs = batch.y:shape()[1]
       for _, h in ipairs(heads) do
         local logits = h == "fused" and out.fused or out.heads[h]
@@ -176,43 +270,38 @@ function Trainer:evaluate(split)
     end
   end)
   loader:close()
-  self.model:train(was_training)
-  local res = { loss = {} }
-  for _, h in ipairs(heads) do
-    res[h] = accs[h]:result()
-    res.loss[h] = n > 0 and sums[h] / n or NAN
-  end
-  return res
+  model:train(was_training)
+  return results(heads, accs, sums, n)
 end
 
--- The metric values of one split's results by head.
-function Trainer:_values(res)
-  local v = {}
-  for _, h in ipairs(self:_heads()) do
-    local r = res[h]
-    v[h] = r and r[self.metric]
-    if type(v[h]) ~= "number" then v[h] = NAN end
-  end
-  return v
+--- Evaluate every head on a split: {fused = result, <name> = result, loss = {head = mean}}.
+function Trainer:evaluate(split)
+  return self:_evaluate(self.model, split or "val")
 end
 
---- One epoch of training, validation, the rule's epoch hook, a log row, the best
--- model and a checkpoint. Returns the row.
-function Trainer:epoch()
-  local e = self.epoch_done + 1
-  local ctx = self.ctx
-  ctx.epoch, ctx.log, ctx.metrics = e, {}, {}
-  local t0 = core.wall_time()
-  local model, opt, rule = self.model, self.optimizer, self.rule
+-- Training mode for `model`, with the frozen groups' modules in eval mode.
+function Trainer:_set_train_mode(model)
   model:train()
+  for name in pairs(self.frozen) do
+    for _, pm in ipairs(group_modules(model, name)) do pm[2]:eval() end
+  end
+end
+
+-- One training pass of `model` over `loader` (epoch e of its order): for each
+-- batch, forward, the loss weighted by p.weights(ctx) (a missing head counts 1,
+-- 0 leaves it out), backward, p.on_step(ctx), the optimizer's step. p.ctx gets
+-- batch, out, losses and loss during the step; p.bar (optional) is advanced.
+-- Returns the pass's results (as _evaluate's) and its mean total loss.
+function Trainer:_train_pass(model, opt, loader, e, p)
+  self:_set_train_mode(model)
+  local ctx = p.ctx
   local heads = self:_heads()
   local accs = self:_accumulators()
-  local sums, total_sum, n = {}, 0, 0
+  local sums, total_sum, n, done = {}, 0, 0, 0
   for _, h in ipairs(heads) do sums[h] = 0 end
-  local loader = self:_loader("train", true)
   for batch in loader:epoch(e) do
     local out = model(self:_inputs(batch))
-    local w = rule.loss_weights and rule.loss_weights(ctx) or {}
+    local w = p.weights and p.weights(ctx) or {}
     local losses, total = {}, nil
     for _, h in ipairs(heads) do
       local logits = h == "fused" and out.fused or out.heads[h]
@@ -227,8 +316,8 @@ function Trainer:epoch()
     end
     ctx.batch, ctx.out, ctx.losses, ctx.loss = batch, out, losses, total
     opt:zero_grad()
-    if total then total:backward() end
-    if rule.on_step then rule.on_step(ctx) end
+    if total and total.requires_grad then total:backward() end
+    if p.on_step then p.on_step(ctx) end
     opt:step()
     local bs = batch.y:shape()[1]
     core.no_grad(function()
@@ -239,22 +328,48 @@ function Trainer:epoch()
       if total then total_sum = total_sum + total:item() * bs end
     end)
     n = n + bs
+    done = done + 1
+    if p.bar then p.bar:update(done) end
   end
   loader:close()
   ctx.batch, ctx.out, ctx.losses, ctx.loss = nil, nil, nil, nil
-  local tr = { loss = {} }
-  for _, h in ipairs(heads) do
-    tr[h] = accs[h]:result()
-    tr.loss[h] = n > 0 and sums[h] / n or NAN
+  return results(heads, accs, sums, n), n > 0 and total_sum / n or NAN
+end
+
+-- The metric values of one split's results by head.
+function Trainer:_values(res)
+  local v = {}
+  for _, h in ipairs(self:_heads()) do
+    local r = res[h]
+    v[h] = r and r[self.metric]
+    if type(v[h]) ~= "number" then v[h] = NAN end
   end
-  ctx.metrics.train = tr
-  ctx.metrics.val = self:evaluate("val")
-  -- the lrs this epoch ran with
-  local lrs = {}
+  return v
+end
+
+--- One epoch of training, validation, the rule's epoch hooks, a log row, the best
+-- model and a checkpoint. Returns the row.
+function Trainer:epoch()
+  local e = self.epoch_done + 1
+  local ctx = self.ctx
+  ctx.epoch, ctx.log, ctx.metrics = e, {}, {}
+  local t0 = core.wall_time()
+  local model, opt, rule = self.model, self.optimizer, self.rule
+  if rule.on_epoch_start then rule.on_epoch_start(ctx) end
+  local lrs = {} -- the lrs this epoch runs with
   for _, g in ipairs(self.group_names) do lrs[g] = opt:lr(g) end
+  local loader = self:_loader(self.train_indices or "train", true)
+  local bar = progress.new({ label = ("epoch %d/%d"):format(e, self.epochs), total = #loader,
+                             quiet = self.quiet, stream = self.stream })
+  local train_loss
+  ctx.metrics.train, train_loss = self:_train_pass(model, opt, loader, e,
+    { ctx = ctx, weights = rule.loss_weights, on_step = rule.on_step, bar = bar })
+  bar:finish()
+  ctx.metrics.val = self:evaluate("val")
   if rule.on_epoch_end then rule.on_epoch_end(ctx) end
 
-  local row = { epoch = e, train_loss = n > 0 and total_sum / n or NAN }
+  local heads = self:_heads()
+  local row = { epoch = e, train_loss = train_loss }
   for _, split in ipairs({ "train", "val" }) do
     local res = ctx.metrics[split]
     local vals = self:_values(res)
@@ -286,8 +401,39 @@ function Trainer:epoch()
     self.best_state = copy_state(model:state_dict())
   end
   if self.logger then self.logger:row(row) end
+  self:_report(row)
   if self.checkpoint_path then self:save(self.checkpoint_path) end
   return row
+end
+
+-- The line printed after an epoch: train loss, the val metric of every head,
+-- u/delta/action when the rule logged them, the seconds and the run's ETA.
+function Trainer:_report(row)
+  if self.quiet then return end
+  local parts = { ("epoch %d/%d"):format(row.epoch, self.epochs), ("train loss %.4f"):format(row.train_loss) }
+  local val = { "val " .. self.metric }
+  for _, h in ipairs(self:_heads()) do
+    val[#val + 1] = ("%s %.4f"):format(h, row["val_" .. self.metric .. "_" .. h])
+  end
+  parts[#parts + 1] = table.concat(val, " ")
+  local u = {}
+  for _, n in ipairs(self.order) do
+    local x = row["u_" .. n]
+    if x == x then u[#u + 1] = ("%s %.3f"):format(n, x) end
+  end
+  if #u > 0 then parts[#parts + 1] = "u " .. table.concat(u, " ") end
+  if row.delta == row.delta then parts[#parts + 1] = ("delta %.3f"):format(row.delta) end
+  if row.action then parts[#parts + 1] = tostring(row.action) end
+  local time = ("%.1f s"):format(row.seconds)
+  local left = self.epochs - row.epoch
+  if left > 0 then
+    local sum = 0
+    for _, r in ipairs(self.history) do sum = sum + r.seconds end
+    time = time .. ", ETA " .. progress.format_time(sum / #self.history * left)
+  end
+  parts[#parts + 1] = time
+  self.stream:write(table.concat(parts, "  "), "\n")
+  self.stream:flush()
 end
 
 -- {fused =, <name> =, delta =} of one split's results (the chosen metric).
@@ -299,28 +445,201 @@ function Trainer:_summary_metrics(res)
   return out
 end
 
+-- ---------------------------------------------------------------------------
+-- Groups: state, snapshots, freezing (for rules; see the top of the file)
+
+-- Raise (at the caller of the public method) unless name is a group.
+function Trainer:_check_group(name, who)
+  for _, g in ipairs(self.group_names) do
+    if g == name then return end
+  end
+  error(("Trainer:%s: no group '%s' (groups: %s)"):format(who, tostring(name),
+    table.concat(self.group_names, ", ")), 3)
+end
+
+--- The group's parameters and persistent buffers: {state-dict key -> tensor}
+-- (views of the model's own tensors).
+function Trainer:group_state(name)
+  self:_check_group(name, "group_state")
+  local sd = {}
+  for _, pm in ipairs(group_modules(self.model, name)) do
+    for k, t in pairs(pm[2]:state_dict()) do sd[pm[1] .. "." .. k] = t end
+  end
+  return sd
+end
+
+local function check_tag(tag, who)
+  if type(tag) ~= "string" or not tag:match("^[%w_]+$") then
+    error(("Trainer:%s: a snapshot tag is a name of letters, digits and '_', got %s"):format(who,
+      tostring(tag)), 3)
+  end
+end
+
+--- Keep a copy of the group's tensors under tag (default: the group's name).
+function Trainer:snapshot_group(name, tag)
+  tag = tag or name
+  check_tag(tag, "snapshot_group")
+  self.snapshots[tag] = copy_state(self:group_state(name))
+end
+
+--- Copy the snapshot `tag` (default: the group's name) back into the model.
+function Trainer:restore_group(name, tag)
+  tag = tag or name
+  self:_check_group(name, "restore_group")
+  local snap = self.snapshots[tag]
+  if not snap then error(("Trainer:restore_group: no snapshot '%s'"):format(tostring(tag)), 2) end
+  self.model:load_state_dict(snap, { strict = false })
+end
+
+-- Apply a freeze (or undo it) to the optimizer group and its parameters.
+function Trainer:_freeze(name, on, lr)
+  local g = self.optimizer:group(name)
+  g.frozen, g.lr = on, lr
+  for _, p in ipairs(g.params) do p.requires_grad = not on end
+end
+
+--- Freeze a group: lr 0, no gradients, its modules in eval mode while training.
+function Trainer:freeze_group(name)
+  self:_check_group(name, "freeze_group")
+  if self.frozen[name] then return end
+  self.frozen[name] = self.optimizer:lr(name)
+  self:_freeze(name, true, 0)
+  if self.model.training then
+    for _, pm in ipairs(group_modules(self.model, name)) do pm[2]:eval() end
+  end
+end
+
+--- Unfreeze a group: its lr from before the freeze, gradients, training mode
+-- from the next pass.
+function Trainer:unfreeze_group(name)
+  self:_check_group(name, "unfreeze_group")
+  local lr = self.frozen[name]
+  if not lr then return end
+  self.frozen[name] = nil
+  self:_freeze(name, false, lr)
+end
+
+-- ---------------------------------------------------------------------------
+-- Copies of the model (G-Blend's estimates)
+
+--- A deep copy of the model (train.clone_module).
+function Trainer:clone_model()
+  return train.clone_module(self.model)
+end
+
+--- The training split's indices (int64) divided at random into kept and held
+-- (round(fraction * n) of them), the same for the same trainer seed.
+function Trainer:holdout(fraction)
+  if type(fraction) ~= "number" or not (fraction > 0 and fraction < 1) then
+    error("Trainer:holdout: fraction must be in (0, 1), got " .. tostring(fraction), 2)
+  end
+  local idx = self.dataset:split("train").indices
+  local parts = data.random_split(idx:numel(), { kept = 1 - fraction, held = fraction }, self.seed)
+  return idx:index_select(1, parts.kept), idx:index_select(1, parts.held)
+end
+
+--- Train on these dataset indices (int64) instead of the "train" split; nil
+-- goes back to the split.
+function Trainer:set_train_indices(idx)
+  self.train_indices = idx
+end
+
+--- t:probe_run{epochs = n, loss_weights = {head = w} (missing: 1), train =
+-- indices or split name (default "train"), held_out = indices or split name}:
+-- trains a copy of the model, with a copy of the optimizer (its rates, state and
+-- frozen groups), for n epochs on `train` with fixed loss weights (no on_step),
+-- and measures every head's mean loss (eval mode) on `train` and `held_out`
+-- before training and after each epoch. Returns {start = {train = {head =
+-- loss}, held_out = {...}}, epochs = {[e] = {train =, held_out =}}, model = the
+-- trained copy}. The trainer's model, optimizer and random stream are untouched.
+function Trainer:probe_run(p)
+  if type(p) ~= "table" or math.type(p.epochs) ~= "integer" or p.epochs < 1 then
+    error("Trainer:probe_run: give {epochs = n >= 1, loss_weights = {...}, held_out = indices}", 2)
+  end
+  if p.held_out == nil then error("Trainer:probe_run: give held_out (indices or a split name)", 2) end
+  local rng = core.get_rng_state()
+  local model = self:clone_model()
+  local opt = optim.Adam(model:param_groups(), { lr = self.alpha })
+  opt:load_state_dict(self.optimizer:state_dict())
+  local split = p.train or "train"
+  local weights = p.loss_weights or {}
+  local function losses()
+    return { train = self:_evaluate(model, split).loss, held_out = self:_evaluate(model, p.held_out).loss }
+  end
+  local out = { start = losses(), epochs = {}, model = model }
+  local ctx = { trainer = self, model = model, optimizer = opt, order = self.order }
+  for e = 1, p.epochs do
+    self:_train_pass(model, opt, self:_loader(split, true), e, { ctx = ctx, weights = function() return weights end })
+    out.epochs[e] = losses()
+  end
+  model:eval()
+  core.set_rng_state(rng)
+  return out
+end
+
+-- ---------------------------------------------------------------------------
+-- Checkpoints
+
 local function best_path(path)
   return (path:gsub("%.safetensors$", "")) .. ".best.safetensors"
 end
 
---- Write a checkpoint: model, optimizer, rule state, rng state, epoch, history,
--- best epoch (and the best weights beside it).
+-- The tensors of a checkpoint as one "module" for miles.checkpoint: the model's
+-- state dict, "best/<key>" and "snapshot/<tag>/<key>"; loading splits them back
+-- (the model strictly; best and snapshots as copies).
+function Trainer:_checkpoint_tensors()
+  local trainer = self
+  return {
+    state_dict = function()
+      local sd = trainer.model:state_dict()
+      for k, t in pairs(trainer.best_state or {}) do sd["best/" .. k] = t end
+      for tag, snap in pairs(trainer.snapshots) do
+        for k, t in pairs(snap) do sd["snapshot/" .. tag .. "/" .. k] = t end
+      end
+      return sd
+    end,
+    load_state_dict = function(_, sd)
+      local own, best, snaps = {}, {}, {}
+      for k, t in pairs(sd) do
+        local b = k:match("^best/(.*)$")
+        local tag, key = k:match("^snapshot/([^/]+)/(.*)$")
+        if b then
+          best[b] = t
+        elseif tag then
+          snaps[tag] = snaps[tag] or {}
+          snaps[tag][key] = t
+        else
+          own[k] = t
+        end
+      end
+      trainer.model:load_state_dict(own)
+      trainer.best_state = next(best) and copy_state(best) or nil
+      trainer.snapshots = {}
+      for tag, snap in pairs(snaps) do trainer.snapshots[tag] = copy_state(snap) end
+    end,
+  }
+end
+
+--- Write a checkpoint (see the top of the file), and export the best weights
+-- when they changed since the last export.
 function Trainer:save(path)
-  if self.best_state then
+  local export = self.best_state and best_path(path) .. "@" .. self.best_epoch
+  if export and export ~= self.best_export then
     local sd = self.best_state
     checkpoint.save(best_path(path), { model = { state_dict = function() return sd end },
                                        meta = { epoch = self.best_epoch } })
+    self.best_export = export
   end
-  checkpoint.save(path, { model = self.model, optimizer = self.optimizer, meta = {
+  checkpoint.save(path, { model = self:_checkpoint_tensors(), optimizer = self.optimizer, meta = {
     epoch = self.epoch_done, history = self.history, rule_state = self.rule.state,
     rng = core.get_rng_state(), best_epoch = self.best_epoch,
     best_score = self.best_epoch and self.best_score or nil, best_val = self.best_val,
-    metric = self.metric, alpha = self.alpha } })
+    metric = self.metric, alpha = self.alpha, frozen = self.frozen, stopped = self.ctx.stop } })
 end
 
 --- Restore a checkpoint written by save (into this trainer, built with the same args).
 function Trainer:load(path)
-  local meta = checkpoint.load(path, { model = self.model, optimizer = self.optimizer })
+  local meta = checkpoint.load(path, { model = self:_checkpoint_tensors(), optimizer = self.optimizer })
   self.epoch_done = meta.epoch or 0
   self.history = {}
   for i, r in ipairs(meta.history or {}) do self.history[i] = r end
@@ -331,26 +650,34 @@ function Trainer:load(path)
   if meta.rng then core.set_rng_state(meta.rng) end
   self.best_epoch, self.best_val = meta.best_epoch, meta.best_val
   self.best_score = meta.best_score or -math.huge
-  self.best_state = nil
-  if self.best_epoch then
-    local got
-    checkpoint.load(best_path(path), { model = { load_state_dict = function(_, sd) got = sd end } })
-    self.best_state = copy_state(got)
+  self.frozen = {}
+  for name, lr in pairs(meta.frozen or {}) do
+    self.frozen[name] = lr
+    self:_freeze(name, true, 0)
   end
+  self.ctx.stop = meta.stopped
   if self.logger then self.logger:replay(self.history) end
   return meta
 end
 
---- Train the remaining epochs, then evaluate the best model (loaded into the
--- model) on "test". Returns {best_epoch, val = {fused, <name>..., delta}, test = {...}}.
+--- Train the remaining epochs (or until a rule sets ctx.stop), then load the
+-- final weights (the rule's finalize(ctx) result, else the best epoch's) and
+-- evaluate them on "test". Returns {best_epoch, val = {fused, <name>..., delta},
+-- test = {...}, weights = "best_epoch" | "finalize", metric, rule, epochs}.
 function Trainer:fit()
-  while self.epoch_done < self.epochs do
+  while self.epoch_done < self.epochs and not self.ctx.stop do
     self:epoch()
-    if self.ctx.stop then break end
   end
-  if self.best_state then self.model:load_state_dict(self.best_state) end
   local summary = { best_epoch = self.best_epoch, val = self.best_val, metric = self.metric,
-                    rule = self.rule.name, epochs = self.epoch_done }
+                    rule = self.rule.name, epochs = self.epoch_done, weights = "best_epoch" }
+  local final = self.rule.finalize and self.rule.finalize(self.ctx)
+  if final then
+    self.model:load_state_dict(final)
+    summary.weights = "finalize"
+    summary.val = self:_summary_metrics(self:evaluate("val"))
+  elseif self.best_state then
+    self.model:load_state_dict(self.best_state)
+  end
   local ok = pcall(self.dataset.split, self.dataset, "test")
   if ok then summary.test = self:_summary_metrics(self:evaluate("test")) end
   self.summary = summary
@@ -371,7 +698,6 @@ function Trainer:set_lr(name, v) return self.optimizer:set_lr(name, v) end
 function train.toy_dataset(o)
   o = o or {}
   local n, C = o.n or 256, o.classes or 4
-  local data = require "miles.data"
   local saved = core.get_rng_state()
   core.manual_seed(o.seed or 0)
   local pat, lab = {}, {}
