@@ -130,9 +130,10 @@ describe("train.Trainer", function()
     assert.are.equal(3, #t.history)
     for _, r in ipairs(t.history) do
       for _, col in ipairs(t.columns) do
-        if col ~= "action" then assert(type(r[col]) == "number", "column " .. col .. " missing") end
+        if col ~= "action" and col ~= "reason" then assert(type(r[col]) == "number", "column " .. col .. " missing") end
       end
       assert.is_string(r.action)
+      assert(r.reason == nil or type(r.reason) == "string", "reason is text when present")
     end
     local best, score = nil, -1
     for _, r in ipairs(t.history) do

@@ -171,6 +171,19 @@ function Model:param_groups()
   return groups
 end
 
+--- The modules of a parameter group (a modality name or "fusion"), as a list of
+-- {state-dict prefix, module}: a modality's encoder and head, or the fusion head.
+function Model:group_modules(name)
+  if name == "fusion" then
+    return self.fusion_head and { { "fusion_head", self.fusion_head } } or {}
+  end
+  if not self.encoders[name] then
+    error(("FusionModel: no group '%s' (groups: %s, fusion)"):format(tostring(name),
+      table.concat(self.order, ", ")), 2)
+  end
+  return { { "encoders." .. name, self.encoders[name] }, { "heads." .. name, self.heads[name] } }
+end
+
 function Model:extra_repr()
   return ("order={%s}, classes=%d, fusion=%s, head_mode=%s"):format(table.concat(self.order, ", "),
     self.classes, self.fusion_kind, self.head_mode)

@@ -100,38 +100,9 @@ local function copy_state(sd)
   end)
 end
 
--- A deep copy of a value: tables copied with their metatables kept (module
--- classes themselves are shared, not copied), tensors cloned (leaves with the
--- same requires_grad), anything else shared. What is shared in v (a tensor or
--- a table reached twice) is shared in the copy.
-local function deep_copy(v, seen)
-  if seen[v] ~= nil then return seen[v] end
-  if core.is_tensor(v) then
-    local c = core.no_grad(function() return v:detach():clone() end)
-    if v.requires_grad then c.requires_grad = true end
-    seen[v] = c
-    return c
-  end
-  if type(v) ~= "table" or rawget(v, "_is_module_class") then return v end
-  local c = {}
-  seen[v] = c
-  for k, x in next, v do rawset(c, deep_copy(k, seen), deep_copy(x, seen)) end
-  return setmetatable(c, getmetatable(v))
-end
-
---- train.clone_module(m): a deep copy of a module tree (parameters and buffers
--- cloned, the same classes, training flags and plain fields); nothing is shared
--- with m but functions and classes.
+--- train.clone_module(m): a deep copy of a module tree (nn.Module:clone).
 function train.clone_module(m)
-  return deep_copy(m, {})
-end
-
--- The modules of a group of a fusion model, as {state-dict prefix, module}.
-local function group_modules(model, name)
-  if name == "fusion" then
-    return model.fusion_head and { { "fusion_head", model.fusion_head } } or {}
-  end
-  return { { "encoders." .. name, model.encoders[name] }, { "heads." .. name, model.heads[name] } }
+  return m:clone()
 end
 
 --- train.Trainer{...}: see the top of the file.
@@ -195,6 +166,7 @@ function Trainer:_columns()
   for _, n in ipairs(self.order) do cols[#cols + 1] = "u_" .. n end
   cols[#cols + 1] = "delta"
   cols[#cols + 1] = "action"
+  cols[#cols + 1] = "reason"
   cols[#cols + 1] = "head_gap_val"
   for _, g in ipairs(self.group_names) do cols[#cols + 1] = "lr_" .. g end
   return cols
@@ -283,7 +255,7 @@ end
 function Trainer:_set_train_mode(model)
   model:train()
   for name in pairs(self.frozen) do
-    for _, pm in ipairs(group_modules(model, name)) do pm[2]:eval() end
+    for _, pm in ipairs(model:group_modules(name)) do pm[2]:eval() end
   end
 end
 
@@ -384,7 +356,7 @@ function Trainer:epoch()
     row["u_" .. nme] = type(u) == "number" and u or NAN
   end
   row.delta = type(lg.delta) == "number" and lg.delta or NAN
-  row.action = lg.action
+  row.action, row.reason = lg.action, lg.reason
   local vv = self:_values(ctx.metrics.val)
   local hv = {}
   for i, nme in ipairs(self.order) do hv[i] = vv[nme] end
@@ -462,7 +434,7 @@ end
 function Trainer:group_state(name)
   self:_check_group(name, "group_state")
   local sd = {}
-  for _, pm in ipairs(group_modules(self.model, name)) do
+  for _, pm in ipairs(self.model:group_modules(name)) do
     for k, t in pairs(pm[2]:state_dict()) do sd[pm[1] .. "." .. k] = t end
   end
   return sd
@@ -505,7 +477,7 @@ function Trainer:freeze_group(name)
   self.frozen[name] = self.optimizer:lr(name)
   self:_freeze(name, true, 0)
   if self.model.training then
-    for _, pm in ipairs(group_modules(self.model, name)) do pm[2]:eval() end
+    for _, pm in ipairs(self.model:group_modules(name)) do pm[2]:eval() end
   end
 end
 

@@ -301,6 +301,32 @@ function Module:apply(fn)
   return self
 end
 
+-- A deep copy of a value: tables copied with their metatables kept (module
+-- classes themselves are shared, not copied), tensors cloned (leaves with the
+-- same requires_grad), anything else shared. What is shared in v (a tensor or
+-- a table reached twice) is shared in the copy.
+local function deep_copy(v, seen)
+  if seen[v] ~= nil then return seen[v] end
+  if miles_core.is_tensor(v) then
+    local c = miles_core.no_grad(function() return v:detach():clone() end)
+    if v.requires_grad then c.requires_grad = true end
+    seen[v] = c
+    return c
+  end
+  if type(v) ~= "table" or rawget(v, "_is_module_class") then return v end
+  local c = {}
+  seen[v] = c
+  for k, x in next, v do rawset(c, deep_copy(k, seen), deep_copy(x, seen)) end
+  return setmetatable(c, getmetatable(v))
+end
+
+--- A deep copy of the module tree: parameters and buffers cloned, the same
+-- classes, training flags and plain fields; nothing is shared with self but
+-- functions and classes.
+function Module:clone()
+  return deep_copy(self, {})
+end
+
 --- The number of parameter elements (each shared tensor counted once). With
 -- `trainable_only`, only those that require grad.
 function Module:num_parameters(trainable_only)

@@ -21,8 +21,12 @@
 -- logs action "blend fused=... audio=... image=...". The math is the pure
 -- function rule.blend_weights(heads, curves) (see there); rule.due(epoch) is
 -- the schedule.
+local rules = require "miles.rules"
+
 return function(opts)
   opts = opts or {}
+  rules.check_opts("rules.gblend", opts, { variant = true, probe_epochs = true, first = true, every = true,
+                                          held_out = true, floor = true })
   local variant = opts.variant or "offline"
   if variant ~= "offline" and variant ~= "online" then
     error("rules.gblend: variant must be 'offline' or 'online', got " .. tostring(variant), 2)

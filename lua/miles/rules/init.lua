@@ -7,12 +7,17 @@
 --               saves it in checkpoints and restores it on resume (keep all
 --               epoch-to-epoch memory here, not in upvalues)
 --   setup(ctx)          before epoch 1 (initial group lrs, ...)
+--   on_epoch_start(ctx) before each epoch's training pass
 --   loss_weights(ctx)   each step, before backward -> {fused = w, <modality> = w, ...}
 --                       (missing entries count as 1)
 --   on_step(ctx)        after backward, before opt:step() (gradient modulation)
 --   on_epoch_end(ctx)   after validation (group lrs, freezing, ctx.stop = true);
 --                       what it writes in ctx.log (u = {name = u}, delta, action,
 --                       reason) goes into the epoch's log row
+--   finalize(ctx)       after the last epoch: return a state dict to use as the
+--                       final weights instead of the best epoch's (MSES)
+-- Rules can freeze, snapshot and restore parameter groups and train copies of
+-- the model through ctx.trainer (see the top of lua/miles/train.lua).
 --
 --   local rules = require "miles.rules"
 --   rules.get("miles", {tau = 0.2})   rules.get("vanilla")   rules.get(my_table)
@@ -53,6 +58,20 @@ function rules.get(r, opts)
   end
   error("rules.get: unknown rule '" .. r .. "' (built in: " .. table.concat(rules.BUILTIN, ", ") ..
     "; or a .lua file)", 2)
+end
+
+--- Raise, at the caller of the rule's factory, when opts has a key that is not
+-- in the set `known` (a misspelt option must not be ignored silently). level:
+-- error's level as seen from the caller of check_opts (default 2: its caller).
+function rules.check_opts(who, opts, known, level)
+  for key in pairs(opts or {}) do
+    if not known[key] then
+      local names = {}
+      for k in pairs(known) do names[#names + 1] = k end
+      table.sort(names)
+      error(("%s: unknown option '%s' (options: %s)"):format(who, tostring(key), table.concat(names, ", ")), (level or 2) + 1)
+    end
+  end
 end
 
 --- Loss weights of 1 for the fused output and every modality in ctx.order.

@@ -12,8 +12,11 @@
 -- ctx.metric); source: "val" (default) or "train". State per branch in
 -- rule.state.branches[name] = {best, best_epoch, wait, frozen}; ctx.log.action
 -- names the branches frozen this epoch ("freeze audio,fusion").
+local rules = require "miles.rules"
+
 return function(opts)
   opts = opts or {}
+  rules.check_opts("rules.mses", opts, { patience = true, metric = true, source = true })
   local patience = opts.patience == nil and 5 or opts.patience
   if math.type(patience) ~= "integer" or patience < 1 then
     error("rules.mses: patience must be an integer >= 1, got " .. tostring(patience), 2)

@@ -7,6 +7,8 @@
 --
 --   local common = require "miles.rules.mslr_common"
 --   local rule = common.rule("rules.mslr_s", opts, { lambda = true }, function(lrs, order) ... end)
+local rules = require "miles.rules"
+
 local common = {}
 
 --- Give each modality in ctx.order the group lr rates[name], the fusion group ctx.alpha.
@@ -22,11 +24,9 @@ end
 -- at the level of the caller's caller (the user's rules.<name>{...} call).
 function common.rule(who, opts, extra, initial)
   opts = opts or {}
-  for key in pairs(opts) do
-    if key ~= "lrs" and not (extra and extra[key]) then
-      error(("%s: unknown option '%s'"):format(who, tostring(key)), 3)
-    end
-  end
+  local known = { lrs = true }
+  for k in pairs(extra or {}) do known[k] = true end
+  rules.check_opts(who, opts, known, 3)
   local lrs = opts.lrs
   if type(lrs) ~= "table" or next(lrs) == nil then
     error(who .. ": give the per-modality rates, lrs = {modality = rate, ...} (each modality's best "

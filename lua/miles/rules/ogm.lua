@@ -33,6 +33,7 @@
 -- the window).
 local core = require "miles.core"
 local F = require "miles.nn.functional"
+local rules = require "miles.rules"
 
 local KNOWN = { alpha = true, variant = true, modulation_start = true, modulation_end = true, heads = true }
 
@@ -63,9 +64,7 @@ local VARIANTS = { cvpr = cvpr, tpami = tpami }
 return function(opts, ge)
   opts = opts or {}
   local who = ge and "rules.ogm_ge" or "rules.ogm"
-  for key in pairs(opts) do
-    if not KNOWN[key] then error(("%s: unknown option '%s'"):format(who, tostring(key)), 2) end
-  end
+  rules.check_opts(who, opts, KNOWN)
   local alpha = opts.alpha == nil and 0.8 or opts.alpha
   if type(alpha) ~= "number" or not (alpha > 0) or alpha == math.huge then
     error(who .. ": alpha must be a positive number, got " .. tostring(alpha), 2)
