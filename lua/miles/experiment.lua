@@ -8,14 +8,19 @@
 --     batch_size = 64, seed = 0, log_dir = "runs/miles" }
 --   -- res.test = {fused, <modality>..., delta}, res.val, res.best_epoch, res.seconds,
 --   -- res.config (the configuration with defaults filled in), res.history
+--   local t = experiment.trainer{ dataset = "toy", rule = "miles" }  -- not yet trained:
+--   t:epoch()                                                         -- for the REPL
 --
 -- Configuration keys (defaults in experiment.DEFAULTS):
 --   dataset     a name (see experiment.dataset) or a miles.data.Dataset
---   fusion      "concat" | "sum"
+--   fusion      "concat" | "sum" | a module or function (see miles.fusion)
 --   rule        a built-in rule name (miles.rules) or a .lua file; rule_opts its options
 --   arch        encoder: "auto" (the paper's per data set, small ResNets for the
 --               embedded set, MLPs for flat arrays), "mlp", "resnet6|10|18|34"
 --   widths      ResNet stage widths (default from the data set's entry)
+--   hidden      the latent size of "mlp" encoders (default 32)
+--   modalities  a list of modality names to train on (default: all; one name
+--               gives a unimodal model: its encoder and one linear head)
 --   lr, epochs, batch_size, seed, workers, log_dir, checkpoint, quiet
 -- A run with a checkpoint path resumes from it when the file exists.
 local miles = require "miles"
@@ -79,6 +84,19 @@ function experiment.modalities(ds)
   return names
 end
 
+--- ds restricted to the modalities in `names` (same labels, splits and classes).
+function experiment.select(ds, names)
+  local mods = {}
+  for _, n in ipairs(names) do
+    if not ds.modalities[n] then
+      error(("experiment: no modality '%s' (the data set has %s)"):format(tostring(n),
+        table.concat(experiment.modalities(ds), ", ")), 2)
+    end
+    mods[n] = ds.modalities[n]
+  end
+  return miles.data.Dataset{ modalities = mods, labels = ds.labels, splits = ds.splits, classes = ds.classes }
+end
+
 --- An encoder for modality `name` of `ds` under cfg (arch, widths).
 function experiment.encoder(ds, kind, name, cfg)
   local shape = ds.modalities[name]:shape()
@@ -130,28 +148,33 @@ function experiment.config(cfg)
   return c
 end
 
---- Train one configuration; returns the trainer's summary plus seconds, config and
--- history. `ds` (optional) is the already loaded data set of cfg.dataset.
-function experiment.run(cfg, ds, kind)
+--- A trainer for one configuration, ready for t:epoch() or t:fit() (resumed from
+-- cfg.checkpoint when that file exists); the model is built after seeding with
+-- cfg.seed. `ds` (optional) is the already loaded data set of cfg.dataset.
+-- Returns the trainer and the configuration with defaults filled in.
+function experiment.trainer(cfg, ds, kind)
   cfg = experiment.config(cfg)
   if not ds then ds, kind = experiment.dataset(cfg.dataset) end
-  local t0 = miles.wall_time()
+  if cfg.modalities then ds = experiment.select(ds, cfg.modalities) end
   miles.manual_seed(cfg.seed)
   local args = { model = experiment.model(ds, kind, cfg), dataset = ds, rule = cfg.rule,
     rule_opts = cfg.rule_opts, lr = cfg.lr, epochs = cfg.epochs, batch_size = cfg.batch_size,
     seed = cfg.seed, workers = cfg.workers, loader_opts = { normalize = experiment.normalize(ds) },
     log_dir = cfg.log_dir, checkpoint = cfg.checkpoint, quiet = cfg.quiet }
+  if cfg.checkpoint and file_exists(cfg.checkpoint) then return train.resume(cfg.checkpoint, args), cfg end
+  return train.Trainer(args), cfg
+end
+
+--- Train one configuration; returns the trainer's summary plus seconds, config and
+-- history, and the trainer. `ds` (optional) is the already loaded data set of cfg.dataset.
+function experiment.run(cfg, ds, kind)
+  local t0 = miles.wall_time()
   local t
-  if cfg.checkpoint and file_exists(cfg.checkpoint) then
-    t = train.resume(cfg.checkpoint, args)
-  else
-    t = train.Trainer(args)
-  end
+  t, cfg = experiment.trainer(cfg, ds, kind)
   local s = t:fit()
   s.seconds = miles.wall_time() - t0
   s.config = cfg
   s.history = t.history
-  s.trainer = nil
   return s, t
 end
 

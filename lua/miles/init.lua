@@ -26,6 +26,7 @@ miles.signal = require "miles.signal"
 miles.fusion = require "miles.fusion"
 miles.rules = require "miles.rules"
 miles.train = require "miles.train"
+miles.plot = require "miles.plot"
 
 --- Tensors of the same shape, dtype (and device) as x.
 function miles.zeros_like(x, opts)

@@ -6,7 +6,9 @@
 -- becomes scale[i] * alpha, the fusion group keeps alpha. The previous scales
 -- live in rule.state.prev (saved in checkpoints). metric: a key of the metrics
 -- result (default: ctx.metric, the trainer's, "accuracy" unless set).
--- It records u (by modality), delta, action and reason in ctx.log.
+-- It records u (by modality), delta, action and reason in ctx.log. The decision
+-- reads rule.tau, rule.mu and rule.reset_other at each epoch, so setting them
+-- between epochs (t.rule.tau = 0.1 from the REPL) steers the next decision.
 local core = require "miles.core"
 
 return function(opts)
@@ -47,8 +49,8 @@ return function(opts)
     end
     local ms = {}
     for i, name in ipairs(ctx.order) do ms[i] = value(name) end
-    local d = core.decide(value("fused"), ms, { tau = tau, mu = mu, reset_other = reset_other,
-                                                prev = rule.state.prev })
+    local d = core.decide(value("fused"), ms, { tau = rule.tau, mu = rule.mu,
+                                                reset_other = rule.reset_other, prev = rule.state.prev })
     local u = {}
     for i, name in ipairs(ctx.order) do
       u[name] = d.u[i]
