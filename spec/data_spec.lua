@@ -232,6 +232,20 @@ describe("data loaders", function()
     end
   end)
 
+  it("batch int64 ids (text tokens) as they are and refuse to augment or normalise them", function()
+    local ids = miles.randint(1, 1000, { 30, 6 })
+    local ds = data.Dataset({ modalities = { text = ids, x = miles.randn(30, 2) },
+                              labels = miles.arange(1, 31) })
+    assert.equal("int64", ds.modalities.text:dtype())
+    for _, b in ipairs(collect(ds:loader("all", { batch_size = 8, shuffle = true, workers = 2 }), 1)) do
+      assert.equal("int64", b.text:dtype())
+      assert.is_true(same(b.text, ids:index_select(1, b.index)))
+    end
+    H.raises(function() ds:loader("all", { augment = { text = { noise = 0.1 } } }) end,
+      "loader: modality 'text' holds int64 ids, which take no augmentation or normalisation")
+    H.raises(function() ds:loader("all", { normalize = { text = { scale = 2 } } }) end, "int64 ids")
+  end)
+
   it("repeat an order for the same seed and epoch and change it otherwise", function()
     local ds = small(200)
     local opts = { batch_size = 16, shuffle = true, seed = 5 }

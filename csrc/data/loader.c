@@ -233,7 +233,7 @@ static void add_noise(const modality *md, uint64_t key, int64_t s, float *out)
 
 /* Write sample s of modality md, augmented for this epoch, to out. map is scratch
  * for md->width columns. */
-static void make_sample(const loader *ld, int m, uint64_t epoch, int64_t s, float *out,
+static void make_sample(const loader *ld, int m, uint64_t epoch, int64_t s, void *out,
                         int64_t *map)
 {
     const modality *md = &ld->mods[m];
@@ -241,6 +241,10 @@ static void make_sample(const loader *ld, int m, uint64_t epoch, int64_t s, floa
         return;
     size_t esz = dtype_size(md->src->dtype);
     const char *in = (const char *)tensor_data(md->src) + (size_t)s * (size_t)md->numel * esz;
+    if (md->src->dtype == DT_I64) { /* token ids: copied as they are (checked: no augmentation) */
+        memcpy(out, in, (size_t)md->numel * esz);
+        return;
+    }
     uint64_t key = stream_key(ld->seed, epoch, 1 + (uint64_t)m);
     sample_draw d = draw_sample(md, key, s);
     if (d.flip || d.dx || d.dy || d.shift) {
@@ -282,7 +286,8 @@ static tensor *batch_tensor(dtype_t dt, const tensor *like, int64_t count)
 static int alloc_batch(const loader *ld, int64_t count, loader_batch *b)
 {
     for (int m = 0; m < ld->n_mod; m++)
-        if (!(b->x[m] = batch_tensor(DT_F32, ld->mods[m].src, count)))
+        if (!(b->x[m] = batch_tensor(ld->mods[m].src->dtype == DT_I64 ? DT_I64 : DT_F32,
+                                     ld->mods[m].src, count)))
             return -1;
     if (ld->labels && !(b->y = batch_tensor(ld->labels->dtype, ld->labels, count)))
         return -1;
@@ -311,7 +316,8 @@ static int fill_samples(const loader *ld, int64_t first, int64_t count, uint64_t
             return 1;
         int64_t s = ld->order[first + i];
         for (int m = 0; m < ld->n_mod; m++) {
-            float *out = (float *)tensor_data(b->x[m]) + i * ld->mods[m].numel;
+            char *out = (char *)tensor_data(b->x[m]) +
+                        (size_t)i * (size_t)ld->mods[m].numel * dtype_size(b->x[m]->dtype);
             make_sample(ld, m, epoch, s, out, map);
         }
         if (ld->labels)
@@ -427,9 +433,13 @@ static int check_modality(const loader_modality *lm, int64_t n)
     const tensor *t = lm->src;
     if (!t)
         return err_set("loader: modality '%s' has no source array", nm);
-    if (t->dtype != DT_U8 && t->dtype != DT_F32)
-        return err_set("loader: modality '%s' is %s; sources must be uint8 or float32", nm,
+    if (t->dtype != DT_U8 && t->dtype != DT_F32 && t->dtype != DT_I64)
+        return err_set("loader: modality '%s' is %s; sources must be uint8, float32 or int64", nm,
                        dtype_name(t->dtype));
+    if (t->dtype == DT_I64 && (lm->flip || lm->crop || lm->time_shift || lm->noise != 0 ||
+                               lm->nnorm || lm->scale != 1))
+        return err_set("loader: modality '%s' holds int64 ids, which take no augmentation or "
+                       "normalisation", nm);
     if (t->ndim < 1 || t->shape[0] != n)
         return err_set("loader: modality '%s' has %" PRId64 " samples, expected %" PRId64, nm,
                        t->ndim < 1 ? 0 : t->shape[0], n);

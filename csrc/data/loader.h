@@ -37,7 +37,8 @@ typedef struct loader loader;
 /* One modality: its source and how to turn a sample into float32. */
 typedef struct {
     const char *name;    /* for messages (copied) */
-    tensor *src;         /* [N, ...] uint8 or float32, contiguous, on the CPU (borrowed) */
+    tensor *src;         /* [N, ...] uint8 or float32, contiguous, on the CPU (borrowed);
+                          * or int64 ids (text tokens), copied as they are */
     float scale;         /* multiplies the raw values first (1: none) */
     int nnorm;           /* 0: no normalisation; 1: one mean/std; else one per
                           * channel (the source's dim 2, the sample's first) */
@@ -71,7 +72,7 @@ typedef struct {
 /* One batch; the caller owns the tensors (release with loader_batch_free). */
 typedef struct {
     int n_mod;
-    tensor *x[LOADER_MAX_MODALITIES]; /* float32 [B, ...] per modality */
+    tensor *x[LOADER_MAX_MODALITIES]; /* float32 [B, ...] per modality (int64 for ids) */
     tensor *y;                        /* labels [B, ...] (NULL without labels) */
     tensor *index;                    /* int64 [B]: sample numbers (with index_base) */
     int64_t number;                   /* the batch's place in the epoch, from 0 */

@@ -2,7 +2,7 @@
 --
 --   local data = require "miles.data"
 --   local ds = data.Dataset{
---     modalities = { audio = a, image = x },      -- [N, ...] uint8 or float32 each
+--     modalities = { audio = a, image = x },      -- [N, ...] uint8 or float32 each (int64: ids)
 --     labels = y,                                 -- int64 [N] (1..C) or float32 [N, K]
 --     splits = data.random_split(N, { train = 8000, val = 2000, test = 2000 }, 0),
 --     classes = { "cat", "dog", ... },
@@ -81,7 +81,7 @@ local function index_tensor(idx, n, what)
   return idx:contiguous()
 end
 
--- Check a source array of modality `name` and bring it to uint8 or float32.
+-- Check a source array of modality `name` and bring it to uint8 or float32 (int64 ids stay).
 local function check_modality(name, t)
   if type(name) ~= "string" or not name:match("^[%a_][%w_]*$") or RESERVED[name] then
     fail("Dataset: bad modality name '%s' (an identifier other than y and index)", tostring(name))
@@ -94,7 +94,8 @@ local function check_modality(name, t)
     fail("Dataset: modality '%s' is on %s; data sets live on the cpu", name, t:device())
   end
   local dt = t:dtype()
-  if dt ~= "uint8" and dt ~= "float32" then t = t:to("float32") end
+  -- int64 arrays are ids (text tokens): batched as they are, never augmented
+  if dt ~= "uint8" and dt ~= "float32" and dt ~= "int64" then t = t:to("float32") end
   return t
 end
 
