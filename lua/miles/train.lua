@@ -360,7 +360,7 @@ function Trainer:epoch()
   local vv = self:_values(ctx.metrics.val)
   local hv = {}
   for i, nme in ipairs(self.order) do hv[i] = vv[nme] end
-  row.head_gap_val = core.head_gap(hv)
+  row.head_gap_val = #hv >= 2 and core.head_gap(hv) or NAN
   for _, g in ipairs(self.group_names) do row["lr_" .. g] = lrs[g] end
   self.epoch_done = e
   row.seconds = core.wall_time() - t0
@@ -413,7 +413,7 @@ function Trainer:_summary_metrics(res)
   local v = self:_values(res)
   local out, hv = { fused = v.fused }, {}
   for i, n in ipairs(self.order) do out[n] = v[n]; hv[i] = v[n] end
-  out.delta = core.head_gap(hv)
+  out.delta = #hv >= 2 and core.head_gap(hv) or NAN
   return out
 end
 

@@ -14,10 +14,11 @@
 --   -- miles cache, $MILES_CACHE), quiet (no progress bar)
 --
 -- Presets (README lists the unimodal and vanilla accuracies measured on each):
---   easy  like S-MNIST and LUMA: the audio is fast and near-perfect, the fused
---         metric saturates, the weak head is the thing to watch;
---   hard  like CREMA-D: both modalities noisy (stronger noise, fewer voices,
---         low-contrast noisy images), the fused accuracy well below 90%.
+--   easy  the image learns fast (83% validation accuracy after one epoch alone),
+--         the noisy audio slowly (28%), each alone reaches about 86%, together
+--         about 95%: the dominant-modality case MILES is about;
+--   hard  both modalities noisier (stronger noise, fewer voices, low-contrast
+--         noisy images): alone about 58% (audio) and 66% (image), fused about 80%.
 local miles = require "miles"
 local data = require "miles.data"
 local cache = require "miles.data.cache"
@@ -217,7 +218,7 @@ local function cache_params(o)
     p[k] = o[k]
   end
   p.snr = string.format("%g..%g", o.snr[1], o.snr[2])
-  p.version = 1
+  p.version = 2 -- bump whenever the build changes, so older caches are rebuilt
   return p
 end
 

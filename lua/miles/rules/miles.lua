@@ -10,9 +10,11 @@
 -- reads rule.tau, rule.mu and rule.reset_other at each epoch, so setting them
 -- between epochs (t.rule.tau = 0.1 from the REPL) steers the next decision.
 local core = require "miles.core"
+local rules = require "miles.rules"
 
 return function(opts)
   opts = opts or {}
+  rules.check_opts("rules.miles", opts, { tau = true, mu = true, reset_other = true, source = true, metric = true })
   local tau = opts.tau == nil and 0.2 or opts.tau
   local mu = opts.mu == nil and 0.5 or opts.mu
   if type(tau) ~= "number" or tau ~= tau or tau < 0 or tau > 1 then
