@@ -5,6 +5,7 @@
 -- JSON/CSV (text). Checks shapes, dtypes, labels and values known by hand, split
 -- sizes, determinism for a seed, the cache reused on a second load, and the messages
 -- of a missing or incomplete folder.
+local fs = require "miles.fs"
 local miles = require "miles"
 local H = require "spec.helpers"
 local layout = require "miles.data.layout"
@@ -16,7 +17,7 @@ local mmimdb = require "miles.data.mmimdb"
 -- --- helpers ---------------------------------------------------------------
 
 local function mkdir(path)
-  assert(os.execute("mkdir -p " .. layout.quote(path)))
+  assert(os.execute("mkdir -p " .. fs.quote(path)))
 end
 
 local function sh(cmd)
@@ -24,7 +25,7 @@ local function sh(cmd)
 end
 
 local function ffmpeg(args)
-  assert(layout.have("ffmpeg"), "these specs need ffmpeg (apt-get install ffmpeg)")
+  assert(fs.have("ffmpeg"), "these specs need ffmpeg (apt-get install ffmpeg)")
   sh("ffmpeg -nostdin -loglevel error -y " .. args)
 end
 

@@ -3,6 +3,7 @@
 -- trial, a tiny sweep end to end on the toy data set with two worker processes,
 -- a sweep killed with SIGKILL (parent and workers) and resumed, a killed parent
 -- whose live worker is adopted, and the Slurm job arrays.
+local fs = require "miles.fs"
 local H = require "helpers"
 local sweep = require "miles.sweep"
 local space = require "miles.sweep.space"
@@ -29,7 +30,7 @@ end
 
 local function lines_of(path)
   local n = {}
-  for line in (files.read(path) or ""):gmatch("[^\n]+") do n[#n + 1] = line end
+  for line in (fs.read(path) or ""):gmatch("[^\n]+") do n[#n + 1] = line end
   return n
 end
 
@@ -144,8 +145,8 @@ describe("miles.sweep selection", function()
     local r = sweep.run_trial(dir .. "/toy/concat/mslr_k/c02-s1")
     assert.are.same({ audio = 1e-3, image = lr2 }, r.config.run.rule_opts.lrs)
     assert.are.equal("mslr_k", r.config.run.rule)
-    assert.is_true(files.exists(dir .. "/toy/concat/mslr_k/c02-s1/result.json"))
-    assert.is_false(files.exists(dir .. "/toy/concat/mslr_k/c02-s1/checkpoint.safetensors"))
+    assert.is_true(fs.exists(dir .. "/toy/concat/mslr_k/c02-s1/result.json"))
+    assert.is_false(fs.exists(dir .. "/toy/concat/mslr_k/c02-s1/checkpoint.safetensors"))
     assert.matches("audio lr 0.001 (val 85.0 ± 7.1, configuration 1)", report.unimodal(sweep.gather(dir))[1], 1, true)
   end)
 end)
@@ -186,22 +187,22 @@ describe("miles.sweep runs", function()
     assert.is_true(wait_for(function()
       local finished, mid = false, false
       for _, d in ipairs(trial_dirs(dir, all)) do
-        if files.exists(d .. "/result.json") then finished = true
-        elseif files.exists(d .. "/checkpoint.safetensors") and #lines_of(d .. "/log.jsonl") <= 20 then mid = true end
+        if fs.exists(d .. "/result.json") then finished = true
+        elseif fs.exists(d .. "/checkpoint.safetensors") and #lines_of(d .. "/log.jsonl") <= 20 then mid = true end
       end
       return finished and mid
     end, 20), "no trial finished")
     -- the parent, and each worker still running a trial of this sweep (checked with ps)
     local kill, pids = { pid }, {}
-    for _, d in ipairs(trial_dirs(dir, all)) do pids[#pids + 1] = math.tointeger(tonumber(files.read(d .. "/worker.pid"))) end
+    for _, d in ipairs(trial_dirs(dir, all)) do pids[#pids + 1] = math.tointeger(tonumber(fs.read(d .. "/worker.pid"))) end
     for p, args in pairs(pool.alive(pids)) do
       if args:find("run_trial.lua " .. dir, 1, true) then kill[#kill + 1] = p end
     end
     os.execute("kill -9 " .. table.concat(kill, " ") .. " 2>/dev/null")
     local before, resumable = {}, {}
     for _, d in ipairs(trial_dirs(dir, all)) do
-      before[d] = files.read(d .. "/result.json")
-      if not before[d] and files.exists(d .. "/checkpoint.safetensors") then resumable[#resumable + 1] = d end
+      before[d] = fs.read(d .. "/result.json")
+      if not before[d] and fs.exists(d .. "/checkpoint.safetensors") then resumable[#resumable + 1] = d end
     end
     local n_before = 0
     for _ in pairs(before) do n_before = n_before + 1 end
@@ -212,9 +213,9 @@ describe("miles.sweep runs", function()
     local dirs = trial_dirs(dir, all)
     assert.are.equal(6, #dirs)
     for _, d in ipairs(dirs) do
-      assert.is_true(files.exists(d .. "/result.json"), d)
+      assert.is_true(fs.exists(d .. "/result.json"), d)
       if before[d] then
-        assert.are.equal(before[d], files.read(d .. "/result.json"))
+        assert.are.equal(before[d], fs.read(d .. "/result.json"))
         assert.are.equal(1, #lines_of(d .. "/attempts.log"))
       end
     end
@@ -231,7 +232,7 @@ describe("miles.sweep runs", function()
     local pid = start_sweep(dir, 30, 2)
     assert.is_true(wait_for(function()
       for _, d in ipairs(trial_dirs(dir, "toy/concat/*/c*-s0")) do
-        if files.exists(d .. "/checkpoint.safetensors") then return true end
+        if fs.exists(d .. "/checkpoint.safetensors") then return true end
       end
       return false
     end, 20), "no trial started")
@@ -244,7 +245,7 @@ describe("miles.sweep runs", function()
     assert.is_true(res.adopted >= 1)
     assert.matches("adopted", table.concat(said, "\n"), 1, true)
     for _, d in ipairs(trial_dirs(dir, "toy/concat/*/c*-s0")) do
-      assert.is_true(files.exists(d .. "/result.json"), d)
+      assert.is_true(fs.exists(d .. "/result.json"), d)
       assert.are.equal(1, #lines_of(d .. "/attempts.log"), d)
     end
   end)
@@ -278,14 +279,14 @@ describe("miles.sweep Slurm job arrays", function()
     assert.matches("id=$(sbatch --parsable array_2.sbatch | cut -d';' -f1)", submit, 1, true)
     assert.matches("\nsbatch --dependency=afterany$ids array_after_1.sbatch\n", submit, 1, true)
     for _, t in ipairs(plan.trials) do
-      assert.is_true(files.exists(t.dir .. "/config.json"))
-      assert.is_false(files.exists(t.dir .. "/output.log"))
+      assert.is_true(fs.exists(t.dir .. "/config.json"))
+      assert.is_false(fs.exists(t.dir .. "/output.log"))
     end
     -- array task 2 of the first script runs the third trial (vanilla c01-s0), and only it
     assert.is_true(os.execute("cd / && SLURM_ARRAY_TASK_ID=2 SLURM_CPUS_PER_TASK=1 bash " .. w.scripts[1] ..
       " > /dev/null 2>&1"))
     for i, t in ipairs(plan.trials) do
-      assert.are.equal(i == 3, files.exists(t.dir .. "/result.json"), t.id)
+      assert.are.equal(i == 3, fs.exists(t.dir .. "/result.json"), t.id)
     end
     assert.are.equal("toy/concat/vanilla/c01-s0", plan.trials[3].id)
     -- written again, the finished trial is left out

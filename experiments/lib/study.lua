@@ -12,6 +12,7 @@
 -- (and `fixed` options), for each fusion; with --trials N > 1 the options not
 -- fixed (the learning rate, and tau / mu when they are not ablated or fixed) are
 -- searched per variant, with the same sampled values for every variant.
+local fs = require "miles.fs"
 local sweep = require "miles.sweep"
 local report = require "miles.sweep.report"
 local files = require "miles.sweep.files"
@@ -88,7 +89,7 @@ end
 -- The command line that ran this script.
 local function command()
   local parts = { "build/bin/miles", arg[0] }
-  for _, a in ipairs(arg) do parts[#parts + 1] = a:find("[%s'\"]") and files.quote(a) or a end
+  for _, a in ipairs(arg) do parts[#parts + 1] = a:find("[%s'\"]") and fs.quote(a) or a end
   return table.concat(parts, " ")
 end
 
@@ -121,8 +122,8 @@ function study.report(cells, o, name, title, columns)
   end
   md[#md + 1] = "Command: `" .. command() .. "`"
   local md_path, json_path = o.md or (o.out .. "/" .. name .. ".md"), o.json or (o.out .. "/" .. name .. ".json")
-  for _, path in ipairs({ md_path, json_path }) do files.mkdir(path:match("^(.*)/[^/]*$") or ".") end
-  files.write(md_path, table.concat(md, "\n") .. "\n")
+  for _, path in ipairs({ md_path, json_path }) do fs.mkdir(path:match("^(.*)/[^/]*$") or ".") end
+  fs.write(md_path, table.concat(md, "\n") .. "\n")
   files.write_json(json_path, { title = title, command = command(), budget = budget, cells = cells })
   print("\nwrote " .. md_path .. " and " .. json_path)
 end

@@ -27,6 +27,7 @@ local miles = require "miles"
 local nn = miles.nn
 local fusion = require "miles.fusion"
 local train = require "miles.train"
+local fs = require "miles.fs"
 
 local experiment = {}
 
@@ -133,12 +134,6 @@ function experiment.normalize(ds)
   return norm
 end
 
-local function file_exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
-
 --- cfg with the defaults filled in (a new table).
 function experiment.config(cfg)
   local c = {}
@@ -161,7 +156,7 @@ function experiment.trainer(cfg, ds, kind)
     rule_opts = cfg.rule_opts, lr = cfg.lr, epochs = cfg.epochs, batch_size = cfg.batch_size,
     seed = cfg.seed, workers = cfg.workers, loader_opts = { normalize = experiment.normalize(ds) },
     log_dir = cfg.log_dir, checkpoint = cfg.checkpoint, quiet = cfg.quiet }
-  if cfg.checkpoint and file_exists(cfg.checkpoint) then return train.resume(cfg.checkpoint, args), cfg end
+  if cfg.checkpoint and fs.exists(cfg.checkpoint) then return train.resume(cfg.checkpoint, args), cfg end
   return train.Trainer(args), cfg
 end
 

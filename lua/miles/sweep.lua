@@ -31,6 +31,7 @@
 -- checkpoint when there is one (miles.sweep.pool: a killed sweep, even by SIGKILL,
 -- resumes; workers it left running are adopted, not started twice).
 -- Selection: miles.sweep.gather (best mean fused validation metric over seeds).
+local fs = require "miles.fs"
 local experiment = require "miles.experiment"
 local core = require "miles.core"
 local plan = require "miles.sweep.plan"
@@ -57,7 +58,7 @@ sweep.prepare = plan.prepare
 
 --- The number of processors online here (1 when it cannot be told).
 function sweep.cores()
-  return math.tointeger(tonumber(files.capture("nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null"))) or 1
+  return math.tointeger(tonumber(fs.capture("nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null"))) or 1
 end
 
 -- The default host binary: the running one (arg[-1]) or build/bin/miles.
@@ -83,21 +84,21 @@ end
 -- an error when another live sweep holds it. Returns the file's path.
 local function claim(out)
   local path = out .. "/sweep.pid"
-  local me = math.tointeger(tonumber(files.capture("echo $PPID")))
-  local other = math.tointeger(tonumber(files.read(path) or ""))
+  local me = math.tointeger(tonumber(fs.capture("echo $PPID")))
+  local other = math.tointeger(tonumber(fs.read(path) or ""))
   local args = other and other ~= me and pool.alive({ other })[other]
   if args and args:find("miles", 1, true) then
     error(("sweep: another sweep (pid %d) is running in %s; wait for it, or stop it and run again"):format(other,
       out), 3)
   end
-  files.write(path, me .. "\n")
+  fs.write(path, me .. "\n")
   return path
 end
 
 -- The last n lines of a file.
 local function tail(path, n)
   local lines = {}
-  for line in (files.read(path) or ""):gmatch("[^\n]+") do lines[#lines + 1] = line end
+  for line in (fs.read(path) or ""):gmatch("[^\n]+") do lines[#lines + 1] = line end
   return table.concat(lines, "\n", math.max(1, #lines - n + 1))
 end
 
@@ -117,7 +118,7 @@ function sweep.run(opts, ropts)
   local say = ropts.quiet and function() end or ropts.print or print
   local total, finished = #p.trials, 0
   for _, t in ipairs(p.trials) do
-    if files.exists(t.dir .. "/result.json") then finished = finished + 1 end
+    if fs.exists(t.dir .. "/result.json") then finished = finished + 1 end
   end
   say(("sweep %s: %d trials, %d finished, %d worker(s)"):format(p.out, total, finished, workers))
   local lock = claim(p.out)
@@ -212,7 +213,7 @@ function sweep.run_trial(dir, threads)
     run.rule_opts.lrs = lrs
   end
   local ckpt = dir .. "/checkpoint.safetensors"
-  local resumed = files.exists(ckpt)
+  local resumed = fs.exists(ckpt)
   files.append(dir .. "/attempts.log", os.date("!%Y-%m-%dT%H:%M:%SZ start") .. (resumed and " (resuming)" or ""))
   local args = {}
   for k, v in pairs(run) do args[k] = v end

@@ -22,6 +22,7 @@
 local core = require "miles.core"
 local checkpoint = require "miles.checkpoint"
 local progress = require "miles.progress"
+local fs = require "miles.fs"
 
 local D = core._data
 
@@ -67,15 +68,6 @@ local function params_key(params, what)
   return text
 end
 
--- The whole content of a file, or nil.
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
 -- Check a manifest's files against the disk; returns the arrays or nil, reason.
 local function open_files(root, m, verify)
   if type(m.files) ~= "table" then return nil, "manifest has no file list" end
@@ -106,7 +98,7 @@ function cache.open(name, params, opts)
   check_name(name, "cache.open")
   local key = params_key(params, "cache.open")
   local root = (opts.dir or cache.dir()) .. "/" .. name
-  local text = read_file(root .. "/manifest.json")
+  local text = fs.read(root .. "/manifest.json")
   if not text then return nil, "not built yet" end
   local ok, m = pcall(checkpoint.json_decode, text)
   if not ok or type(m) ~= "table" then return nil, "the manifest is unreadable" end

@@ -28,6 +28,7 @@
 -- exclude (ids to leave out, e.g. a broken clip), cache_dir, rebuild, quiet.
 -- The arrays are built once into the cache (a progress bar) and memory-mapped
 -- after; the split is drawn at each load.
+local fs = require "miles.fs"
 local core = require "miles.core"
 local data = require "miles.data"
 local signal = require "miles.signal"
@@ -88,11 +89,11 @@ local function attach_pictures(root, clips, o)
   local paths = {}
   if o.frames then
     local dir = o.frames:gsub("/+$", "")
-    if not layout.is_dir(dir) then layout.expected(M.NAME, "a folder of frames <id>.png or <id>.jpg", dir) end
+    if not fs.is_dir(dir) then layout.expected(M.NAME, "a folder of frames <id>.png or <id>.jpg", dir) end
     for i, c in ipairs(clips) do
       c.frame = dir .. "/" .. c.id .. ".png"
       for _, ext in ipairs({ ".jpg", ".jpeg" }) do
-        if not layout.exists(c.frame) then c.frame = dir .. "/" .. c.id .. ext end
+        if not fs.exists(c.frame) then c.frame = dir .. "/" .. c.id .. ext end
       end
       paths[i] = c.frame
     end
@@ -113,12 +114,12 @@ local function extract_frame(video, seconds, tmp)
   for _, at in ipairs({ seconds / 2, 0 }) do
     os.remove(out)
     local cmd = ("ffmpeg -nostdin -loglevel error -y -ss %.3f -i %s -frames:v 1 -pix_fmt rgb24 %s 2>%s")
-      :format(at, layout.quote(video), layout.quote(out), layout.quote(log))
+      :format(at, fs.quote(video), fs.quote(out), fs.quote(log))
     if not os.execute(cmd) then
       error(("cremad: ffmpeg could not take a frame from %s: %s"):format(video,
-        (layout.read_text(log) or ""):gsub("%s+$", "")), 0)
+        (fs.read(log) or ""):gsub("%s+$", "")), 0)
     end
-    if layout.exists(out) then return core.io.read_png(out) end
+    if fs.exists(out) then return core.io.read_png(out) end
   end
   error("cremad: ffmpeg found no frame in " .. video, 0)
 end
@@ -129,11 +130,11 @@ local function build(clips, o, progress)
   local audio = core.zeros(n, 1, s, s)
   local image = core.zeros(n, 3, s, s, { dtype = "uint8" })
   local labels = {}
-  if not o.frames and not layout.have("ffmpeg") then
+  if not o.frames and not fs.have("ffmpeg") then
     error("cremad: ffmpeg is needed to take frames from VideoFlash/*.flv and is not installed "
       .. "(apt-get install ffmpeg), or pass frames = a folder of <id>.png", 0)
   end
-  layout.with_tmpdir(function(tmp)
+  fs.with_tmpdir(function(tmp)
     for i, c in ipairs(clips) do
       local x = core.io.read_audio(c.wav, { mono = true, rate = M.SAMPLE_RATE })
       audio[i]:copy_(layout.resize(M.spectrogram(x):unsqueeze(1), s, s))

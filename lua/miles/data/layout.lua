@@ -11,6 +11,7 @@
 --   local arrays, info = layout.cached("smnist", root, params, files, builder, o)
 --
 -- A layout error reads "<dataset>: expected <what> at <path> (see README)".
+local fs = require "miles.fs"
 local core = require "miles.core"
 local checkpoint = require "miles.checkpoint"
 local cache = require "miles.data.cache"
@@ -51,18 +52,6 @@ function layout.expected(name, what, path)
   error(("%s: expected %s at %s (see README)"):format(name, what, path), 0)
 end
 
---- Does a file exist (and can it be read)?
-function layout.exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
-
---- Is path a folder that can be listed?
-function layout.is_dir(path)
-  return (pcall(D.list_dir, path))
-end
-
 --- The absolute path of a data set's folder (no trailing '/'); raises when it is
 -- not a folder.
 function layout.root(name, root)
@@ -71,20 +60,20 @@ function layout.root(name, root)
   end
   if root:sub(1, 1) ~= "/" then root = (os.getenv("PWD") or ".") .. "/" .. root end
   root = root:gsub("/+$", "")
-  if not layout.is_dir(root) then layout.expected(name, "the data set's folder", root) end
+  if not fs.is_dir(root) then layout.expected(name, "the data set's folder", root) end
   return root
 end
 
 --- path, after checking that the file is there (what says what it should be).
 function layout.file(name, path, what)
-  if not layout.exists(path) then layout.expected(name, what, path) end
+  if not fs.exists(path) then layout.expected(name, what, path) end
   return path
 end
 
 --- The sorted names in folder dir that match a Lua pattern; raises when the
 -- folder is missing or holds none (what describes them).
 function layout.list(name, dir, pattern, what)
-  if not layout.is_dir(dir) then layout.expected(name, "a folder of " .. what, dir) end
+  if not fs.is_dir(dir) then layout.expected(name, "a folder of " .. what, dir) end
   local names = {}
   for _, entry in ipairs(D.list_dir(dir)) do
     if entry:match(pattern) then names[#names + 1] = entry end
@@ -99,7 +88,7 @@ end
 function layout.check_all(name, paths, what)
   local missing, first = 0, nil
   for _, p in ipairs(paths) do
-    if not layout.exists(p) then
+    if not fs.exists(p) then
       missing, first = missing + 1, first or p
     end
   end
@@ -124,19 +113,10 @@ function layout.fingerprint(paths)
   return D.checksum_string(table.concat(lines, "\n"))
 end
 
---- The whole content of a file, or nil.
-function layout.read_text(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
 --- The decoded JSON file at path; raises naming the file when it is missing or
 -- malformed.
 function layout.read_json(name, path, what)
-  local text = layout.read_text(path)
+  local text = fs.read(path)
   if not text then layout.expected(name, what, path) end
   local ok, v = pcall(checkpoint.json_decode, text)
   if not ok then
@@ -182,7 +162,7 @@ end
 -- raises when the file is missing, lacks one of the columns, or has a
 -- malformed line.
 function layout.read_csv(name, path, columns)
-  local text = layout.read_text(path)
+  local text = fs.read(path)
   local what = "a CSV file with the columns " .. table.concat(columns, ", ")
   if not text then layout.expected(name, what, path) end
   local header, rows, lineno = nil, {}, 0
@@ -207,27 +187,6 @@ function layout.read_csv(name, path, columns)
   end
   if not header then layout.expected(name, what, path) end
   return rows
-end
-
---- s quoted for a POSIX shell.
-function layout.quote(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
-
---- Is the command on the PATH?
-function layout.have(command)
-  return os.execute("command -v " .. layout.quote(command) .. " >/dev/null 2>&1") == true
-end
-
---- Run fn(dir) with a fresh temporary folder, removed afterwards (also on error).
-function layout.with_tmpdir(fn)
-  local dir = os.tmpname()
-  os.remove(dir)
-  D.mkdir_p(dir)
-  local ok, res = pcall(fn, dir)
-  D.remove_tree(dir)
-  if not ok then error(res, 0) end
-  return res
 end
 
 --- A PNG or JPEG file as a uint8 [C, H, W] tensor (by its extension).

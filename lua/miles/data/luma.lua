@@ -37,6 +37,7 @@
 -- rule), n_classes (22), per_class (1500), train/val/test (false: the paper's
 -- proportions), size (96), n_mels (96), frames (96), cifar_names
 -- (M.CIFAR_NAMES), cache_dir, rebuild, quiet.
+local fs = require "miles.fs"
 local core = require "miles.core"
 local data = require "miles.data"
 local signal = require "miles.signal"
@@ -72,7 +73,7 @@ local function cifar_sources(root, o)
     local meta = layout.file(M.NAME, dir .. "/" .. c.names,
       ("the CIFAR-%d class names, %s/%s"):format(c.variant, c.dir, c.names))
     local names = {}
-    for line in layout.read_text(meta):gmatch("[^\r\n]+") do
+    for line in fs.read(meta):gmatch("[^\r\n]+") do
       local name = line:match("^%s*(.-)%s*$")
       if name ~= "" then names[#names + 1] = o.cifar_names[name] or name end
     end

@@ -10,6 +10,7 @@
 -- holds configurations 1..trials (miles.sweep.space) and each runs once per seed.
 -- The cells of MSLR methods get their data set's unimodal stage (cell
 -- "<dataset>/unimodal/search"), placed first, and wait for it (trial.after).
+local fs = require "miles.fs"
 local rules = require "miles.rules"
 local space = require "miles.sweep.space"
 local files = require "miles.sweep.files"
@@ -198,17 +199,17 @@ function plan.prepare(p)
   for _, t in ipairs(p.trials) do
     local path = t.dir .. "/config.json"
     local text = files.json(t.config)
-    local old = files.read(path)
+    local old = fs.read(path)
     if old and old ~= text then
       error(("sweep: %s exists with another configuration (epochs, seeds, sample seed or ranges changed?);" ..
         " use another --out or remove it"):format(path), 2)
     end
     if not old then
-      files.mkdir(t.dir)
-      files.write(path, text)
+      fs.mkdir(t.dir)
+      fs.write(path, text)
     end
   end
-  files.mkdir(p.out)
+  fs.mkdir(p.out)
   files.write_json(p.out .. "/sweep.json", merged_manifest(p))
 end
 

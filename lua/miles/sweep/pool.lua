@@ -19,7 +19,7 @@
 -- Liveness comes from `ps` (zombies count as ended: some containers' init never
 -- reaps orphans). A signal that ends the poll's `sleep` (Ctrl-C) stops the
 -- running workers with SIGTERM and raises an error; their folders stay resumable.
-local files = require "miles.sweep.files"
+local fs = require "miles.fs"
 
 local pool = {}
 
@@ -48,21 +48,21 @@ end
 
 -- The pid in <dir>/worker.pid, or nil.
 local function worker_pid(t)
-  local s = files.read(t.dir .. "/worker.pid")
+  local s = fs.read(t.dir .. "/worker.pid")
   return s and math.tointeger(tonumber(s:match("%d+")))
 end
 
 -- Start the worker of trial t; returns its pid.
 local function launch(t, o)
-  local q = files.quote
+  local q = fs.quote
   local inner = ("echo $$ > %s; exec %s %s %s %d >> %s 2>&1"):format(q(t.dir .. "/worker.pid"), q(o.host),
     q(o.script), q(t.dir), o.threads, q(t.dir .. "/output.log"))
-  local pid = tonumber(files.capture(("sh -c %s </dev/null >/dev/null 2>&1 & echo $!"):format(q(inner))))
+  local pid = tonumber(fs.capture(("sh -c %s </dev/null >/dev/null 2>&1 & echo $!"):format(q(inner))))
   if not pid then error("sweep: could not start the worker of " .. t.id, 3) end
   return math.tointeger(pid)
 end
 
-local function done(t) return files.exists(t.dir .. "/result.json") end
+local function done(t) return fs.exists(t.dir .. "/result.json") end
 
 --- Run the trials (see the top of the file); returns the counts.
 function pool.run(trials, o)

@@ -3,7 +3,7 @@
 --
 --   local report = require "miles.sweep.report"
 --   local tbl = report.table(cells, { best_epoch = true, val = true, config = true, progress = true })
---   print(report.text(tbl)); files.write("t.md", report.markdown(tbl))
+--   print(report.text(tbl)); fs.write("t.md", report.markdown(tbl))
 --   for _, line in ipairs(report.unimodal(cells)) do print(line) end
 --
 -- One row per cell (its title, else its label); columns: Fusion (when the cells

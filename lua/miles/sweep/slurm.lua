@@ -17,13 +17,13 @@
 -- Task output goes to <out>/slurm/logs/<job>_<task>.out (the trial's own log is
 -- <trial>/output.log only for local runs). run_trial skips finished trials, so
 -- submitting again after a partial run only redoes what is missing.
-local files = require "miles.sweep.files"
+local fs = require "miles.fs"
 
 local slurm = {}
 
 -- The text of one array script for a list of trials.
 local function script_text(name, list, root, logs, o)
-  local q = files.quote
+  local q = fs.quote
   local n = #list
   local lines = {
     "#!/bin/bash",
@@ -68,35 +68,35 @@ function slurm.write(trials, out, o)
         throttle = o.throttle, host = o.host or "build/bin/miles", script = o.script or "experiments/run_trial.lua" }
   local first, after = {}, {}
   for _, t in ipairs(trials) do
-    if not files.exists(t.dir .. "/result.json") then
+    if not fs.exists(t.dir .. "/result.json") then
       local list = t.after and after or first
       list[#list + 1] = t
     end
   end
   if #first + #after == 0 then return nil end
   local dir = out .. "/slurm"
-  files.mkdir(dir .. "/logs")
-  local root, logs = files.absolute("."), files.absolute(dir .. "/logs")
-  local q = files.quote
+  fs.mkdir(dir .. "/logs")
+  local root, logs = fs.absolute("."), fs.absolute(dir .. "/logs")
+  local q = fs.quote
   local written = { scripts = {}, trials = #first + #after }
   local submit = { "#!/bin/sh", "# Submits the job arrays of this sweep (written by miles.sweep).", "set -e",
-                   "cd " .. q(files.absolute(dir)), "ids=" }
+                   "cd " .. q(fs.absolute(dir)), "ids=" }
   for k, list in ipairs(chunks(first, array_max)) do
     local name = ("array_%d.sbatch"):format(k)
-    files.write(dir .. "/" .. name, script_text("miles-sweep", list, root, logs, o))
+    fs.write(dir .. "/" .. name, script_text("miles-sweep", list, root, logs, o))
     written.scripts[#written.scripts + 1] = dir .. "/" .. name
     submit[#submit + 1] = ("id=$(sbatch --parsable %s | cut -d';' -f1); echo \"%s: job $id\"; ids=\"$ids:$id\"")
       :format(name, name)
   end
   for k, list in ipairs(chunks(after, array_max)) do
     local name = ("array_after_%d.sbatch"):format(k)
-    files.write(dir .. "/" .. name, script_text("miles-sweep-after", list, root, logs, o))
+    fs.write(dir .. "/" .. name, script_text("miles-sweep-after", list, root, logs, o))
     written.scripts[#written.scripts + 1] = dir .. "/" .. name
     local dep = #first > 0 and "--dependency=afterany$ids " or ""
     submit[#submit + 1] = ("sbatch %s%s"):format(dep, name)
   end
   written.submit = dir .. "/submit.sh"
-  files.write(written.submit, table.concat(submit, "\n") .. "\n")
+  fs.write(written.submit, table.concat(submit, "\n") .. "\n")
   return written
 end
 
