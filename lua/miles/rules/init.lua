@@ -40,14 +40,17 @@ setmetatable(rules, { __index = function(t, name)
   return factory
 end })
 
+-- The names of this module's own functions (not rules).
+local LIBRARY = { get = true, check_opts = true, metric_reader = true, unit_weights = true }
+
 --- The rule named `r` (a built-in name or a Lua file returning function(opts) ->
 -- hooks), a hooks table as it is, or a factory function called with opts.
 function rules.get(r, opts)
   if type(r) == "table" then return r end
   if type(r) == "function" then return r(opts or {}) end
   if type(r) ~= "string" then error("rules.get: give a rule name, file or table, got " .. tostring(r), 2) end
-  local builtin = not r:find("[./]") and rules[r]
-  if type(builtin) == "function" and r ~= "get" and r ~= "unit_weights" then return builtin(opts or {}) end
+  local builtin = not r:find("[./]") and not LIBRARY[r] and rules[r]
+  if type(builtin) == "function" then return builtin(opts or {}) end
   if r:find("%.lua$") or r:find("/", 1, true) then
     local chunk, err = loadfile(r)
     if not chunk then error("rules.get: cannot load rule file " .. r .. ": " .. tostring(err), 2) end
@@ -71,6 +74,23 @@ function rules.check_opts(who, opts, known, level)
       table.sort(names)
       error(("%s: unknown option '%s' (options: %s)"):format(who, tostring(key), table.concat(names, ", ")), (level or 2) + 1)
     end
+  end
+end
+
+--- A function head -> the number `metric` (default ctx.metric) of that head in
+-- ctx.metrics[source] ("val" or "train"); it raises, naming the rule, the split,
+-- the metric and the head, when there is none.
+function rules.metric_reader(who, ctx, source, metric)
+  metric = metric or ctx.metric or "accuracy"
+  local m = ctx.metrics[source]
+  if not m then error(("%s: ctx.metrics.%s is missing"):format(who, source), 3) end
+  return function(head)
+    local r = m[head]
+    local v = type(r) == "table" and r[metric] or r
+    if type(v) ~= "number" then
+      error(("%s: no %s metric '%s' for head '%s'"):format(who, source, metric, head), 2)
+    end
+    return v
   end
 end
 

@@ -31,24 +31,10 @@ return function(opts)
   local rule = { name = "miles", head_mode = "loss", state = {},
                  tau = tau, mu = mu, reset_other = reset_other, source = source, metric = opts.metric }
 
-  function rule.loss_weights(ctx)
-    local w = { fused = 1 }
-    for _, name in ipairs(ctx.order) do w[name] = 1 end
-    return w
-  end
+  rule.loss_weights = rules.unit_weights
 
   function rule.on_epoch_end(ctx)
-    local metric = rule.metric or ctx.metric or "accuracy"
-    local m = ctx.metrics[source]
-    if not m then error("rules.miles: ctx.metrics." .. source .. " is missing", 2) end
-    local function value(head)
-      local r = m[head]
-      local v = type(r) == "table" and r[metric] or r
-      if type(v) ~= "number" then
-        error(("rules.miles: no %s metric '%s' for head '%s'"):format(source, metric, head), 3)
-      end
-      return v
-    end
+    local value = rules.metric_reader("rules.miles", ctx, source, rule.metric)
     local ms = {}
     for i, name in ipairs(ctx.order) do ms[i] = value(name) end
     local d = core.decide(value("fused"), ms, { tau = rule.tau, mu = rule.mu,

@@ -35,16 +35,10 @@ return function(opts)
     return list
   end
 
-  function rule.loss_weights(ctx)
-    local w = { fused = 1 }
-    for _, name in ipairs(ctx.order) do w[name] = 1 end
-    return w
-  end
+  rule.loss_weights = rules.unit_weights
 
   function rule.on_epoch_end(ctx)
-    local metric = rule.metric or ctx.metric or "accuracy"
-    local m = ctx.metrics[source]
-    if not m then error("rules.mses: ctx.metrics." .. source .. " is missing", 2) end
+    local value = rules.metric_reader("rules.mses", ctx, source, rule.metric)
     local st = rule.state
     st.branches = st.branches or {}
     local frozen_now, all_frozen = {}, true
@@ -56,10 +50,7 @@ return function(opts)
       end
       if not b.frozen then
         local head = name == "fusion" and "fused" or name
-        local v = type(m[head]) == "table" and m[head][metric]
-        if type(v) ~= "number" then
-          error(("rules.mses: no %s metric '%s' for head '%s'"):format(source, metric, head), 2)
-        end
+        local v = value(head)
         if v > b.best then
           b.best, b.best_epoch, b.wait = v, ctx.epoch, 0
           ctx.trainer:snapshot_group(name)

@@ -16,10 +16,6 @@ return function(opts)
     name = "vanilla",
     head_mode = heads,
     state = {},
-    loss_weights = function(ctx)
-      local w = { fused = 1 }
-      for _, name in ipairs(ctx.order) do w[name] = 1 end
-      return w
-    end,
+    loss_weights = rules.unit_weights,
   }
 end
