@@ -162,4 +162,46 @@ function H.miles_bin()
   return "build/bin/miles"
 end
 
+--- Copies of a state dict's tensors.
+function H.copy_state(sd)
+  local out = {}
+  for k, t in pairs(sd) do out[k] = miles.no_grad(function() return t:clone() end) end
+  return out
+end
+
+--- Do two state dicts hold the same keys and exactly the same values? (false
+-- and the first key that differs otherwise)
+function H.same_state(a, b)
+  for k, t in pairs(a) do
+    assert(b[k], k .. " missing")
+    if not miles.allclose(t:to("float64"), b[k]:to("float64"), 0, 0) then return false, k end
+  end
+  for k in pairs(b) do assert(a[k], k .. " unexpected") end
+  return true
+end
+
+--- Training-log rows without the wall-clock column, as JSON text (NaN kept):
+-- equal text means equal numbers.
+function H.rows_json(rows)
+  local out = {}
+  for i, r in ipairs(rows) do
+    local c = {}
+    for k, v in pairs(r) do if k ~= "seconds" then c[k] = v end end
+    out[i] = c
+  end
+  return require("miles.checkpoint").json_encode(out)
+end
+
+--- A fusion model (seeded) of two small conv encoders over 1x8x8 inputs,
+-- "audio" and "image", 4 classes: 4-D weights for the gradient rules.
+function H.conv_fusion_model(opts)
+  local nn, fusion = miles.nn, require "miles.fusion"
+  miles.manual_seed(0)
+  local function enc()
+    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(144, 16), nn.ReLU())
+  end
+  return fusion.Model{ encoders = { audio = enc(), image = enc() }, order = { "audio", "image" }, classes = 4,
+                       fusion = opts and opts.fusion }
+end
+
 return H

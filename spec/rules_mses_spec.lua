@@ -21,19 +21,7 @@ local function model()
   return fusion.Model{ encoders = { audio = enc(), image = enc() }, order = { "audio", "image" }, classes = 4 }
 end
 
-local function copy_sd(sd)
-  local out = {}
-  for k, t in pairs(sd) do out[k] = miles.no_grad(function() return t:clone() end) end
-  return out
-end
-
-local function same_values(a, b)
-  for k, t in pairs(a) do
-    assert(b[k], k .. " missing")
-    if not miles.allclose(t:to("float64"), b[k]:to("float64"), 0, 0) then return false end
-  end
-  return true
-end
+local copy_sd, same_values = H.copy_state, H.same_state
 
 -- An MSES rule that sees metrics[e] = {fused, audio, image} at epoch e and
 -- records the groups' weights: rec.pre[e][group], rec.post[e][group].
@@ -148,14 +136,7 @@ describe("rules.mses", function()
     end)())
     assert.is_false(r.optimizer:group("image").params[1].requires_grad)
     local sr = r:fit()
-    local function strip(h)
-      local out = {}
-      for i, row in ipairs(h) do
-        out[i] = {}
-        for k, v in pairs(row) do if k ~= "seconds" then out[i][k] = v end end
-      end
-      return checkpoint.json_encode(out)
-    end
+    local strip = H.rows_json
     assert.are.equal(strip(full.history), strip(r.history))
     assert.are.equal(checkpoint.json_encode(sf), checkpoint.json_encode(sr))
     assert.is_true(same_values(full.model:state_dict(), r.model:state_dict()))

@@ -162,13 +162,7 @@ end)
 
 describe("MSLR through train.Trainer", function()
   local DS = train.toy_dataset{ n = 128, classes = 4, seed = 0 }
-  local function conv_model()
-    miles.manual_seed(0)
-    local function enc()
-      return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(144, 16), nn.ReLU())
-    end
-    return fusion.Model{ encoders = { audio = enc(), image = enc() }, order = { "audio", "image" }, classes = 4 }
-  end
+  local conv_model = H.conv_fusion_model
   local LRS = { audio = 1e-2, image = 1e-4 }
   local cases = {
     { "mslr_k", {}, { 1e-2, 1e-4 } },

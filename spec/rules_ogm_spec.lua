@@ -297,13 +297,7 @@ end)
 
 describe("OGM through train.Trainer", function()
   local DS = train.toy_dataset{ n = 128, classes = 4, seed = 0 }
-  local function conv_model()
-    miles.manual_seed(0)
-    local function enc()
-      return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(144, 16), nn.ReLU())
-    end
-    return fusion.Model{ encoders = { audio = enc(), image = enc() }, order = { "audio", "image" }, classes = 4 }
-  end
+  local conv_model = H.conv_fusion_model
 
   for _, name in ipairs({ "ogm", "ogm_ge" }) do
     it(name .. ": 2 epochs, modulated in epoch 1 only (modulation_end = 0), lrs left at alpha", function()

@@ -52,15 +52,7 @@ local make = assert(load(ARGS_SOURCE, "=args"))()
 
 -- Rows without the wall-clock column, as JSON (NaN written as NaN): equal text
 -- means equal numbers.
-local function rows_json(rows)
-  local out = {}
-  for i, r in ipairs(rows) do
-    local c = {}
-    for k, v in pairs(r) do if k ~= "seconds" then c[k] = v end end
-    out[i] = c
-  end
-  return checkpoint.json_encode(out)
-end
+local rows_json = H.rows_json
 
 -- The rows of a log.jsonl file.
 local function log_rows(dir)

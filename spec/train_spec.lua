@@ -251,21 +251,7 @@ local function capture()
            flush = function() end, text = function() return table.concat(parts) end }
 end
 
--- Copies of a state dict's tensors, and whether two state dicts hold the same values.
-local function copy_sd(sd)
-  local out = {}
-  for k, t in pairs(sd) do out[k] = miles.no_grad(function() return t:clone() end) end
-  return out
-end
-
-local function same_values(a, b)
-  for k, t in pairs(a) do
-    assert(b[k], k .. " missing")
-    if not miles.allclose(t:to("float64"), b[k]:to("float64"), 0, 0) then return false, k end
-  end
-  for k in pairs(b) do assert(a[k], k .. " unexpected") end
-  return true
-end
+local copy_sd, same_values = H.copy_state, H.same_state
 
 describe("train.Trainer progress output", function()
   it("prints a bar per epoch and a line with the val metrics, u, delta, action; quiet prints nothing", function()
