@@ -319,6 +319,20 @@ describe("miles.progress", function()
     assert.is_nil(out.text:find("\r", 1, true))
   end)
 
+  it("prints only a line every `every` seconds when sparse and not on a terminal", function()
+    local out = recorder()
+    local bar = progress.new({ label = "epoch 1/3", total = 100, stream = out, tty = false,
+      sparse = true, every = 10, clock = fake_clock(0.5) })
+    for i = 1, 100 do bar:update(i) end
+    bar:finish()
+    local lines = {}
+    for line in out.text:gmatch("[^\n]+") do lines[#lines + 1] = line end
+    -- the clock moves 0.5 s per call: 50 s from the start to the last update,
+    -- a line at 10, 20, 30, 40 and 50 s, none at the start or at finish
+    assert.equal(5, #lines)
+    assert.truthy(lines[1]:find("^epoch 1/3:  %d+%%  %d+/100  [%d.]+/s  ETA %d+:%d%d$"), lines[1])
+  end)
+
   it("redraws in place on a terminal, with the bar and the ETA", function()
     local out = recorder()
     local bar = progress.new({ label = "x", total = 4, stream = out, tty = true, width = 4,

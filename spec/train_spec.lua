@@ -254,14 +254,14 @@ end
 local copy_sd, same_values = H.copy_state, H.same_state
 
 describe("train.Trainer progress output", function()
-  it("prints a bar per epoch and a line with the val metrics, u, delta, action; quiet prints nothing", function()
+  it("prints a line per epoch with the val metrics, u, delta, action; quiet prints nothing", function()
     local out = capture()
     local t = train.Trainer(args{ quiet = false, stream = out, epochs = 2 })
     t:fit()
     local text = out.text()
-    -- not a terminal: plain bar lines, the last one at 100% of the 4 batches
-    assert.truthy(text:find("epoch 1/2:   0%  0/4", 1, true))
-    assert.truthy(text:find("epoch 2/2: 100%  4/4", 1, true))
+    -- not a terminal: the bar is sparse (a line every 30 s, none in a short epoch),
+    -- so only the epoch lines are printed
+    assert.is_nil(text:find("epoch 1/2: ", 1, true))
     for e, r in ipairs(t.history) do
       local line = ("epoch %d/2  train loss %.4f  val accuracy fused %.4f audio %.4f image %.4f  u audio %.3f image %.3f  delta %.3f  %s  %.1f s")
         :format(e, r.train_loss, r.val_accuracy_fused, r.val_accuracy_audio, r.val_accuracy_image, r.u_audio,

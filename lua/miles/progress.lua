@@ -33,7 +33,9 @@ function progress.format_time(s)
 end
 
 --- progress.new{label=, total=, stream = io.stderr, tty = (auto), width = 30,
--- interval = 0.1, every = 30, quiet = false, clock = core.wall_time}: a bar.
+-- interval = 0.1, every = 30, quiet = false, sparse = false, clock = core.wall_time}:
+-- a bar. sparse: off a terminal, only the lines every `every` seconds (no start,
+-- 10% or end lines), for work whose caller prints its own summary.
 function progress.new(opts)
   opts = opts or {}
   local stream = opts.stream or io.stderr
@@ -46,10 +48,10 @@ function progress.new(opts)
     label = opts.label or "", total = opts.total, stream = stream, tty = tty,
     width = opts.width or 30, interval = opts.interval or 0.1, every = opts.every or 30,
     quiet = quiet, clock = clock, done = 0, start = clock(), last_draw = -math.huge,
-    last_decile = -1, finished = false,
+    last_decile = -1, finished = false, sparse = opts.sparse,
   }, Bar)
   if not tty then
-    self:_line()
+    if not self.sparse then self:_line() end
     self.last_decile, self.last_draw = 0, self.start
   end
   return self
@@ -117,7 +119,7 @@ function Bar:update(done, total)
     return
   end
   local decile = self.total and self.total > 0 and math.floor(10 * done / self.total) or -1
-  if decile > self.last_decile and decile < 10 or now - self.last_draw >= self.every then
+  if (not self.sparse and decile > self.last_decile and decile < 10) or now - self.last_draw >= self.every then
     self.last_decile = math.max(self.last_decile, decile)
     self.last_draw = now
     self:_line(false)
@@ -129,7 +131,7 @@ function Bar:finish()
   if self.finished then return end
   self.finished = true
   if self.total and self.done < self.total then self.done = self.total end
-  if self.tty then self:_draw(true) else self:_line(true) end
+  if self.tty then self:_draw(true) elseif not self.sparse then self:_line(true) end
 end
 
 --- progress.tracker(opts) -> fn(label, done, total), with fn.finish(): one bar

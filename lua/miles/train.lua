@@ -332,7 +332,7 @@ function Trainer:epoch()
   for _, g in ipairs(self.group_names) do lrs[g] = opt:lr(g) end
   local loader = self:_loader(self.train_indices or "train", true)
   local bar = progress.new({ label = ("epoch %d/%d"):format(e, self.epochs), total = #loader,
-                             quiet = self.quiet, stream = self.stream })
+                             quiet = self.quiet, stream = self.stream, sparse = true })
   local train_loss
   ctx.metrics.train, train_loss = self:_train_pass(model, opt, loader, e,
     { ctx = ctx, weights = rule.loss_weights, on_step = rule.on_step, bar = bar })
