@@ -11,6 +11,8 @@
 -- A source is a trainer (its history and columns), a list of log rows (tables
 -- column -> value, as t.history), or the path of a run folder or its log.csv
 -- (miles.log's format: empty cells are NaN).
+local csv = require "miles.csv"
+
 local plot = {}
 
 local NAN = 0 / 0
@@ -23,47 +25,6 @@ local function csv_value(cell, quoted)
   return tonumber(cell) or cell
 end
 
--- The records of a CSV text (RFC 4180 quoting: "" inside quotes is a quote):
--- a list of lists of values.
-local function parse_csv(text)
-  local records, fields, i, n = {}, {}, 1, #text
-  while i <= n do
-    local c = text:sub(i, i)
-    if c == '"' then
-      local parts, j = {}, i + 1
-      while true do
-        local q = text:find('"', j, true)
-        if not q then error("plot: unterminated quote in CSV", 3) end
-        parts[#parts + 1] = text:sub(j, q - 1)
-        if text:sub(q + 1, q + 1) == '"' then
-          parts[#parts + 1] = '"'
-          j = q + 2
-        else
-          i = q + 1
-          break
-        end
-      end
-      fields[#fields + 1] = csv_value(table.concat(parts), true)
-    else
-      local stop = text:find("[,\r\n]", i) or n + 1
-      fields[#fields + 1] = csv_value(text:sub(i, stop - 1), false)
-      i = stop
-    end
-    c = text:sub(i, i)
-    if c == "," then
-      i = i + 1
-      if i > n then fields[#fields + 1] = NAN end
-    else
-      if c == "\r" and text:sub(i + 1, i + 1) == "\n" then i = i + 1 end
-      records[#records + 1] = fields
-      fields = {}
-      i = i + 1
-    end
-  end
-  if #fields > 0 then records[#records + 1] = fields end
-  return records
-end
-
 -- rows, columns of a log.csv file.
 local function read_log(path)
   local f = io.open(path .. "/log.csv", "rb")
@@ -71,7 +32,8 @@ local function read_log(path)
   local text = f and f:read("a")
   if f then f:close() end
   if not text then error("plot: cannot read " .. path .. " (give a run folder or its log.csv)", 3) end
-  local records = parse_csv(text)
+  local ok, records = pcall(csv.parse, text, csv_value)
+  if not ok then error("plot: " .. path .. ": " .. records, 3) end
   local header = records[1]
   if not header then error("plot: " .. path .. " is empty", 3) end
   local rows = {}

@@ -12,6 +12,7 @@
 --
 -- A layout error reads "<dataset>: expected <what> at <path> (see README)".
 local fs = require "miles.fs"
+local csv = require "miles.csv"
 local core = require "miles.core"
 local checkpoint = require "miles.checkpoint"
 local cache = require "miles.data.cache"
@@ -125,39 +126,6 @@ function layout.read_json(name, path, what)
   return v
 end
 
--- The fields of one CSV line (RFC 4180 quoting, no line breaks inside a
--- field), or nil when it is malformed.
-local function csv_fields(line)
-  local fields, i, n = {}, 1, #line
-  while true do
-    if line:sub(i, i) == '"' then
-      local parts, j = {}, i + 1
-      while true do
-        local q = line:find('"', j, true)
-        if not q then return nil end
-        parts[#parts + 1] = line:sub(j, q - 1)
-        if line:sub(q + 1, q + 1) ~= '"' then
-          i = q + 1
-          break
-        end
-        parts[#parts + 1], j = '"', q + 2
-      end
-      fields[#fields + 1] = table.concat(parts)
-    else
-      local comma = line:find(",", i, true) or n + 1
-      fields[#fields + 1] = line:sub(i, comma - 1)
-      i = comma
-    end
-    if i > n then return fields end
-    if line:sub(i, i) ~= "," then return nil end
-    i = i + 1
-    if i > n then
-      fields[#fields + 1] = ""
-      return fields
-    end
-  end
-end
-
 --- The rows of a CSV file with a header line, each a table of column = value;
 -- raises when the file is missing, lacks one of the columns, or has a
 -- malformed line.
@@ -165,27 +133,19 @@ function layout.read_csv(name, path, columns)
   local text = fs.read(path)
   local what = "a CSV file with the columns " .. table.concat(columns, ", ")
   if not text then layout.expected(name, what, path) end
-  local header, rows, lineno = nil, {}, 0
-  for line in text:gmatch("[^\n]*") do
-    lineno = lineno + 1
-    line = line:gsub("\r$", "")
-    if line ~= "" then
-      local fields = csv_fields(line)
-      if not fields then error(("%s: %s: line %d is not valid CSV"):format(name, path, lineno), 0) end
-      if not header then
-        header = {}
-        for k, field in ipairs(fields) do header[field] = k end
-        for _, c in ipairs(columns) do
-          if not header[c] then layout.expected(name, what .. " (no column '" .. c .. "')", path) end
-        end
-      else
-        local row = {}
-        for c, k in pairs(header) do row[c] = fields[k] end
-        rows[#rows + 1] = row
-      end
-    end
+  local ok, records = pcall(csv.parse, text)
+  if not ok then error(("%s: %s: %s"):format(name, path, records), 0) end
+  if not records[1] then layout.expected(name, what, path) end
+  local header, rows = {}, {}
+  for k, field in ipairs(records[1]) do header[field] = k end
+  for _, c in ipairs(columns) do
+    if not header[c] then layout.expected(name, what .. " (no column '" .. c .. "')", path) end
   end
-  if not header then layout.expected(name, what, path) end
+  for r = 2, #records do
+    local row = {}
+    for c, k in pairs(header) do row[c] = records[r][k] end
+    rows[#rows + 1] = row
+  end
   return rows
 end
 
