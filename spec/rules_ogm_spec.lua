@@ -96,12 +96,7 @@ local function close(a, b, tol, what)
   assert(math.abs(a - b) <= (tol or 1e-6), ("%s: %.10g ~= %.10g"):format(what or "value", a, b))
 end
 
-local function raises(fn, ...)
-  local msg = H.error_of(fn)
-  for _, piece in ipairs({ ... }) do
-    assert(msg:find(piece, 1, true), ("error %q lacks %q"):format(msg, piece))
-  end
-end
+local raises = H.raises
 
 -- Audio weak, image confident on the labels (s_image > s_audio), and the reverse.
 local ZA_WEAK, ZB_STRONG = { { 0.2, -0.1 }, { -0.3, 0.1 } }, { { 0.0, 3.0 }, { -2.0, 0.5 } }
