@@ -61,6 +61,25 @@ static inline unsigned fuzz_touch(const tensor *t)
     return sum;
 }
 
+typedef tensor *(*fuzz_reader)(const char *path);
+
+/* The whole harness of readers that take only a path: the input goes to the
+ * temporary file, each reader reads it, and every byte of each result is read. */
+static inline int fuzz_read_each(const uint8_t *data, size_t size, const fuzz_reader *readers, int n)
+{
+    const char *path = fuzz_path("in");
+    if (fuzz_write(path, data, size) != 0)
+        return 0;
+    volatile unsigned sink = 0;
+    for (int i = 0; i < n; i++) {
+        tensor *t = readers[i](path);
+        sink += fuzz_touch(t);
+        tensor_decref(t);
+    }
+    (void)sink;
+    return 0;
+}
+
 /* Whether two contiguous tensors hold the same bytes with the same shape. */
 static inline int fuzz_same(const tensor *a, const tensor *b)
 {

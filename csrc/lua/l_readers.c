@@ -35,17 +35,7 @@ static bool lr_opts(lua_State *L, int idx, const char *fname, const char *const 
     if (lua_isnoneornil(L, idx))
         return false;
     luaL_checktype(L, idx, LUA_TTABLE);
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        lua_pop(L, 1);
-        const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-        int i = 0;
-        while (k && known[i] && strcmp(k, known[i]) != 0)
-            i++;
-        if (!k || !known[i])
-            return luaL_error(L, "%s: unknown option '%s'", fname,
-                              k ? k : luaL_typename(L, -1));
-    }
+    lt_check_keys(L, idx, fname, known);
     return true;
 }
 

@@ -37,16 +37,7 @@ static void ls_opts(lua_State *L, int idx, const char *fn, const char *const *kn
     }
     if (!lua_istable(L, idx) || lt_test(L, idx))
         luaL_error(L, "%s: options must be a table, got %s", fn, luaL_typename(L, idx));
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        lua_pop(L, 1);
-        const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-        int i = 0;
-        while (k && known[i] && strcmp(k, known[i]) != 0)
-            i++;
-        if (!k || !known[i])
-            luaL_error(L, "%s: unknown option '%s'", fn, k ? k : luaL_typename(L, -1));
-    }
+    lt_check_keys(L, idx, fn, known);
 }
 
 /* Push option name of the table at idx; returns whether it is set (non-nil). */

@@ -171,6 +171,21 @@ int lt_shape(lua_State *L, int idx, int64_t *shape)
     return n;
 }
 
+void lt_check_keys(lua_State *L, int idx, const char *fname, const char *const *known)
+{
+    idx = lua_absindex(L, idx);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        int i = 0;
+        while (k && known[i] && strcmp(k, known[i]) != 0)
+            i++;
+        if (!k || !known[i])
+            luaL_error(L, "%s: unknown option '%s'", fname, k ? k : luaL_typename(L, -1));
+    }
+}
+
 void lt_register(lua_State *L, const luaL_Reg *funcs, const luaL_Reg *methods)
 {
     if (funcs)

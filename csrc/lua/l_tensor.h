@@ -33,6 +33,10 @@ tensor *lt_zero_based(lua_State *L, tensor *idx);
 /* Raise unless t may be written in place now (autograd's rules). */
 int lt_check_inplace(lua_State *L, tensor *t, const char *op);
 
+/* Raise "<fname>: unknown option 'k'" unless every key of the table at idx is one
+ * of the NULL-terminated list known (so a misspelt option does not pass silently). */
+void lt_check_keys(lua_State *L, int idx, const char *fname, const char *const *known);
+
 /* Each binding file registers its functions: into the `miles` table (funcs) and
  * as tensor methods (methods). */
 void lt_register(lua_State *L, const luaL_Reg *funcs, const luaL_Reg *methods);
