@@ -93,7 +93,11 @@ function cli.help(script, allowed, defaults)
   for _, name in ipairs(allowed) do
     local f = cli.FLAGS[name]
     local d = defaults[name]
-    if type(d) == "table" then d = table.concat(d, ",") end
+    if type(d) == "table" then
+      local parts = {}
+      for i, v in ipairs(d) do parts[i] = tostring(v) end
+      d = table.concat(parts, ",")
+    end
     lines[#lines + 1] = ("  --%-16s %s%s"):format(name:gsub("_", "-") .. (f[1] == "bool" and "" or " X"), f[2],
       d ~= nil and (" [" .. tostring(d) .. "]") or "")
   end
