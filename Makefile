@@ -5,6 +5,9 @@
 
 CC        ?= gcc
 CUDA_HOME ?= /usr/local/cuda
+# cuDNN's headers and libraries: the toolkit's folders by default (set it to the
+# folder of a pip-installed nvidia-cudnn, say, on a machine that has it there)
+CUDNN_HOME ?= $(CUDA_HOME)
 NVCC      := $(CUDA_HOME)/bin/nvcc
 CUDA      ?= $(shell test -x $(NVCC) && echo 1 || echo 0)
 SAN       ?= 0
@@ -34,11 +37,13 @@ CORE_SRC := $(wildcard csrc/*.c csrc/cpu/*.c csrc/ops/*.c csrc/io/*.c csrc/signa
 LUA_SRC  := $(wildcard csrc/lua/*.c)
 CUDA_OBJ :=
 ifeq ($(CUDA),1)
-  CORE_SRC += csrc/cuda/cuda_runtime.c
-  CFLAGS   += -I$(CUDA_HOME)/include
-  PKG_LIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart
+  CORE_SRC += $(filter-out csrc/cuda/cuda_stub.c,$(wildcard csrc/cuda/*.c))
+  CFLAGS   += -DMILES_CUDA -I$(CUDA_HOME)/include -I$(CUDNN_HOME)/include
+  PKG_LIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 \
+              $(foreach d,lib64 lib,-L$(CUDNN_HOME)/$(d) -Wl,-rpath,$(CUDNN_HOME)/$(d)) \
+              -lcudnn -lcublas -lcudart -lstdc++
   # sm_90 (H100/H200) machine code plus PTX, so newer GPUs can JIT it.
-  NVFLAGS  := -O2 -std=c++17 -Xcompiler -fPIC,-Wall,-Wextra,-Werror \
+  NVFLAGS  := -O2 -std=c++17 -DMILES_CUDA -I$(CUDNN_HOME)/include -Xcompiler -fPIC,-Wall,-Wextra,-Werror \
               -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
   CUDA_OBJ := $(patsubst kernels/%.cu,$(BUILD)/kernels/%.o,$(wildcard kernels/*.cu))
 else
@@ -112,8 +117,8 @@ FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer -fopenmp -Wall -Wextra -Wno-pass-failed \
                 -DMILES_FUZZ $(FUZZ_SAN) -fsanitize=fuzzer-no-link $(PKG_CFLAGS)
 FUZZ_SRC     := $(wildcard csrc/io/fuzz_*.c)
-FUZZ_CORE    := $(filter-out $(FUZZ_SRC) csrc/main.c csrc/cuda/cuda_runtime.c,$(CORE_SRC)) \
-                $(if $(filter csrc/cuda/cuda_stub.c,$(CORE_SRC)),,csrc/cuda/cuda_stub.c)
+FUZZ_CORE    := $(filter-out $(FUZZ_SRC) csrc/main.c $(wildcard csrc/cuda/*.c),$(CORE_SRC)) \
+                csrc/cuda/cuda_stub.c
 FUZZ_LIB     := $(FUZZ_DIR)/libmiles-fuzz.a
 FUZZ_BINS    := $(patsubst csrc/io/fuzz_%.c,$(FUZZ_DIR)/fuzz_%,$(FUZZ_SRC))
 

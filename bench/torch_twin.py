@@ -2,7 +2,9 @@
 """PyTorch twin of experiments/bench.lua: the same reference workloads (two ResNet
 encoders, concat fusion, three cross-entropy losses, Adam over three parameter
 groups, batch 64), timed the same way, so `make bench` can print ours/PyTorch.
-Usage: torch_twin.py WORKLOAD [threads] [seconds]   (WORKLOAD: smnist | luma | cremad)
+Usage: torch_twin.py WORKLOAD [threads] [seconds] [--cuda] [--amp] [--channels-last]
+  (WORKLOAD: smnist | luma | cremad; --cuda: on the GPU; --amp: bf16 autocast;
+  --channels-last: NHWC memory format)
 Prints one line: "<workload>: <N> samples/s (<ms> ms/step, peak RSS <MiB> MiB)"."""
 import resource
 import sys
@@ -61,35 +63,49 @@ BATCH, WARMUP, MIN_SECONDS, MIN_STEPS = 64, 3, 10.0, 3
 
 
 def main():
-    name = sys.argv[1]
-    threads = int(sys.argv[2]) if len(sys.argv) > 2 else 2
-    seconds = float(sys.argv[3]) if len(sys.argv) > 3 else MIN_SECONDS
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    flags = {a for a in sys.argv[1:] if a.startswith("--")}
+    name = args[0]
+    threads = int(args[1]) if len(args) > 1 else 2
+    seconds = float(args[2]) if len(args) > 2 else MIN_SECONDS
+    dev = "cuda" if "--cuda" in flags else "cpu"
+    amp = "--amp" in flags
+    fmt = torch.channels_last if "--channels-last" in flags else torch.contiguous_format
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     sa, sb, blocks, ncls = WORKLOADS[name]
     ea, eb = Encoder(sa[0], blocks), Encoder(sb[0], blocks)
     ha, hb = nn.Linear(ea.out_features, ncls), nn.Linear(eb.out_features, ncls)
     hab = nn.Linear(ea.out_features + eb.out_features, ncls)
+    for m in (ea, eb, ha, hb, hab):
+        m.to(dev, memory_format=fmt)
     heads = list(ha.parameters()) + list(hb.parameters()) + list(hab.parameters())
     opt = torch.optim.Adam([{"params": ea.parameters()}, {"params": eb.parameters()},
                             {"params": heads}], lr=1e-3)
-    a, b = torch.randn(BATCH, *sa), torch.randn(BATCH, *sb)
-    y = torch.randint(0, ncls, (BATCH,))
+    a = torch.randn(BATCH, *sa).to(dev, memory_format=fmt)
+    b = torch.randn(BATCH, *sb).to(dev, memory_format=fmt)
+    y = torch.randint(0, ncls, (BATCH,)).to(dev)
+    sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
 
     def step():
         opt.zero_grad(set_to_none=True)
-        za, zb = ea(a), eb(b)
-        loss = (F.cross_entropy(hab(torch.cat([za, zb], 1)), y) + F.cross_entropy(ha(za), y)
-                + F.cross_entropy(hb(zb), y))
+        with torch.autocast(device_type=dev, dtype=torch.bfloat16, enabled=amp):
+            za, zb = ea(a), eb(b)
+            loss = (F.cross_entropy(hab(torch.cat([za, zb], 1)), y) + F.cross_entropy(ha(za), y)
+                    + F.cross_entropy(hb(zb), y))
         loss.backward()
         opt.step()
 
     for _ in range(WARMUP):
         step()
+    sync()
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds or n < MIN_STEPS:
         step()
         n += 1
+        if n % 10 == 0:
+            sync()  # keep the queue short, as a training loop reading its loss does
+    sync()
     dt = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{name}: {n * BATCH / dt:.1f} samples/s ({dt / n * 1000:.1f} ms/step, "

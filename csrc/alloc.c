@@ -1,6 +1,7 @@
 #include "alloc.h"
 
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "cuda/cuda_backend.h"
@@ -29,8 +30,23 @@ static void *device_alloc(device dev, size_t nbytes)
     return cuda_alloc(dev.index, nbytes);
 }
 
+/* "1.5 GiB" into buf (at least 32 bytes). */
+static const char *human_bytes(double n, char *buf)
+{
+    static const char *units[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    int u = 0;
+    while (n >= 1024 && u < 6) {
+        n /= 1024;
+        u++;
+    }
+    snprintf(buf, 32, u ? "%.1f %s" : "%.0f %s", n, units[u]);
+    return buf;
+}
+
 void *alloc_bytes(device dev, size_t nbytes)
 {
+    if (dev.type == DEV_CUDA && !cuda_backend_get(dev.index))
+        return NULL; /* no such GPU, or no CUDA: that, not out of memory */
     void *p = device_alloc(dev, nbytes);
     if (!p && oom_hook) {
         oom_hook(hook_ud);
@@ -39,11 +55,12 @@ void *alloc_bytes(device dev, size_t nbytes)
         p = device_alloc(dev, nbytes);
     }
     if (!p) {
-        char buf[16];
+        char buf[16], asked[32], used[32], cached[32];
         alloc_stats s = alloc_get_stats(dev.type);
-        err_set("out of memory on %s: asked for %zu bytes, %lld in use, %lld cached",
-                device_str(dev, buf), nbytes, (long long)s.live_bytes,
-                (long long)s.cached_bytes);
+        err_set("out of memory on %s: asked for %s (%zu bytes), %s in use, %s cached",
+                device_str(dev, buf), human_bytes((double)nbytes, asked), nbytes,
+                human_bytes((double)s.live_bytes, used),
+                human_bytes((double)s.cached_bytes, cached));
         return NULL;
     }
     int64_t now = atomic_fetch_add(&live[dev.type], (int64_t)nbytes) + (int64_t)nbytes;
@@ -71,8 +88,10 @@ alloc_stats alloc_get_stats(device_type type)
 {
     alloc_stats s = {atomic_load(&live[type]), atomic_load(&peak[type]), 0,
                      atomic_load(&nallocs[type])};
-    if (type == DEV_CUDA)
+    if (type == DEV_CUDA) {
         s.cached_bytes = cuda_cached_bytes();
+        s.n_allocs = cuda_device_allocs(); /* the rest came from the cache */
+    }
     return s;
 }
 

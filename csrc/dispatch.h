@@ -68,8 +68,9 @@ typedef struct backend {
     int (*fill)(tensor *t, double v);
     /* out = op(a); same shape and dtype, both dense with the same strides. */
     int (*unary)(unary_op op, tensor *out, const tensor *a, double p0, double p1);
-    /* out contiguous; a, b views broadcast to out's shape, both of the compute
-     * dtype; out has that dtype, or DT_BOOL for comparisons and logic. */
+    /* out dense (contiguous, or laid out like a dense operand); a, b views
+     * broadcast to out's shape, both of the compute dtype; out has that dtype,
+     * or DT_BOOL for comparisons and logic. */
     int (*binary)(binary_op op, tensor *out, const tensor *a, const tensor *b);
     /* out = cond ? a : b; cond, a, b broadcast views of out's shape. */
     int (*where)(tensor *out, const tensor *cond, const tensor *a, const tensor *b);

@@ -146,13 +146,13 @@ static int64_t at1_i64(const tensor *t, int64_t i)
  * Checks of a batch: nothing is counted until the whole batch passes */
 
 /* The tensor is on the CPU (the counts are read element by element). */
-static int check_cpu(const tensor *t, const char *what, const char *who)
+/* t (a new reference) when on the cpu, else a copy there: GPU outputs are
+ * counted on the host (a synchronisation, where the metric is read). */
+static tensor *on_cpu(const tensor *t)
 {
-    char b[16];
-    if (tensor_device(t).type != DEV_CPU)
-        return err_set("%s: the %s are on %s; move them to the cpu first", who, what,
-                       device_str(tensor_device(t), b));
-    return 0;
+    if (tensor_device(t).type == DEV_CPU)
+        return tensor_incref((tensor *)t);
+    return tensor_to_device(t, DEVICE_CPU);
 }
 
 /* Is t 2-D with shape [n, C] (n < 0: any number of rows)? */
@@ -349,10 +349,8 @@ static void add_multi(metrics_acc *a, const tensor *x, const tensor *y)
 }
 
 /* Check the whole batch first, then count it, so a bad batch changes nothing. */
-int metrics_acc_add(metrics_acc *a, const tensor *x, const tensor *y, const char *who)
+static int add_host(metrics_acc *a, const tensor *x, const tensor *y, const char *who)
 {
-    if (check_cpu(x, "predictions", who) != 0 || check_cpu(y, "targets", who) != 0)
-        return -1;
     if ((a->o.multilabel ? check_multi : check_single)(a, x, y, who) != 0)
         return -1;
     if (a->o.multilabel)
@@ -361,6 +359,15 @@ int metrics_acc_add(metrics_acc *a, const tensor *x, const tensor *y, const char
         add_single(a, x, y);
     a->n += y->shape[0];
     return 0;
+}
+
+int metrics_acc_add(metrics_acc *a, const tensor *x, const tensor *y, const char *who)
+{
+    tensor *hx = on_cpu(x), *hy = hx ? on_cpu(y) : NULL;
+    int rc = hy ? add_host(a, hx, hy, who) : -1;
+    tensor_decref(hx);
+    tensor_decref(hy);
+    return rc;
 }
 
 /* ------------------------------------------------------------------------------

@@ -16,6 +16,9 @@ tensor *op_binary_scalar(binary_op op, tensor *a, double s, bool scalar_first);
 tensor *op_where(tensor *cond, tensor *a, tensor *b);
 /* A copy converted to dt (gradients flow between float types). */
 tensor *op_to_dtype(tensor *a, dtype_t dt);
+/* a on another device (a itself, a new reference, when already there); its
+ * gradient goes back to a's device. */
+tensor *op_to_device(tensor *a, device dev);
 /* A copy with its own storage (differentiable). */
 tensor *op_clone(tensor *a);
 

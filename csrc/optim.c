@@ -1,15 +1,20 @@
-/* Optimizer updates over one parameter tensor: checks, the per-device route, and
- * the CPU loops. Each loop makes one pass over memory per step: Adam works in
- * blocks small enough for L1, updating the moments, taking the square roots and
- * updating the parameter while the block is still in cache, so that the loops
- * vectorise (`omp simd`) although sqrt may set errno, which keeps a plain loop
- * that calls it scalar. The arithmetic follows PyTorch 1.13's single-tensor code
- * operation by operation (same order, bias corrections in double), with the
- * scalars rounded to the parameter's dtype as PyTorch's CPU kernels do. */
+/* Optimizer updates over a parameter group's tensors: checks, the per-device
+ * route, and the CPU loops. On the CPU the tensors are updated one after the
+ * other; on a GPU one fused kernel (kernels/optim.cu) updates them all at once,
+ * with the same arithmetic element by element. Each CPU loop makes one pass over
+ * memory per step: Adam works in blocks small enough for L1, updating the
+ * moments, taking the square roots and updating the parameter while the block is
+ * still in cache, so that the loops vectorise (`omp simd`) although sqrt may set
+ * errno, which keeps a plain loop that calls it scalar. The arithmetic follows
+ * PyTorch 1.13's single-tensor code operation by operation (same order, bias
+ * corrections in double), with the scalars rounded to the parameter's dtype as
+ * PyTorch's CPU kernels do. */
 #include "optim.h"
 
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #ifdef __SSE2__
@@ -17,6 +22,7 @@
 #endif
 
 #include "cpu/iter.h"
+#include "cuda/optim_cuda.h"
 #include "error.h"
 
 /* Below this many elements an update runs on one thread: waking threads costs more. */
@@ -129,14 +135,111 @@ static int check_disjoint(const char *who, int n, const tensor *const *ts,
     return 0;
 }
 
-/* The devices with an update loop. Only the CPU has one so far; a CUDA kernel
- * plugs in here, beside the CPU call of each update. */
+/* The devices with an update: the CPU's loops, and CUDA's fused kernel in a
+ * build with the CUDA backend (MILES_CUDA). */
 static int check_device(const char *who, const tensor *p)
 {
-    if (tensor_device(p).type == DEV_CPU)
+    device d = tensor_device(p);
+    if (d.type == DEV_CPU)
         return 0;
-    return err_set("%s: cuda tensors are not supported by this build yet", who);
+    if (d.type != DEV_CUDA) {
+        char ds[16];
+        return err_set("%s: parameters on %s are not supported", who, device_str(d, ds));
+    }
+#ifdef MILES_CUDA
+    return 0;
+#else
+    return err_set("%s: miles was built without CUDA", who);
+#endif
 }
+
+/* After a failed check of the group's tensor i (of n): say which tensor it was,
+ * as " (tensor i of n)" at the end of the message (lua/miles/optim.lua turns it
+ * into the group's and the parameter's names). Returns -1. */
+static int at_tensor(int i, int n)
+{
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", err_msg());
+    return err_set("%s (tensor %d of %d)", msg, i + 1, n);
+}
+
+#ifdef MILES_CUDA
+/* One operand's memory, for the check across a group's tensors. */
+typedef struct {
+    const storage *st;
+    int64_t b, e; /* elements [b, e) of the storage */
+    int tensor, op;
+    bool write;
+} span;
+
+static int span_cmp(const void *x, const void *y)
+{
+    const span *a = x, *b = y;
+    if (a->st != b->st)
+        return (uintptr_t)a->st < (uintptr_t)b->st ? -1 : 1;
+    return a->b < b->b ? -1 : a->b > b->b;
+}
+
+/* The fused GPU kernel updates a group's tensors at the same time, where the CPU
+ * updates them one after the other: so, among the group's GPU tensors, nothing
+ * one tensor's update writes may share memory with another tensor's operands
+ * (gradients, only read, may be shared). ops[i * nops + k] is operand k of tensor
+ * i (NULL: none), named names[k], written unless k is read_op. Each tensor's own
+ * operands are already known disjoint (check_disjoint). Sorts the spans by start
+ * and sweeps them, keeping the span that reaches furthest, and the written span
+ * that does: an overlap with any earlier span shows as one with these. */
+static int check_fused_disjoint(const char *who, int n, int nops, const tensor *const *ops,
+                                const char *const *names, int read_op)
+{
+    int ncuda = 0;
+    for (int i = 0; i < n; i++)
+        ncuda += tensor_device(ops[i * nops]).type == DEV_CUDA;
+    if (ncuda < 2)
+        return 0;
+    span *sp = malloc((size_t)ncuda * (size_t)nops * sizeof *sp);
+    if (!sp)
+        return err_set("%s: out of memory", who);
+    int ns = 0;
+    for (int i = 0; i < n; i++) {
+        if (tensor_device(ops[i * nops]).type != DEV_CUDA)
+            continue;
+        for (int k = 0; k < nops; k++) {
+            const tensor *t = ops[i * nops + k];
+            int64_t len = t ? tensor_numel(t) : 0;
+            if (len > 0)
+                sp[ns++] = (span){t->st, t->offset, t->offset + len, i, k, k != read_op};
+        }
+    }
+    qsort(sp, (size_t)ns, sizeof *sp, span_cmp);
+    const span *far = NULL, *far_w = NULL; /* of the current storage */
+    int rc = 0;
+    for (int s = 0; s < ns && rc == 0; s++) {
+        const span *c = &sp[s];
+        if (far && far->st != c->st)
+            far = far_w = NULL;
+        const span *hit = far_w && c->b < far_w->e ? far_w
+                          : c->write && far && c->b < far->e ? far : NULL;
+        if (hit)
+            rc = err_set("%s: %s of tensor %d and %s of tensor %d (of %d) share memory: on "
+                         "the GPU a group's tensors are updated together, so they must not "
+                         "overlap", who, names[hit->op], hit->tensor + 1, names[c->op],
+                         c->tensor + 1, n);
+        if (!far || c->e > far->e)
+            far = c;
+        if (c->write && (!far_w || c->e > far_w->e))
+            far_w = c;
+    }
+    free(sp);
+    return rc;
+}
+
+/* Does tensor j go in the same GPU launch as tensor i (same GPU and dtype)? */
+static bool same_launch(const tensor *i, const tensor *j)
+{
+    return tensor_device(j).type == DEV_CUDA && device_eq(tensor_device(i), tensor_device(j)) &&
+           i->dtype == j->dtype;
+}
+#endif
 
 /* ------------------------------------------------------------------------------
  * Running a loop over [0, n) on the CPU threads */
@@ -188,7 +291,11 @@ static void sqrt_f64(double *x, int64_t n)
 }
 
 /* ------------------------------------------------------------------------------
- * Adam and AdamW on the CPU */
+ * Adam and AdamW */
+
+/* The operands of an Adam update, in messages: p, grad, m, v, vmax. */
+static const char *const ADAM_NAMES[] = {"the parameter", "grad", "exp_avg", "exp_avg_sq",
+                                         "max_exp_avg_sq"};
 
 /* One Adam update's operands and scalars (in double; each dtype's loop rounds
  * them once, as PyTorch passes Python floats to its kernels). */
@@ -332,28 +439,12 @@ static void adam_range_f64(const void *job, int64_t b, int64_t e)
     }
 }
 
-/* Check everything, then run one Adam (decoupled: AdamW) update. */
-static int adam_common(const char *who, bool decoupled, tensor *p, const tensor *grad,
-                       tensor *m, tensor *v, tensor *vmax, int64_t step,
-                       const optim_adam_opts *o)
+/* The scalars of the Adam update number `step` (the pointers left NULL), in
+ * double: the CPU loops and the GPU kernel round the same values. */
+static adam_job adam_scalars(bool decoupled, const optim_adam_opts *o, int64_t step)
 {
-    if (optim_adam_check(o, who) != 0 || check_param(who, p) != 0 ||
-        check_device(who, p) != 0 || check_like(who, "grad", grad, p) != 0 ||
-        check_like(who, "exp_avg", m, p) != 0 || check_like(who, "exp_avg_sq", v, p) != 0 ||
-        (o->amsgrad && check_like(who, "max_exp_avg_sq (amsgrad)", vmax, p) != 0))
-        return -1;
-    if (step < 1)
-        return err_set("%s: step must be >= 1 (the update's number), got %lld", who,
-                       (long long)step);
-    const tensor *ops[] = {p, grad, m, v, o->amsgrad ? vmax : NULL};
-    const char *names[] = {"the parameter", "grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
-    if (check_disjoint(who, 5, ops, names) != 0)
-        return -1;
-
     double bc1 = 1 - pow(o->beta1, (double)step), bc2 = 1 - pow(o->beta2, (double)step);
-    adam_job j = {
-        .p = tensor_data(p), .m = tensor_data(m), .v = tensor_data(v),
-        .vmax = o->amsgrad ? tensor_data(vmax) : NULL, .g = tensor_data(grad),
+    return (adam_job){
         .sgn = o->maximize ? -1.0 : 1.0,
         .wd = decoupled ? 0.0 : o->weight_decay,
         .decay = decoupled ? 1 - o->lr * o->weight_decay : 1.0,
@@ -361,12 +452,118 @@ static int adam_common(const char *who, bool decoupled, tensor *p, const tensor 
         .bc2_sqrt = sqrt(bc2), .eps = o->eps, .neg_step_size = -(o->lr / bc1),
         .l2 = !decoupled && o->weight_decay != 0, .amsgrad = o->amsgrad,
     };
-    run_parallel(tensor_numel(p), p->dtype == DT_F32 ? adam_range_f32 : adam_range_f64, &j);
-    tensor_bump_version(p);
-    tensor_bump_version(m);
-    tensor_bump_version(v);
-    if (o->amsgrad)
-        tensor_bump_version(vmax);
+}
+
+/* Check one parameter's tensors for an Adam update (the group's values are
+ * checked already). vmax is looked at only with amsgrad. */
+static int adam_check_tensors(const char *who, const tensor *p, const tensor *grad,
+                              const tensor *m, const tensor *v, const tensor *vmax,
+                              int64_t step, const optim_adam_opts *o)
+{
+    if (check_param(who, p) != 0 || check_device(who, p) != 0 ||
+        check_like(who, "grad", grad, p) != 0 || check_like(who, "exp_avg", m, p) != 0 ||
+        check_like(who, "exp_avg_sq", v, p) != 0 ||
+        (o->amsgrad && check_like(who, "max_exp_avg_sq (amsgrad)", vmax, p) != 0))
+        return -1;
+    if (step < 1)
+        return err_set("%s: step must be >= 1 (the update's number), got %lld", who,
+                       (long long)step);
+    const tensor *ops[] = {p, grad, m, v, o->amsgrad ? vmax : NULL};
+    return check_disjoint(who, 5, ops, ADAM_NAMES);
+}
+
+#ifdef MILES_CUDA
+/* The group's GPU tensors: after the check across them, one fused launch (or a
+ * few, for a long group) per GPU and dtype, the CPU tensors left alone. */
+static int adam_cuda(const char *who, bool decoupled, int n, tensor *const *ps,
+                     const tensor *const *gs, tensor *const *ms, tensor *const *vs,
+                     tensor *const *vmaxs, const int64_t *steps, const optim_adam_opts *o)
+{
+    const tensor **ops = malloc((size_t)n * 5 * sizeof *ops);
+    optim_cuda_adam_tensor *ts = malloc((size_t)n * sizeof *ts);
+    bool *done = calloc((size_t)n, sizeof *done);
+    int rc = 0;
+    if (!ops || !ts || !done) {
+        rc = err_set("%s: out of memory", who);
+        goto out;
+    }
+    for (int i = 0; i < n; i++) {
+        ops[i * 5] = ps[i], ops[i * 5 + 1] = gs[i], ops[i * 5 + 2] = ms[i];
+        ops[i * 5 + 3] = vs[i], ops[i * 5 + 4] = o->amsgrad ? vmaxs[i] : NULL;
+    }
+    if (check_fused_disjoint(who, n, 5, ops, ADAM_NAMES, 1) != 0) {
+        rc = -1;
+        goto out;
+    }
+    adam_job g = adam_scalars(decoupled, o, 1); /* the group-wide values */
+    optim_cuda_adam_hp hp = {
+        .sgn = g.sgn, .wd = g.wd, .decay = g.decay, .b1 = g.b1, .a1 = g.a1, .b2 = g.b2,
+        .a2 = g.a2, .eps = g.eps, .l2 = g.l2, .amsgrad = g.amsgrad,
+    };
+    for (int i = 0; i < n && rc == 0; i++) {
+        if (done[i] || tensor_device(ps[i]).type != DEV_CUDA)
+            continue;
+        int nt = 0;
+        for (int j = i; j < n; j++) {
+            if (done[j] || !same_launch(ps[i], ps[j]))
+                continue;
+            adam_job s = adam_scalars(decoupled, o, steps[j]);
+            ts[nt++] = (optim_cuda_adam_tensor){
+                .p = tensor_data(ps[j]), .m = tensor_data(ms[j]), .v = tensor_data(vs[j]),
+                .vmax = o->amsgrad ? tensor_data(vmaxs[j]) : NULL, .g = tensor_data(gs[j]),
+                .numel = tensor_numel(ps[j]), .bc2_sqrt = s.bc2_sqrt,
+                .neg_step_size = s.neg_step_size,
+            };
+            done[j] = true;
+        }
+        rc = optim_cuda_adam(who, tensor_device(ps[i]).index, ps[i]->dtype, nt, ts, &hp);
+    }
+out:
+    free(ops);
+    free(ts);
+    free(done);
+    return rc;
+}
+#endif
+
+/* Check every tensor of the group, then update them: the GPU ones by the fused
+ * kernel (launched first: it runs while the CPU loops do), the CPU ones one after
+ * the other. label: name the tensor in a failed check's message (the group API). */
+static int adam_group(const char *who, bool decoupled, bool label, int n, tensor *const *ps,
+                      const tensor *const *gs, tensor *const *ms, tensor *const *vs,
+                      tensor *const *vmaxs, const int64_t *steps, const optim_adam_opts *o)
+{
+    if (optim_adam_check(o, who) != 0)
+        return -1;
+    if (n < 0 || (n > 0 && (!ps || !gs || !ms || !vs || !steps)))
+        return err_set("%s: invalid tensor lists (%d tensors)", who, n);
+    bool any_cuda = false;
+    for (int i = 0; i < n; i++) {
+        if (adam_check_tensors(who, ps[i], gs[i], ms[i], vs[i], vmaxs ? vmaxs[i] : NULL,
+                               steps[i], o) != 0)
+            return label ? at_tensor(i, n) : -1;
+        any_cuda = any_cuda || tensor_device(ps[i]).type == DEV_CUDA;
+    }
+#ifdef MILES_CUDA
+    if (any_cuda && adam_cuda(who, decoupled, n, ps, gs, ms, vs, vmaxs, steps, o) != 0)
+        return -1;
+#endif
+    for (int i = 0; i < n; i++) {
+        tensor *p = ps[i];
+        if (tensor_device(p).type == DEV_CPU) {
+            adam_job j = adam_scalars(decoupled, o, steps[i]);
+            j.p = tensor_data(p), j.m = tensor_data(ms[i]), j.v = tensor_data(vs[i]);
+            j.vmax = o->amsgrad ? tensor_data(vmaxs[i]) : NULL, j.g = tensor_data(gs[i]);
+            run_parallel(tensor_numel(p), p->dtype == DT_F32 ? adam_range_f32 : adam_range_f64,
+                         &j);
+        }
+        tensor_bump_version(p);
+        tensor_bump_version(ms[i]);
+        tensor_bump_version(vs[i]);
+        if (o->amsgrad)
+            tensor_bump_version(vmaxs[i]);
+    }
+    (void)any_cuda;
     return 0;
 }
 
@@ -374,14 +571,34 @@ static int adam_common(const char *who, bool decoupled, tensor *p, const tensor 
 int optim_adam_step(tensor *p, const tensor *grad, tensor *exp_avg, tensor *exp_avg_sq,
                     tensor *max_exp_avg_sq, int64_t step, const optim_adam_opts *o)
 {
-    return adam_common("adam", false, p, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step, o);
+    return adam_group("adam", false, false, 1, &p, &grad, &exp_avg, &exp_avg_sq,
+                      &max_exp_avg_sq, &step, o);
 }
 
 /* AdamW: decoupled weight decay, applied to the parameter. */
 int optim_adamw_step(tensor *p, const tensor *grad, tensor *exp_avg, tensor *exp_avg_sq,
                      tensor *max_exp_avg_sq, int64_t step, const optim_adam_opts *o)
 {
-    return adam_common("adamw", true, p, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step, o);
+    return adam_group("adamw", true, false, 1, &p, &grad, &exp_avg, &exp_avg_sq,
+                      &max_exp_avg_sq, &step, o);
+}
+
+int optim_adam_group_step(int n, tensor *const *params, const tensor *const *grads,
+                          tensor *const *exp_avgs, tensor *const *exp_avg_sqs,
+                          tensor *const *max_exp_avg_sqs, const int64_t *steps,
+                          const optim_adam_opts *o)
+{
+    return adam_group("adam", false, true, n, params, grads, exp_avgs, exp_avg_sqs,
+                      max_exp_avg_sqs, steps, o);
+}
+
+int optim_adamw_group_step(int n, tensor *const *params, const tensor *const *grads,
+                           tensor *const *exp_avgs, tensor *const *exp_avg_sqs,
+                           tensor *const *max_exp_avg_sqs, const int64_t *steps,
+                           const optim_adam_opts *o)
+{
+    return adam_group("adamw", true, true, n, params, grads, exp_avgs, exp_avg_sqs,
+                      max_exp_avg_sqs, steps, o);
 }
 
 /* ------------------------------------------------------------------------------
@@ -482,32 +699,134 @@ static void sgd_range_f64(const void *job, int64_t b, int64_t e)
               : sgd_loop_f64(j, n, p, g, buf, false, true, false);
 }
 
-/* Check everything, then run one SGD update; on the first step the buffer is
- * zeroed so that the loop's buf * 0 + 1 * d gives PyTorch's clone of d. */
-int optim_sgd_step(tensor *p, const tensor *grad, tensor *buf, bool first,
-                   const optim_sgd_opts *o)
+/* The operands of an SGD update, in messages. */
+static const char *const SGD_NAMES[] = {"the parameter", "grad", "momentum_buffer"};
+
+/* The scalars of an SGD update (the pointers left NULL); first: the buffer holds
+ * nothing yet (zeroed on the CPU, read as zero on the GPU), so that the loop's
+ * buf * 0 + 1 * d gives PyTorch's clone of d. */
+static sgd_job sgd_scalars(bool first, const optim_sgd_opts *o)
 {
-    const char *who = "sgd";
-    bool with_buf = o->momentum != 0;
-    if (optim_sgd_check(o) != 0 || check_param(who, p) != 0 || check_device(who, p) != 0 ||
-        check_like(who, "grad", grad, p) != 0 ||
-        (with_buf && check_like(who, "momentum_buffer", buf, p) != 0))
-        return -1;
-    const tensor *ops[] = {p, grad, with_buf ? buf : NULL};
-    const char *names[] = {"the parameter", "grad", "momentum_buffer"};
-    if (check_disjoint(who, 3, ops, names) != 0)
-        return -1;
-    if (with_buf && first)
-        memset(tensor_data(buf), 0, (size_t)tensor_numel(buf) * dtype_size(buf->dtype));
-    sgd_job j = {
-        .p = tensor_data(p), .buf = with_buf ? tensor_data(buf) : NULL, .g = tensor_data(grad),
+    return (sgd_job){
         .sgn = o->maximize ? -1.0 : 1.0, .wd = o->weight_decay, .mom = o->momentum,
         .buf_mom = first ? 0.0 : o->momentum, .a = first ? 1.0 : 1 - o->dampening,
         .neg_lr = -o->lr, .l2 = o->weight_decay != 0, .nesterov = o->nesterov,
     };
-    run_parallel(tensor_numel(p), p->dtype == DT_F32 ? sgd_range_f32 : sgd_range_f64, &j);
-    tensor_bump_version(p);
-    if (with_buf)
-        tensor_bump_version(buf);
+}
+
+/* Check one parameter's tensors for an SGD update (the buffer only with momentum). */
+static int sgd_check_tensors(const char *who, const tensor *p, const tensor *grad,
+                             const tensor *buf, const optim_sgd_opts *o)
+{
+    bool with_buf = o->momentum != 0;
+    if (check_param(who, p) != 0 || check_device(who, p) != 0 ||
+        check_like(who, "grad", grad, p) != 0 ||
+        (with_buf && check_like(who, "momentum_buffer", buf, p) != 0))
+        return -1;
+    const tensor *ops[] = {p, grad, with_buf ? buf : NULL};
+    return check_disjoint(who, 3, ops, SGD_NAMES);
+}
+
+#ifdef MILES_CUDA
+/* The SGD twin of adam_cuda. */
+static int sgd_cuda(int n, tensor *const *ps, const tensor *const *gs, tensor *const *bufs,
+                    const bool *firsts, const optim_sgd_opts *o)
+{
+    const char *who = "sgd";
+    bool with_buf = o->momentum != 0;
+    const tensor **ops = malloc((size_t)n * 3 * sizeof *ops);
+    optim_cuda_sgd_tensor *ts = malloc((size_t)n * sizeof *ts);
+    bool *done = calloc((size_t)n, sizeof *done);
+    int rc = 0;
+    if (!ops || !ts || !done) {
+        rc = err_set("%s: out of memory", who);
+        goto out;
+    }
+    for (int i = 0; i < n; i++)
+        ops[i * 3] = ps[i], ops[i * 3 + 1] = gs[i], ops[i * 3 + 2] = with_buf ? bufs[i] : NULL;
+    if (check_fused_disjoint(who, n, 3, ops, SGD_NAMES, 1) != 0) {
+        rc = -1;
+        goto out;
+    }
+    sgd_job g = sgd_scalars(false, o); /* the group-wide values */
+    optim_cuda_sgd_hp hp = {
+        .sgn = g.sgn, .wd = g.wd, .mom = g.mom, .neg_lr = g.neg_lr, .l2 = g.l2,
+        .with_buf = with_buf, .nesterov = g.nesterov,
+    };
+    for (int i = 0; i < n && rc == 0; i++) {
+        if (done[i] || tensor_device(ps[i]).type != DEV_CUDA)
+            continue;
+        int nt = 0;
+        for (int j = i; j < n; j++) {
+            if (done[j] || !same_launch(ps[i], ps[j]))
+                continue;
+            bool first = with_buf && firsts && firsts[j];
+            sgd_job s = sgd_scalars(first, o);
+            ts[nt++] = (optim_cuda_sgd_tensor){
+                .p = tensor_data(ps[j]), .buf = with_buf ? tensor_data(bufs[j]) : NULL,
+                .g = tensor_data(gs[j]), .numel = tensor_numel(ps[j]), .buf_mom = s.buf_mom,
+                .a = s.a, .first = first,
+            };
+            done[j] = true;
+        }
+        rc = optim_cuda_sgd(tensor_device(ps[i]).index, ps[i]->dtype, nt, ts, &hp);
+    }
+out:
+    free(ops);
+    free(ts);
+    free(done);
+    return rc;
+}
+#endif
+
+/* The SGD twin of adam_group. firsts may be NULL (no buffer is new). */
+static int sgd_group(bool label, int n, tensor *const *ps, const tensor *const *gs,
+                     tensor *const *bufs, const bool *firsts, const optim_sgd_opts *o)
+{
+    const char *who = "sgd";
+    bool with_buf = o->momentum != 0;
+    if (optim_sgd_check(o) != 0)
+        return -1;
+    if (n < 0 || (n > 0 && (!ps || !gs)))
+        return err_set("%s: invalid tensor lists (%d tensors)", who, n);
+    bool any_cuda = false;
+    for (int i = 0; i < n; i++) {
+        if (sgd_check_tensors(who, ps[i], gs[i], bufs ? bufs[i] : NULL, o) != 0)
+            return label ? at_tensor(i, n) : -1;
+        any_cuda = any_cuda || tensor_device(ps[i]).type == DEV_CUDA;
+    }
+#ifdef MILES_CUDA
+    if (any_cuda && sgd_cuda(n, ps, gs, bufs, firsts, o) != 0)
+        return -1;
+#endif
+    for (int i = 0; i < n; i++) {
+        tensor *p = ps[i], *buf = with_buf ? bufs[i] : NULL;
+        if (tensor_device(p).type == DEV_CPU) {
+            bool first = firsts && firsts[i];
+            if (with_buf && first)
+                memset(tensor_data(buf), 0, (size_t)tensor_numel(buf) * dtype_size(buf->dtype));
+            sgd_job j = sgd_scalars(first, o);
+            j.p = tensor_data(p), j.buf = with_buf ? tensor_data(buf) : NULL;
+            j.g = tensor_data(gs[i]);
+            run_parallel(tensor_numel(p), p->dtype == DT_F32 ? sgd_range_f32 : sgd_range_f64,
+                         &j);
+        }
+        tensor_bump_version(p);
+        if (with_buf)
+            tensor_bump_version(buf);
+    }
+    (void)any_cuda;
     return 0;
+}
+
+int optim_sgd_step(tensor *p, const tensor *grad, tensor *buf, bool first,
+                   const optim_sgd_opts *o)
+{
+    return sgd_group(false, 1, &p, &grad, &buf, &first, o);
+}
+
+int optim_sgd_group_step(int n, tensor *const *params, const tensor *const *grads,
+                         tensor *const *bufs, const bool *firsts, const optim_sgd_opts *o)
+{
+    return sgd_group(true, n, params, grads, bufs, firsts, o);
 }

@@ -1,13 +1,18 @@
-/* Optimizer updates: one call updates ONE parameter tensor in place from its
- * gradient and its state tensors, with the arithmetic of PyTorch 1.13's
- * single-tensor (foreach=False) Adam, AdamW and SGD. The bookkeeping (parameter
- * groups, lazily created state, step counters, frozen groups) lives in Lua
- * (lua/miles/optim.lua), where the user can see and change it.
+/* Optimizer updates: one call updates the parameter tensors of a group (or ONE
+ * tensor) in place from their gradients and state tensors, with the arithmetic
+ * of PyTorch 1.13's single-tensor (foreach=False) Adam, AdamW and SGD. The
+ * bookkeeping (parameter groups, lazily created state, step counters, frozen
+ * groups) lives in Lua (lua/miles/optim.lua), where the user can see and change it.
  *
- * Every tensor must be contiguous, of the parameter's float dtype (float32 or
- * float64), shape and device; the tensors written must not share memory. All
- * checks happen before anything is written, so a failed call changes nothing.
- * Functions return 0, or -1 with the error message set ("adam: ..."). */
+ * Every tensor must be contiguous, of its parameter's float dtype (float32 or
+ * float64), shape and device; the tensors written must not share memory. On the
+ * CPU a group's tensors are updated one after the other; on a GPU (a build with
+ * the CUDA backend) one fused kernel launch updates all of a group's tensors that
+ * share a GPU and a dtype (kernels/optim.cu), with the CPU's arithmetic element by
+ * element, so the results are the same bits; there, no tensor written may share
+ * memory with another tensor of the group either. All checks happen before
+ * anything is written, so a failed call changes nothing. Functions return 0, or
+ * -1 with the error message set ("adam: ..."). */
 #ifndef MILES_OPTIM_H
 #define MILES_OPTIM_H
 
@@ -50,5 +55,23 @@ int optim_adamw_step(tensor *p, const tensor *grad, tensor *exp_avg, tensor *exp
  * it holds nothing yet: it is then set to the gradient (PyTorch clones it). */
 int optim_sgd_step(tensor *p, const tensor *grad, tensor *buf, bool first,
                    const optim_sgd_opts *o);
+
+/* The group updates: n parameters with their tensors (arrays of n; a NULL
+ * array, or entry, for an operand that is not used: max_exp_avg_sqs without
+ * amsgrad, bufs without momentum). Each parameter has its own step (steps[i]),
+ * hence its own bias corrections; for SGD firsts[i] says that bufs[i] holds
+ * nothing yet (firsts may be NULL: none is new). Each parameter may be on any
+ * device (the GPU ones are updated by one launch per GPU and dtype). A failed
+ * check of parameter i ends the message with " (tensor i+1 of n)". */
+int optim_adam_group_step(int n, tensor *const *params, const tensor *const *grads,
+                          tensor *const *exp_avgs, tensor *const *exp_avg_sqs,
+                          tensor *const *max_exp_avg_sqs, const int64_t *steps,
+                          const optim_adam_opts *o);
+int optim_adamw_group_step(int n, tensor *const *params, const tensor *const *grads,
+                           tensor *const *exp_avgs, tensor *const *exp_avg_sqs,
+                           tensor *const *max_exp_avg_sqs, const int64_t *steps,
+                           const optim_adam_opts *o);
+int optim_sgd_group_step(int n, tensor *const *params, const tensor *const *grads,
+                         tensor *const *bufs, const bool *firsts, const optim_sgd_opts *o);
 
 #endif

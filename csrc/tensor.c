@@ -7,6 +7,7 @@
 
 #include "alloc.h"
 #include "autograd.h"
+#include "cuda/cuda_backend.h"
 #include "dispatch.h"
 #include "error.h"
 
@@ -375,6 +376,16 @@ tensor *tensor_view_try(const tensor *t, int ndim, const int64_t *shape)
 
 /* --- data movement --- */
 
+tensor *tensor_to_device(const tensor *t, device dev)
+{
+    tensor *out = tensor_empty_like_on(t, t->dtype, dev);
+    if (out && tensor_copy_into(out, t) != 0) {
+        tensor_decref(out);
+        return NULL;
+    }
+    return out;
+}
+
 tensor *tensor_contiguous(tensor *t)
 {
     if (tensor_is_contiguous(t))
@@ -431,14 +442,15 @@ static bool copy_overlaps(const tensor *dst, const tensor *src)
 
 int tensor_copy_into(tensor *dst, const tensor *src)
 {
-    if (!device_eq(tensor_device(dst), tensor_device(src))) {
-        char b1[16], b2[16];
-        return err_set("copy: source is on %s but destination is on %s",
-                       device_str(tensor_device(src), b1), device_str(tensor_device(dst), b2));
-    }
     tensor *s = tensor_broadcast_to(src, dst->ndim, dst->shape, "copy");
     if (!s)
         return -1;
+    if (!device_eq(tensor_device(dst), tensor_device(s))) {
+        int rc = cuda_copy_across(dst, s);
+        tensor_decref(s);
+        tensor_bump_version(dst);
+        return rc;
+    }
     /* A source that overlaps the destination in another layout (x:copy_(x:t()))
      * would be read after being overwritten: copy it out first. */
     if (copy_overlaps(dst, s)) {
@@ -479,11 +491,16 @@ int tensor_item(const tensor *t, double *out)
         return err_set("item: a tensor of shape %s has %" PRId64 " elements, not 1",
                        tensor_shape_str(t, b, sizeof b), tensor_numel(t));
     }
-    if (tensor_device(t).type != DEV_CPU) {
-        return err_set("item: move the tensor to the cpu first");
-    }
     int64_t idx[TENSOR_MAX_DIMS] = {0};
-    *out = tensor_get(t, idx);
+    if (tensor_device(t).type == DEV_CPU) {
+        *out = tensor_get(t, idx);
+        return 0;
+    }
+    tensor *h = tensor_to_device(t, DEVICE_CPU); /* waits for the GPU */
+    if (!h)
+        return -1;
+    *out = tensor_get(h, idx);
+    tensor_decref(h);
     return 0;
 }
 
@@ -539,7 +556,12 @@ bool tensor_is_channels_last(const tensor *t)
 
 tensor *tensor_empty_like(const tensor *t, dtype_t dt)
 {
-    tensor *out = tensor_empty(dt, t->ndim, t->shape, tensor_device(t));
+    return tensor_empty_like_on(t, dt, tensor_device(t));
+}
+
+tensor *tensor_empty_like_on(const tensor *t, dtype_t dt, device dev)
+{
+    tensor *out = tensor_empty(dt, t->ndim, t->shape, dev);
     if (!out || tensor_is_contiguous(t) || !tensor_is_dense(t))
         return out;
     int order[TENSOR_MAX_DIMS];

@@ -93,6 +93,8 @@ bool tensor_is_channels_last(const tensor *t);
 /* An uninitialised tensor of t's shape on t's device, laid out in memory like t
  * when t is dense (so channels-last stays channels-last), else contiguous. */
 tensor *tensor_empty_like(const tensor *t, dtype_t dt);
+/* The same on another device. */
+tensor *tensor_empty_like_on(const tensor *t, dtype_t dt, device dev);
 /* An uninitialised channels-last tensor of a 4-D shape. */
 tensor *tensor_empty_channels_last(dtype_t dt, const int64_t *shape, device dev);
 /* t itself (a new reference) when it is channels-last, else a channels-last copy. */
@@ -100,11 +102,14 @@ tensor *tensor_channels_last(tensor *t);
 
 
 /* --- data movement (plain kernels, no autograd) --- */
+/* A copy of t on dev in t's dtype, laid out like t when t is dense. */
+tensor *tensor_to_device(const tensor *t, device dev);
 /* A contiguous tensor with t's values: t itself (new reference) when already so. */
 tensor *tensor_contiguous(tensor *t);
 /* A contiguous copy of t converted to dt (always a new storage). */
 tensor *tensor_copy_as(const tensor *t, dtype_t dt);
-/* dst[...] = src[...] with broadcasting of src and dtype conversion. */
+/* dst[...] = src[...] with broadcasting of src and dtype conversion; the two may
+ * be on different devices. */
 int tensor_copy_into(tensor *dst, const tensor *src);
 int tensor_fill(tensor *t, double v);
 /* Read one element (index in elements of each dim, 0-based). */

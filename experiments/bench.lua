@@ -6,7 +6,10 @@
 -- median of the per-round ratios is printed (a shared machine drifts; pairs of
 -- neighbouring runs compare fairly).
 --   build/bin/miles experiments/bench.lua [workload ...] [--threads N]
---                                         [--seconds S] [--rounds R]
+--                                         [--seconds S] [--rounds R] [--cuda]
+-- --cuda runs ours on the GPU (float32, TF32 on) beside PyTorch eager and PyTorch
+-- with bf16 autocast + channels_last on the same GPU. The PyTorch interpreter is
+-- $MILES_PYTHON, else /usr/bin/python3 when present, else python3.
 local miles = require "miles"
 local nn, F = miles.nn, miles.F
 local models = require "miles.models"
@@ -20,7 +23,7 @@ local WORKLOADS = { -- shape A, shape B, model, classes
 local BATCH, WARMUP, MIN_STEPS = 64, 3, 3
 
 local function parse_args(argv)
-  local o = { names = {}, threads = 2, seconds = 6, rounds = 3 }
+  local o = { names = {}, threads = 2, seconds = 6, rounds = 3, device = "cpu" }
   local i = 1
   while i <= #argv do
     if argv[i] == "--threads" then
@@ -29,6 +32,8 @@ local function parse_args(argv)
       o.seconds, i = tonumber(argv[i + 1]), i + 1
     elseif argv[i] == "--rounds" then
       o.rounds, i = tonumber(argv[i + 1]), i + 1
+    elseif argv[i] == "--cuda" then
+      o.device = "cuda"
     else
       o.names[#o.names + 1] = argv[i]
     end
@@ -48,13 +53,19 @@ local function peak_rss_mib()
   return (tonumber(text:match("VmHWM:%s*(%d+)")) or 0) / 1024
 end
 
---- The two encoders, the three heads and an Adam with three groups.
-local function build(spec)
+--- Wait for the GPU's queued work (nothing to wait for on the cpu).
+local function sync(device)
+  if device ~= "cpu" then miles.cuda.synchronize() end
+end
+
+--- The two encoders, the three heads (all on `device`) and an Adam with three groups.
+local function build(spec, device)
   local sa, sb, arch, ncls = table.unpack(spec)
   local ea = models[arch]({ in_channels = sa[1] })
   local eb = models[arch]({ in_channels = sb[1] })
   local ha, hb = nn.Linear(ea.out_features, ncls), nn.Linear(eb.out_features, ncls)
   local hab = nn.Linear(ea.out_features + eb.out_features, ncls)
+  for _, m in ipairs({ ea, eb, ha, hb, hab }) do m:to(device) end
   local heads = {}
   for _, m in ipairs({ ha, hb, hab }) do
     for _, p in ipairs(m:parameters()) do heads[#heads + 1] = p end
@@ -68,13 +79,13 @@ local function build(spec)
 end
 
 --- A timed training loop for one workload: steps/s over at least o.seconds.
-local function make_runner(name)
+local function make_runner(name, device)
   local spec = WORKLOADS[name]
   miles.manual_seed(0)
-  local ea, eb, ha, hb, hab, opt = build(spec)
-  local a = miles.randn(BATCH, table.unpack(spec[1]))
-  local b = miles.randn(BATCH, table.unpack(spec[2]))
-  local y = miles.randint(1, spec[4] + 1, { BATCH })
+  local ea, eb, ha, hb, hab, opt = build(spec, device)
+  local a = miles.randn(BATCH, table.unpack(spec[1])):to(device)
+  local b = miles.randn(BATCH, table.unpack(spec[2])):to(device)
+  local y = miles.randint(1, spec[4] + 1, { BATCH }):to(device)
   local function step()
     opt:zero_grad()
     local za, zb = ea(a), eb(b)
@@ -84,21 +95,33 @@ local function make_runner(name)
     opt:step()
   end
   for _ = 1, WARMUP do step() end
+  sync(device)
   return function(seconds)
     local n, t0 = 0, miles.wall_time()
     while miles.wall_time() - t0 < seconds or n < MIN_STEPS do
       step()
       n = n + 1
+      if n % 10 == 0 then sync(device) end -- as PyTorch's twin: a short queue
     end
+    sync(device)
     local dt = miles.wall_time() - t0
     return n * BATCH / dt, dt / n * 1000
   end
 end
 
---- Ask the PyTorch twin (a separate process) for the same workload.
-local function torch_rate(name, o)
-  local cmd = string.format("/usr/bin/python3 bench/torch_twin.py %s %d %g 2>/dev/null", name,
-    o.threads, o.seconds)
+local function python()
+  local env = os.getenv("MILES_PYTHON")
+  if env then return env end
+  local f = io.open("/usr/bin/python3")
+  if f then f:close() return "/usr/bin/python3" end
+  return "python3"
+end
+
+--- Ask the PyTorch twin (a separate process) for the same workload; flags such
+-- as "--cuda --amp --channels-last" pass through.
+local function torch_rate(name, o, flags)
+  local cmd = string.format("%s bench/torch_twin.py %s %d %g %s 2>/dev/null", python(), name,
+    o.threads, o.seconds, flags or "")
   local p = io.popen(cmd)
   if not p then return nil end
   local line = p:read("l")
@@ -114,24 +137,42 @@ local function median(xs)
   return n % 2 == 1 and s[(n + 1) / 2] or (s[n / 2] + s[n / 2 + 1]) / 2
 end
 
+-- The PyTorch runs each round is compared with: its eager float32 twin, and on a
+-- GPU also bf16 autocast + channels_last (we have no bf16 yet: same float32 run).
+local function peers(o)
+  if o.device == "cpu" then return { { label = "PyTorch", flags = "" } } end
+  return { { label = "PyTorch eager", flags = "--cuda" },
+           { label = "PyTorch AMP bf16 + channels_last", flags = "--cuda --amp --channels-last" } }
+end
+
 local function run_workload(name, o)
-  local run = make_runner(name)
+  local run = make_runner(name, o.device)
   local ours, ratios = {}, {}
+  local list = peers(o)
+  for i = 1, #list do ratios[i] = {} end
   for r = 1, o.rounds do
     local rate, ms = run(o.seconds)
     ours[r] = rate
-    local theirs, line = torch_rate(name, o)
+    local parts = {}
+    for i, p in ipairs(list) do
+      local theirs, line = torch_rate(name, o, p.flags)
+      if theirs then
+        ratios[i][#ratios[i] + 1] = rate / theirs
+        parts[#parts + 1] = string.format(", %s %s", p.label, line:match(":%s*(.*)$"))
+      end
+    end
     print(string.format("  round %d: ours %.1f samples/s (%.1f ms/step)%s", r, rate, ms,
-      theirs and string.format(", torch %s", line:match(":%s*(.*)$")) or ""))
-    if theirs then ratios[#ratios + 1] = rate / theirs end
+      table.concat(parts)))
   end
-  print(string.format("%s: %.1f samples/s (median of %d rounds, peak RSS %.0f MiB)", name,
-    median(ours), o.rounds, peak_rss_mib()))
-  if #ratios > 0 then
-    print(string.format("%s: ours/PyTorch = %.2fx (median of %d paired rounds)", name,
-      median(ratios), #ratios))
-  else
-    print(name .. ": PyTorch not available (install python3-torch for the ratio)")
+  print(string.format("%s on %s: %.1f samples/s (median of %d rounds, peak RSS %.0f MiB)", name,
+    o.device, median(ours), o.rounds, peak_rss_mib()))
+  for i, p in ipairs(list) do
+    if #ratios[i] > 0 then
+      print(string.format("%s: ours/%s = %.2fx (median of %d paired rounds)", name, p.label,
+        median(ratios[i]), #ratios[i]))
+    else
+      print(name .. ": " .. p.label .. " not available (install python3-torch for the ratio)")
+    end
   end
 end
 
@@ -141,11 +182,13 @@ end
 local function layer_times(o)
   local function time_it(f)
     for _ = 1, 2 do f() end
+    sync(o.device)
     local n, t0 = 0, miles.wall_time()
     while miles.wall_time() - t0 < math.min(o.seconds, 1) do
       f()
       n = n + 1
     end
+    sync(o.device)
     return (miles.wall_time() - t0) / n * 1000
   end
   local function channels_last(t)
@@ -153,10 +196,11 @@ local function layer_times(o)
     return t:permute(1, 3, 4, 2):contiguous():permute(1, 4, 2, 3)
   end
   local function row(label, m, shape, input_grad)
-    local x = channels_last(miles.randn(table.unpack(shape)))
+    m:to(o.device)
+    local x = channels_last(miles.randn(table.unpack(shape))):to(o.device)
     x.requires_grad = input_grad
     local gy = miles.no_grad(m, x)
-    gy = channels_last(miles.randn(gy:shape()))
+    gy = channels_last(miles.randn(gy:shape())):to(o.device)
     local fwd = time_it(function() miles.no_grad(m, x) end)
     local both = time_it(function()
       m(x):backward(gy)
@@ -177,8 +221,8 @@ end
 
 local o = parse_args(arg or {})
 miles.set_num_threads(o.threads)
-print(string.format("miles %s, %d threads, batch %d, >= %g s per workload", miles.version,
-  o.threads, BATCH, o.seconds))
+print(string.format("miles %s on %s, %d threads, batch %d, >= %g s per workload", miles.version,
+  o.device, o.threads, BATCH, o.seconds))
 for _, name in ipairs(o.names) do
   assert(WORKLOADS[name], "unknown workload " .. name .. " (smnist, luma, cremad)")
   run_workload(name, o)

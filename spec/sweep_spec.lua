@@ -43,6 +43,13 @@ local function wait_for(cond, seconds)
   return cond()
 end
 
+-- SIGKILL the pids and wait until they are gone (a killed process takes a
+-- moment to exit: unmapping a large address space is not instant).
+local function kill_and_wait(pids)
+  os.execute("kill -9 " .. table.concat(pids, " ") .. " 2>/dev/null")
+  assert.is_true(wait_for(function() return next(pool.alive(pids)) == nil end, 10), "killed processes linger")
+end
+
 -- Start `build/bin/miles experiments/sweep.lua run ...` in the background; returns its pid.
 local function start_sweep(out, epochs, trials)
   local pidfile = out .. ".pid"
@@ -198,7 +205,7 @@ describe("miles.sweep runs", function()
     for p, args in pairs(pool.alive(pids)) do
       if args:find("run_trial.lua " .. dir, 1, true) then kill[#kill + 1] = p end
     end
-    os.execute("kill -9 " .. table.concat(kill, " ") .. " 2>/dev/null")
+    kill_and_wait(kill)
     local before, resumable = {}, {}
     for _, d in ipairs(trial_dirs(dir, all)) do
       before[d] = fs.read(d .. "/result.json")
@@ -238,7 +245,7 @@ describe("miles.sweep runs", function()
     end, 20), "no trial started")
     assert.matches("another sweep %(pid " .. pid .. "%) is running in",
       H.error_of(sweep.run, opts(dir, { epochs = 30 }), { host = HOST, quiet = true }))
-    os.execute("kill -9 " .. pid)
+    kill_and_wait({ pid })
     local said = {}
     local _, res = sweep.run(opts(dir, { epochs = 30 }), { workers = 2, threads = 1, host = HOST,
                                                            print = function(s) said[#said + 1] = s end })

@@ -1,5 +1,6 @@
-/* The host side of the CUDA backend. In a CPU-only build (CUDA=0, or no toolkit)
- * cuda_stub.c provides these, and every call reports that CUDA is not built in. */
+/* The host side of the CUDA backend, as the rest of the core sees it. In a
+ * CPU-only build (CUDA=0, or no toolkit) cuda_stub.c provides these, and every
+ * call reports that CUDA is not built in. */
 #ifndef MILES_CUDA_BACKEND_H
 #define MILES_CUDA_BACKEND_H
 
@@ -8,6 +9,7 @@
 #include <stdint.h>
 
 struct backend;
+struct tensor;
 
 /* Was the CUDA backend compiled in? */
 bool cuda_built(void);
@@ -16,9 +18,24 @@ int cuda_device_count(void);
 /* The kernel table for GPU `index`, or NULL with the error set. */
 const struct backend *cuda_backend_get(int index);
 
+/* Device memory through the caching allocator (NULL without setting the error
+ * when out of memory: alloc.c reports it). */
 void *cuda_alloc(int index, size_t nbytes);
 void cuda_release(int index, void *p, size_t nbytes);
 int64_t cuda_cached_bytes(void);
+int64_t cuda_device_allocs(void); /* cudaMalloc calls so far, all GPUs */
 void cuda_empty_cache(void);
+
+/* dst = src between devices (cpu <-> cuda:N, or two GPUs): same shape, any
+ * strides and dtypes. Host-to-device copies go through pinned buffers and do not
+ * wait for the GPU; device-to-host copies wait for it (and report an error a
+ * kernel flagged, such as an index out of range). */
+int cuda_copy_across(struct tensor *dst, const struct tensor *src);
+/* Wait until GPU `index` has finished its work; reports a flagged error. */
+int cuda_synchronize(int index);
+
+/* TF32 tensor-core maths for float32 matmuls and convolutions. */
+bool cuda_get_tf32(void);
+void cuda_set_tf32(bool on);
 
 #endif

@@ -1,65 +1,382 @@
-/* The CUDA backend's host side: device discovery and device memory. Built when
- * the CUDA toolkit is found (see the Makefile's CUDA switch). The kernel table is
- * filled in by the CUDA backend work; until then a GPU tensor op reports that
- * plainly instead of running anything. */
-#include <cuda_runtime.h>
+/* The CUDA backend's host side: device discovery, one stream per GPU, the
+ * caching allocator over cudaMalloc, the device-side error flag, and copies
+ * between host and device through pinned staging buffers. */
+#include <pthread.h>
+#include <string.h>
 
+#include "../cache_alloc.h"
+#include "../dispatch.h"
 #include "../error.h"
+#include "../tensor.h"
 #include "cuda_backend.h"
+#include "cuda_ctx.h"
+
+#define MAX_GPUS 16
+/* Host<->device copies move through two pinned buffers of at most this size, so
+ * that filling one overlaps the transfer of the other. */
+#define STAGE_BYTES ((size_t)32 << 20)
+
+typedef struct {
+    void *p;
+    size_t size;
+    cudaEvent_t done; /* recorded after the transfer that last read it */
+} stage_buf;
+
+typedef struct {
+    bool ready;
+    cudaStream_t stream;
+    int *error_flag; /* device memory */
+    cache_alloc *cache;
+    stage_buf stage[2];
+    int next_stage;
+} gpu_state;
+
+extern const backend cuda_backend;
+
+static gpu_state gpus[MAX_GPUS];
+static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool tf32 = true;
+
+int cuda_ctx_check(cudaError_t e, const char *what)
+{
+    if (e == cudaSuccess)
+        return 0;
+    cudaGetLastError(); /* clear it, so the next call does not see it again */
+    return err_set("%s: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
+}
+
+int cuda_ctx_launched(const char *what)
+{
+    return cuda_ctx_check(cudaGetLastError(), what);
+}
+
+unsigned cuda_ctx_blocks(long long n, unsigned threads)
+{
+    long long b = (n + threads - 1) / threads;
+    /* grid-stride loops cover the rest; enough blocks to fill any current GPU */
+    return (unsigned)(b < 1 ? 1 : b > 65536 ? 65536 : b);
+}
 
 bool cuda_built(void)
 {
     return true;
 }
 
+static pthread_once_t count_once = PTHREAD_ONCE_INIT;
+static int n_devices;
+
+static void count_devices(void)
+{
+    if (cudaGetDeviceCount(&n_devices) != cudaSuccess) {
+        cudaGetLastError(); /* no driver or no device: clear the sticky error */
+        n_devices = 0;
+    }
+}
+
 int cuda_device_count(void)
 {
-    int n = 0;
-    if (cudaGetDeviceCount(&n) != cudaSuccess) {
-        cudaGetLastError(); /* no driver or no device: clear the sticky error */
-        return 0;
-    }
-    return n;
+    pthread_once(&count_once, count_devices);
+    return n_devices;
 }
 
-const struct backend *cuda_backend_get(int index)
+/* The GPU this thread last made current (-1: none yet), so that the common case,
+ * one GPU, makes no cudaSetDevice call per kernel. */
+static _Thread_local int current_gpu = -1;
+
+static int use_device(int index)
+{
+    if (index == current_gpu)
+        return 0;
+    if (cuda_ctx_check(cudaSetDevice(index), "cudaSetDevice") != 0)
+        return -1;
+    current_gpu = index;
+    return 0;
+}
+
+static int check_index(int index)
 {
     int n = cuda_device_count();
-    if (index >= n) {
-        if (n == 0)
-            err_set("no CUDA device is available on this machine");
-        else
-            err_set("cuda:%d does not exist (this machine has %d GPU%s)", index, n,
-                    n == 1 ? "" : "s");
-        return NULL;
-    }
-    err_set("the CUDA kernels are not part of this build yet");
-    return NULL;
+    if (index >= 0 && index < n && index < MAX_GPUS)
+        return 0;
+    if (n == 0)
+        return err_set("no CUDA device is available on this machine");
+    return err_set("cuda:%d does not exist (this machine has %d GPU%s)", index, n,
+                   n == 1 ? "" : "s");
 }
 
-void *cuda_alloc(int index, size_t nbytes)
+static void *device_malloc(void *ud, size_t n)
 {
     void *p = NULL;
-    if (cudaSetDevice(index) != cudaSuccess || cudaMalloc(&p, nbytes ? nbytes : 1) != cudaSuccess) {
-        err_set("cudaMalloc of %zu bytes on cuda:%d failed: %s", nbytes, index,
-                cudaGetErrorString(cudaGetLastError()));
+    if (use_device((int)(intptr_t)ud) != 0 || cudaMalloc(&p, n) != cudaSuccess) {
+        cudaGetLastError();
         return NULL;
     }
     return p;
 }
 
+static void device_free(void *ud, void *p, size_t n)
+{
+    (void)n;
+    if (use_device((int)(intptr_t)ud) == 0)
+        cudaFree(p);
+}
+
+/* The state of GPU `index`, set up on first use, with that GPU made current. */
+static gpu_state *gpu(int index)
+{
+    if (check_index(index) != 0)
+        return NULL;
+    gpu_state *g = &gpus[index];
+    if (use_device(index) != 0)
+        return NULL;
+    if (g->ready)
+        return g;
+    pthread_mutex_lock(&init_lock);
+    int rc = 0;
+    if (!g->ready) {
+        cache_alloc_device dev = {device_malloc, device_free, (void *)(intptr_t)index};
+        rc = cuda_ctx_check(cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking),
+                            "cudaStreamCreate");
+        if (rc == 0)
+            rc = cuda_ctx_check(cudaMalloc((void **)&g->error_flag, sizeof(int)),
+                                "cudaMalloc (error flag)");
+        if (rc == 0)
+            rc = cuda_ctx_check(cudaMemset(g->error_flag, 0, sizeof(int)), "cudaMemset");
+        for (int i = 0; i < 2 && rc == 0; i++)
+            rc = cuda_ctx_check(cudaEventCreateWithFlags(&g->stage[i].done,
+                                                         cudaEventDisableTiming),
+                                "cudaEventCreate");
+        if (rc == 0 && !(g->cache = cache_alloc_new(dev)))
+            rc = err_set("out of host memory (the CUDA allocator's cache)");
+        g->ready = rc == 0;
+    }
+    pthread_mutex_unlock(&init_lock);
+    return rc == 0 ? g : NULL;
+}
+
+cudaStream_t cuda_ctx_stream(int index)
+{
+    gpu_state *g = gpu(index);
+    return g ? g->stream : NULL;
+}
+
+int *cuda_ctx_error_flag(int index)
+{
+    gpu_state *g = gpu(index);
+    return g ? g->error_flag : NULL;
+}
+
+int cuda_ctx_sync(int index)
+{
+    gpu_state *g = gpu(index);
+    if (!g)
+        return -1;
+    if (cuda_ctx_check(cudaStreamSynchronize(g->stream), "cuda") != 0)
+        return -1;
+    int flag = 0;
+    if (cuda_ctx_check(cudaMemcpy(&flag, g->error_flag, sizeof flag, cudaMemcpyDeviceToHost),
+                       "cuda (reading the error flag)") != 0)
+        return -1;
+    if (!flag)
+        return 0;
+    cudaMemset(g->error_flag, 0, sizeof(int));
+    return err_set("an index on cuda:%d was out of range (in gather, index_select, "
+                   "their backward, or a loss's class targets)", index);
+}
+
+int cuda_synchronize(int index)
+{
+    return cuda_ctx_sync(index);
+}
+
+bool cuda_ctx_tf32(void)
+{
+    return tf32;
+}
+
+void cuda_ctx_set_tf32(bool on)
+{
+    tf32 = on;
+}
+
+bool cuda_get_tf32(void)
+{
+    return tf32;
+}
+
+void cuda_set_tf32(bool on)
+{
+    tf32 = on;
+}
+
+const struct backend *cuda_backend_get(int index)
+{
+    return gpu(index) ? &cuda_backend : NULL;
+}
+
+/* --- memory --- */
+
+void *cuda_alloc(int index, size_t nbytes)
+{
+    gpu_state *g = gpu(index);
+    return g ? cache_alloc_get(g->cache, nbytes ? nbytes : 1) : NULL;
+}
+
 void cuda_release(int index, void *p, size_t nbytes)
 {
-    (void)nbytes;
-    cudaSetDevice(index);
-    cudaFree(p);
+    if (index >= 0 && index < MAX_GPUS && gpus[index].ready)
+        cache_alloc_put(gpus[index].cache, p, nbytes ? nbytes : 1);
 }
 
 int64_t cuda_cached_bytes(void)
 {
-    return 0;
+    int64_t n = 0;
+    for (int i = 0; i < MAX_GPUS; i++)
+        if (gpus[i].ready)
+            n += cache_alloc_get_stats(gpus[i].cache).cached_bytes;
+    return n;
+}
+
+int64_t cuda_device_allocs(void)
+{
+    int64_t n = 0;
+    for (int i = 0; i < MAX_GPUS; i++)
+        if (gpus[i].ready)
+            n += cache_alloc_get_stats(gpus[i].cache).device_allocs;
+    return n;
 }
 
 void cuda_empty_cache(void)
 {
+    for (int i = 0; i < MAX_GPUS; i++) {
+        if (!gpus[i].ready)
+            continue;
+        /* blocks freed by work still queued must not be handed back under it */
+        if (use_device(i) != 0)
+            continue;
+        cudaStreamSynchronize(gpus[i].stream);
+        cache_alloc_empty(gpus[i].cache);
+    }
+}
+
+/* --- copies between devices --- */
+
+/* A pinned staging buffer of at least n bytes, no longer read by a transfer. */
+static void *stage_take(gpu_state *g, size_t n, cudaEvent_t *done)
+{
+    stage_buf *s = &g->stage[g->next_stage];
+    g->next_stage ^= 1;
+    if (cuda_ctx_check(cudaEventSynchronize(s->done), "cuda (staging buffer)") != 0)
+        return NULL;
+    if (s->size < n) {
+        cudaFreeHost(s->p);
+        s->p = NULL;
+        s->size = 0;
+        if (cuda_ctx_check(cudaHostAlloc(&s->p, n, cudaHostAllocDefault),
+                           "cudaHostAlloc (staging buffer)") != 0)
+            return NULL;
+        s->size = n;
+    }
+    *done = s->done;
+    return s->p;
+}
+
+/* Contiguous host bytes to device memory, through the staging buffers. */
+static int host_to_device(gpu_state *g, void *dst, const void *src, size_t n)
+{
+    for (size_t off = 0; off < n; off += STAGE_BYTES) {
+        size_t len = n - off < STAGE_BYTES ? n - off : STAGE_BYTES;
+        cudaEvent_t done;
+        void *buf = stage_take(g, len, &done);
+        if (!buf)
+            return -1;
+        memcpy(buf, (const char *)src + off, len);
+        if (cuda_ctx_check(cudaMemcpyAsync((char *)dst + off, buf, len,
+                                           cudaMemcpyHostToDevice, g->stream),
+                           "copy to the GPU") != 0 ||
+            cuda_ctx_check(cudaEventRecord(done, g->stream), "cudaEventRecord") != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Contiguous device memory to host bytes; waits for the GPU. */
+static int device_to_host(gpu_state *g, int index, void *dst, const void *src, size_t n)
+{
+    for (size_t off = 0; off < n; off += STAGE_BYTES) {
+        size_t len = n - off < STAGE_BYTES ? n - off : STAGE_BYTES;
+        cudaEvent_t done;
+        void *buf = stage_take(g, len, &done);
+        if (!buf)
+            return -1;
+        if (cuda_ctx_check(cudaMemcpyAsync(buf, (const char *)src + off, len,
+                                           cudaMemcpyDeviceToHost, g->stream),
+                           "copy from the GPU") != 0 ||
+            cuda_ctx_sync(index) != 0)
+            return -1;
+        memcpy((char *)dst + off, buf, len);
+    }
+    return 0;
+}
+
+/* Do a and b have the same strides? */
+static bool same_strides(const tensor *a, const tensor *b)
+{
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] > 1 && a->stride[i] != b->stride[i])
+            return false;
+    return true;
+}
+
+/* Move the bytes of dense s to dense d, laid out alike, on other devices. */
+static int move_bytes(tensor *d, const tensor *s)
+{
+    device dd = tensor_device(d), sd = tensor_device(s);
+    size_t n = (size_t)tensor_numel(s) * dtype_size(s->dtype);
+    if (n == 0)
+        return 0;
+    if (sd.type == DEV_CPU) {
+        gpu_state *g = gpu(dd.index);
+        return g ? host_to_device(g, tensor_data(d), tensor_data(s), n) : -1;
+    }
+    if (dd.type == DEV_CPU) {
+        gpu_state *g = gpu(sd.index);
+        return g ? device_to_host(g, sd.index, tensor_data(d), tensor_data(s), n) : -1;
+    }
+    /* GPU to GPU: the source's queued work first, then a peer copy queued on the
+     * destination's stream */
+    if (cuda_ctx_sync(sd.index) != 0)
+        return -1;
+    gpu_state *g = gpu(dd.index);
+    return g ? cuda_ctx_check(cudaMemcpyPeerAsync(tensor_data(d), dd.index, tensor_data(s),
+                                                  sd.index, n, g->stream),
+                              "copy between GPUs")
+             : -1;
+}
+
+int cuda_copy_across(tensor *dst, const tensor *src)
+{
+    /* Convert on the source's side into dst's layout (contiguous when dst is not
+     * dense), move the bytes, then place them into dst when it is not dense. */
+    bool dense = tensor_is_dense(dst);
+    tensor *s = NULL, *d = NULL;
+    if (dense && src->dtype == dst->dtype && tensor_is_dense(src) && same_strides(src, dst))
+        s = tensor_incref((tensor *)src);
+    else if (dense)
+        s = tensor_empty_like_on(dst, dst->dtype, tensor_device(src));
+    else
+        s = tensor_empty(dst->dtype, dst->ndim, dst->shape, tensor_device(src));
+    if (s && s != src && tensor_copy_into(s, src) != 0) {
+        tensor_decref(s);
+        return -1;
+    }
+    if (s)
+        d = dense ? tensor_incref(dst) : tensor_empty(dst->dtype, dst->ndim, dst->shape,
+                                                      tensor_device(dst));
+    int rc = d ? move_bytes(d, s) : -1;
+    if (rc == 0 && !dense)
+        rc = tensor_copy_into(dst, d);
+    tensor_decref(d);
+    tensor_decref(s);
+    return rc;
 }

@@ -3,6 +3,8 @@
 
 #include "../error.h"
 
+#define NOT_BUILT "this build of miles has no CUDA backend (built with CUDA=0 or without the CUDA toolkit)"
+
 bool cuda_built(void)
 {
     return false;
@@ -16,8 +18,7 @@ int cuda_device_count(void)
 const struct backend *cuda_backend_get(int index)
 {
     (void)index;
-    err_set("this build of miles has no CUDA backend (built with CUDA=0 or without the "
-            "CUDA toolkit)");
+    err_set(NOT_BUILT);
     return NULL;
 }
 
@@ -25,7 +26,7 @@ void *cuda_alloc(int index, size_t nbytes)
 {
     (void)index;
     (void)nbytes;
-    err_set("this build of miles has no CUDA backend");
+    err_set(NOT_BUILT);
     return NULL;
 }
 
@@ -41,6 +42,34 @@ int64_t cuda_cached_bytes(void)
     return 0;
 }
 
+int64_t cuda_device_allocs(void)
+{
+    return 0;
+}
+
 void cuda_empty_cache(void)
 {
+}
+
+int cuda_copy_across(struct tensor *dst, const struct tensor *src)
+{
+    (void)dst;
+    (void)src;
+    return err_set(NOT_BUILT);
+}
+
+int cuda_synchronize(int index)
+{
+    (void)index;
+    return err_set(NOT_BUILT);
+}
+
+bool cuda_get_tf32(void)
+{
+    return false;
+}
+
+void cuda_set_tf32(bool on)
+{
+    (void)on;
 }

@@ -102,6 +102,28 @@ static int l_cuda_device_count(lua_State *L)
     return 1;
 }
 
+/* cuda_synchronize([index]): wait for the GPU's queued work; raises an error a
+ * kernel flagged (an index out of range). */
+static int l_cuda_synchronize(lua_State *L)
+{
+    lua_Integer i = luaL_optinteger(L, 1, 0);
+    luaL_argcheck(L, i >= 0 && i < 1024, 1, "a GPU index (0 for the first)");
+    if (cuda_synchronize((int)i) != 0)
+        return lt_error(L);
+    return 0;
+}
+
+/* cuda_tf32([on]) -> whether TF32 maths is allowed (after setting it when given) */
+static int l_cuda_tf32(lua_State *L)
+{
+    if (!lua_isnoneornil(L, 1)) {
+        luaL_checktype(L, 1, LUA_TBOOLEAN);
+        cuda_set_tf32(lua_toboolean(L, 1));
+    }
+    lua_pushboolean(L, cuda_get_tf32());
+    return 1;
+}
+
 /* Seconds on a monotonic clock, for timing (differences only). */
 static int l_wall_time(lua_State *L)
 {
@@ -116,7 +138,8 @@ static const luaL_Reg funcs[] = {
     {"get_rng_state", l_get_rng_state}, {"set_rng_state", l_set_rng_state},
     {"set_num_threads", l_set_num_threads}, {"get_num_threads", l_get_num_threads},
     {"memory", l_memory}, {"empty_cache", l_empty_cache}, {"cuda_built", l_cuda_built},
-    {"cuda_device_count", l_cuda_device_count}, {"wall_time", l_wall_time}, {NULL, NULL},
+    {"cuda_device_count", l_cuda_device_count}, {"cuda_synchronize", l_cuda_synchronize},
+    {"cuda_tf32", l_cuda_tf32}, {"wall_time", l_wall_time}, {NULL, NULL},
 };
 
 void l_sys_open(lua_State *L)

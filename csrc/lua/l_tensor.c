@@ -229,11 +229,10 @@ static create_opts opts_read(lua_State *L, int idx, dtype_t def)
 static int push_created(lua_State *L, tensor *t, const create_opts *o)
 {
     if (t && o->dev.type != DEV_CPU) {
-        /* Device placement arrives with the CUDA backend; until then say why not. */
+        /* made on the cpu, then moved (creation is never the hot path) */
+        tensor *d = dispatch_backend(o->dev, lt_fname(L)) ? tensor_to_device(t, o->dev) : NULL;
         tensor_decref(t);
-        t = NULL;
-        if (dispatch_backend(o->dev, lt_fname(L)))
-            err_set("tensor: creating tensors on a GPU is not supported by this build yet");
+        t = d;
     }
     if (t && o->requires_grad) {
         if (!dtype_is_float(t->dtype)) {
@@ -594,23 +593,27 @@ static void push_nested(lua_State *L, const tensor *t, int d, int64_t off)
     }
 }
 
-static tensor *cpu_readable(lua_State *L, tensor *t, const char *op)
+/* t itself when it is on the cpu, else a copy there (left on the Lua stack, so
+ * that the collector frees it). */
+static tensor *cpu_readable(lua_State *L, tensor *t)
 {
-    if (tensor_device(t).type != DEV_CPU)
-        luaL_error(L, "%s: the tensor is on the GPU; move it with :cpu() first", op);
-    return t;
+    if (tensor_device(t).type == DEV_CPU)
+        return t;
+    tensor *h = tensor_to_device(t, DEVICE_CPU);
+    lt_push(L, h);
+    return h;
 }
 
 static int l_totable(lua_State *L)
 {
-    tensor *t = cpu_readable(L, lt_check(L, 1), "totable");
+    tensor *t = cpu_readable(L, lt_check(L, 1));
     push_nested(L, t, 0, 0);
     return 1;
 }
 
 static int l_item(lua_State *L)
 {
-    tensor *t = cpu_readable(L, lt_check(L, 1), "item");
+    tensor *t = cpu_readable(L, lt_check(L, 1));
     if (tensor_numel(t) != 1) {
         char b[128];
         return luaL_error(L, "item: a tensor of shape %s has %d elements, not 1",
@@ -698,19 +701,37 @@ static int l_shares_storage(lua_State *L)
 
 /* --- conversion and copies --- */
 
+/* t on device d: t itself when already there, else a differentiable copy. */
+static int push_on(lua_State *L, tensor *t, device d)
+{
+    if (device_eq(d, tensor_device(t))) {
+        lua_settop(L, 1);
+        return 1;
+    }
+    if (!dispatch_backend(d, lt_fname(L)))
+        return lt_error(L);
+    return lt_push(L, op_to_device(t, d));
+}
+
+/* t:cuda([index]) */
+static int l_cuda(lua_State *L)
+{
+    tensor *t = lt_check(L, 1);
+    lua_Integer i = luaL_optinteger(L, 2, 0);
+    luaL_argcheck(L, i >= 0 && i < 1024, 2, "a GPU index (0 for the first)");
+    return push_on(L, t, (device){DEV_CUDA, (int)i});
+}
+
+static int l_cpu(lua_State *L) { return push_on(L, lt_check(L, 1), DEVICE_CPU); }
+
 static int l_to(lua_State *L)
 {
     tensor *t = lt_check(L, 1);
     if (lua_type(L, 2) == LUA_TSTRING) {
         const char *s = lua_tostring(L, 2);
         device d;
-        if (dtype_parse(s) < 0 && device_parse(s, &d) == 0) {
-            if (device_eq(d, tensor_device(t))) {
-                lua_settop(L, 1);
-                return 1;
-            }
-            return luaL_error(L, "to: moving tensors to %s is not supported by this build", s);
-        }
+        if (dtype_parse(s) < 0 && device_parse(s, &d) == 0)
+            return push_on(L, t, d);
     }
     dtype_t dt = lt_optdtype(L, 2, t->dtype);
     if (dt == t->dtype) {
@@ -1111,7 +1132,7 @@ static const luaL_Reg tensor_funcs[] = {
 static const luaL_Reg tensor_methods[] = {
     {"totable", l_totable}, {"item", l_item}, {"shape", l_shape}, {"size", l_size},
     {"stride", l_stride}, {"dim", l_dim}, {"numel", l_numel}, {"dtype", l_dtype},
-    {"device", l_device}, {"is_contiguous", l_is_contiguous},
+    {"device", l_device}, {"cuda", l_cuda}, {"cpu", l_cpu}, {"is_contiguous", l_is_contiguous},
     {"shares_storage", l_shares_storage}, {"to", l_to}, {"clone", l_clone},
     {"contiguous", l_contiguous}, {"reshape", l_reshape}, {"view", l_view},
     {"flatten", l_flatten}, {"permute", l_permute}, {"transpose", l_transpose}, {"t", l_t},

@@ -43,6 +43,31 @@ tensor *op_to_dtype(tensor *a, dtype_t dt)
     return out;
 }
 
+static int to_device_backward(ag_node *n, tensor *g, tensor **gin)
+{
+    device src = {(device_type)n->iarg[0], (int)n->iarg[1]};
+    gin[0] = tensor_to_device(g, src);
+    return ag_check(n, gin);
+}
+
+tensor *op_to_device(tensor *a, device dev)
+{
+    if (device_eq(dev, tensor_device(a)))
+        return tensor_incref(a);
+    tensor *out = tensor_to_device(a, dev);
+    if (out && ag_needs(1, &a)) {
+        ag_node *n = ag_node_new("to_device", to_device_backward, 1, &a);
+        if (!n) {
+            tensor_decref(out);
+            return NULL;
+        }
+        n->iarg[0] = tensor_device(a).type;
+        n->iarg[1] = tensor_device(a).index;
+        ag_attach(out, n);
+    }
+    return out;
+}
+
 static int clone_backward(ag_node *n, tensor *g, tensor **gin)
 {
     gin[0] = keep(g);

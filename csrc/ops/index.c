@@ -309,12 +309,24 @@ tensor *op_gather(tensor *a, int dim, tensor *idx)
 
 /* --- masks --- */
 
+static tensor *nonzero_host(tensor *a);
+
+/* On a GPU: counted on the host (the output's size depends on the values, so the
+ * host must wait for them anyway), the positions moved back. */
 tensor *op_nonzero(tensor *a)
 {
-    if (tensor_device(a).type != DEV_CPU) {
-        err_set("nonzero: only cpu tensors are supported");
-        return NULL;
-    }
+    if (tensor_device(a).type == DEV_CPU)
+        return nonzero_host(a);
+    tensor *h = tensor_to_device(a, DEVICE_CPU);
+    tensor *pos = h ? nonzero_host(h) : NULL;
+    tensor *out = pos ? tensor_to_device(pos, tensor_device(a)) : NULL;
+    tensor_decref(h);
+    tensor_decref(pos);
+    return out;
+}
+
+static tensor *nonzero_host(tensor *a)
+{
     tensor *c = tensor_contiguous(a);
     if (!c)
         return NULL;

@@ -28,28 +28,45 @@ miles.rules = require "miles.rules"
 miles.train = require "miles.train"
 miles.plot = require "miles.plot"
 
+--- The GPU side: whether there is one, waiting for it, TF32 maths, memory.
+miles.cuda = {
+  is_available = function() return core.cuda_device_count() > 0 end,
+  device_count = core.cuda_device_count,
+  is_built = core.cuda_built,
+  --- Wait for the GPU's queued work (and raise an error a kernel flagged).
+  synchronize = core.cuda_synchronize,
+  --- allow_tf32() -> on; allow_tf32(on): TF32 tensor-core maths for float32
+  -- matmuls and convolutions (on by default, like PyTorch's for convolutions).
+  allow_tf32 = core.cuda_tf32,
+  memory_stats = function() return core.memory().cuda end,
+  empty_cache = core.empty_cache,
+}
+
 --- Tensors of the same shape, dtype (and device) as x.
 function miles.zeros_like(x, opts)
   opts = opts or {}
-  return miles.zeros(x:shape(), { dtype = opts.dtype or x:dtype(), requires_grad = opts.requires_grad })
+  return miles.zeros(x:shape(), { dtype = opts.dtype or x:dtype(), device = opts.device or x:device(),
+    requires_grad = opts.requires_grad })
 end
 
 function miles.ones_like(x, opts)
   opts = opts or {}
-  return miles.ones(x:shape(), { dtype = opts.dtype or x:dtype(), requires_grad = opts.requires_grad })
+  return miles.ones(x:shape(), { dtype = opts.dtype or x:dtype(), device = opts.device or x:device(),
+    requires_grad = opts.requires_grad })
 end
 
 function miles.full_like(x, v, opts)
   opts = opts or {}
-  return miles.full(x:shape(), v, { dtype = opts.dtype or x:dtype(), requires_grad = opts.requires_grad })
+  return miles.full(x:shape(), v, { dtype = opts.dtype or x:dtype(), device = opts.device or x:device(),
+    requires_grad = opts.requires_grad })
 end
 
 function miles.rand_like(x)
-  return miles.rand(x:shape(), { dtype = x:dtype() })
+  return miles.rand(x:shape(), { dtype = x:dtype(), device = x:device() })
 end
 
 function miles.randn_like(x)
-  return miles.randn(x:shape(), { dtype = x:dtype() })
+  return miles.randn(x:shape(), { dtype = x:dtype(), device = x:device() })
 end
 
 --- Is every element of a close to b? |a - b| <= atol + rtol * |b|, as PyTorch.

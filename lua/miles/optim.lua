@@ -1,8 +1,8 @@
 --- miles.optim: Adam, AdamW and SGD over parameter groups.
 --
--- The update of each parameter runs in C (csrc/optim.c, PyTorch 1.13's
--- single-tensor arithmetic); everything else is here, in plain Lua tables that
--- can be read and changed between steps:
+-- The update of each group's parameters runs in C (csrc/optim.c, PyTorch 1.13's
+-- single-tensor arithmetic; on a GPU one fused kernel launch per group); everything
+-- else is here, in plain Lua tables that can be read and changed between steps:
 --
 --   local optim = require "miles.optim"
 --   local opt = optim.Adam({
@@ -75,33 +75,50 @@ end
 
 -- ---------------------------------------------------------------------------
 -- The algorithms: the C kernel's name (for messages and checks), the options and
--- their defaults (PyTorch's; `lr = nil`: required), and the update of one
--- parameter p from its gradient g, its state table st and its group.
+-- their defaults (PyTorch's; `lr = nil`: required), and the update of a group's
+-- parameters ps (those with a gradient) from their gradients gs, their state
+-- tables sts and the group, in one call of the C group update (on a GPU, one
+-- fused kernel launch for the group). The state's step counters move only when
+-- the update succeeded.
 
 local function adam_update(kernel)
-  return function(p, g, st, group)
-    st.exp_avg = st.exp_avg or zeros_like(p)
-    st.exp_avg_sq = st.exp_avg_sq or zeros_like(p)
-    local vmax = nil
-    if group.amsgrad then
-      st.max_exp_avg_sq = st.max_exp_avg_sq or zeros_like(p)
-      vmax = st.max_exp_avg_sq
+  return function(ps, gs, sts, group)
+    local ms, vs, vmaxs, steps = {}, {}, group.amsgrad and {} or nil, {}
+    for k, p in ipairs(ps) do
+      local st = sts[k]
+      st.exp_avg = st.exp_avg or zeros_like(p)
+      st.exp_avg_sq = st.exp_avg_sq or zeros_like(p)
+      ms[k], vs[k] = st.exp_avg, st.exp_avg_sq
+      if vmaxs then
+        st.max_exp_avg_sq = st.max_exp_avg_sq or zeros_like(p)
+        vmaxs[k] = st.max_exp_avg_sq
+      end
+      steps[k] = st.step + 1
     end
-    local n = st.step + 1
-    kernel(p, g, st.exp_avg, st.exp_avg_sq, vmax, n, group)
-    st.step = n
+    kernel(ps, gs, ms, vs, vmaxs, steps, group)
+    for k, st in ipairs(sts) do st.step = steps[k] end
   end
 end
 
-local function sgd_update(p, g, st, group)
-  local buf, first = nil, false
+local function sgd_update(ps, gs, sts, group)
+  local bufs, firsts = nil, nil
   if group.momentum ~= 0 then
-    buf = st.momentum_buffer
-    if not buf then buf, first = zeros_like(p), true end
+    bufs, firsts = {}, {}
+    for k, p in ipairs(ps) do
+      local buf = sts[k].momentum_buffer
+      if buf then
+        firsts[k] = false
+      else
+        buf, firsts[k] = zeros_like(p), true
+      end
+      bufs[k] = buf
+    end
   end
-  C.sgd_step(p, g, buf, first, group)
-  st.momentum_buffer = buf or st.momentum_buffer
-  st.step = st.step + 1
+  C.sgd_group_step(ps, gs, bufs, firsts, group)
+  for k, st in ipairs(sts) do
+    if bufs then st.momentum_buffer = bufs[k] end
+    st.step = st.step + 1
+  end
 end
 
 local ADAM_OPTIONS = { "lr", "betas", "eps", "weight_decay", "amsgrad", "maximize" }
@@ -112,14 +129,14 @@ local ALGOS = {
     options = ADAM_OPTIONS,
     defaults = { lr = 1e-3, betas = { 0.9, 0.999 }, eps = 1e-8, weight_decay = 0,
                  amsgrad = false, maximize = false },
-    update = adam_update(C.adam_step),
+    update = adam_update(C.adam_group_step),
   },
   AdamW = {
     kernel = "adamw",
     options = ADAM_OPTIONS,
     defaults = { lr = 1e-3, betas = { 0.9, 0.999 }, eps = 1e-8, weight_decay = 1e-2,
                  amsgrad = false, maximize = false },
-    update = adam_update(C.adamw_step),
+    update = adam_update(C.adamw_group_step),
   },
   SGD = {
     kernel = "sgd",
@@ -302,9 +319,10 @@ function optim.AdamW(params, defaults) return new("AdamW", params, defaults) end
 function optim.SGD(params, defaults) return new("SGD", params, defaults) end
 
 --- One update of every parameter that has a gradient, in every group that is not
--- frozen. Every such group is checked first, so a bad value (set between steps)
--- raises before anything moves. closure, if given, is called first (it returns
--- the loss, which step returns).
+-- frozen: one C call per group (one fused kernel launch on a GPU). Every such
+-- group is checked first, so a bad value (set between steps) raises before
+-- anything moves; a bad tensor raises before anything of its group moves.
+-- closure, if given, is called first (it returns the loss, which step returns).
 function Optimizer:step(closure)
   local loss
   if closure then loss = closure() end
@@ -312,16 +330,32 @@ function Optimizer:step(closure)
     if not is_frozen(g) then check_group(self, i, g) end
   end
   local update, state = self._algo.update, self.state
-  for _, g in ipairs(self.groups) do
+  for gi, g in ipairs(self.groups) do
     if not is_frozen(g) then
-      for _, p in ipairs(g.params) do
+      -- the parameters with a gradient, their state (new tables for new ones,
+      -- kept only if the update succeeds) and their places in g.params
+      local ps, gs, sts, places = {}, {}, {}, {}
+      for j, p in ipairs(g.params) do
         local grad = p.grad
         if grad then
           if not grad:is_contiguous() then grad = grad:contiguous() end
-          local st = rawget(state, p) or { step = 0 }
-          update(p, grad, st, g)
-          rawset(state, p, st)
+          local k = #ps + 1
+          ps[k], gs[k], sts[k], places[k] = p, grad, rawget(state, p) or { step = 0 }, j
         end
+      end
+      if #ps > 0 then
+        local ok, err = pcall(update, ps, gs, sts, g)
+        if not ok then
+          -- the C update names the failing tensor "(tensor k of n)": name the
+          -- group and the parameter instead
+          if type(err) == "string" then
+            err = err:gsub(" %(tensor (%d+) of %d+%)$", function(k)
+              return (" (%s, parameter %d)"):format(label(gi, g), places[tonumber(k)])
+            end)
+          end
+          error(err, 0)
+        end
+        for k, p in ipairs(ps) do rawset(state, p, sts[k]) end
       end
     end
   end
@@ -477,7 +511,11 @@ local function prepare_load(self, sd)
           error(("%s: %s: %s has shape %s but the parameter has %s"):format(who, where,
             tostring(k), shape_str(v), shape_str(e.p)), 0)
         end
-        v = v:to(e.p:dtype()):clone() -- the state lives in the parameter's dtype
+        -- the state lives in the parameter's dtype and on its device (a state
+        -- saved from the CPU goes to the GPU the parameter is on, and back)
+        v = v:to(e.p:dtype())
+        if v:device() ~= e.p:device() then v = v:to(e.p:device()) end
+        v = v:clone()
       else
         v = copy(v)
       end

@@ -6,7 +6,7 @@
 --     lr = 1e-3, epochs = 10, batch_size = 64, seed = 0, workers = 2,
 --     loader_opts = {normalize = ...}, metric = "accuracy",
 --     log_dir = "runs/x", checkpoint = "runs/x/last.safetensors",
---     quiet = false, stream = io.stderr }
+--     quiet = false, stream = io.stderr, device = "cpu" }
 --   local summary = t:fit()  -- {best_epoch, val = {...}, test = {fused, audio, image, delta}, weights}
 --   t:epoch()                -- one epoch by hand; t:evaluate("val"); t.history
 --   t:lr("audio"); t:set_lr("audio", 1e-4)
@@ -24,6 +24,7 @@
 -- checkpoint is written if asked. quiet = true silences the bar and the lines
 -- (MILES_PROGRESS=0 in the environment does too, unless quiet = false). In a
 -- log file (not a terminal) the bar prints plain lines at 0, 10, ... 100%.
+-- device = "cuda" moves the model there (in place) and each batch as it comes.
 --
 -- A checkpoint (one safetensors file, atomic) holds the model, the optimizer, the
 -- best epoch's weights ("best/<key>"), the rules' group snapshots
@@ -88,7 +89,7 @@ train.Trainer_class = Trainer
 
 local KNOWN = { model = 1, dataset = 1, rule = 1, rule_opts = 1, lr = 1, epochs = 1, batch_size = 1,
                 seed = 1, workers = 1, loader_opts = 1, metric = 1, log_dir = 1, checkpoint = 1,
-                eval_batch_size = 1, quiet = 1, stream = 1 }
+                eval_batch_size = 1, quiet = 1, stream = 1, device = 1 }
 
 local NAN = 0 / 0
 
@@ -115,6 +116,8 @@ function train.Trainer(args)
   assert(args.dataset, "train.Trainer: give dataset")
   local self = setmetatable({}, Trainer)
   self.model, self.dataset = args.model, args.dataset
+  self.device = args.device or "cpu"
+  if self.device ~= "cpu" then self.model:to(self.device) end
   self.rule = rules.get(args.rule or "vanilla", args.rule_opts)
   self.rule.state = self.rule.state or {}
   self.alpha = args.lr or 1e-3
@@ -191,9 +194,12 @@ function Trainer:_loss(logits, y)
   return F.cross_entropy(logits, y)
 end
 
+-- The model's inputs of a batch, on the trainer's device (batch.y is moved there
+-- too; the copies to a GPU do not wait for it).
 function Trainer:_inputs(batch)
   local inputs = {}
-  for _, n in ipairs(self.order) do inputs[n] = batch[n] end
+  for _, n in ipairs(self.order) do inputs[n] = batch[n]:to(self.device) end
+  batch.y = batch.y:to(self.device)
   return inputs
 end
 

@@ -301,6 +301,41 @@ function Module:apply(fn)
   return self
 end
 
+--- Move every parameter and buffer to a device ("cpu", "cuda", "cuda:1"), in
+-- place: each is replaced by a copy there (parameters stay leaves that require
+-- grad; a tensor shared by several modules stays shared). As in PyTorch, move the
+-- model before making its optimizer, which holds the tensors it was given.
+function Module:to(device)
+  assert(type(device) == "string", "Module:to: expects a device name (cpu, cuda or cuda:N)")
+  local moved = {}
+  local function move(t)
+    local c = moved[t]
+    if not c then
+      c = miles_core.no_grad(function() return t:detach():to(device) end)
+      if t.requires_grad then c.requires_grad = true end
+      moved[t] = c
+    end
+    return c
+  end
+  for _, m in ipairs(self:modules()) do
+    for _, reg in ipairs({ rawget(m, "_parameters"), rawget(m, "_buffers") }) do
+      for _, name in ipairs(reg.order) do
+        local t = reg.values[name]
+        if t then reg.values[name] = move(t) end
+      end
+    end
+  end
+  return self
+end
+
+function Module:cuda(index)
+  return self:to(index and ("cuda:" .. index) or "cuda")
+end
+
+function Module:cpu()
+  return self:to("cpu")
+end
+
 -- A deep copy of a value: tables copied with their metatables kept (module
 -- classes themselves are shared, not copied), tensors cloned (leaves with the
 -- same requires_grad), anything else shared. What is shared in v (a tensor or

@@ -1,0 +1,48 @@
+/* What the CUDA backend's files share: per-GPU streams and library handles, the
+ * device-side error flag, and CUDA error checks that set the core's message.
+ * Only compiled in a CUDA build (it includes the toolkit's headers). */
+#ifndef MILES_CUDA_CTX_H
+#define MILES_CUDA_CTX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <cuda_runtime.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Make GPU `index` current and return its stream, created on first use. All of
+ * miles's work on a GPU runs in order on this one stream, so memory freed by one
+ * op can be handed to the next without waiting. NULL with the error set when the
+ * device cannot be used. */
+cudaStream_t cuda_ctx_stream(int index);
+
+/* A device int that kernels set when their input is invalid (an index out of
+ * range, a class target of a loss among them); read, reported and cleared at
+ * each synchronisation. */
+enum { CUDA_FLAG_INDEX_RANGE = 1 };
+int *cuda_ctx_error_flag(int index);
+
+/* Wait for GPU `index`'s stream, then report a flag a kernel set. 0 or -1. */
+int cuda_ctx_sync(int index);
+
+/* 0 when e is cudaSuccess; else -1 with "<what>: <CUDA's message>". */
+int cuda_ctx_check(cudaError_t e, const char *what);
+/* After a kernel launch: the launch's error, if any (no synchronisation). */
+int cuda_ctx_launched(const char *what);
+
+/* TF32 tensor-core maths for float32 matmuls and convolutions (PyTorch's
+ * allow_tf32); on by default. */
+bool cuda_ctx_tf32(void);
+void cuda_ctx_set_tf32(bool on);
+
+/* Grid size for n elements with `threads` per block and grid-stride loops. */
+unsigned cuda_ctx_blocks(long long n, unsigned threads);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,409 @@
+/* 2-D convolution on the GPU through cuDNN's graph API (twin: csrc/cpu/conv.c).
+ *
+ * Layout: cuDNN's fastest (tensor-core) engines want every tensor in one layout,
+ * the weights included (NHWC activations with KRSC weights). A float32 problem
+ * whose activations are channels-last is run channels-last, with the weights
+ * given in that layout too; otherwise (float64, or all activations contiguous) it
+ * runs NCHW. A tensor not already in the chosen layout goes through a copy in it.
+ * cuDNN gets each tensor's real strides: the packed ones of the layout (a size-1
+ * dim's stride, which addresses nothing, is given its packed value).
+ *
+ * Plans: a finalized plan per problem (kind, device, dtype, shapes, layout,
+ * geometry, pointer alignments, TF32 setting), chosen once by timing the engine
+ * configs the heuristics propose (cg_autotune) and cached for the process's
+ * life. The forward's bias is fused into the convolution's graph as a pointwise
+ * addition when an engine accepts that; else it is added by a kernel. The bias
+ * gradient is a kernel of its own (kernels/conv_bias.cu). */
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../error.h"
+#include "conv_bias.h"
+#include "cuda_ctx.h"
+#include "cudnn_graph.h"
+#include "kernels.h"
+
+typedef enum { CONV_FWD, CONV_BWD_DATA, CONV_BWD_FILTER } conv_kind;
+
+/* Tensor UIDs: x is the input side (x or gx), y the output side (y or gy). */
+enum { UID_X = 1, UID_W = 2, UID_Y = 3, UID_B = 4, UID_CONV_OUT = 5 };
+
+/* A tensor as cuDNN sees it: the caller's, or a copy in the problem's layout. */
+typedef struct {
+    const tensor *t;   /* the tensor cuDNN reads or writes */
+    tensor *tmp;       /* the copy (owned), or NULL */
+    int64_t stride[4]; /* t's strides */
+} conv_operand;
+
+typedef struct {
+    conv_kind kind;
+    dtype_t dt;
+    device dev;
+    bool nhwc; /* the layout of all of x, w and y */
+    const conv2d_params *p;
+    conv_operand x, w, y;
+    const tensor *b; /* the forward's bias, or NULL */
+} conv_problem;
+
+/* --- layouts --- */
+
+static bool in_layout(const tensor *t, bool nhwc)
+{
+    return nhwc ? tensor_is_channels_last(t) : tensor_is_contiguous(t);
+}
+
+/* Channels-last and not also contiguous (a size-1 C or H x W makes it both). */
+static bool strictly_channels_last(const tensor *t)
+{
+    return tensor_is_channels_last(t) && !tensor_is_contiguous(t);
+}
+
+/* The packed strides of a 4-D shape in the layout. */
+static void layout_strides(const int64_t *shape, bool nhwc, int64_t *st)
+{
+    int64_t c = shape[1], h = shape[2], w = shape[3];
+    st[0] = c * h * w;
+    st[1] = nhwc ? 1 : h * w;
+    st[2] = nhwc ? w * c : w;
+    st[3] = nhwc ? c : 1;
+}
+
+/* Give cuDNN t in the layout: t itself, or a new tensor in it, which holds t's
+ * values when t is an input. */
+static int operand_init(conv_operand *o, const tensor *t, bool nhwc, bool input)
+{
+    o->t = t;
+    layout_strides(t->shape, nhwc, o->stride);
+    if (in_layout(t, nhwc))
+        return 0;
+    o->tmp = nhwc ? tensor_empty_channels_last(t->dtype, t->shape, tensor_device(t))
+                  : tensor_empty(t->dtype, 4, t->shape, tensor_device(t));
+    if (!o->tmp)
+        return -1;
+    o->t = o->tmp;
+    return input ? cuda_copy(o->tmp, t) : 0;
+}
+
+/* An output computed in a copy goes back into the caller's tensor. */
+static int operand_finish(conv_operand *o, tensor *dst)
+{
+    return o->tmp ? cuda_copy(dst, o->tmp) : 0;
+}
+
+static void problem_release(conv_problem *pr)
+{
+    tensor_decref(pr->x.tmp);
+    tensor_decref(pr->w.tmp);
+    tensor_decref(pr->y.tmp);
+}
+
+/* Set up pr for x (input side), w and y (output side); the kind says which of
+ * them is written, the others are read. The layout is channels-last when, in
+ * float32, either activation is. */
+static int problem_init(conv_problem *pr, conv_kind kind, const tensor *x, const tensor *w,
+                        const tensor *y, const tensor *b, const conv2d_params *p)
+{
+    memset(pr, 0, sizeof *pr);
+    pr->kind = kind;
+    pr->dt = x->dtype;
+    pr->dev = tensor_device(x);
+    pr->p = p;
+    pr->b = b;
+    pr->nhwc = pr->dt == DT_F32 && (strictly_channels_last(x) || strictly_channels_last(y));
+    if (operand_init(&pr->x, x, pr->nhwc, kind != CONV_BWD_DATA) != 0 ||
+        operand_init(&pr->w, w, pr->nhwc, kind != CONV_BWD_FILTER) != 0 ||
+        operand_init(&pr->y, y, pr->nhwc, kind != CONV_FWD) != 0)
+        return -1;
+    return 0;
+}
+
+/* --- the graph --- */
+
+/* The attributes of the three convolution operations, in the order x, w, y. */
+static const struct {
+    cudnnBackendDescriptorType_t type;
+    cudnnBackendAttributeName_t x, w, y, conv, alpha, beta;
+} conv_ops[3] = {
+    [CONV_FWD] = {CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR,
+                  CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X,
+                  CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W,
+                  CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y,
+                  CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC,
+                  CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA,
+                  CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA},
+    [CONV_BWD_DATA] = {CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_DATA_DESCRIPTOR,
+                       CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_DX,
+                       CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_W,
+                       CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_DY,
+                       CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_CONV_DESC,
+                       CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_ALPHA,
+                       CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_BETA},
+    [CONV_BWD_FILTER] = {CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_FILTER_DESCRIPTOR,
+                         CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_X,
+                         CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_DW,
+                         CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_DY,
+                         CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_CONV_DESC,
+                         CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_ALPHA,
+                         CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_BETA},
+};
+
+static cudnnDataType_t cudnn_type(dtype_t dt)
+{
+    return dt == DT_F32 ? CUDNN_DATA_FLOAT : CUDNN_DATA_DOUBLE;
+}
+
+static cg_desc operand_desc(cg_owner *o, cg_status *s, int64_t uid, const conv_problem *pr,
+                            const conv_operand *op)
+{
+    return cg_tensor(o, s, uid, cudnn_type(pr->dt), 4, op->t->shape, op->stride,
+                     cg_alignment(tensor_data(op->t)), false);
+}
+
+/* The convolution's geometry: cross-correlation (PyTorch's convolution), the
+ * same padding after as before (the output size is then PyTorch's). */
+static cg_desc conv_desc(cg_owner *o, cg_status *s, const conv_problem *pr)
+{
+    cudnnDataType_t comp = cudnn_type(pr->dt);
+    cudnnConvolutionMode_t mode = CUDNN_CROSS_CORRELATION;
+    int64_t spatial = 2;
+    cg_desc c = cg_new(o, s, CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR,
+                       "convolution descriptor creation");
+    cg_set(s, c, CUDNN_ATTR_CONVOLUTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &comp,
+           "convolution compute type");
+    cg_set(s, c, CUDNN_ATTR_CONVOLUTION_CONV_MODE, CUDNN_TYPE_CONVOLUTION_MODE, 1, &mode,
+           "convolution mode");
+    cg_set(s, c, CUDNN_ATTR_CONVOLUTION_SPATIAL_DIMS, CUDNN_TYPE_INT64, 1, &spatial,
+           "convolution spatial dims");
+    cg_set(s, c, CUDNN_ATTR_CONVOLUTION_PRE_PADDINGS, CUDNN_TYPE_INT64, 2, pr->p->padding,
+           "convolution pre-paddings");
+    cg_set(s, c, CUDNN_ATTR_CONVOLUTION_POST_PADDINGS, CUDNN_TYPE_INT64, 2, pr->p->padding,
+           "convolution post-paddings");
+    cg_set(s, c, CUDNN_ATTR_CONVOLUTION_FILTER_STRIDES, CUDNN_TYPE_INT64, 2, pr->p->stride,
+           "convolution strides");
+    cg_set(s, c, CUDNN_ATTR_CONVOLUTION_DILATIONS, CUDNN_TYPE_INT64, 2, pr->p->dilation,
+           "convolution dilations");
+    cg_finalize(s, c, "convolution descriptor finalization");
+    return c;
+}
+
+/* The operation graph of pr into o: the convolution (alpha 1, beta 0: outputs
+ * are overwritten), and with fuse_bias the forward's output goes through a
+ * virtual tensor into a pointwise addition of the bias [1, OC, 1, 1]. */
+static cg_desc conv_graph(cg_owner *o, cg_status *s, cudnnHandle_t h, const conv_problem *pr,
+                          bool fuse_bias)
+{
+    cudnnDataType_t dt = cudnn_type(pr->dt);
+    cg_desc tx = operand_desc(o, s, UID_X, pr, &pr->x);
+    cg_desc tw = operand_desc(o, s, UID_W, pr, &pr->w);
+    cg_desc ty = operand_desc(o, s, UID_Y, pr, &pr->y);
+    cg_desc tout = ty;
+    if (fuse_bias)
+        tout = cg_tensor(o, s, UID_CONV_OUT, dt, 4, pr->y.t->shape, pr->y.stride, 16, true);
+    cg_desc cd = conv_desc(o, s, pr);
+
+    float alpha_f = 1.0f, beta_f = 0.0f;
+    double alpha_d = 1.0, beta_d = 0.0;
+    bool f32 = pr->dt == DT_F32;
+    cudnnBackendAttributeType_t ab = f32 ? CUDNN_TYPE_FLOAT : CUDNN_TYPE_DOUBLE;
+    const void *alpha = f32 ? (const void *)&alpha_f : (const void *)&alpha_d;
+    const void *beta = f32 ? (const void *)&beta_f : (const void *)&beta_d;
+    const char *what = "convolution operation";
+    cg_desc ops[2];
+    ops[0] = cg_new(o, s, conv_ops[pr->kind].type, what);
+    cg_set(s, ops[0], conv_ops[pr->kind].x, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &tx, what);
+    cg_set(s, ops[0], conv_ops[pr->kind].w, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &tw, what);
+    cg_set(s, ops[0], conv_ops[pr->kind].y, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &tout, what);
+    cg_set(s, ops[0], conv_ops[pr->kind].conv, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &cd, what);
+    cg_set(s, ops[0], conv_ops[pr->kind].alpha, ab, 1, alpha, "convolution alpha");
+    cg_set(s, ops[0], conv_ops[pr->kind].beta, ab, 1, beta, "convolution beta");
+    cg_finalize(s, ops[0], "convolution operation finalization");
+    if (!fuse_bias)
+        return cg_graph(o, s, h, 1, ops);
+
+    int64_t bshape[4] = {1, pr->y.t->shape[1], 1, 1}, bstride[4];
+    layout_strides(bshape, pr->nhwc, bstride);
+    cg_desc tb = cg_tensor(o, s, UID_B, dt, 4, bshape, bstride, cg_alignment(tensor_data(pr->b)),
+                           false);
+    cudnnPointwiseMode_t add = CUDNN_POINTWISE_ADD;
+    cg_desc pw = cg_new(o, s, CUDNN_BACKEND_POINTWISE_DESCRIPTOR, "bias addition");
+    cg_set(s, pw, CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &add,
+           "bias addition mode");
+    cg_set(s, pw, CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &dt,
+           "bias addition precision");
+    cg_finalize(s, pw, "bias addition finalization");
+    what = "bias addition operation";
+    ops[1] = cg_new(o, s, CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR, what);
+    cg_set(s, ops[1], CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, CUDNN_TYPE_BACKEND_DESCRIPTOR,
+           1, &pw, what);
+    cg_set(s, ops[1], CUDNN_ATTR_OPERATION_POINTWISE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+           &tout, what);
+    cg_set(s, ops[1], CUDNN_ATTR_OPERATION_POINTWISE_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &tb,
+           what);
+    cg_set(s, ops[1], CUDNN_ATTR_OPERATION_POINTWISE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &ty,
+           what);
+    cg_finalize(s, ops[1], "bias addition operation finalization");
+    return cg_graph(o, s, h, 2, ops);
+}
+
+/* The buffers of pr by UID (the bias only when the plan adds it). */
+static void conv_args(const conv_problem *pr, bool with_bias, cg_args *a)
+{
+    a->n = 0;
+    a->uid[a->n] = UID_X;
+    a->ptr[a->n++] = tensor_data(pr->x.t);
+    a->uid[a->n] = UID_W;
+    a->ptr[a->n++] = tensor_data(pr->w.t);
+    a->uid[a->n] = UID_Y;
+    a->ptr[a->n++] = tensor_data(pr->y.t);
+    if (with_bias) {
+        a->uid[a->n] = UID_B;
+        a->ptr[a->n++] = tensor_data(pr->b);
+    }
+}
+
+/* --- plans --- */
+
+/* The cache key: everything the plan depends on (the strides follow from the
+ * shapes and the layout). */
+static int conv_key(const conv_problem *pr, bool tf32, int64_t *k)
+{
+    int n = 0;
+    k[n++] = pr->kind;
+    k[n++] = pr->dev.index;
+    k[n++] = pr->dt;
+    k[n++] = tf32;
+    k[n++] = pr->nhwc;
+    k[n++] = pr->b != NULL;
+    for (int i = 0; i < 4; i++) {
+        k[n++] = pr->x.t->shape[i];
+        k[n++] = pr->w.t->shape[i];
+        k[n++] = pr->y.t->shape[i];
+    }
+    for (int i = 0; i < 2; i++) {
+        k[n++] = pr->p->stride[i];
+        k[n++] = pr->p->padding[i];
+        k[n++] = pr->p->dilation[i];
+    }
+    k[n++] = pr->p->groups;
+    k[n++] = cg_alignment(tensor_data(pr->x.t));
+    k[n++] = cg_alignment(tensor_data(pr->w.t));
+    k[n++] = cg_alignment(tensor_data(pr->y.t));
+    k[n++] = pr->b ? cg_alignment(tensor_data(pr->b)) : 0;
+    return n;
+}
+
+/* Build pr's graph and choose its engine by timing; the plan's tag records
+ * whether it adds the bias. NULL with the error set when no engine runs it. */
+static cg_plan *conv_plan(const conv_problem *pr, cudnnHandle_t h, bool fuse_bias, bool tf32,
+                          const char *op)
+{
+    cg_plan *plan = cg_plan_new(op);
+    if (!plan)
+        return NULL;
+    cg_status s = {0};
+    cg_desc graph = conv_graph(&plan->own, &s, h, pr, fuse_bias);
+    cg_args a;
+    conv_args(pr, fuse_bias, &a);
+    bool tensor_cores = pr->dt != DT_F32 || tf32;
+    if (cg_check(&s, op) != 0 || cg_autotune(plan, h, graph, tensor_cores, &a, pr->dev, op) != 0) {
+        cg_plan_free(plan);
+        return NULL;
+    }
+    plan->tag = fuse_bias;
+    return plan;
+}
+
+/* Run pr's convolution (and the forward's bias, fused or not). */
+static int conv_run(const conv_problem *pr, tensor *y_out, const char *op)
+{
+    cudnnHandle_t h = cg_handle(pr->dev.index, op);
+    if (!h)
+        return -1;
+    bool tf32 = cuda_ctx_tf32();
+    int64_t key[CG_MAX_KEY];
+    int nk = conv_key(pr, tf32, key);
+    cg_plan *plan = cg_cache_find(key, nk);
+    if (!plan) {
+        /* An engine for the fused graph if there is one; else the plain convolution. */
+        if (pr->b) {
+            plan = conv_plan(pr, h, true, tf32, "conv2d (bias fused)");
+            if (!plan && cg_verbose())
+                fprintf(stderr, "miles: %s\n", err_msg());
+        }
+        if (!plan)
+            plan = conv_plan(pr, h, false, tf32, op);
+        if (plan)
+            plan = cg_cache_insert(key, nk, plan, op);
+        if (!plan)
+            return -1;
+    }
+    cg_args a;
+    conv_args(pr, plan->tag, &a);
+    if (cg_execute(h, plan, &a, pr->dev, op) != 0)
+        return -1;
+    /* The bias when the plan did not add it (its messages name the op). */
+    return pr->b && !plan->tag ? cuda_conv_bias_add(y_out, pr->b) : 0;
+}
+
+/* --- kernels --- */
+
+int cuda_conv2d(tensor *y, const tensor *x, const tensor *w, const tensor *b,
+                const conv2d_params *p)
+{
+    const char *op = "conv2d";
+    if (tensor_numel(y) == 0)
+        return 0;
+    if (tensor_numel(x) == 0 || tensor_numel(w) == 0) { /* no input channels: y = b */
+        if (cuda_fill(y, 0.0) != 0)
+            return err_prefix(op);
+        return b ? cuda_conv_bias_add(y, b) : 0;
+    }
+    conv_problem pr;
+    int rc = problem_init(&pr, CONV_FWD, x, w, y, b, p) == 0 ? 0 : err_prefix(op);
+    if (rc == 0)
+        rc = conv_run(&pr, pr.y.tmp ? pr.y.tmp : y, op);
+    if (rc == 0 && operand_finish(&pr.y, y) != 0)
+        rc = err_prefix(op);
+    problem_release(&pr);
+    return rc;
+}
+
+int cuda_conv2d_backward_data(tensor *gx, const tensor *gy, const tensor *w,
+                              const conv2d_params *p)
+{
+    const char *op = "conv2d backward (input gradient)";
+    if (tensor_numel(gx) == 0)
+        return 0;
+    if (tensor_numel(gy) == 0 || tensor_numel(w) == 0)
+        return cuda_fill(gx, 0.0) == 0 ? 0 : err_prefix(op);
+    conv_problem pr;
+    int rc = problem_init(&pr, CONV_BWD_DATA, gx, w, gy, NULL, p) == 0 ? 0 : err_prefix(op);
+    if (rc == 0)
+        rc = conv_run(&pr, NULL, op);
+    if (rc == 0 && operand_finish(&pr.x, gx) != 0)
+        rc = err_prefix(op);
+    problem_release(&pr);
+    return rc;
+}
+
+int cuda_conv2d_backward_weight(tensor *gw, tensor *gb, const tensor *x, const tensor *gy,
+                                const conv2d_params *p)
+{
+    const char *op = "conv2d backward (weight gradient)";
+    int rc = 0;
+    if (tensor_numel(gw) > 0 && (tensor_numel(x) == 0 || tensor_numel(gy) == 0)) {
+        rc = cuda_fill(gw, 0.0) == 0 ? 0 : err_prefix(op);
+    } else if (tensor_numel(gw) > 0) {
+        conv_problem pr;
+        rc = problem_init(&pr, CONV_BWD_FILTER, x, gw, gy, NULL, p) == 0 ? 0 : err_prefix(op);
+        if (rc == 0)
+            rc = conv_run(&pr, NULL, op);
+        if (rc == 0 && operand_finish(&pr.w, gw) != 0)
+            rc = err_prefix(op);
+        problem_release(&pr);
+    }
+    if (rc == 0 && gb)
+        rc = cuda_conv_bias_grad(gb, gy); /* its messages name the op */
+    return rc;
+}

@@ -1,0 +1,108 @@
+/* Helpers for cuDNN's graph (backend) API, shared by the cuDNN-based kernels:
+ * one handle per GPU, descriptors built with a sticky status, engine selection by
+ * measurement, execution, and a cache of finalized plans keyed by the problem.
+ *
+ * Usage: build tensor and operation descriptors into a cg_plan's owner list (so
+ * they die with the plan), make an operation graph, let cg_autotune pick the
+ * fastest engine configuration on the real buffers, cache the plan with
+ * cg_cache_insert, and run it with cg_execute. Only compiled in a CUDA build. */
+#ifndef MILES_CUDNN_GRAPH_H
+#define MILES_CUDNN_GRAPH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <cudnn_graph.h>
+
+#include "../device.h"
+
+typedef cudnnBackendDescriptor_t cg_desc;
+
+/* The first failure of a run of descriptor calls: after one, the later calls do
+ * nothing, so a sequence of them needs one check at its end. */
+typedef struct {
+    cudnnStatus_t status;
+    const char *what; /* the call that failed */
+} cg_status;
+
+/* Descriptors that live and die together, destroyed in reverse order. */
+#define CG_MAX_DESCS 24
+typedef struct {
+    int n;
+    cg_desc d[CG_MAX_DESCS];
+} cg_owner;
+
+/* A finalized execution plan with everything it was built from. */
+typedef struct {
+    cg_owner own;      /* tensors, operations, graph, engine config, plan */
+    cg_desc plan;      /* owned by `own` */
+    int64_t workspace; /* bytes of scratch memory the plan needs */
+    int tag;           /* the caller's note about how the plan was built */
+} cg_plan;
+
+/* The buffers of one execution, by tensor UID. */
+#define CG_MAX_ARGS 8
+typedef struct {
+    int n;
+    int64_t uid[CG_MAX_ARGS];
+    void *ptr[CG_MAX_ARGS];
+} cg_args;
+
+/* GPU `index`'s cuDNN handle, made on first use and bound to the GPU's stream
+ * (the GPU is made current). NULL with the error set. */
+cudnnHandle_t cg_handle(int index, const char *op);
+
+/* Is MILES_CUDNN_VERBOSE set (not "0")? Then each engine choice, and each
+ * fused graph no engine accepted, is reported on stderr. */
+bool cg_verbose(void);
+
+/* Set the error "<op>: cuDNN <what> failed: <status>" and return -1. */
+int cg_fail(const char *op, const char *what, cudnnStatus_t s);
+/* cg_fail for a sticky status; 0 when it holds no failure. */
+int cg_check(const cg_status *s, const char *op);
+
+/* Create a descriptor owned by o. NULL (with s failed) on failure. */
+cg_desc cg_new(cg_owner *o, cg_status *s, cudnnBackendDescriptorType_t type, const char *what);
+void cg_set(cg_status *s, cg_desc d, cudnnBackendAttributeName_t name,
+            cudnnBackendAttributeType_t type, int64_t count, const void *values, const char *what);
+void cg_finalize(cg_status *s, cg_desc d, const char *what);
+void cg_owner_free(cg_owner *o);
+
+/* A finalized tensor descriptor of `nd` dims. `align` is the byte alignment of
+ * its data pointer (the largest power of two, up to 16, dividing it). */
+cg_desc cg_tensor(cg_owner *o, cg_status *s, int64_t uid, cudnnDataType_t dt, int nd,
+                  const int64_t *dims, const int64_t *strides, int64_t align, bool is_virtual);
+/* A finalized operation graph of `nops` finalized operations. */
+cg_desc cg_graph(cg_owner *o, cg_status *s, cudnnHandle_t h, int nops, const cg_desc *ops);
+
+/* The byte alignment to declare for a data pointer: the largest power of two up
+ * to 16 that divides its address. */
+int64_t cg_alignment(const void *p);
+
+/* Choose the engine for `graph` by measurement: the heuristics' engine configs
+ * (mode A; the fallback list when A yields none that works) are finalized into
+ * plans, up to a handful, skipping those whose workspace is too large or whose
+ * numerical notes are unwanted (inputs down-converted; tensor cores when
+ * !allow_tensor_cores); each runs on a's buffers (a warm-up, then timed runs), so
+ * the outputs in `a` are overwritten. The fastest plan and its engine config join
+ * p->own; p->plan and p->workspace are set. 0, or -1 with the error set when no
+ * engine can run the graph. */
+int cg_autotune(cg_plan *p, cudnnHandle_t h, cg_desc graph, bool allow_tensor_cores,
+                const cg_args *a, device dev, const char *op);
+
+/* Run p on a's buffers, with a workspace from the device allocator. */
+int cg_execute(cudnnHandle_t h, const cg_plan *p, const cg_args *a, device dev, const char *op);
+
+/* A new, empty plan (calloc), or NULL with the error set. */
+cg_plan *cg_plan_new(const char *op);
+void cg_plan_free(cg_plan *p);
+
+/* The plan cache: keys are arrays of n int64 values (n <= CG_MAX_KEY). find
+ * returns the cached plan or NULL. insert takes p (a new plan) and returns the
+ * plan to use: p, or the one another thread cached first (p is then freed); NULL
+ * with the error set when out of memory (p is freed). Plans live until exit. */
+#define CG_MAX_KEY 64
+cg_plan *cg_cache_find(const int64_t *key, int n);
+cg_plan *cg_cache_insert(const int64_t *key, int n, cg_plan *p, const char *op);
+
+#endif

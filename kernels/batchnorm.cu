@@ -1,0 +1,406 @@
+// Batch normalisation on the GPU (twin: csrc/cpu/batchnorm.c).
+//
+// x is contiguous [N, C, ...] ("planes": N*C runs of S positions, S the product
+// of the spatial dims) or channels-last [N, C, H, W] ("rows": N*S rows of C
+// values); y, gy and gx are in x's layout. Contiguous [N, C] (S = 1) is rows too.
+//
+// The per-channel sums (of x and x^2; of gy and gy*x) are in double, as on the
+// CPU, and deterministic (no atomics): blocks sum chunks of positions into a
+// scratch array of partial sums, then one block per channel adds its partials in
+// a fixed order and derives the channel's coefficients, and an elementwise pass
+// applies them. The statistics are the CPU's: one pass for the sum and the sum
+// of squares, the biased variance to normalise, the unbiased one for the running
+// variance. Products that the CPU rounds on their own are rounded so here too
+// (kmul), so that evaluation mode, which has no sums, matches it bit for bit.
+#include <cmath>
+
+#include "common.cuh"
+
+#define BN_THREADS 256       // threads of the 1-D blocks (a multiple of 32)
+#define BN_ROW_LANES 8       // rows at a time in the 32-channel blocks of rows
+#define BN_PLANE_CHUNK 16384 // positions per block in the planes' partial sums
+#define BN_ROW_CHUNK 1024    // rows per block in the rows' partial sums
+#define BN_MAX_CHUNKS 1024   // partial sums per channel at most
+
+// Everything but the entry points is local to this file.
+namespace {
+
+// a * b rounded on its own: the GPU would otherwise fuse it with a following
+// add, which the CPU twin (built for plain x86-64) does not.
+__device__ inline float kmul(float a, float b) { return __fmul_rn(a, b); }
+__device__ inline double kmul(double a, double b) { return __dmul_rn(a, b); }
+
+struct bn_geo {
+    int64_t n, c, s, m; // batch, channels, positions per plane, positions in all (n*s)
+    bool rows;          // memory is m rows of c values (else n*c planes of s)
+};
+
+bn_geo geo_of(const tensor *x)
+{
+    bn_geo g;
+    g.n = x->shape[0];
+    g.c = x->shape[1];
+    g.s = g.n * g.c > 0 ? tensor_numel(x) / (g.n * g.c) : 0;
+    g.m = g.n * g.s;
+    // the op layer passes contiguous tensors, or else channels-last ones
+    g.rows = !tensor_is_contiguous(x) || g.s == 1;
+    return g;
+}
+
+// A per-channel [C] tensor (p NULL: absent), through its stride.
+template <typename T> struct chan {
+    T *p;
+    int64_t st;
+    __device__ T &operator[](int64_t c) const { return p[c * st]; }
+};
+
+template <typename T> chan<T> chan_of(const tensor *t)
+{
+    return t ? chan<T>{(T *)tensor_data(t), t->stride[0]} : chan<T>{nullptr, 0};
+}
+
+// --- per-channel sums ---
+
+// Sum u and v over a 1-D block of BN_THREADS threads: thread 0 gets the totals.
+// The order is fixed, so the result is deterministic. Every thread must call it.
+__device__ void block_sum2(double &u, double &v)
+{
+    __shared__ double su[BN_THREADS / 32], sv[BN_THREADS / 32];
+    for (int o = 16; o > 0; o /= 2) {
+        u += __shfl_down_sync(0xffffffffu, u, o);
+        v += __shfl_down_sync(0xffffffffu, v, o);
+    }
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    if (lane == 0) {
+        su[warp] = u;
+        sv[warp] = v;
+    }
+    __syncthreads();
+    if (warp == 0) {
+        u = lane < BN_THREADS / 32 ? su[lane] : 0;
+        v = lane < BN_THREADS / 32 ? sv[lane] : 0;
+        for (int o = 16; o > 0; o /= 2) {
+            u += __shfl_down_sync(0xffffffffu, u, o);
+            v += __shfl_down_sync(0xffffffffu, v, o);
+        }
+    }
+}
+
+// The partial sums of a and a*b (b = a when NULL) of chunk blockIdx.y (of P) of
+// the positions of channel blockIdx.x, into part: [2][P][C] doubles.
+template <typename T>
+__global__ void planes_partial(double *part, const T *a, const T *b, bn_geo g, int64_t P)
+{
+    int64_t c = blockIdx.x, p = blockIdx.y;
+    int64_t m0 = g.m * p / P, m1 = g.m * (p + 1) / P;
+    double u = 0, v = 0;
+    for (int64_t n = m0 / g.s; n * g.s < m1; n++) { // the planes the chunk meets
+        int64_t lo = m0 - n * g.s, hi = m1 - n * g.s, base = (n * g.c + c) * g.s;
+        lo = lo > 0 ? lo : 0;
+        hi = hi < g.s ? hi : g.s;
+        for (int64_t k = lo + threadIdx.x; k < hi; k += blockDim.x) {
+            double av = (double)a[base + k], bv = b ? (double)b[base + k] : av;
+            u += av;
+            v += av * bv;
+        }
+    }
+    block_sum2(u, v);
+    if (threadIdx.x == 0) {
+        part[p * g.c + c] = u;
+        part[(P + p) * g.c + c] = v;
+    }
+}
+
+// The same over rows: blocks of 32 channels (threadIdx.x, so that a warp reads
+// 32 neighbours) by BN_ROW_LANES rows at a time (threadIdx.y).
+template <typename T>
+__global__ void rows_partial(double *part, const T *a, const T *b, bn_geo g, int64_t P)
+{
+    int64_t c = (int64_t)blockIdx.x * 32 + threadIdx.x, p = blockIdx.y;
+    int64_t r0 = g.m * p / P, r1 = g.m * (p + 1) / P;
+    double u = 0, v = 0;
+    if (c < g.c) {
+        for (int64_t r = r0 + threadIdx.y; r < r1; r += BN_ROW_LANES) {
+            double av = (double)a[r * g.c + c], bv = b ? (double)b[r * g.c + c] : av;
+            u += av;
+            v += av * bv;
+        }
+    }
+    __shared__ double su[BN_ROW_LANES][32], sv[BN_ROW_LANES][32];
+    su[threadIdx.y][threadIdx.x] = u;
+    sv[threadIdx.y][threadIdx.x] = v;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < g.c) {
+        for (int k = 1; k < BN_ROW_LANES; k++) {
+            u += su[k][threadIdx.x];
+            v += sv[k][threadIdx.x];
+        }
+        part[p * g.c + c] = u;
+        part[(P + p) * g.c + c] = v;
+    }
+}
+
+// Channel blockIdx.x's totals of the P partial sums, in thread 0.
+__device__ void channel_totals(const double *part, int64_t P, int64_t C, double &u, double &v)
+{
+    int64_t c = blockIdx.x;
+    u = v = 0;
+    for (int64_t p = threadIdx.x; p < P; p += blockDim.x) {
+        u += part[p * C + c];
+        v += part[(P + p) * C + c];
+    }
+    block_sum2(u, v);
+}
+
+// --- per-channel coefficients: out = in * k + extra * m + base ---
+// coef holds [3][C] doubles: k, m, base.
+
+template <typename T> struct bn_forward_args {
+    chan<T> w, b, running_mean, running_var, save_mean, save_invstd;
+    bool training;
+    double momentum, eps;
+};
+
+// The statistics of channel blockIdx.x (batch ones from the partial sums when
+// training, updating the running ones; else the running ones), saved, and y's
+// coefficients: k = w * invstd, base = b - mean * k.
+template <typename T>
+__global__ void forward_coefs(double *coef, const double *part, int64_t P, bn_geo g,
+                              bn_forward_args<T> a)
+{
+    int64_t c = blockIdx.x;
+    double u, v;
+    channel_totals(part, P, g.c, u, v);
+    if (threadIdx.x != 0)
+        return;
+    double mean, var;
+    if (a.training) {
+        double cnt = (double)g.m;
+        mean = u / cnt;
+        var = fmax(v / cnt - mean * mean, 0.0);
+        if (a.running_mean.p) {
+            double rm = (double)a.running_mean[c];
+            a.running_mean[c] = (T)((1 - a.momentum) * rm + a.momentum * mean);
+        }
+        if (a.running_var.p) {
+            double rv = (double)a.running_var[c];
+            double unbiased = cnt > 1 ? var * cnt / (cnt - 1) : var;
+            a.running_var[c] = (T)((1 - a.momentum) * rv + a.momentum * unbiased);
+        }
+    } else {
+        mean = (double)a.running_mean[c];
+        var = (double)a.running_var[c];
+    }
+    double invstd = 1.0 / sqrt(var + a.eps);
+    double k = a.w.p ? kmul((double)a.w[c], invstd) : invstd;
+    a.save_mean[c] = (T)mean;
+    a.save_invstd[c] = (T)invstd;
+    coef[c] = k;
+    coef[g.c + c] = 0;
+    coef[2 * g.c + c] = (a.b.p ? (double)a.b[c] : 0.0) - kmul(mean, k);
+}
+
+template <typename T> struct bn_backward_args {
+    chan<T> w, mean, invstd, gw, gb;
+    bool training;
+};
+
+// gw and gb of channel blockIdx.x from the sums of gy and gy*x, and gx's
+// coefficients. With xhat = (x - mean) invstd and k = w invstd:
+//   gb = sum(gy), gw = sum(gy xhat) = invstd (sum(gy x) - mean sum(gy));
+//   training: gx = k gy - k/M (gb + xhat gw)
+//               = gy k + x (-k invstd gw / M) + (k/M)(mean invstd gw - gb);
+//   eval: gx = k gy (mean and invstd are constants).
+template <typename T>
+__global__ void backward_coefs(double *coef, const double *part, int64_t P, bn_geo g,
+                               bn_backward_args<T> a)
+{
+    int64_t c = blockIdx.x;
+    double sg, sgx;
+    channel_totals(part, P, g.c, sg, sgx);
+    if (threadIdx.x != 0)
+        return;
+    double M = (double)g.m, mu = (double)a.mean[c], is = (double)a.invstd[c];
+    double dw = (sgx - kmul(mu, sg)) * is;
+    if (a.gw.p)
+        a.gw[c] = (T)dw;
+    if (a.gb.p)
+        a.gb[c] = (T)sg;
+    double k = (a.w.p ? (double)a.w[c] : 1.0) * is;
+    coef[c] = k;
+    coef[g.c + c] = a.training ? -k * is * dw / M : 0.0;
+    coef[2 * g.c + c] = a.training ? k / M * (kmul(kmul(mu, is), dw) - sg) : 0.0;
+}
+
+// --- the elementwise pass ---
+
+// in * k + ex[i] * m + base in T (ex NULL: no second term), rounded as the CPU's
+// float32 loops round it.
+template <typename T>
+__device__ inline T affine(T in, const T *ex, int64_t i, T k, T m, T base)
+{
+    return ex ? kmul(in, k) + kmul(ex[i], m) + base : kmul(in, k) + base;
+}
+
+// Planes: blockIdx.y walks the N*C planes, the threads of blockIdx.x a plane.
+template <typename T>
+__global__ void planes_apply(T *out, const T *in, const T *ex, const double *coef, bn_geo g)
+{
+    for (int64_t pl = blockIdx.y; pl < g.n * g.c; pl += gridDim.y) {
+        int64_t c = pl % g.c;
+        T k = (T)coef[c], m = (T)coef[g.c + c], base = (T)coef[2 * g.c + c];
+        for (int64_t s = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; s < g.s;
+             s += (int64_t)gridDim.x * blockDim.x) {
+            int64_t i = pl * g.s + s;
+            out[i] = affine(in[i], ex, i, k, m, base);
+        }
+    }
+}
+
+// Rows: blocks of 32 channels (threadIdx.x) by BN_ROW_LANES rows (threadIdx.y).
+template <typename T>
+__global__ void rows_apply(T *out, const T *in, const T *ex, const double *coef, bn_geo g)
+{
+    int64_t c = (int64_t)blockIdx.x * 32 + threadIdx.x;
+    if (c >= g.c)
+        return;
+    T k = (T)coef[c], m = (T)coef[g.c + c], base = (T)coef[2 * g.c + c];
+    for (int64_t r = (int64_t)blockIdx.y * BN_ROW_LANES + threadIdx.y; r < g.m;
+         r += (int64_t)gridDim.y * BN_ROW_LANES) {
+        int64_t i = r * g.c + c;
+        out[i] = affine(in[i], ex, i, k, m, base);
+    }
+}
+
+// --- launches ---
+
+unsigned at_most(int64_t v, int64_t cap)
+{
+    return (unsigned)(v < cap ? v : cap);
+}
+
+// How many chunks (partial sums per channel) the positions are summed in.
+int64_t chunks_of(const bn_geo &g)
+{
+    int64_t per = g.rows ? BN_ROW_CHUNK : BN_PLANE_CHUNK;
+    return at_most((g.m + per - 1) / per, BN_MAX_CHUNKS);
+}
+
+// The P chunks of partial sums of a and a*b (b = a when NULL) into part.
+template <typename T>
+void launch_partials(cudaStream_t s, double *part, const T *a, const T *b, const bn_geo &g,
+                     int64_t P)
+{
+    if (P == 0)
+        return;
+    if (g.rows)
+        rows_partial<T><<<dim3((unsigned)((g.c + 31) / 32), (unsigned)P),
+                          dim3(32, BN_ROW_LANES), 0, s>>>(part, a, b, g, P);
+    else
+        planes_partial<T><<<dim3((unsigned)g.c, (unsigned)P), BN_THREADS, 0, s>>>(
+            part, a, b, g, P);
+}
+
+// out = in * k + ex * m + base over the whole tensor.
+template <typename T>
+void launch_apply(cudaStream_t s, T *out, const T *in, const T *ex, const double *coef,
+                  const bn_geo &g)
+{
+    if (g.m == 0)
+        return;
+    if (g.rows)
+        rows_apply<T><<<dim3((unsigned)((g.c + 31) / 32),
+                             at_most((g.m + BN_ROW_LANES - 1) / BN_ROW_LANES, 65535)),
+                        dim3(32, BN_ROW_LANES), 0, s>>>(out, in, ex, coef, g);
+    else
+        planes_apply<T><<<dim3(at_most((g.s + BN_THREADS - 1) / BN_THREADS, 1024),
+                               at_most(g.n * g.c, 65535)),
+                          BN_THREADS, 0, s>>>(out, in, ex, coef, g);
+}
+
+// Scratch for P chunks of partial sums and the coefficients, on x's device. The
+// caller may release it as soon as the kernels are queued: everything on a GPU
+// runs in order on one stream, so nothing reuses it before they are done.
+tensor *scratch_for(const tensor *x, int64_t P, const bn_geo &g)
+{
+    int64_t len = (2 * P + 3) * g.c;
+    return tensor_empty(DT_F64, 1, &len, tensor_device(x));
+}
+
+// Call f with a value of the C++ type of dt (float32, float64), then report the
+// launches; any other dtype is an error.
+template <typename F> int by_dtype(dtype_t dt, const char *what, F f)
+{
+    switch (dt) {
+    case DT_F32:
+        f(float());
+        break;
+    case DT_F64:
+        f(double());
+        break;
+    default:
+        return err_set("%s: no CUDA kernel for %s", what, dtype_name(dt));
+    }
+    return cuda_ctx_launched(what);
+}
+
+} // namespace
+
+extern "C" int cuda_batch_norm(tensor *y, tensor *save_mean, tensor *save_invstd,
+                               const tensor *x, const tensor *w, const tensor *b,
+                               tensor *running_mean, tensor *running_var, bool training,
+                               double momentum, double eps)
+{
+    cudaStream_t s = kstream(x);
+    if (!s)
+        return -1;
+    bn_geo g = geo_of(x);
+    if (g.c == 0)
+        return 0;
+    int64_t P = training ? chunks_of(g) : 0;
+    tensor *scratch = scratch_for(x, P, g);
+    if (!scratch)
+        return -1;
+    double *part = (double *)tensor_data(scratch), *coef = part + 2 * P * g.c;
+    int rc = by_dtype(x->dtype, "batch_norm", [&](auto z) {
+        using T = decltype(z);
+        bn_forward_args<T> a = {chan_of<T>(w), chan_of<T>(b), chan_of<T>(running_mean),
+                                chan_of<T>(running_var), chan_of<T>(save_mean),
+                                chan_of<T>(save_invstd), training, momentum, eps};
+        launch_partials<T>(s, part, (const T *)tensor_data(x), nullptr, g, P);
+        forward_coefs<T><<<(unsigned)g.c, BN_THREADS, 0, s>>>(coef, part, P, g, a);
+        launch_apply<T>(s, (T *)tensor_data(y), (const T *)tensor_data(x), nullptr, coef, g);
+    });
+    tensor_decref(scratch);
+    return rc;
+}
+
+extern "C" int cuda_batch_norm_backward(tensor *gx, tensor *gw, tensor *gb, const tensor *gy,
+                                        const tensor *x, const tensor *w, const tensor *mean,
+                                        const tensor *invstd, bool training)
+{
+    cudaStream_t s = kstream(x);
+    if (!s)
+        return -1;
+    bn_geo g = geo_of(x);
+    if (g.c == 0 || (!gx && !gw && !gb))
+        return 0;
+    // the sums are needed by gw, gb and the training gx only
+    int64_t P = gw || gb || (training && gx) ? chunks_of(g) : 0;
+    tensor *scratch = scratch_for(x, P, g);
+    if (!scratch)
+        return -1;
+    double *part = (double *)tensor_data(scratch), *coef = part + 2 * P * g.c;
+    int rc = by_dtype(x->dtype, "batch_norm_backward", [&](auto z) {
+        using T = decltype(z);
+        const T *gyd = (const T *)tensor_data(gy), *xd = (const T *)tensor_data(x);
+        bn_backward_args<T> a = {chan_of<T>(w), chan_of<T>(mean), chan_of<T>(invstd),
+                                 chan_of<T>(gw), chan_of<T>(gb), training};
+        launch_partials<T>(s, part, gyd, xd, g, P);
+        backward_coefs<T><<<(unsigned)g.c, BN_THREADS, 0, s>>>(coef, part, P, g, a);
+        if (gx)
+            launch_apply<T>(s, (T *)tensor_data(gx), gyd, training ? xd : nullptr, coef, g);
+    });
+    tensor_decref(scratch);
+    return rc;
+}

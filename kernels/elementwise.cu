@@ -1,0 +1,516 @@
+// Copy, fill, unary and binary elementwise ops, and where, on the GPU.
+// CPU twin: csrc/cpu/elementwise.c, whose results these kernels reproduce: the same
+// dtype conversions, wrapping integer arithmetic and NaN rules. Float arithmetic,
+// sqrt and division round as on the CPU; exp, log, tanh, pow and log1p may differ
+// from glibc's in the last bit or two.
+#include "common.cuh"
+
+#include <math.h>
+
+// --- element types and conversions ---
+
+// The C type each dtype is stored as (bool as one byte, read as 0 or not).
+template <dtype_t DT> struct ktype;
+template <> struct ktype<DT_BOOL> { using T = uint8_t; };
+template <> struct ktype<DT_U8> { using T = uint8_t; };
+template <> struct ktype<DT_I64> { using T = int64_t; };
+template <> struct ktype<DT_F32> { using T = float; };
+template <> struct ktype<DT_F64> { using T = double; };
+template <dtype_t DT> using elem_t = typename ktype<DT>::T;
+
+// (int64_t)v as the CPU twin gets it from x86-64's cvttsd2si: truncation, and
+// INT64_MIN for NaN and out-of-range values (which the GPU would saturate).
+__host__ __device__ static inline int64_t d2i64(double v)
+{
+    return v >= -9223372036854775808.0 && v < 9223372036854775808.0 ? (int64_t)v : INT64_MIN;
+}
+
+// dtype_load: an element as a double.
+template <dtype_t DT> __host__ __device__ static inline double load_d(elem_t<DT> x)
+{
+    if constexpr (DT == DT_BOOL)
+        return x != 0;
+    else
+        return (double)x;
+}
+
+// dtype_store: a double as an element.
+template <dtype_t DT> __host__ __device__ static inline elem_t<DT> from_d(double v)
+{
+    if constexpr (DT == DT_BOOL)
+        return v != 0;
+    else if constexpr (DT == DT_U8)
+        return (uint8_t)d2i64(v);
+    else if constexpr (DT == DT_I64)
+        return d2i64(v);
+    else
+        return (elem_t<DT>)v;
+}
+
+// --- geometry ---
+
+// t's geometry with adjacent dims merged where its strides allow and size-1 dims
+// dropped: the same offset for each row-major index, but a contiguous tensor
+// becomes one dim of stride 1 and a broadcast scalar one dim of stride 0.
+static kgeom kgeom_merged(const tensor *t)
+{
+    kgeom g;
+    g.ndim = 0;
+    for (int d = 0; d < TENSOR_MAX_DIMS; d++) {
+        g.shape[d] = 1;
+        g.stride[d] = 0;
+    }
+    for (int d = 0; d < t->ndim; d++) {
+        if (t->shape[d] == 1)
+            continue;
+        int last = g.ndim - 1;
+        if (last >= 0 && g.stride[last] == t->stride[d] * t->shape[d]) {
+            g.shape[last] *= t->shape[d];
+            g.stride[last] = t->stride[d];
+        } else {
+            g.shape[g.ndim] = t->shape[d];
+            g.stride[g.ndim] = t->stride[d];
+            g.ndim++;
+        }
+    }
+    return g;
+}
+
+static bool kgeom_flat(const kgeom &g)
+{
+    return g.ndim == 0 || (g.ndim == 1 && g.stride[0] == 1);
+}
+
+// The element offset of row-major index i (< numel) in a merged geometry, without
+// divisions in the common cases of 0 or 1 dims.
+__device__ __forceinline__ int64_t kat(const kgeom &g, int64_t i)
+{
+    if (g.ndim == 0)
+        return 0;
+    if (g.ndim == 1)
+        return i * g.stride[0];
+    return kgeom_offset(g, i);
+}
+
+// --- copy and fill ---
+
+// Same dtype: the element as is (bytes of bool included); else through a double,
+// as the CPU's dtype_load / dtype_store (so int64 -> float32 rounds twice there too).
+template <dtype_t D, dtype_t S>
+__global__ void copy_kernel(elem_t<D> *dst, kgeom gd, const elem_t<S> *src, kgeom gs, int64_t n)
+{
+    KLOOP(i, n)
+    {
+        elem_t<S> x = src[kat(gs, i)];
+        if constexpr (D == S)
+            dst[kat(gd, i)] = x;
+        else
+            dst[kat(gd, i)] = from_d<D>(load_d<S>(x));
+    }
+}
+
+template <dtype_t D, dtype_t S> static int copy_launch(tensor *dst, const tensor *src, int64_t n)
+{
+    cudaStream_t s = kstream(dst);
+    if (!s)
+        return -1;
+    kgeom gd = kgeom_merged(dst), gs = kgeom_merged(src);
+    if (D == S && kgeom_flat(gd) && kgeom_flat(gs)) {
+        if (tensor_data(dst) == tensor_data(src)) // x:copy_(x)
+            return 0;
+        return cuda_ctx_check(cudaMemcpyAsync(tensor_data(dst), tensor_data(src),
+                                              (size_t)n * sizeof(elem_t<D>),
+                                              cudaMemcpyDeviceToDevice, s),
+                              "copy");
+    }
+    copy_kernel<D, S><<<kblocks(n), KTHREADS, 0, s>>>((elem_t<D> *)tensor_data(dst), gd,
+                                                      (const elem_t<S> *)tensor_data(src), gs, n);
+    return cuda_ctx_launched("copy");
+}
+
+template <dtype_t D> static int copy_from(tensor *dst, const tensor *src, int64_t n)
+{
+    switch (src->dtype) {
+    case DT_BOOL: return copy_launch<D, DT_BOOL>(dst, src, n);
+    case DT_U8: return copy_launch<D, DT_U8>(dst, src, n);
+    case DT_I64: return copy_launch<D, DT_I64>(dst, src, n);
+    case DT_F32: return copy_launch<D, DT_F32>(dst, src, n);
+    case DT_F64: return copy_launch<D, DT_F64>(dst, src, n);
+    default: return err_set("copy: unknown dtype %d", (int)src->dtype);
+    }
+}
+
+extern "C" int cuda_copy(tensor *dst, const tensor *src)
+{
+    int64_t n = tensor_numel(dst);
+    if (n == 0)
+        return 0;
+    switch (dst->dtype) {
+    case DT_BOOL: return copy_from<DT_BOOL>(dst, src, n);
+    case DT_U8: return copy_from<DT_U8>(dst, src, n);
+    case DT_I64: return copy_from<DT_I64>(dst, src, n);
+    case DT_F32: return copy_from<DT_F32>(dst, src, n);
+    case DT_F64: return copy_from<DT_F64>(dst, src, n);
+    default: return err_set("copy: unknown dtype %d", (int)dst->dtype);
+    }
+}
+
+template <typename T> __global__ void fill_kernel(T *p, kgeom g, int64_t n, T v)
+{
+    KLOOP(i, n) p[kat(g, i)] = v;
+}
+
+// The value is converted once, on the host, as the CPU twin does.
+template <dtype_t DT> static int fill_launch(tensor *t, double v, int64_t n)
+{
+    cudaStream_t s = kstream(t);
+    if (!s)
+        return -1;
+    fill_kernel<elem_t<DT>><<<kblocks(n), KTHREADS, 0, s>>>((elem_t<DT> *)tensor_data(t),
+                                                             kgeom_merged(t), n, from_d<DT>(v));
+    return cuda_ctx_launched("fill");
+}
+
+extern "C" int cuda_fill(tensor *t, double v)
+{
+    int64_t n = tensor_numel(t);
+    if (n == 0)
+        return 0;
+    switch (t->dtype) {
+    case DT_BOOL: return fill_launch<DT_BOOL>(t, v, n);
+    case DT_U8: return fill_launch<DT_U8>(t, v, n);
+    case DT_I64: return fill_launch<DT_I64>(t, v, n);
+    case DT_F32: return fill_launch<DT_F32>(t, v, n);
+    case DT_F64: return fill_launch<DT_F64>(t, v, n);
+    default: return err_set("fill: unknown dtype %d", (int)t->dtype);
+    }
+}
+
+// --- math functions of float or double (tgmath.h's choice on the CPU) ---
+
+__device__ static inline float m_fabs(float x) { return fabsf(x); }
+__device__ static inline double m_fabs(double x) { return fabs(x); }
+__device__ static inline float m_exp(float x) { return expf(x); }
+__device__ static inline double m_exp(double x) { return exp(x); }
+__device__ static inline float m_log(float x) { return logf(x); }
+__device__ static inline double m_log(double x) { return log(x); }
+__device__ static inline float m_log1p(float x) { return log1pf(x); }
+__device__ static inline double m_log1p(double x) { return log1p(x); }
+__device__ static inline float m_sqrt(float x) { return sqrtf(x); }
+__device__ static inline double m_sqrt(double x) { return sqrt(x); }
+__device__ static inline float m_tanh(float x) { return tanhf(x); }
+__device__ static inline double m_tanh(double x) { return tanh(x); }
+__device__ static inline float m_pow(float x, float y) { return powf(x, y); }
+__device__ static inline double m_pow(double x, double y) { return pow(x, y); }
+__device__ static inline float m_fmax(float x, float y) { return fmaxf(x, y); }
+__device__ static inline double m_fmax(double x, double y) { return fmax(x, y); }
+// p * x + q rounded twice, as the CPU (no FMA on x86-64's baseline) computes it.
+__device__ static inline float m_affine(float p, float x, float q) { return __fadd_rn(__fmul_rn(p, x), q); }
+__device__ static inline double m_affine(double p, double x, double q) { return __dadd_rn(__dmul_rn(p, x), q); }
+
+// --- integer helpers: arithmetic wraps around, as on the CPU ---
+
+__device__ static inline int64_t wrap_add(int64_t x, int64_t y) { return (int64_t)((uint64_t)x + (uint64_t)y); }
+__device__ static inline int64_t wrap_sub(int64_t x, int64_t y) { return (int64_t)((uint64_t)x - (uint64_t)y); }
+__device__ static inline int64_t wrap_mul(int64_t x, int64_t y) { return (int64_t)((uint64_t)x * (uint64_t)y); }
+
+// b^e in wrapping arithmetic; a negative e gives 0 unless |b| == 1.
+__device__ static int64_t ipow(int64_t b, int64_t e)
+{
+    if (e < 0)
+        return b == 1 ? 1 : b == -1 ? (e % 2 ? -1 : 1) : 0;
+    int64_t r = 1;
+    while (e) {
+        if (e & 1)
+            r = wrap_mul(r, b);
+        b = wrap_mul(b, b);
+        e >>= 1;
+    }
+    return r;
+}
+
+// --- unary ---
+
+template <unary_op OP, typename T> __device__ static inline T unary_float(T x, T p0, T p1)
+{
+    const T one = 1, zero = 0;
+    if constexpr (OP == UN_NEG) return -x;
+    else if constexpr (OP == UN_ABS) return m_fabs(x);
+    else if constexpr (OP == UN_EXP) return m_exp(x);
+    else if constexpr (OP == UN_LOG) return m_log(x);
+    else if constexpr (OP == UN_SQRT) return m_sqrt(x);
+    else if constexpr (OP == UN_RSQRT) return one / m_sqrt(x);
+    else if constexpr (OP == UN_RECIP) return one / x;
+    else if constexpr (OP == UN_SQUARE) return x * x;
+    else if constexpr (OP == UN_RELU) return x > zero ? x : zero;
+    else if constexpr (OP == UN_SIGMOID) return one / (one + m_exp(-x));
+    else if constexpr (OP == UN_TANH) return m_tanh(x);
+    else if constexpr (OP == UN_SIGN) return (T)((x > zero) - (x < zero));
+    else if constexpr (OP == UN_CLAMP) {
+        // fmin(fmax(x, lo), hi) as glibc's fmax/fmin (maxsd/minsd) pick on
+        // non-NaN operands; NaN x stays NaN, a NaN bound is no bound.
+        if (isnan(x))
+            return x;
+        T lo = isnan(p0) ? x : p0, hi = isnan(p1) ? x : p1;
+        T y = x > lo ? x : lo;
+        return y < hi ? y : hi;
+    }
+    else if constexpr (OP == UN_POW) return m_pow(x, p0);
+    else if constexpr (OP == UN_STEP) return x > zero ? one : zero;
+    else if constexpr (OP == UN_AFFINE) return m_affine(p0, x, p1);
+    else // UN_LOG1P_EXP, stably: max(x, 0) + log(1 + exp(-|x|))
+        return m_fmax(x, zero) + m_log1p(m_exp(-m_fabs(x)));
+}
+
+// The CPU's unary_int; ops without an integer meaning leave x as is.
+template <unary_op OP> __device__ static inline int64_t unary_int(int64_t x, double p0, double p1)
+{
+    if constexpr (OP == UN_NEG) return wrap_sub(0, x);
+    else if constexpr (OP == UN_ABS) return x < 0 ? wrap_sub(0, x) : x;
+    else if constexpr (OP == UN_SQUARE) return wrap_mul(x, x);
+    else if constexpr (OP == UN_RELU) return x > 0 ? x : 0;
+    else if constexpr (OP == UN_SIGN) return (x > 0) - (x < 0);
+    else if constexpr (OP == UN_STEP) return x > 0;
+    else if constexpr (OP == UN_CLAMP) {
+        if (!isnan(p0) && (double)x < p0)
+            x = d2i64(ceil(p0));
+        if (!isnan(p1) && (double)x > p1)
+            x = d2i64(floor(p1));
+        return x;
+    }
+    else if constexpr (OP == UN_AFFINE) return d2i64(m_affine(p0, (double)x, p1));
+    else if constexpr (OP == UN_POW) return ipow(x, d2i64(p0));
+    else return x;
+}
+
+// Floats in their own type; int64 as integers; uint8 and bool through the CPU's
+// dtype_load and dtype_store.
+template <unary_op OP, dtype_t DT>
+__device__ static inline elem_t<DT> unary_elem(elem_t<DT> x, double p0, double p1)
+{
+    using T = elem_t<DT>;
+    if constexpr (DT == DT_F32 || DT == DT_F64)
+        return unary_float<OP, T>(x, (T)p0, (T)p1);
+    else if constexpr (DT == DT_I64)
+        return unary_int<OP>(x, p0, p1);
+    else
+        return from_d<DT>((double)unary_int<OP>((int64_t)load_d<DT>(x), p0, p1));
+}
+
+template <unary_op OP, dtype_t DT>
+__global__ void unary_kernel(elem_t<DT> *out, const elem_t<DT> *a, int64_t n, double p0, double p1)
+{
+    KLOOP(i, n) out[i] = unary_elem<OP, DT>(a[i], p0, p1);
+}
+
+// out and a are dense with the same strides: both are flat arrays of n elements.
+template <unary_op OP, dtype_t DT>
+static int unary_launch(tensor *out, const tensor *a, int64_t n, double p0, double p1)
+{
+    cudaStream_t s = kstream(out);
+    if (!s)
+        return -1;
+    unary_kernel<OP, DT><<<kblocks(n), KTHREADS, 0, s>>>(
+        (elem_t<DT> *)tensor_data(out), (const elem_t<DT> *)tensor_data(a), n, p0, p1);
+    return cuda_ctx_launched("unary");
+}
+
+template <dtype_t DT>
+static int unary_dt(unary_op op, tensor *out, const tensor *a, int64_t n, double p0, double p1)
+{
+    switch (op) {
+    case UN_NEG: return unary_launch<UN_NEG, DT>(out, a, n, p0, p1);
+    case UN_ABS: return unary_launch<UN_ABS, DT>(out, a, n, p0, p1);
+    case UN_EXP: return unary_launch<UN_EXP, DT>(out, a, n, p0, p1);
+    case UN_LOG: return unary_launch<UN_LOG, DT>(out, a, n, p0, p1);
+    case UN_SQRT: return unary_launch<UN_SQRT, DT>(out, a, n, p0, p1);
+    case UN_RSQRT: return unary_launch<UN_RSQRT, DT>(out, a, n, p0, p1);
+    case UN_RECIP: return unary_launch<UN_RECIP, DT>(out, a, n, p0, p1);
+    case UN_SQUARE: return unary_launch<UN_SQUARE, DT>(out, a, n, p0, p1);
+    case UN_RELU: return unary_launch<UN_RELU, DT>(out, a, n, p0, p1);
+    case UN_SIGMOID: return unary_launch<UN_SIGMOID, DT>(out, a, n, p0, p1);
+    case UN_TANH: return unary_launch<UN_TANH, DT>(out, a, n, p0, p1);
+    case UN_SIGN: return unary_launch<UN_SIGN, DT>(out, a, n, p0, p1);
+    case UN_CLAMP: return unary_launch<UN_CLAMP, DT>(out, a, n, p0, p1);
+    case UN_POW: return unary_launch<UN_POW, DT>(out, a, n, p0, p1);
+    case UN_STEP: return unary_launch<UN_STEP, DT>(out, a, n, p0, p1);
+    case UN_AFFINE: return unary_launch<UN_AFFINE, DT>(out, a, n, p0, p1);
+    case UN_LOG1P_EXP: return unary_launch<UN_LOG1P_EXP, DT>(out, a, n, p0, p1);
+    default: return err_set("unary: unknown op %d", (int)op);
+    }
+}
+
+extern "C" int cuda_unary(unary_op op, tensor *out, const tensor *a, double p0, double p1)
+{
+    int64_t n = tensor_numel(out);
+    if (n == 0)
+        return 0;
+    switch (a->dtype) {
+    case DT_BOOL: return unary_dt<DT_BOOL>(op, out, a, n, p0, p1);
+    case DT_U8: return unary_dt<DT_U8>(op, out, a, n, p0, p1);
+    case DT_I64: return unary_dt<DT_I64>(op, out, a, n, p0, p1);
+    case DT_F32: return unary_dt<DT_F32>(op, out, a, n, p0, p1);
+    case DT_F64: return unary_dt<DT_F64>(op, out, a, n, p0, p1);
+    default: return err_set("unary: unknown dtype %d", (int)a->dtype);
+    }
+}
+
+// --- binary ---
+
+// The output element type: bool (one byte) for comparisons and logic.
+template <binary_op OP, dtype_t DT> using binary_out_t =
+    typename ktype<(OP >= BIN_EQ ? DT_BOOL : DT)>::T;
+
+// Float ops; max and min propagate a NaN from either side, as the CPU does.
+template <binary_op OP, typename T> __device__ static inline auto binary_float(T x, T y)
+{
+    if constexpr (OP == BIN_ADD) return x + y;
+    else if constexpr (OP == BIN_SUB) return x - y;
+    else if constexpr (OP == BIN_MUL) return x * y;
+    else if constexpr (OP == BIN_DIV) return x / y;
+    else if constexpr (OP == BIN_POW) return m_pow(x, y);
+    else if constexpr (OP == BIN_MAX) return isnan(x) || x > y ? x : y;
+    else if constexpr (OP == BIN_MIN) return isnan(x) || x < y ? x : y;
+    else if constexpr (OP == BIN_EQ) return (uint8_t)(x == y);
+    else if constexpr (OP == BIN_NE) return (uint8_t)(x != y);
+    else if constexpr (OP == BIN_LT) return (uint8_t)(x < y);
+    else if constexpr (OP == BIN_LE) return (uint8_t)(x <= y);
+    else if constexpr (OP == BIN_GT) return (uint8_t)(x > y);
+    else if constexpr (OP == BIN_GE) return (uint8_t)(x >= y);
+    else if constexpr (OP == BIN_AND) return (uint8_t)(x != 0 && y != 0);
+    else return (uint8_t)(x != 0 || y != 0);
+}
+
+// The CPU's binary_generic on values read as int64 (uint8 and bool: the raw byte).
+template <binary_op OP> __device__ static inline int64_t binary_int(int64_t x, int64_t y)
+{
+    if constexpr (OP == BIN_ADD) return wrap_add(x, y);
+    else if constexpr (OP == BIN_SUB) return wrap_sub(x, y);
+    else if constexpr (OP == BIN_MUL) return wrap_mul(x, y);
+    else if constexpr (OP == BIN_DIV) return y == 0 ? 0 : y == -1 ? wrap_sub(0, x) : x / y;
+    else if constexpr (OP == BIN_POW) return ipow(x, y);
+    else if constexpr (OP == BIN_MAX) return x > y ? x : y;
+    else if constexpr (OP == BIN_MIN) return x < y ? x : y;
+    else if constexpr (OP == BIN_EQ) return x == y;
+    else if constexpr (OP == BIN_NE) return x != y;
+    else if constexpr (OP == BIN_LT) return x < y;
+    else if constexpr (OP == BIN_LE) return x <= y;
+    else if constexpr (OP == BIN_GT) return x > y;
+    else if constexpr (OP == BIN_GE) return x >= y;
+    else if constexpr (OP == BIN_AND) return x && y;
+    else return x || y;
+}
+
+template <binary_op OP, dtype_t DT>
+__device__ static inline binary_out_t<OP, DT> binary_elem(elem_t<DT> x, elem_t<DT> y)
+{
+    if constexpr (DT == DT_F32 || DT == DT_F64) {
+        return binary_float<OP>(x, y);
+    } else {
+        int64_t r = binary_int<OP>((int64_t)x, (int64_t)y);
+        if constexpr (OP >= BIN_EQ || DT == DT_BOOL)
+            return r != 0;
+        else
+            return (elem_t<DT>)r; // uint8 keeps the low byte
+    }
+}
+
+template <binary_op OP, dtype_t DT>
+__global__ void binary_kernel(binary_out_t<OP, DT> *out, kgeom go, const elem_t<DT> *a,
+                              kgeom ga, const elem_t<DT> *b, kgeom gb, int64_t n)
+{
+    KLOOP(i, n) out[kat(go, i)] = binary_elem<OP, DT>(a[kat(ga, i)], b[kat(gb, i)]);
+}
+
+// out is walked by its geometry too: the op layer may lay it out like a
+// channels-last operand.
+template <binary_op OP, dtype_t DT>
+static int binary_launch(tensor *out, const tensor *a, const tensor *b, int64_t n)
+{
+    cudaStream_t s = kstream(out);
+    if (!s)
+        return -1;
+    binary_kernel<OP, DT><<<kblocks(n), KTHREADS, 0, s>>>(
+        (binary_out_t<OP, DT> *)tensor_data(out), kgeom_merged(out),
+        (const elem_t<DT> *)tensor_data(a), kgeom_merged(a), (const elem_t<DT> *)tensor_data(b),
+        kgeom_merged(b), n);
+    return cuda_ctx_launched("binary");
+}
+
+template <dtype_t DT>
+static int binary_dt(binary_op op, tensor *out, const tensor *a, const tensor *b, int64_t n)
+{
+    switch (op) {
+    case BIN_ADD: return binary_launch<BIN_ADD, DT>(out, a, b, n);
+    case BIN_SUB: return binary_launch<BIN_SUB, DT>(out, a, b, n);
+    case BIN_MUL: return binary_launch<BIN_MUL, DT>(out, a, b, n);
+    case BIN_DIV: return binary_launch<BIN_DIV, DT>(out, a, b, n);
+    case BIN_POW: return binary_launch<BIN_POW, DT>(out, a, b, n);
+    case BIN_MAX: return binary_launch<BIN_MAX, DT>(out, a, b, n);
+    case BIN_MIN: return binary_launch<BIN_MIN, DT>(out, a, b, n);
+    case BIN_EQ: return binary_launch<BIN_EQ, DT>(out, a, b, n);
+    case BIN_NE: return binary_launch<BIN_NE, DT>(out, a, b, n);
+    case BIN_LT: return binary_launch<BIN_LT, DT>(out, a, b, n);
+    case BIN_LE: return binary_launch<BIN_LE, DT>(out, a, b, n);
+    case BIN_GT: return binary_launch<BIN_GT, DT>(out, a, b, n);
+    case BIN_GE: return binary_launch<BIN_GE, DT>(out, a, b, n);
+    case BIN_AND: return binary_launch<BIN_AND, DT>(out, a, b, n);
+    case BIN_OR: return binary_launch<BIN_OR, DT>(out, a, b, n);
+    default: return err_set("binary: unknown op %d", (int)op);
+    }
+}
+
+extern "C" int cuda_binary(binary_op op, tensor *out, const tensor *a, const tensor *b)
+{
+    int64_t n = tensor_numel(out);
+    if (n == 0)
+        return 0;
+    switch (a->dtype) {
+    case DT_BOOL: return binary_dt<DT_BOOL>(op, out, a, b, n);
+    case DT_U8: return binary_dt<DT_U8>(op, out, a, b, n);
+    case DT_I64: return binary_dt<DT_I64>(op, out, a, b, n);
+    case DT_F32: return binary_dt<DT_F32>(op, out, a, b, n);
+    case DT_F64: return binary_dt<DT_F64>(op, out, a, b, n);
+    default: return err_set("binary: unknown dtype %d", (int)a->dtype);
+    }
+}
+
+// --- where ---
+
+// Elements are moved as they are (like the CPU's memcpy); cond is read as a byte.
+template <typename T>
+__global__ void where_kernel(T *out, kgeom go, const uint8_t *cond, kgeom gc, const T *a,
+                             kgeom ga, const T *b, kgeom gb, int64_t n)
+{
+    KLOOP(i, n) out[kat(go, i)] = cond[kat(gc, i)] ? a[kat(ga, i)] : b[kat(gb, i)];
+}
+
+template <dtype_t DT>
+static int where_launch(tensor *out, const tensor *cond, const tensor *a, const tensor *b,
+                        int64_t n)
+{
+    using T = elem_t<DT>;
+    cudaStream_t s = kstream(out);
+    if (!s)
+        return -1;
+    where_kernel<T><<<kblocks(n), KTHREADS, 0, s>>>(
+        (T *)tensor_data(out), kgeom_merged(out), (const uint8_t *)tensor_data(cond),
+        kgeom_merged(cond), (const T *)tensor_data(a), kgeom_merged(a), (const T *)tensor_data(b),
+        kgeom_merged(b), n);
+    return cuda_ctx_launched("where");
+}
+
+extern "C" int cuda_where(tensor *out, const tensor *cond, const tensor *a, const tensor *b)
+{
+    int64_t n = tensor_numel(out);
+    if (n == 0)
+        return 0;
+    switch (out->dtype) {
+    case DT_BOOL: return where_launch<DT_BOOL>(out, cond, a, b, n);
+    case DT_U8: return where_launch<DT_U8>(out, cond, a, b, n);
+    case DT_I64: return where_launch<DT_I64>(out, cond, a, b, n);
+    case DT_F32: return where_launch<DT_F32>(out, cond, a, b, n);
+    case DT_F64: return where_launch<DT_F64>(out, cond, a, b, n);
+    default: return err_set("where: unknown dtype %d", (int)out->dtype);
+    }
+}

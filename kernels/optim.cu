@@ -1,0 +1,338 @@
+// Optimizer updates on the GPU: fused multi-tensor Adam/AdamW and SGD steps.
+// CPU twin: csrc/optim.c adam_range_* (adam_moments_*, adam_apply_*) / sgd_*
+// (sgd_range_*, sgd_loop_*); the entry points are declared in
+// csrc/cuda/optim_cuda.h, and csrc/optim.c calls them after its checks.
+//
+// One launch updates up to OPTIM_CUDA_TENSORS_PER_LAUNCH tensors: their pointers,
+// sizes and per-tensor scalars travel by value in the kernel's parameter block
+// (a table under 4 KB). Each tensor is cut into chunks of OPTIM_CHUNK elements;
+// the launch's chunks are numbered through the tensors in order (chunk_end holds
+// the running totals), and each block takes chunks blockIdx.x, + gridDim.x, ...,
+// finds its tensor by a binary search that every thread of the block does alike,
+// and updates the chunk's elements with its threads side by side (coalesced).
+//
+// The arithmetic is the CPU loops', operation by operation and in the same
+// order, in float for float32 and double for float64, the scalars computed in
+// double by optim.c and rounded to the dtype here (as the CPU loops round them).
+// Every operation is an explicit round-to-nearest intrinsic (__fmul_rn, ...):
+// nvcc would otherwise contract a * b + c into a fused multiply-add, which the
+// CPU build (x86-64 without FMA) does not do, and the results would differ in the
+// last bit. Division and square root are the IEEE ones (__fdiv_rn, __fsqrt_rn),
+// whatever -prec-div / -prec-sqrt / -use_fast_math say.
+#include "common.cuh"
+
+extern "C" {
+#include "../csrc/cuda/optim_cuda.h"
+}
+
+namespace {
+
+// Elements per chunk: 16 per thread of a 256-thread block.
+constexpr int64_t OPTIM_CHUNK = 4096;
+constexpr int K = OPTIM_CUDA_TENSORS_PER_LAUNCH;
+// Blocks per launch at most (grid-stride over the chunks beyond), as kblocks.
+constexpr int64_t OPTIM_MAX_BLOCKS = 65536;
+
+// IEEE operations rounded to nearest, never fused, per dtype.
+template <typename T> struct fop;
+
+template <> struct fop<float> {
+    static __device__ __forceinline__ float mul(float a, float b) { return __fmul_rn(a, b); }
+    static __device__ __forceinline__ float add(float a, float b) { return __fadd_rn(a, b); }
+    static __device__ __forceinline__ float div(float a, float b) { return __fdiv_rn(a, b); }
+    static __device__ __forceinline__ float sqrt(float a) { return __fsqrt_rn(a); }
+    // A double scalar rounded to float, as the CPU's (float) cast rounds it.
+    static __device__ __forceinline__ float cvt(double x) { return __double2float_rn(x); }
+};
+
+template <> struct fop<double> {
+    static __device__ __forceinline__ double mul(double a, double b) { return __dmul_rn(a, b); }
+    static __device__ __forceinline__ double add(double a, double b) { return __dadd_rn(a, b); }
+    static __device__ __forceinline__ double div(double a, double b) { return __ddiv_rn(a, b); }
+    static __device__ __forceinline__ double sqrt(double a) { return __dsqrt_rn(a); }
+    static __device__ __forceinline__ double cvt(double x) { return x; }
+};
+
+// One Adam launch's tensors (structure of arrays, indexed by the tensor's place).
+struct adam_table {
+    int count;               // tensors in this launch, 1..K
+    int64_t chunk_end[K];    // chunks of tensors 0..t together
+    int64_t numel[K];
+    void *p[K], *m[K], *v[K], *vmax[K];
+    const void *g[K];
+    double bc2_sqrt[K], neg_step_size[K];
+};
+
+// One SGD launch's tensors.
+struct sgd_table {
+    int count;
+    int64_t chunk_end[K];
+    int64_t numel[K];
+    void *p[K], *buf[K];
+    const void *g[K];
+    double buf_mom[K], a[K];
+    bool first[K];
+};
+
+// The kernel parameter block of every architecture holds 4 KB.
+static_assert(sizeof(adam_table) + sizeof(optim_cuda_adam_hp) <= 4000,
+              "the Adam table must fit the 4 KB kernel parameter block");
+static_assert(sizeof(sgd_table) + sizeof(optim_cuda_sgd_hp) <= 4000,
+              "the SGD table must fit the 4 KB kernel parameter block");
+
+// The tensor that chunk c belongs to: the first t with chunk_end[t] > c. c is the
+// same for the whole block, so the reads are uniform.
+template <typename Table>
+__device__ __forceinline__ int find_tensor(const Table &tab, int64_t c)
+{
+    int lo = 0, hi = tab.count - 1;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (tab.chunk_end[mid] > c)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+// Adam over every chunk of the table. L2 and AMS are the CPU loops' l2 and ams
+// (each combination its own branch-free kernel, as each is its own CPU loop).
+// Per element, as adam_moments_* then adam_apply_* (s = sqrt of the second
+// moment that normalises):
+//   g' = sgn * g (+ wd * p);  m = m * b1 + a1 * g';  v = v * b2 + (a2 * g') * g'
+//   [amsgrad: vmax = vmax > v ? vmax : v, normalising by it]
+//   p = p * decay + (neg_step_size * m) / (sqrt(v) / bc2_sqrt + eps)
+template <typename T, bool L2, bool AMS>
+__global__ void __launch_bounds__(KTHREADS)
+adam_kernel(const adam_table tab, const optim_cuda_adam_hp hp)
+{
+    using F = fop<T>;
+    const T sgn = F::cvt(hp.sgn), wd = F::cvt(hp.wd), b1 = F::cvt(hp.b1), a1 = F::cvt(hp.a1),
+            b2 = F::cvt(hp.b2), a2 = F::cvt(hp.a2), decay = F::cvt(hp.decay),
+            eps = F::cvt(hp.eps);
+    const int64_t chunks = tab.chunk_end[tab.count - 1];
+    for (int64_t c = blockIdx.x; c < chunks; c += gridDim.x) {
+        const int t = find_tensor(tab, c);
+        const int64_t c0 = t > 0 ? tab.chunk_end[t - 1] : 0;
+        const int64_t begin = (c - c0) * OPTIM_CHUNK, n = tab.numel[t];
+        const int64_t end = begin + OPTIM_CHUNK < n ? begin + OPTIM_CHUNK : n;
+        T *__restrict__ p = static_cast<T *>(tab.p[t]);
+        T *__restrict__ m = static_cast<T *>(tab.m[t]);
+        T *__restrict__ v = static_cast<T *>(tab.v[t]);
+        const T *__restrict__ g = static_cast<const T *>(tab.g[t]);
+        const T bc = F::cvt(tab.bc2_sqrt[t]), ns = F::cvt(tab.neg_step_size[t]);
+        for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
+            // adam_moments_*
+            const T p0 = p[i];
+            T gi = F::mul(sgn, g[i]);
+            if constexpr (L2)
+                gi = F::add(gi, F::mul(wd, p0));
+            T mi = F::mul(m[i], b1);
+            mi = F::add(mi, F::mul(a1, gi));
+            T vi = F::mul(v[i], b2);
+            vi = F::add(vi, F::mul(F::mul(a2, gi), gi));
+            m[i] = mi;
+            v[i] = vi;
+            if constexpr (AMS) {
+                T *__restrict__ vmax = static_cast<T *>(tab.vmax[t]);
+                const T mx = vmax[i];
+                vi = mx > vi ? mx : vi; // not fmax: NaN goes as on the CPU
+                vmax[i] = vi;
+            }
+            // sqrt_f32 / sqrt_f64, then adam_apply_*
+            const T s = F::sqrt(vi);
+            const T denom = F::add(F::div(s, bc), eps);
+            const T pi = F::mul(p0, decay);
+            p[i] = F::add(pi, F::div(F::mul(ns, mi), denom));
+        }
+    }
+}
+
+// SGD over every chunk of the table, as sgd_loop_*:
+//   d = sgn * g (+ wd * p)
+//   [momentum: buf = buf * buf_mom + a * d (buf read as 0 on the first step, where
+//    the CPU zeroes it); d = nesterov ? d + mom * buf : buf]
+//   p = p + neg_lr * d
+template <typename T, bool L2, bool BUF, bool NESTEROV>
+__global__ void __launch_bounds__(KTHREADS)
+sgd_kernel(const sgd_table tab, const optim_cuda_sgd_hp hp)
+{
+    using F = fop<T>;
+    const T sgn = F::cvt(hp.sgn), wd = F::cvt(hp.wd), mom = F::cvt(hp.mom),
+            nlr = F::cvt(hp.neg_lr);
+    const int64_t chunks = tab.chunk_end[tab.count - 1];
+    for (int64_t c = blockIdx.x; c < chunks; c += gridDim.x) {
+        const int t = find_tensor(tab, c);
+        const int64_t c0 = t > 0 ? tab.chunk_end[t - 1] : 0;
+        const int64_t begin = (c - c0) * OPTIM_CHUNK, n = tab.numel[t];
+        const int64_t end = begin + OPTIM_CHUNK < n ? begin + OPTIM_CHUNK : n;
+        T *__restrict__ p = static_cast<T *>(tab.p[t]);
+        const T *__restrict__ g = static_cast<const T *>(tab.g[t]);
+        for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
+            const T pi = p[i];
+            T d = F::mul(sgn, g[i]);
+            if constexpr (L2)
+                d = F::add(d, F::mul(wd, pi));
+            if constexpr (BUF) {
+                T *__restrict__ buf = static_cast<T *>(tab.buf[t]);
+                const T bm = F::cvt(tab.buf_mom[t]), a = F::cvt(tab.a[t]);
+                const T b0 = tab.first[t] ? T(0) : buf[i];
+                T bi = F::mul(b0, bm);
+                bi = F::add(bi, F::mul(a, d));
+                buf[i] = bi;
+                if constexpr (NESTEROV)
+                    d = F::add(d, F::mul(mom, bi));
+                else
+                    d = bi;
+            }
+            p[i] = F::add(pi, F::mul(nlr, d));
+        }
+    }
+}
+
+// Blocks for a launch of `chunks` chunks.
+unsigned grid_for(int64_t chunks)
+{
+    return (unsigned)(chunks < OPTIM_MAX_BLOCKS ? chunks : OPTIM_MAX_BLOCKS);
+}
+
+// Launch the Adam kernel of the table's flags on its filled table, then empty it.
+template <typename T>
+int adam_flush(const char *who, cudaStream_t s, adam_table &tab, int64_t chunks,
+               const optim_cuda_adam_hp &hp)
+{
+    if (tab.count == 0)
+        return 0;
+    const unsigned grid = grid_for(chunks);
+    if (hp.amsgrad && hp.l2)
+        adam_kernel<T, true, true><<<grid, KTHREADS, 0, s>>>(tab, hp);
+    else if (hp.amsgrad)
+        adam_kernel<T, false, true><<<grid, KTHREADS, 0, s>>>(tab, hp);
+    else if (hp.l2)
+        adam_kernel<T, true, false><<<grid, KTHREADS, 0, s>>>(tab, hp);
+    else
+        adam_kernel<T, false, false><<<grid, KTHREADS, 0, s>>>(tab, hp);
+    tab.count = 0;
+    return cuda_ctx_launched(who);
+}
+
+// Pack the tensors into tables of up to K and launch each (one launch for K or
+// fewer tensors). Empty tensors take no place.
+template <typename T>
+int adam_all(const char *who, cudaStream_t s, int n, const optim_cuda_adam_tensor *ts,
+             const optim_cuda_adam_hp &hp)
+{
+    adam_table tab;
+    tab.count = 0;
+    int64_t chunks = 0;
+    for (int i = 0; i < n; i++) {
+        const optim_cuda_adam_tensor &x = ts[i];
+        if (x.numel <= 0)
+            continue;
+        const int k = tab.count++;
+        chunks += (x.numel + OPTIM_CHUNK - 1) / OPTIM_CHUNK;
+        tab.chunk_end[k] = chunks;
+        tab.numel[k] = x.numel;
+        tab.p[k] = x.p;
+        tab.m[k] = x.m;
+        tab.v[k] = x.v;
+        tab.vmax[k] = hp.amsgrad ? x.vmax : nullptr;
+        tab.g[k] = x.g;
+        tab.bc2_sqrt[k] = x.bc2_sqrt;
+        tab.neg_step_size[k] = x.neg_step_size;
+        if (tab.count == K) {
+            if (adam_flush<T>(who, s, tab, chunks, hp) != 0)
+                return -1;
+            chunks = 0;
+        }
+    }
+    return adam_flush<T>(who, s, tab, chunks, hp);
+}
+
+// The SGD twin of adam_flush.
+template <typename T>
+int sgd_flush(cudaStream_t s, sgd_table &tab, int64_t chunks, const optim_cuda_sgd_hp &hp)
+{
+    if (tab.count == 0)
+        return 0;
+    const unsigned grid = grid_for(chunks);
+    if (!hp.with_buf) {
+        if (hp.l2)
+            sgd_kernel<T, true, false, false><<<grid, KTHREADS, 0, s>>>(tab, hp);
+        else
+            sgd_kernel<T, false, false, false><<<grid, KTHREADS, 0, s>>>(tab, hp);
+    } else if (hp.nesterov) {
+        if (hp.l2)
+            sgd_kernel<T, true, true, true><<<grid, KTHREADS, 0, s>>>(tab, hp);
+        else
+            sgd_kernel<T, false, true, true><<<grid, KTHREADS, 0, s>>>(tab, hp);
+    } else {
+        if (hp.l2)
+            sgd_kernel<T, true, true, false><<<grid, KTHREADS, 0, s>>>(tab, hp);
+        else
+            sgd_kernel<T, false, true, false><<<grid, KTHREADS, 0, s>>>(tab, hp);
+    }
+    tab.count = 0;
+    return cuda_ctx_launched("sgd");
+}
+
+// The SGD twin of adam_all.
+template <typename T>
+int sgd_all(cudaStream_t s, int n, const optim_cuda_sgd_tensor *ts, const optim_cuda_sgd_hp &hp)
+{
+    sgd_table tab;
+    tab.count = 0;
+    int64_t chunks = 0;
+    for (int i = 0; i < n; i++) {
+        const optim_cuda_sgd_tensor &x = ts[i];
+        if (x.numel <= 0)
+            continue;
+        const int k = tab.count++;
+        chunks += (x.numel + OPTIM_CHUNK - 1) / OPTIM_CHUNK;
+        tab.chunk_end[k] = chunks;
+        tab.numel[k] = x.numel;
+        tab.p[k] = x.p;
+        tab.buf[k] = hp.with_buf ? x.buf : nullptr;
+        tab.g[k] = x.g;
+        tab.buf_mom[k] = x.buf_mom;
+        tab.a[k] = x.a;
+        tab.first[k] = x.first;
+        if (tab.count == K) {
+            if (sgd_flush<T>(s, tab, chunks, hp) != 0)
+                return -1;
+            chunks = 0;
+        }
+    }
+    return sgd_flush<T>(s, tab, chunks, hp);
+}
+
+} // namespace
+
+extern "C" int optim_cuda_adam(const char *who, int device, dtype_t dt, int n,
+                               const optim_cuda_adam_tensor *ts, const optim_cuda_adam_hp *hp)
+{
+    if (n <= 0)
+        return 0;
+    if (dt != DT_F32 && dt != DT_F64)
+        return err_set("%s: parameters must be float32 or float64, got %s", who,
+                       dtype_name(dt));
+    cudaStream_t s = cuda_ctx_stream(device);
+    if (!s)
+        return -1;
+    return dt == DT_F32 ? adam_all<float>(who, s, n, ts, *hp)
+                        : adam_all<double>(who, s, n, ts, *hp);
+}
+
+extern "C" int optim_cuda_sgd(int device, dtype_t dt, int n, const optim_cuda_sgd_tensor *ts,
+                              const optim_cuda_sgd_hp *hp)
+{
+    if (n <= 0)
+        return 0;
+    if (dt != DT_F32 && dt != DT_F64)
+        return err_set("sgd: parameters must be float32 or float64, got %s", dtype_name(dt));
+    cudaStream_t s = cuda_ctx_stream(device);
+    if (!s)
+        return -1;
+    return dt == DT_F32 ? sgd_all<float>(s, n, ts, *hp) : sgd_all<double>(s, n, ts, *hp);
+}

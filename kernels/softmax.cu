@@ -1,0 +1,216 @@
+// Softmax and log-softmax over the middle dim of a contiguous [outer, n, inner]
+// tensor, and their backward passes: the CUDA twin of csrc/cpu/softmax.c. As there,
+// each row is computed in double with the same formulas; only the sums are combined
+// as a fixed tree instead of left to right (last-bit differences, the same on every
+// run).
+#include <cmath>
+
+#include "common.cuh"
+
+namespace {
+
+struct add_op {
+    __device__ double operator()(double a, double b) const { return a + b; }
+};
+struct fmax_op { // ignores NaN, as the CPU's fmax does
+    __device__ double operator()(double a, double b) const { return fmax(a, b); }
+};
+
+// Every lane of the warp gets op over the 32 lanes' values (op is commutative, so
+// every lane gets the same bits).
+template <typename Op> __device__ double warp_all(double v, Op op)
+{
+    for (int m = 16; m > 0; m >>= 1)
+        v = op(v, __shfl_xor_sync(0xffffffffu, v, m));
+    return v;
+}
+
+__shared__ double warp_scratch[32]; // block_group's partial results, one per warp
+
+// The threads that work on one row together: each takes the elements rank, rank +
+// size, ..., and all() combines their partial results and gives the result to all
+// of them. Rows are visited first_row(), first_row() + row_step(), ...
+
+// A warp per row (inner == 1, short rows).
+struct warp_group {
+    static constexpr int MAX_THREADS = KTHREADS;
+    __device__ int rank() const { return threadIdx.x & 31; }
+    __device__ int size() const { return 32; }
+    __device__ int64_t first_row() const
+    {
+        return (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    }
+    __device__ int64_t row_step() const { return (int64_t)gridDim.x * (blockDim.x >> 5); }
+    template <typename Op> __device__ double all(double v, Op op) const { return warp_all(v, op); }
+};
+
+// The block per row (inner == 1, long rows).
+struct block_group {
+    static constexpr int MAX_THREADS = 1024;
+    __device__ int rank() const { return threadIdx.x; }
+    __device__ int size() const { return blockDim.x; }
+    __device__ int64_t first_row() const { return blockIdx.x; }
+    __device__ int64_t row_step() const { return gridDim.x; }
+    template <typename Op> __device__ double all(double v, Op op) const
+    {
+        v = warp_all(v, op);
+        __syncthreads(); // the previous call's readers are done with the scratch
+        if ((threadIdx.x & 31) == 0)
+            warp_scratch[threadIdx.x >> 5] = v;
+        __syncthreads();
+        v = warp_scratch[0];
+        for (unsigned w = 1; w < blockDim.x >> 5; w++)
+            v = op(v, warp_scratch[w]);
+        return v;
+    }
+};
+
+// A thread per row (inner > 1: neighbouring threads take neighbouring inner
+// indices, so their loads are coalesced; or very short rows).
+struct thread_group {
+    static constexpr int MAX_THREADS = KTHREADS;
+    __device__ int rank() const { return 0; }
+    __device__ int size() const { return 1; }
+    __device__ int64_t first_row() const { return (int64_t)blockIdx.x * blockDim.x + threadIdx.x; }
+    __device__ int64_t row_step() const { return (int64_t)gridDim.x * blockDim.x; }
+    template <typename Op> __device__ double all(double v, Op) const { return v; }
+};
+
+// op over load(0), ..., load(n - 1), starting from acc (op's identity).
+template <typename G, typename Load, typename Op>
+__device__ double group_reduce(const G &g, int64_t n, double acc, Load load, Op op)
+{
+    for (int64_t j = g.rank(); j < n; j += g.size())
+        acc = op(acc, load(j));
+    return g.all(acc, op);
+}
+
+// y = softmax(x) (or log_softmax) on the row at base: its n elements lie inner apart.
+template <typename T> struct softmax_fwd {
+    T *y;
+    const T *x;
+    int64_t n, inner;
+    bool log_;
+
+    template <typename G> __device__ void operator()(const G &g, int64_t base) const
+    {
+        const T *xr = x + base;
+        auto at = [=](int64_t j) { return (double)xr[j * inner]; };
+        double m = group_reduce(g, n, -INFINITY, at, fmax_op());
+        double s = group_reduce(g, n, 0.0, [=](int64_t j) { return exp(at(j) - m); }, add_op());
+        double lse = m + log(s);
+        for (int64_t j = g.rank(); j < n; j += g.size()) {
+            double v = at(j) - lse;
+            y[base + j * inner] = (T)(log_ ? v : exp(v));
+        }
+    }
+};
+
+// softmax:     gin = y * (gout - sum(gout * y))
+// log-softmax: gin = gout - exp(y) * sum(gout)
+template <typename T> struct softmax_bwd {
+    T *gin;
+    const T *gout, *y;
+    int64_t n, inner;
+    bool log_;
+
+    template <typename G> __device__ void operator()(const G &g, int64_t base) const
+    {
+        const T *gr = gout + base, *yr = y + base;
+        double dot = group_reduce(
+            g, n, 0.0,
+            [=](int64_t j) {
+                double gv = gr[j * inner];
+                return log_ ? gv : gv * (double)yr[j * inner];
+            },
+            add_op());
+        for (int64_t j = g.rank(); j < n; j += g.size()) {
+            double gv = gr[j * inner], yv = yr[j * inner];
+            gin[base + j * inner] = (T)(log_ ? gv - exp(yv) * dot : yv * (gv - dot));
+        }
+    }
+};
+
+// Run row (softmax_fwd or softmax_bwd) on each of the outer * inner rows.
+template <typename G, typename Row>
+__global__ void __launch_bounds__(G::MAX_THREADS) each_row(Row row, int64_t rows)
+{
+    G g;
+    for (int64_t r = g.first_row(); r < rows; r += g.row_step())
+        row(g, (r / row.inner) * row.n * row.inner + r % row.inner);
+}
+
+// Rows up to THREAD_ROW_MAX long get a thread each, up to WARP_ROW_MAX a warp each;
+// longer ones a block, of 1024 threads when there are fewer than FEW rows (few
+// blocks would leave most of the GPU idle).
+constexpr int64_t THREAD_ROW_MAX = 8;
+constexpr int64_t WARP_ROW_MAX = 1024;
+constexpr int64_t FEW = 256;
+
+template <typename Row>
+static int launch_rows(const Row &row, int64_t rows, cudaStream_t s, const char *what)
+{
+    if (row.inner > 1 || row.n <= THREAD_ROW_MAX) {
+        each_row<thread_group><<<kblocks(rows), KTHREADS, 0, s>>>(row, rows);
+    } else if (row.n <= WARP_ROW_MAX) {
+        each_row<warp_group><<<cuda_ctx_blocks(rows, KTHREADS / 32), KTHREADS, 0, s>>>(row, rows);
+    } else {
+        unsigned threads = rows < FEW ? 1024 : KTHREADS;
+        each_row<block_group><<<cuda_ctx_blocks(rows, 1), threads, 0, s>>>(row, rows);
+    }
+    return cuda_ctx_launched(what);
+}
+
+} // namespace
+
+extern "C" int cuda_softmax(tensor *out, const tensor *a, int64_t outer, int64_t n,
+                            int64_t inner, bool log)
+{
+    int64_t rows = outer * inner;
+    if (rows * n == 0)
+        return 0;
+    cudaStream_t s = kstream(a);
+    if (!s)
+        return -1;
+    void *y = tensor_data(out);
+    const void *x = tensor_data(a);
+    switch (a->dtype) {
+    case DT_F32: {
+        softmax_fwd<float> row = {static_cast<float *>(y), static_cast<const float *>(x), n,
+                                  inner, log};
+        return launch_rows(row, rows, s, "softmax");
+    }
+    case DT_F64: {
+        softmax_fwd<double> row = {static_cast<double *>(y), static_cast<const double *>(x), n,
+                                   inner, log};
+        return launch_rows(row, rows, s, "softmax");
+    }
+    default: return err_set("softmax: unsupported dtype %s", dtype_name(a->dtype));
+    }
+}
+
+extern "C" int cuda_softmax_backward(tensor *gin, const tensor *gout, const tensor *y,
+                                     int64_t outer, int64_t n, int64_t inner, bool log)
+{
+    int64_t rows = outer * inner;
+    if (rows * n == 0)
+        return 0;
+    cudaStream_t s = kstream(y);
+    if (!s)
+        return -1;
+    void *gi = tensor_data(gin);
+    const void *g = tensor_data(gout), *yy = tensor_data(y);
+    switch (y->dtype) {
+    case DT_F32: {
+        softmax_bwd<float> row = {static_cast<float *>(gi), static_cast<const float *>(g),
+                                  static_cast<const float *>(yy), n, inner, log};
+        return launch_rows(row, rows, s, "softmax backward");
+    }
+    case DT_F64: {
+        softmax_bwd<double> row = {static_cast<double *>(gi), static_cast<const double *>(g),
+                                   static_cast<const double *>(yy), n, inner, log};
+        return launch_rows(row, rows, s, "softmax backward");
+    }
+    default: return err_set("softmax backward: unsupported dtype %s", dtype_name(y->dtype));
+    }
+}

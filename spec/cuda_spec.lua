@@ -1,0 +1,401 @@
+-- The CUDA backend against the CPU (cunn's test.lua, llm.c's dev/cuda checks):
+-- every parity case below builds its inputs on the CPU from a seed, runs on the
+-- CPU and on the GPU, and compares outputs and gradients within a per-dtype
+-- tolerance. Inputs are non-contiguous on purpose (transposed, narrowed,
+-- expanded, channels-last). On a machine without a GPU each GPU case is reported
+-- as pending (skipped), never as passed; what can be checked without one (error
+-- messages, Module:to, that every case runs on the CPU) always runs.
+local miles = require "miles"
+local H = require "helpers"
+local nn, F = miles.nn, miles.F
+
+local gpu_it = H.cuda_available and it or pending
+
+-- Tolerances |gpu - cpu| <= atol + rtol * |cpu|: float64 differs only by the
+-- order of sums; float32 by that and by cuDNN's algorithms (TF32 off).
+local TOL = {
+  float64 = { 1e-9, 1e-11 },
+  float32 = { 2e-4, 2e-5 },
+  conv32 = { 2e-3, 2e-4 },
+  exact = { 0, 0 },
+}
+
+-- Random float tensor made on the cpu from the current seed, then moved.
+local function randn(dev, shape, dt)
+  return miles.randn(shape, { dtype = dt or "float32" }):to(dev)
+end
+
+local function leaf(t)
+  t.requires_grad = true
+  return t
+end
+
+-- Backward of sum(out * w) for a fixed random w, so every output element counts.
+local function backward(out, dev)
+  miles.manual_seed(99)
+  local w = randn(dev, out:shape(), out:dtype())
+  ;(out * w):sum():backward()
+end
+
+local function channels_last(t)
+  return t:permute(1, 3, 4, 2):contiguous():permute(1, 4, 2, 3)
+end
+
+-- Each case: name, tolerance key, fn(dev) -> list of tensors to compare.
+local cases = {}
+local function case(name, tol, fn) cases[#cases + 1] = { name = name, tol = tol, fn = fn } end
+
+for _, dt in ipairs({ "float32", "float64" }) do
+  case("unary ops " .. dt, dt, function(dev)
+    miles.manual_seed(1)
+    local x = randn(dev, { 33, 64 }, dt):t() -- transposed view
+    local p = x:abs() + 0.1
+    return { -x, x:abs(), x:exp(), p:log(), p:sqrt(), p:rsqrt(), (x + 3):reciprocal(), x:square(),
+             x:relu(), x:sigmoid(), x:tanh(), x:sign(), x:softplus(), x:clamp(-0.5, 0.5), x ^ 3,
+             p ^ 0.5 }
+  end)
+
+  case("binary ops with broadcasting " .. dt, dt, function(dev)
+    miles.manual_seed(2)
+    local a = randn(dev, { 8, 1, 5 }, dt)
+    local b = randn(dev, { 5, 7 }, dt):t() -- [7, 5], strided
+    local d = b:abs() + 0.5
+    return { a + b, a - b, a * b, a / d, miles.maximum(a, b), miles.minimum(a, b), d ^ a,
+             (a + b):narrow(2, 2, 3) * 2 }
+  end)
+
+  case("reductions " .. dt, dt, function(dev)
+    miles.manual_seed(3)
+    local x = randn(dev, { 6, 7, 9 }, dt):permute(2, 1, 3)
+    local mx, imx = x:max(2)
+    local mn, imn = x:min(3, true)
+    return { x:sum(), x:sum(1), x:sum(3, true), x:mean(2), x:prod(1), mx, imx, mn, imn,
+             x:amax(3), x:argmax(1), x:logsumexp(2), x:var(3), x:std(1), x:var(2, false) }
+  end)
+
+  case("softmax and log_softmax, forward and backward " .. dt, dt, function(dev)
+    miles.manual_seed(4)
+    local x = leaf(randn(dev, { 4, 10, 3 }, dt))
+    local a, b = F.softmax(x, 2), F.log_softmax(x, 3)
+    backward(a + b:sum(3, true), dev)
+    return { a, b, x.grad }
+  end)
+
+  case("matmul, bmm and linear with gradients " .. dt, dt, function(dev)
+    miles.manual_seed(5)
+    local a = leaf(randn(dev, { 33, 17 }, dt))
+    local b = leaf(randn(dev, { 40, 33 }, dt))
+    local c = miles.matmul(a:t(), b:t()) -- both transposed
+    local p = leaf(randn(dev, { 3, 5, 6 }, dt))
+    local q = leaf(randn(dev, { 3, 6, 4 }, dt))
+    local r = miles.bmm(p, q)
+    local w, bias = leaf(randn(dev, { 8, 6 }, dt)), leaf(randn(dev, { 8 }, dt))
+    local y = F.linear(p, w, bias)
+    backward(c, dev)
+    backward(r, dev)
+    backward(y, dev)
+    return { c, r, y, a.grad, b.grad, p.grad, q.grad, w.grad, bias.grad }
+  end)
+
+  case("conv2d forward and backward " .. dt, dt == "float32" and "conv32" or dt, function(dev)
+    local outs = {}
+    local geoms = {
+      { cin = 3, cout = 8, k = 3, opts = { stride = 1, padding = 1 } },
+      { cin = 1, cout = 4, k = 7, opts = { stride = 2, padding = 3 } },
+      { cin = 4, cout = 6, k = 3, opts = { dilation = 2, padding = 2 } },
+      { cin = 4, cout = 8, k = 3, opts = { groups = 2, stride = { 2, 1 } }, nobias = true },
+    }
+    for i, g in ipairs(geoms) do
+      miles.manual_seed(10 + i)
+      local x = leaf(randn(dev, { 2, g.cin, 11, 13 }, dt))
+      local w = leaf(randn(dev, { g.cout, g.cin / (g.opts.groups or 1), g.k, g.k }, dt) * 0.2)
+      local b = not g.nobias and leaf(randn(dev, { g.cout }, dt)) or nil
+      local y = F.conv2d(x, w, b, g.opts)
+      backward(y, dev)
+      for _, t in ipairs({ y, x.grad, w.grad, b and b.grad or nil }) do outs[#outs + 1] = t end
+    end
+    return outs
+  end)
+
+  case("batch_norm train and eval, forward and backward " .. dt, dt, function(dev)
+    miles.manual_seed(6)
+    local x = leaf(randn(dev, { 4, 5, 6, 7 }, dt))
+    local w, b = leaf(randn(dev, { 5 }, dt)), leaf(randn(dev, { 5 }, dt))
+    local rm, rv = miles.zeros(5, { dtype = dt }):to(dev), miles.ones(5, { dtype = dt }):to(dev)
+    local y = F.batch_norm(x, rm, rv, w, b, true, 0.1, 1e-5)
+    local z = F.batch_norm(x, rm, rv, w, b, false, 0.1, 1e-5)
+    backward(y + z, dev)
+    return { y, z, rm, rv, x.grad, w.grad, b.grad }
+  end)
+
+  case("pooling forward and backward " .. dt, dt, function(dev)
+    miles.manual_seed(7)
+    local x = leaf(randn(dev, { 2, 3, 11, 10 }, dt))
+    local a = F.max_pool2d(x, 3, 2, 1, 1, true)
+    local b = F.avg_pool2d(x, { 3, 2 }, 2, { 1, 0 }, true, false)
+    local c = F.adaptive_avg_pool2d(x, { 4, 3 })
+    backward(a, dev)
+    backward(b, dev)
+    backward(c, dev)
+    return { a, b, c, x.grad }
+  end)
+
+  case("interpolate forward and backward " .. dt, dt, function(dev)
+    miles.manual_seed(8)
+    local x = leaf(randn(dev, { 2, 3, 5, 7 }, dt))
+    local a = F.interpolate(x, { size = { 9, 4 }, mode = "bilinear", align_corners = false })
+    local b = F.interpolate(x, { size = { 9, 4 }, mode = "bilinear", align_corners = true })
+    local c = F.interpolate(x, { scale_factor = 2.5, mode = "nearest" })
+    backward(a, dev)
+    backward(b, dev)
+    backward(c, dev)
+    return { a, b, c, x.grad }
+  end)
+
+  case("losses with gradients " .. dt, dt, function(dev)
+    miles.manual_seed(9)
+    local x = leaf(randn(dev, { 16, 5 }, dt))
+    local y = miles.randint(1, 6, { 16 }):to(dev)
+    local wt = (miles.rand(5, { dtype = dt }) + 0.5):to(dev)
+    local t = miles.rand({ 16, 5 }, { dtype = dt }):to(dev)
+    local l1 = F.cross_entropy(x, y)
+    local l2 = F.cross_entropy(x, y, { weight = wt, label_smoothing = 0.1 })
+    local l3 = F.nll_loss(F.log_softmax(x, 2), y, { reduction = "sum" })
+    local l4 = F.binary_cross_entropy_with_logits(x, t, { pos_weight = wt })
+    local l5 = F.mse_loss(x, t)
+    ;(l1 + l2 + l3 + l4 + l5):backward()
+    return { l1, l2, l3, l4, l5, x.grad }
+  end)
+end
+
+case("channels-last float32: conv, batch norm, pooling", "conv32", function(dev)
+  miles.manual_seed(20)
+  local x = leaf(channels_last(randn(dev, { 2, 4, 9, 9 })))
+  local w = leaf(randn(dev, { 6, 4, 3, 3 }) * 0.2)
+  local y = F.conv2d(x, w, nil, { padding = 1 })
+  local rm, rv = miles.zeros(6):to(dev), miles.ones(6):to(dev)
+  local z = F.batch_norm(y, rm, rv, nil, nil, true)
+  local p = F.max_pool2d(z:relu(), 2)
+  backward(p, dev)
+  return { y, z, p, rm, rv, x.grad, w.grad }
+end)
+
+case("int64 and bool ops, dtype conversions", "exact", function(dev)
+  miles.manual_seed(21)
+  local a = miles.randint(-50, 50, { 6, 7 }):to(dev)
+  local b = miles.randint(1, 9, { 7 }):to(dev)
+  local f = randn(dev, { 6, 7 })
+  local m = f:gt(0)
+  return { a + b, a * b, a - b, miles.maximum(a, b), a:eq(b), miles.logical_and(m, a:gt(0)),
+           miles.where(m, a, b), f:to("int64"), m:to("float32"), a:to("uint8"), a:to("bool"),
+           a:sum(), a:max() }
+end)
+
+case("gather, index_select, cat and their gradients", "float64", function(dev)
+  miles.manual_seed(22)
+  local x = leaf(randn(dev, { 5, 6 }, "float64"))
+  local idx = miles.tensor({ 3, 1, 3, 5 }):to(dev)
+  local gi = miles.tensor({ { 1, 6 }, { 2, 2 }, { 3, 1 }, { 6, 5 }, { 4, 4 } }):to(dev)
+  local a = miles.index_select(x, 1, idx)
+  local b = miles.gather(x, 2, gi)
+  local c = miles.cat({ x, x * 2 }, 2)
+  backward(a, dev)
+  backward(b, dev)
+  backward(c, dev)
+  return { a, b, c, x.grad }
+end)
+
+case("dropout draws the cpu's mask", "exact", function(dev)
+  local x = miles.ones(64, 33):to(dev)
+  miles.manual_seed(23)
+  local y = F.dropout(x, 0.3)
+  miles.manual_seed(23)
+  local z = F.dropout(x:to("float64"), 0.5)
+  return { y, z }
+end)
+
+case("a ResNet-10 training step (forward, backward, batch-norm statistics)", "conv32", function(dev)
+  miles.manual_seed(24)
+  local net = miles.models.resnet.resnet10({ in_channels = 3, num_classes = 5, stem = "small",
+                                            widths = { 8, 16, 16, 32 } })
+  net:to(dev)
+  miles.manual_seed(25)
+  local x = randn(dev, { 4, 3, 16, 16 })
+  local y = miles.randint(1, 6, { 4 }):to(dev)
+  local logits = net(x)
+  F.cross_entropy(logits, y):backward()
+  local outs = { logits }
+  for _, p in ipairs(net:parameters()) do outs[#outs + 1] = p.grad end
+  for _, b in ipairs(net:buffers()) do outs[#outs + 1] = b end
+  return outs
+end)
+
+for _, algo in ipairs({ "Adam", "AdamW", "SGD" }) do
+  case(algo .. ": five steps over a group of tensors", "float32", function(dev)
+    miles.manual_seed(30)
+    local ps = { leaf(randn(dev, { 7, 3 })), leaf(randn(dev, { 5 })), leaf(randn(dev, { 2, 2, 3 })) }
+    local opts = algo == "SGD" and { lr = 0.1, momentum = 0.9, nesterov = true, weight_decay = 0.01 }
+                 or { lr = 0.01, weight_decay = 0.01 }
+    local opt = miles.optim[algo]({ { name = "g", params = ps } }, opts)
+    for step = 1, 5 do
+      miles.manual_seed(100 + step)
+      for _, p in ipairs(ps) do p.grad = randn(dev, p:shape()) end
+      opt:step()
+    end
+    return ps
+  end)
+end
+
+-- Run a case on dev with the default dtype and TF32 off (parity, not speed).
+local function run(c, dev)
+  local tf32 = miles.cuda.allow_tf32()
+  miles.cuda.allow_tf32(false)
+  local ok, outs = pcall(c.fn, dev)
+  miles.cuda.allow_tf32(tf32)
+  if not ok then error(c.name .. " on " .. dev .. ": " .. tostring(outs), 0) end
+  return outs
+end
+
+describe("cuda parity with the cpu", function()
+  it("every parity case runs on the cpu", function()
+    for _, c in ipairs(cases) do
+      local outs = run(c, "cpu")
+      assert.is_true(#outs > 0, c.name)
+      for i, t in ipairs(outs) do
+        assert.is_true(miles.is_tensor(t), c.name .. ": result " .. i .. " is not a tensor")
+        assert.equal("cpu", t:device())
+      end
+    end
+  end)
+
+  for _, c in ipairs(cases) do
+    gpu_it(c.name .. " #gpu", function()
+      local want, got = run(c, "cpu"), run(c, "cuda")
+      assert.equal(#want, #got, c.name .. ": number of results")
+      local rtol, atol = TOL[c.tol][1], TOL[c.tol][2]
+      for i = 1, #want do
+        assert.equal("cuda:0", got[i]:device(), c.name .. ": result " .. i .. " device")
+        assert.equal(want[i]:dtype(), got[i]:dtype(), c.name .. ": result " .. i .. " dtype")
+        H.assert_close(got[i]:cpu(), want[i], rtol, atol, c.name .. ": result " .. i)
+      end
+    end)
+  end
+end)
+
+describe("cuda runtime", function()
+  gpu_it("moves tensors both ways, keeping values, dtypes and layouts #gpu", function()
+    miles.manual_seed(40)
+    local x = miles.randn(3, 4, 5, 6)
+    local cl = channels_last(x)
+    for _, t in ipairs({ x, cl, x:to("float64"), x:gt(0), x:to("int64"), x:narrow(2, 2, 2) }) do
+      local g = t:cuda()
+      assert.equal("cuda:0", g:device())
+      assert.equal(t:dtype(), g:dtype())
+      H.assert_close(g:cpu(), t, 0, 0, "round trip")
+    end
+    assert.same(cl:stride(), cl:cuda():stride())
+    local y = miles.zeros(4, 5):cuda()
+    y:narrow(2, 2, 3):copy_(miles.ones(4, 3)) -- host into a strided device view
+    assert.equal(12, y:sum():item())
+  end)
+
+  gpu_it("gradients flow back across a device move #gpu", function()
+    local x = leaf(miles.randn(4, 3))
+    local y = (x:cuda() * 2):sum()
+    y:backward()
+    assert.equal("cpu", x.grad:device())
+    H.assert_close(x.grad, miles.full({ 4, 3 }, 2), 0, 0)
+  end)
+
+  gpu_it("an index out of range is reported at the next synchronisation #gpu", function()
+    local x = miles.randn(3, 4):cuda()
+    local bad = miles.tensor({ 1, 7 }):cuda()
+    local y = miles.index_select(x, 1, bad)
+    H.raises(function() miles.cuda.synchronize() end, "out of range")
+    miles.cuda.synchronize() -- the flag was cleared
+    y = nil
+  end)
+
+  gpu_it("asking for more memory than the GPU has is a clear error #gpu", function()
+    H.raises(function() miles.zeros(1 << 40, { device = "cuda" }) end, "out of memory on cuda:0",
+      "asked for 4.0 TiB")
+    local x = miles.ones(1000, { device = "cuda" }) -- still usable afterwards
+    assert.equal(1000, x:sum():item())
+  end)
+
+  gpu_it("a steady training loop makes no new device allocation #gpu", function()
+    miles.manual_seed(41)
+    local net = nn.Sequential(nn.Conv2d(1, 8, 3, { padding = 1 }), nn.BatchNorm2d(8), nn.ReLU(),
+      nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4)):cuda()
+    local opt = miles.optim.Adam(net:parameters(), { lr = 1e-3 })
+    local x, y = miles.randn(16, 1, 12, 12):cuda(), miles.randint(1, 5, { 16 }):cuda()
+    local function step()
+      opt:zero_grad()
+      F.cross_entropy(net(x), y):backward()
+      opt:step()
+      collectgarbage()
+      collectgarbage()
+    end
+    for _ = 1, 3 do step() end
+    local before = miles.cuda.memory_stats().allocations
+    for _ = 1, 10 do step() end
+    assert.equal(before, miles.cuda.memory_stats().allocations)
+  end)
+
+  gpu_it("TF32 is a switch, and float32 matmuls with it stay close #gpu", function()
+    local was = miles.cuda.allow_tf32()
+    finally(function() miles.cuda.allow_tf32(was) end)
+    assert.is_false(miles.cuda.allow_tf32(false))
+    assert.is_true(miles.cuda.allow_tf32(true))
+    miles.manual_seed(42)
+    local a, b = miles.randn(256, 256), miles.randn(256, 256)
+    H.assert_close(miles.matmul(a:cuda(), b:cuda()):cpu(), miles.matmul(a, b), 1e-2, 5e-2, "tf32")
+  end)
+
+  gpu_it("the trainer runs on the GPU with the cpu's numbers #gpu", function()
+    local experiment = require "miles.experiment"
+    local function run_on(device)
+      local t = experiment.trainer({ dataset = "toy", rule = "miles", epochs = 2, quiet = true,
+                                     device = device })
+      t:fit()
+      return t.history
+    end
+    local cpu, gpu = run_on("cpu"), run_on("cuda")
+    for e = 1, 2 do
+      assert.near(cpu[e].train_loss, gpu[e].train_loss, 1e-3 * math.abs(cpu[e].train_loss))
+    end
+  end)
+end)
+
+describe("devices without a GPU", function()
+  local no_gpu_it = H.cuda_available and pending or it
+
+  no_gpu_it("moving a tensor to cuda says why it cannot", function()
+    local want = miles.cuda.is_built() and "no CUDA device is available on this machine"
+                 or "this build of miles has no CUDA backend"
+    H.raises(function() return miles.ones(3):cuda() end, want)
+    H.raises(function() return miles.ones(3, { device = "cuda" }) end, want)
+    H.raises(function() return miles.ones(3):to("cuda:1") end, want)
+    H.raises(function() return nn.Linear(2, 3):cuda() end, want)
+  end)
+
+  it("cpu to cpu moves return the same tensor", function()
+    local x = miles.ones(3)
+    assert.equal(x, x:cpu())
+    assert.equal(x, x:to("cpu"))
+  end)
+
+  it("Module:to replaces parameters and buffers, keeping leaves and sharing", function()
+    miles.manual_seed(50)
+    local lin = nn.Linear(3, 2)
+    local net = nn.Sequential(lin, nn.BatchNorm1d(2), lin) -- lin shared
+    local before = H.copy_state(net:state_dict())
+    assert.equal(net, net:to("cpu"))
+    assert.is_true(H.same_state(before, net:state_dict()))
+    for _, p in ipairs(net:parameters()) do
+      assert.is_true(p.requires_grad)
+      assert.is_true(p.is_leaf)
+    end
+    assert.equal(net[1].weight, net[3].weight)
+  end)
+end)
