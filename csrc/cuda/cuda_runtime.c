@@ -228,22 +228,28 @@ void cuda_release(int index, void *p, size_t nbytes)
         cache_alloc_put(gpus[index].cache, p, nbytes ? nbytes : 1);
 }
 
+/* The allocators' figures summed over the GPUs in use. */
+static cache_alloc_stats all_gpus_stats(void)
+{
+    cache_alloc_stats sum = {0};
+    for (int i = 0; i < MAX_GPUS; i++) {
+        if (!gpus[i].ready)
+            continue;
+        cache_alloc_stats s = cache_alloc_get_stats(gpus[i].cache);
+        sum.cached_bytes += s.cached_bytes;
+        sum.device_allocs += s.device_allocs;
+    }
+    return sum;
+}
+
 int64_t cuda_cached_bytes(void)
 {
-    int64_t n = 0;
-    for (int i = 0; i < MAX_GPUS; i++)
-        if (gpus[i].ready)
-            n += cache_alloc_get_stats(gpus[i].cache).cached_bytes;
-    return n;
+    return all_gpus_stats().cached_bytes;
 }
 
 int64_t cuda_device_allocs(void)
 {
-    int64_t n = 0;
-    for (int i = 0; i < MAX_GPUS; i++)
-        if (gpus[i].ready)
-            n += cache_alloc_get_stats(gpus[i].cache).device_allocs;
-    return n;
+    return all_gpus_stats().device_allocs;
 }
 
 void cuda_empty_cache(void)
