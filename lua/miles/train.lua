@@ -217,39 +217,71 @@ function Trainer:_loader(split, shuffle)
 end
 
 -- {head = metrics result, loss = {head = mean loss}} from accumulators and loss sums.
-local function results(heads, accs, sums, n)
-  local res = { loss = {} }
-  for _, h in ipairs(heads) do
-    res[h] = accs[h]:result()
-    res.loss[h] = n > 0 and sums[h] / n or NAN
+-- Per-head metrics and mean losses of a pass, from the batches' detached logits
+-- and losses. They are read (tensor -> number) a bunch of batches at a time, in
+-- the order they came: reading each batch's values at once would make the host
+-- wait for the GPU at every step; the numbers are the same either way.
+local Tally = {}
+Tally.__index = Tally
+local TALLY_BATCHES = 64
+
+function Trainer:_tally()
+  local t = setmetatable({ heads = self:_heads(), accs = self:_accumulators(), sums = {}, total = 0,
+                           n = 0, pending = {} }, Tally)
+  for _, h in ipairs(t.heads) do t.sums[h] = 0 end
+  return t
+end
+
+-- logits and losses: head -> tensor (detached); total: the weighted loss or nil.
+function Tally:add(logits, losses, total, y)
+  self.pending[#self.pending + 1] = { logits = logits, losses = losses, total = total, y = y }
+  if #self.pending >= TALLY_BATCHES then self:_flush() end
+end
+
+function Tally:_flush()
+  for _, b in ipairs(self.pending) do
+    local bs = b.y:shape()[1]
+    for _, h in ipairs(self.heads) do
+      self.accs[h]:add(b.logits[h], b.y)
+      self.sums[h] = self.sums[h] + b.losses[h]:item() * bs
+    end
+    if b.total then self.total = self.total + b.total:item() * bs end
+    self.n = self.n + bs
   end
-  return res
+  self.pending = {}
+end
+
+-- The pass's results ({head = metrics, loss = {head = mean}}) and its mean total loss.
+function Tally:results()
+  self:_flush()
+  local res = { loss = {} }
+  for _, h in ipairs(self.heads) do
+    res[h] = self.accs[h]:result()
+    res.loss[h] = self.n > 0 and self.sums[h] / self.n or NAN
+  end
+  return res, self.n > 0 and self.total / self.n or NAN
 end
 
 -- Every head of `model` evaluated on a split (a name or dataset indices).
 function Trainer:_evaluate(model, split)
   local was_training = model.training
   model:eval()
-  local accs = self:_accumulators()
-  local sums, n = {}, 0
-  local heads = self:_heads()
-  for _, h in ipairs(heads) do sums[h] = 0 end
+  local tally = self:_tally()
   local loader = self:_loader(split, false)
   core.no_grad(function()
     for batch in loader:epoch(1) do
       local out = model(self:_inputs(batch))
-      local bs = batch.y:shape()[1]
-      for _, h in ipairs(heads) do
-        local logits = h == "fused" and out.fused or out.heads[h]
-        accs[h]:add(logits, batch.y)
-        sums[h] = sums[h] + self:_loss(logits, batch.y):item() * bs
+      local logits, losses = {}, {}
+      for _, h in ipairs(tally.heads) do
+        logits[h] = h == "fused" and out.fused or out.heads[h]
+        losses[h] = self:_loss(logits[h], batch.y)
       end
-      n = n + bs
+      tally:add(logits, losses, nil, batch.y)
     end
   end)
   loader:close()
   model:train(was_training)
-  return results(heads, accs, sums, n)
+  return (tally:results())
 end
 
 --- Evaluate every head on a split: {fused = result, <name> = result, loss = {head = mean}}.
@@ -273,10 +305,9 @@ end
 function Trainer:_train_pass(model, opt, loader, e, p)
   self:_set_train_mode(model)
   local ctx = p.ctx
-  local heads = self:_heads()
-  local accs = self:_accumulators()
-  local sums, total_sum, n, done = {}, 0, 0, 0
-  for _, h in ipairs(heads) do sums[h] = 0 end
+  local tally = self:_tally()
+  local heads = tally.heads
+  local done = 0
   for batch in loader:epoch(e) do
     local out = model(self:_inputs(batch))
     local w = p.weights and p.weights(ctx) or {}
@@ -297,21 +328,18 @@ function Trainer:_train_pass(model, opt, loader, e, p)
     if total and total.requires_grad then total:backward() end
     if p.on_step then p.on_step(ctx) end
     opt:step()
-    local bs = batch.y:shape()[1]
-    core.no_grad(function()
-      for _, h in ipairs(heads) do
-        accs[h]:add((h == "fused" and out.fused or out.heads[h]):detach(), batch.y)
-        sums[h] = sums[h] + losses[h]:item() * bs
-      end
-      if total then total_sum = total_sum + total:item() * bs end
-    end)
-    n = n + bs
+    local logits, detached = {}, {}
+    for _, h in ipairs(heads) do
+      logits[h] = (h == "fused" and out.fused or out.heads[h]):detach()
+      detached[h] = losses[h]:detach()
+    end
+    tally:add(logits, detached, total and total:detach(), batch.y)
     done = done + 1
     if p.bar then p.bar:update(done) end
   end
   loader:close()
   ctx.batch, ctx.out, ctx.losses, ctx.loss = nil, nil, nil, nil
-  return results(heads, accs, sums, n), n > 0 and total_sum / n or NAN
+  return tally:results()
 end
 
 -- The metric values of one split's results by head.
