@@ -78,6 +78,35 @@ local function build(spec, device)
   return ea, eb, ha, hb, hab, opt
 end
 
+--- Multiply-add FLOPs of one training step (forward x 3: the backward costs about
+-- twice the forward), counted by watching the convolutions and linear layers of
+-- one forward pass (F.conv2d and F.linear wrapped for its duration).
+local function step_flops(forward)
+  local conv, linear, flops = F.conv2d, F.linear, 0
+  F.conv2d = function(x, w, ...)
+    local y = conv(x, w, ...)
+    local ws, ys = w:shape(), y:shape()
+    flops = flops + 2 * ys[1] * ys[2] * ys[3] * ys[4] * ws[2] * ws[3] * ws[4]
+    return y
+  end
+  F.linear = function(x, w, ...)
+    local y = linear(x, w, ...)
+    flops = flops + 2 * (y:numel() // w:shape()[1]) * w:shape()[1] * w:shape()[2]
+    return y
+  end
+  local ok, err = pcall(miles.no_grad, forward)
+  F.conv2d, F.linear = conv, linear
+  assert(ok, err)
+  return 3 * flops
+end
+
+-- Dense peak TFLOP/s of the GPUs we expect (float32 through TF32 tensor cores, and
+-- bf16), from NVIDIA's data sheets (SXM parts); nil for others.
+local PEAK_TFLOPS = {
+  { "H100", tf32 = 494.7, bf16 = 989.4 },
+  { "H200", tf32 = 494.7, bf16 = 989.4 },
+}
+
 --- A timed training loop for one workload: steps/s over at least o.seconds.
 local function make_runner(name, device)
   local spec = WORKLOADS[name]
@@ -94,6 +123,7 @@ local function make_runner(name, device)
     loss:backward()
     opt:step()
   end
+  local flops = step_flops(function() return hab(miles.cat({ ea(a), eb(b) }, 2)) end)
   for _ = 1, WARMUP do step() end
   sync(device)
   return function(seconds)
@@ -105,7 +135,7 @@ local function make_runner(name, device)
     end
     sync(device)
     local dt = miles.wall_time() - t0
-    return n * BATCH / dt, dt / n * 1000
+    return n * BATCH / dt, dt / n * 1000, flops * n / dt / 1e12
   end
 end
 
@@ -145,14 +175,27 @@ local function peers(o)
            { label = "PyTorch AMP bf16 + channels_last", flags = "--cuda --amp --channels-last" } }
 end
 
+-- " = N% of the GPU's TF32 peak" when the GPU is one of PEAK_TFLOPS.
+local function peak_note(o, tflops)
+  if o.device == "cpu" then return "" end
+  local gpu = o.gpu_name or ""
+  for _, p in ipairs(PEAK_TFLOPS) do
+    if gpu:find(p[1], 1, true) then
+      return string.format(" = %.1f%% of the %s's dense TF32 peak (%.0f)", 100 * tflops / p.tf32, p[1], p.tf32)
+    end
+  end
+  return ""
+end
+
 local function run_workload(name, o)
   local run = make_runner(name, o.device)
-  local ours, ratios = {}, {}
+  local ours, ratios, achieved = {}, {}, nil
   local list = peers(o)
   for i = 1, #list do ratios[i] = {} end
   for r = 1, o.rounds do
-    local rate, ms = run(o.seconds)
+    local rate, ms, tflops = run(o.seconds)
     ours[r] = rate
+    achieved = tflops
     local parts = {}
     for i, p in ipairs(list) do
       local theirs, line = torch_rate(name, o, p.flags)
@@ -164,8 +207,8 @@ local function run_workload(name, o)
     print(string.format("  round %d: ours %.1f samples/s (%.1f ms/step)%s", r, rate, ms,
       table.concat(parts)))
   end
-  print(string.format("%s on %s: %.1f samples/s (median of %d rounds, peak RSS %.0f MiB)", name,
-    o.device, median(ours), o.rounds, peak_rss_mib()))
+  print(string.format("%s on %s: %.1f samples/s (median of %d rounds, peak RSS %.0f MiB), %.2f TFLOP/s%s",
+    name, o.device, median(ours), o.rounds, peak_rss_mib(), achieved, peak_note(o, achieved)))
   for i, p in ipairs(list) do
     if #ratios[i] > 0 then
       print(string.format("%s: ours/%s = %.2fx (median of %d paired rounds)", name, p.label,
@@ -221,6 +264,11 @@ end
 
 local o = parse_args(arg or {})
 miles.set_num_threads(o.threads)
+if o.device ~= "cpu" then
+  local p = io.popen("nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null")
+  o.gpu_name = p and p:read("l") or nil
+  if p then p:close() end
+end
 print(string.format("miles %s on %s, %d threads, batch %d, >= %g s per workload", miles.version,
   o.device, o.threads, BATCH, o.seconds))
 for _, name in ipairs(o.names) do
