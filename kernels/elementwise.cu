@@ -109,13 +109,25 @@ __global__ void copy_kernel(elem_t<D> *dst, kgeom gd, const elem_t<S> *src, kgeo
     }
 }
 
+// Are a and b dense and laid out alike (both channels-last, say)? Then their
+// elements are the same bytes in the same order.
+static bool same_dense_layout(const tensor *a, const tensor *b)
+{
+    if (!tensor_is_dense(a) || !tensor_is_dense(b))
+        return false;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] > 1 && a->stride[i] != b->stride[i])
+            return false;
+    return true;
+}
+
 template <dtype_t D, dtype_t S> static int copy_launch(tensor *dst, const tensor *src, int64_t n)
 {
     cudaStream_t s = kstream(dst);
     if (!s)
         return -1;
     kgeom gd = kgeom_merged(dst), gs = kgeom_merged(src);
-    if (D == S && kgeom_flat(gd) && kgeom_flat(gs)) {
+    if (D == S && ((kgeom_flat(gd) && kgeom_flat(gs)) || same_dense_layout(dst, src))) {
         if (tensor_data(dst) == tensor_data(src)) // x:copy_(x)
             return 0;
         return cuda_ctx_check(cudaMemcpyAsync(tensor_data(dst), tensor_data(src),

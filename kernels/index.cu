@@ -85,10 +85,11 @@ static int run_index(const char *what, bool add, tensor *out, const tensor *a,
     if (total == 0)
         return 0;
     cudaStream_t s = kstream(out);
-    if (!s)
+    int *flag = s ? cuda_ctx_error_flag(tensor_device(out).index) : NULL;
+    if (!flag)
         return -1;
     index_args x = {static_cast<const int64_t *>(tensor_data(idx)), total, na, m, inner,
-                    per_row, cuda_ctx_error_flag(tensor_device(out).index)};
+                    per_row, flag};
     void *o = tensor_data(out);
     const void *src = tensor_data(a);
     if (add) {

@@ -141,7 +141,8 @@ static gpu_state *gpu(int index)
             rc = cuda_ctx_check(cudaMalloc((void **)&g->error_flag, sizeof(int)),
                                 "cudaMalloc (error flag)");
         if (rc == 0)
-            rc = cuda_ctx_check(cudaMemset(g->error_flag, 0, sizeof(int)), "cudaMemset");
+            rc = cuda_ctx_check(cudaMemsetAsync(g->error_flag, 0, sizeof(int), g->stream),
+                                "cudaMemsetAsync (error flag)");
         for (int i = 0; i < 2 && rc == 0; i++)
             rc = cuda_ctx_check(cudaEventCreateWithFlags(&g->stage[i].done,
                                                          cudaEventDisableTiming),
@@ -179,7 +180,10 @@ int cuda_ctx_sync(int index)
         return -1;
     if (!flag)
         return 0;
-    cudaMemset(g->error_flag, 0, sizeof(int));
+    /* on the stream, so that it is ordered with the kernels that set the flag */
+    if (cuda_ctx_check(cudaMemsetAsync(g->error_flag, 0, sizeof(int), g->stream),
+                       "cudaMemsetAsync (error flag)") != 0)
+        return -1;
     return err_set("an index on cuda:%d was out of range (in gather, index_select, "
                    "their backward, or a loss's class targets)", index);
 }
@@ -354,10 +358,13 @@ static int move_bytes(tensor *d, const tensor *s)
     if (cuda_ctx_sync(sd.index) != 0)
         return -1;
     gpu_state *g = gpu(dd.index);
-    return g ? cuda_ctx_check(cudaMemcpyPeerAsync(tensor_data(d), dd.index, tensor_data(s),
-                                                  sd.index, n, g->stream),
-                              "copy between GPUs")
-             : -1;
+    if (!g || cuda_ctx_check(cudaMemcpyPeerAsync(tensor_data(d), dd.index, tensor_data(s),
+                                                 sd.index, n, g->stream),
+                             "copy between GPUs") != 0)
+        return -1;
+    /* s may go back to its GPU's cache (and be handed to that GPU's next op) as
+     * soon as we return: wait until the copy has read it */
+    return cuda_ctx_sync(dd.index);
 }
 
 int cuda_copy_across(tensor *dst, const tensor *src)
