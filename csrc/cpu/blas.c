@@ -2,11 +2,17 @@
 #include <cblas.h>
 
 #include "cpu.h"
+#include "../error.h"
 
 int cpu_gemm(dtype_t dt, int64_t batch, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
              double alpha, const tensor *A, int64_t sa, int64_t lda, const tensor *B,
              int64_t sb, int64_t ldb, double beta, tensor *C, int64_t sc, int64_t ldc)
 {
+    const int64_t dims[] = {m, n, k, lda, ldb, ldc};
+    for (int i = 0; i < 6; i++)
+        if (dims[i] > INT32_MAX)
+            return err_set("matmul: a size of %lld is beyond OpenBLAS's 32-bit int arguments",
+                           (long long)dims[i]);
     enum CBLAS_TRANSPOSE opa = ta ? CblasTrans : CblasNoTrans;
     enum CBLAS_TRANSPOSE opb = tb ? CblasTrans : CblasNoTrans;
     for (int64_t b = 0; b < batch; b++) {

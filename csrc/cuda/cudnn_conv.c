@@ -102,7 +102,7 @@ static void problem_release(conv_problem *pr)
  * them is written, the others are read. The layout is channels-last when, in
  * float32, either activation is. */
 static int problem_init(conv_problem *pr, conv_kind kind, const tensor *x, const tensor *w,
-                        const tensor *y, const tensor *b, const conv2d_params *p)
+                        const tensor *y, const tensor *b, const conv2d_params *p, bool allow_nhwc)
 {
     memset(pr, 0, sizeof *pr);
     pr->kind = kind;
@@ -110,7 +110,8 @@ static int problem_init(conv_problem *pr, conv_kind kind, const tensor *x, const
     pr->dev = tensor_device(x);
     pr->p = p;
     pr->b = b;
-    pr->nhwc = pr->dt == DT_F32 && (strictly_channels_last(x) || strictly_channels_last(y));
+    pr->nhwc = allow_nhwc && pr->dt == DT_F32 &&
+               (strictly_channels_last(x) || strictly_channels_last(y));
     if (operand_init(&pr->x, x, pr->nhwc, kind != CONV_BWD_DATA) != 0 ||
         operand_init(&pr->w, w, pr->nhwc, kind != CONV_BWD_FILTER) != 0 ||
         operand_init(&pr->y, y, pr->nhwc, kind != CONV_FWD) != 0)
@@ -314,7 +315,13 @@ static cg_plan *conv_plan(const conv_problem *pr, cudnnHandle_t h, bool fuse_bia
     return plan;
 }
 
-/* Run pr's convolution (and the forward's bias, fused or not). */
+/* The tag of a cached entry that holds no plan: no engine took the channels-last
+ * problem (float32 with TF32 off can leave none), solve it in NCHW. */
+#define USE_NCHW (-1)
+
+/* Run pr's convolution (and the forward's bias, fused or not). 0; 1 when no
+ * engine takes pr in channels-last (remembered: later calls answer at once);
+ * or -1 with the error set. */
 static int conv_run(const conv_problem *pr, tensor *y_out, const char *op)
 {
     cudnnHandle_t h = cg_handle(pr->dev.index, op);
@@ -326,18 +333,27 @@ static int conv_run(const conv_problem *pr, tensor *y_out, const char *op)
     cg_plan *plan = cg_cache_find(key, nk);
     if (!plan) {
         /* An engine for the fused graph if there is one; else the plain convolution. */
-        if (pr->b) {
+        if (pr->b && pr->dt != DT_F64) { /* no engine fuses float64 */
             plan = conv_plan(pr, h, true, tf32, "conv2d (bias fused)");
             if (!plan && cg_verbose())
                 fprintf(stderr, "miles: %s\n", err_msg());
         }
         if (!plan)
             plan = conv_plan(pr, h, false, tf32, op);
+        if (!plan && pr->nhwc) {
+            if (cg_verbose())
+                fprintf(stderr, "miles: %s; solving it in NCHW\n", err_msg());
+            plan = cg_plan_new(op);
+            if (plan)
+                plan->tag = USE_NCHW;
+        }
         if (plan)
             plan = cg_cache_insert(key, nk, plan, op);
         if (!plan)
             return -1;
     }
+    if (plan->tag == USE_NCHW)
+        return 1;
     cg_args a;
     conv_args(pr, plan->tag, &a);
     if (cg_execute(h, plan, &a, pr->dev, op) != 0)
@@ -347,6 +363,29 @@ static int conv_run(const conv_problem *pr, tensor *y_out, const char *op)
 }
 
 /* --- kernels --- */
+
+/* Solve one convolution kind: x, w, y as the kind reads and writes them (the
+ * written one is finished from its temporary when it had one), in channels-last
+ * when the activations are, else (or when no engine takes that) in NCHW. */
+static int conv_solve(conv_kind kind, const tensor *x, const tensor *w, const tensor *y,
+                      const tensor *b, const conv2d_params *p, const char *op)
+{
+    int rc = 1;
+    for (int attempt = 0; rc == 1 && attempt < 2; attempt++) {
+        conv_problem pr;
+        rc = problem_init(&pr, kind, x, w, y, b, p, attempt == 0);
+        conv_operand *out = kind == CONV_FWD ? &pr.y : kind == CONV_BWD_DATA ? &pr.x : &pr.w;
+        tensor *dst = (tensor *)(kind == CONV_FWD ? y : kind == CONV_BWD_DATA ? x : w);
+        if (rc == 0)
+            rc = conv_run(&pr, out->tmp ? out->tmp : dst, op);
+        if (rc == 0)
+            rc = operand_finish(out, dst);
+        if (rc == 1 && !pr.nhwc)
+            rc = err_set("no cuDNN engine runs this convolution");
+        problem_release(&pr);
+    }
+    return rc == 0 ? 0 : err_prefix(op);
+}
 
 int cuda_conv2d(tensor *y, const tensor *x, const tensor *w, const tensor *b,
                 const conv2d_params *p)
@@ -359,14 +398,7 @@ int cuda_conv2d(tensor *y, const tensor *x, const tensor *w, const tensor *b,
             return err_prefix(op);
         return b ? cuda_conv_bias_add(y, b) : 0;
     }
-    conv_problem pr;
-    int rc = problem_init(&pr, CONV_FWD, x, w, y, b, p) == 0 ? 0 : err_prefix(op);
-    if (rc == 0)
-        rc = conv_run(&pr, pr.y.tmp ? pr.y.tmp : y, op);
-    if (rc == 0 && operand_finish(&pr.y, y) != 0)
-        rc = err_prefix(op);
-    problem_release(&pr);
-    return rc;
+    return conv_solve(CONV_FWD, x, w, y, b, p, op);
 }
 
 int cuda_conv2d_backward_data(tensor *gx, const tensor *gy, const tensor *w,
@@ -377,14 +409,7 @@ int cuda_conv2d_backward_data(tensor *gx, const tensor *gy, const tensor *w,
         return 0;
     if (tensor_numel(gy) == 0 || tensor_numel(w) == 0)
         return cuda_fill(gx, 0.0) == 0 ? 0 : err_prefix(op);
-    conv_problem pr;
-    int rc = problem_init(&pr, CONV_BWD_DATA, gx, w, gy, NULL, p) == 0 ? 0 : err_prefix(op);
-    if (rc == 0)
-        rc = conv_run(&pr, NULL, op);
-    if (rc == 0 && operand_finish(&pr.x, gx) != 0)
-        rc = err_prefix(op);
-    problem_release(&pr);
-    return rc;
+    return conv_solve(CONV_BWD_DATA, gx, w, gy, NULL, p, op);
 }
 
 int cuda_conv2d_backward_weight(tensor *gw, tensor *gb, const tensor *x, const tensor *gy,
@@ -392,17 +417,10 @@ int cuda_conv2d_backward_weight(tensor *gw, tensor *gb, const tensor *x, const t
 {
     const char *op = "conv2d backward (weight gradient)";
     int rc = 0;
-    if (tensor_numel(gw) > 0 && (tensor_numel(x) == 0 || tensor_numel(gy) == 0)) {
+    if (tensor_numel(gw) > 0 && (tensor_numel(x) == 0 || tensor_numel(gy) == 0))
         rc = cuda_fill(gw, 0.0) == 0 ? 0 : err_prefix(op);
-    } else if (tensor_numel(gw) > 0) {
-        conv_problem pr;
-        rc = problem_init(&pr, CONV_BWD_FILTER, x, gw, gy, NULL, p) == 0 ? 0 : err_prefix(op);
-        if (rc == 0)
-            rc = conv_run(&pr, NULL, op);
-        if (rc == 0 && operand_finish(&pr.w, gw) != 0)
-            rc = err_prefix(op);
-        problem_release(&pr);
-    }
+    else if (tensor_numel(gw) > 0)
+        rc = conv_solve(CONV_BWD_FILTER, x, gw, gy, NULL, p, op);
     if (rc == 0 && gb)
         rc = cuda_conv_bias_grad(gb, gy); /* its messages name the op */
     return rc;

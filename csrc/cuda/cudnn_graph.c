@@ -87,8 +87,9 @@ cg_desc cg_new(cg_owner *o, cg_status *s, cudnnBackendDescriptorType_t type, con
 {
     if (s->status != CUDNN_STATUS_SUCCESS)
         return NULL;
-    if (o->n == CG_MAX_DESCS) {
-        fail_with(s, CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED, what);
+    if (o->n == CG_MAX_DESCS) { /* a miles limit, not cuDNN's: the message says so */
+        fail_with(s, CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED,
+                  "a graph of more than CG_MAX_DESCS descriptors (miles's limit)");
         return NULL;
     }
     cg_desc d = NULL;

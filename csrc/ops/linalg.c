@@ -115,8 +115,9 @@ static tensor *matmul_nd(tensor *a, tensor *b)
     int rc = 0;
     if (k == 0 || B * m * n == 0) {
         rc = tensor_fill(out, 0);
-    } else if (b->ndim == 2 && a->ndim > 2 && tensor_is_contiguous(a)) {
-        /* [..., m, k] @ [k, n]: fold the batch into the rows, one gemm. */
+    } else if (b->ndim == 2 && a->ndim > 2 && tensor_is_contiguous(a) && B * m <= INT32_MAX) {
+        /* [..., m, k] @ [k, n]: fold the batch into the rows, one gemm (whose
+         * sizes the BLAS libraries take as 32-bit ints). */
         int64_t s2[2] = {B * m, k}, st2[2] = {k, 1};
         tensor *a2 = tensor_as_strided(a, 2, s2, st2, a->offset);
         gemm_operand gb = {0};
