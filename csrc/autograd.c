@@ -278,6 +278,11 @@ int ag_backward(tensor *root, tensor *grad, bool retain_graph)
         return err_set("backward: the tensor does not require grad and has no grad_fn");
     tensor *g;
     if (grad) {
+        if (!device_eq(tensor_device(grad), tensor_device(root))) {
+            char b1[16], b2[16];
+            return err_set("backward: the gradient is on %s but the tensor is on %s",
+                           device_str(tensor_device(grad), b1), device_str(tensor_device(root), b2));
+        }
         if (!tensor_same_shape(grad, root)) {
             char b1[128], b2[128];
             return err_set("backward: gradient of shape %s for a tensor of shape %s",

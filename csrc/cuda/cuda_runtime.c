@@ -279,13 +279,18 @@ static void *stage_take(gpu_state *g, size_t n, cudaEvent_t *done)
     if (cuda_ctx_check(cudaEventSynchronize(s->done), "cuda (staging buffer)") != 0)
         return NULL;
     if (s->size < n) {
+        /* grown in powers of two from 1 MiB, so a run of growing copies does not
+         * pin memory anew each time */
+        size_t size = (size_t)1 << 20;
+        while (size < n)
+            size *= 2;
         cudaFreeHost(s->p);
         s->p = NULL;
         s->size = 0;
-        if (cuda_ctx_check(cudaHostAlloc(&s->p, n, cudaHostAllocDefault),
+        if (cuda_ctx_check(cudaHostAlloc(&s->p, size, cudaHostAllocDefault),
                            "cudaHostAlloc (staging buffer)") != 0)
             return NULL;
-        s->size = n;
+        s->size = size;
     }
     *done = s->done;
     return s->p;

@@ -23,10 +23,9 @@ static int binary(lua_State *L, binary_op op)
             /* an integer beyond 2^53 would round as a double: keep it exact */
             lua_Integer v = lua_tointeger(L, si);
             if (v > (1LL << 53) || v < -(1LL << 53)) {
-                tensor *sc = tensor_scalar(DT_I64, 0, tensor_device(t));
+                tensor *sc = lt_int64_scalar(v, tensor_device(t));
                 if (!sc)
                     return lt_error(L);
-                *(int64_t *)tensor_data(sc) = v;
                 tensor *r = a ? op_binary(op, a, sc) : op_binary(op, sc, b);
                 tensor_decref(sc);
                 return lt_push(L, r);

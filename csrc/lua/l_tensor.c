@@ -203,11 +203,12 @@ typedef struct {
     dtype_t dtype;
     device dev;
     bool requires_grad;
+    bool dev_given; /* a device was named (else cpu) */
 } create_opts;
 
 static create_opts opts_read(lua_State *L, int idx, dtype_t def)
 {
-    create_opts o = {def, DEVICE_CPU, false};
+    create_opts o = {def, DEVICE_CPU, false, false};
     if (idx == 0 || lua_isnoneornil(L, idx))
         return o;
     luaL_checktype(L, idx, LUA_TTABLE);
@@ -218,6 +219,7 @@ static create_opts opts_read(lua_State *L, int idx, dtype_t def)
         const char *d = luaL_checkstring(L, -1);
         if (device_parse(d, &o.dev) != 0)
             luaL_error(L, "%s: unknown device '%s' (cpu, cuda or cuda:N)", lt_fname(L), d);
+        o.dev_given = true;
     }
     lua_getfield(L, idx, "requires_grad");
     o.requires_grad = lua_toboolean(L, -1);
@@ -228,7 +230,7 @@ static create_opts opts_read(lua_State *L, int idx, dtype_t def)
 /* Push t (moving it to the asked device) with requires_grad set as asked. */
 static int push_created(lua_State *L, tensor *t, const create_opts *o)
 {
-    if (t && o->dev.type != DEV_CPU) {
+    if (t && !device_eq(tensor_device(t), o->dev)) {
         /* made on the cpu, then moved (creation is never the hot path) */
         tensor *d = dispatch_backend(o->dev, lt_fname(L)) ? tensor_to_device(t, o->dev) : NULL;
         tensor_decref(t);
@@ -314,11 +316,23 @@ static lua_value read_value(lua_State *L, int idx, const char *op)
     return v;
 }
 
-/* Does v need an exact int64 path (a Lua integer into an int64 cpu tensor)? A
+/* Does v need an exact int64 path (a Lua integer into an int64 tensor)? A
  * double carries integers exactly only up to 2^53. */
 static bool value_exact_int(const lua_value *v, const tensor *like)
 {
-    return !v->t && v->is_int && like->dtype == DT_I64 && tensor_device(like).type == DEV_CPU;
+    return !v->t && v->is_int && like->dtype == DT_I64;
+}
+
+tensor *lt_int64_scalar(int64_t v, device dev)
+{
+    tensor *s = tensor_empty(DT_I64, 0, NULL, DEVICE_CPU);
+    if (s)
+        *(int64_t *)tensor_data(s) = v;
+    if (!s || dev.type == DEV_CPU)
+        return s;
+    tensor *d = tensor_to_device(s, dev);
+    tensor_decref(s);
+    return d;
 }
 
 /* A 0-dim tensor of like's dtype and device that holds v (or v itself). */
@@ -326,12 +340,8 @@ static tensor *value_scalar(const lua_value *v, const tensor *like)
 {
     if (v->t)
         return tensor_incref(v->t);
-    if (value_exact_int(v, like)) {
-        tensor *s = tensor_empty(DT_I64, 0, NULL, DEVICE_CPU);
-        if (s)
-            *(int64_t *)tensor_data(s) = v->i;
-        return s;
-    }
+    if (value_exact_int(v, like))
+        return lt_int64_scalar(v->i, tensor_device(like));
     return tensor_scalar(like->dtype, v->d, tensor_device(like));
 }
 
@@ -519,8 +529,10 @@ static void fill_nested(lua_State *L, tensor *t, int d, fill_state *st, bool sto
 static int l_tensor_new(lua_State *L)
 {
     tensor *src = lt_test(L, 1);
-    if (src) {
+    if (src) { /* a copy, on src's device unless another is named */
         create_opts o = opts_read(L, 2, src->dtype);
+        if (!o.dev_given)
+            o.dev = tensor_device(src);
         return push_created(L, tensor_copy_as(src, o.dtype), &o);
     }
     int ty = lua_type(L, 1);
@@ -554,14 +566,8 @@ static int l_tensor_new(lua_State *L)
     st.pos = 0;
     lua_pushvalue(L, 1);
     fill_nested(L, t, 0, &st, true);
-    lua_pop(L, 1);
-    if (o.requires_grad) {
-        if (!dtype_is_float(t->dtype))
-            return luaL_error(L, "tensor: only float tensors can require gradients, not %s",
-                              dtype_name(t->dtype));
-        t->requires_grad = true;
-    }
-    return 1;
+    lua_pop(L, 2); /* the table copy and the box (t is kept by the reference below) */
+    return push_created(L, tensor_incref(t), &o);
 }
 
 /* --- conversion to Lua values --- */
@@ -1028,6 +1034,11 @@ static int l_newindex(lua_State *L)
             tensor *g = lua_isnil(L, 3) ? NULL : lt_check(L, 3);
             if (g && (!tensor_same_shape(g, t) || g->dtype != t->dtype))
                 return luaL_error(L, "grad: must match the tensor's shape and dtype");
+            if (g && !device_eq(tensor_device(g), tensor_device(t))) {
+                char b1[16], b2[16];
+                return luaL_error(L, "grad: the gradient is on %s but the tensor is on %s",
+                                  device_str(tensor_device(g), b1), device_str(tensor_device(t), b2));
+            }
             if (g == t)
                 return luaL_error(L, "grad: a tensor cannot be its own gradient");
             tensor_decref(t->grad);

@@ -20,6 +20,8 @@ tensor *lt_check(lua_State *L, int idx);
 tensor *lt_test(lua_State *L, int idx);
 /* Raise the core's current error message. */
 int lt_error(lua_State *L);
+/* A 0-dim int64 tensor holding v exactly, on dev (NULL with the error set). */
+tensor *lt_int64_scalar(int64_t v, device dev);
 /* A 1-based Lua dim (negative counts from the end) as a 0-based core dim. */
 int lt_dim(lua_State *L, int idx);
 int lt_optdim(lua_State *L, int idx, int def0);

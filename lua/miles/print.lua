@@ -90,13 +90,15 @@ local function tensor_tostring(t)
   if not pcall(t.dim, t) then
     return "tensor(<released>)"
   end
+  -- the values from a host copy; device, grad_fn and requires_grad from t itself
+  local h = t
   if t:device() ~= "cpu" then
-    t = t:to("cpu")
+    h = core.no_grad(function() return t:detach():to("cpu") end)
   end
   local dtype = t:dtype()
   local summarise = t:numel() > SUMMARY_NUMEL
   local values = {}
-  if t:numel() > 0 then collect(t, summarise, values) end
+  if t:numel() > 0 then collect(h, summarise, values) end
   local fmt
   if dtype == "bool" then
     fmt = function(v) return v and "true" or "false" end
@@ -111,7 +113,7 @@ local function tensor_tostring(t)
   if t:numel() == 0 then
     body = "[]"
   else
-    body = render(t, fmt, width, summarise, "       ")
+    body = render(h, fmt, width, summarise, "       ")
   end
   local extra = {}
   -- As PyTorch: "tensor([])" for an empty vector, the size for other empty shapes.

@@ -51,7 +51,7 @@ function BatchNorm:forward(x)
   local factor = self.momentum or 0
   if self.training and self.track_running_stats then
     local nbt = self.num_batches_tracked
-    core.no_grad(function() nbt:fill_(nbt:item() + 1) end)
+    core.no_grad(function() nbt:add_(1) end) -- on its device: no wait for a GPU
     if not self.momentum then factor = 1 / nbt:item() end
   end
   -- Batch statistics in training, or when there are no running ones to use.
