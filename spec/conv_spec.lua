@@ -14,11 +14,23 @@ local function exists(case, name)
   return f ~= nil
 end
 
-local function leaf(t, dtype)
-  local l = t:to(dtype)
+local function leaf(t, dtype, device)
+  local l = t:to(dtype):to(device or "cpu")
   if l == t then l = t:clone() end
   l.requires_grad = true
   return l
+end
+
+-- Fixture cases run on the cpu, and on the GPU when there is one (with TF32 off:
+-- float32 maths); without a GPU the GPU block shows as one skipped entry.
+local function on_devices(name, body)
+  body("cpu", it)
+  ;(H.cuda_available and describe or pending)(name .. " on cuda #gpu", function()
+    local tf32
+    setup(function() tf32 = miles.cuda.allow_tf32(); miles.cuda.allow_tf32(false) end)
+    teardown(function() miles.cuda.allow_tf32(tf32) end)
+    body("cuda", it)
+  end)
 end
 
 local conv_cases = {
@@ -35,22 +47,24 @@ local conv_cases = {
 }
 
 describe("conv2d", function()
-  for case, opts in pairs(conv_cases) do
-    for _, dtype in ipairs({ "float64", "float32" }) do
-      local tol = dtype == "float64" and 1e-10 or 2e-4
-      it(case .. " matches PyTorch (" .. dtype .. ")", function()
-        local x, w = leaf(load(case, "x"), dtype), leaf(load(case, "w"), dtype)
-        local b = exists(case, "b") and leaf(load(case, "b"), dtype) or nil
-        local y = F.conv2d(x, w, b, opts)
-        H.assert_close(y, load(case, "out"), tol, tol, "output")
-        local loss = (y * load(case, "proj"):to(dtype)):sum()
-        loss:backward()
-        H.assert_close(x.grad, load(case, "gx"), tol, tol, "grad input")
-        H.assert_close(w.grad, load(case, "gw"), tol, tol, "grad weight")
-        if b then H.assert_close(b.grad, load(case, "gb"), tol, tol, "grad bias") end
-      end)
+  on_devices("conv2d fixtures", function(dev, it)
+    for case, opts in pairs(conv_cases) do
+      for _, dtype in ipairs({ "float64", "float32" }) do
+        local tol = dtype == "float64" and 1e-10 or 2e-4
+        it(case .. " matches PyTorch (" .. dtype .. ")", function()
+          local x, w = leaf(load(case, "x"), dtype, dev), leaf(load(case, "w"), dtype, dev)
+          local b = exists(case, "b") and leaf(load(case, "b"), dtype, dev) or nil
+          local y = F.conv2d(x, w, b, opts)
+          H.assert_close(y:cpu(), load(case, "out"), tol, tol, "output")
+          local loss = (y * load(case, "proj"):to(dtype):to(dev)):sum()
+          loss:backward()
+          H.assert_close(x.grad:cpu(), load(case, "gx"), tol, tol, "grad input")
+          H.assert_close(w.grad:cpu(), load(case, "gw"), tol, tol, "grad weight")
+          if b then H.assert_close(b.grad:cpu(), load(case, "gb"), tol, tol, "grad bias") end
+        end)
+      end
     end
-  end
+  end)
 
   it("takes stride, padding, dilation and groups positionally", function()
     local x, w = miles.randn(1, 4, 6, 6), miles.randn(2, 2, 3, 3)
@@ -129,28 +143,30 @@ local bn_cases = {
 }
 
 describe("batch_norm", function()
-  for case, o in pairs(bn_cases) do
-    for _, dtype in ipairs({ "float64", "float32" }) do
-      local tol = dtype == "float64" and 1e-10 or 2e-4
-      it(case .. " matches PyTorch (" .. dtype .. ")", function()
-        local x = leaf(load(case, "x"), dtype)
-        local rm, rv = load(case, "rm"):to(dtype), load(case, "rv"):to(dtype)
-        local w = o.affine and leaf(load(case, "w"), dtype) or nil
-        local b = o.affine and leaf(load(case, "b"), dtype) or nil
-        local y = F.batch_norm(x, rm, rv, w, b, o.training, 0.1, 1e-5)
-        H.assert_close(y, load(case, "out"), tol, tol, "output")
-        H.assert_close(rm, load(case, "rm_after"), tol, tol, "running mean")
-        H.assert_close(rv, load(case, "rv_after"), tol, tol, "running var")
-        local loss = (y * load(case, "proj"):to(dtype)):sum()
-        loss:backward()
-        H.assert_close(x.grad, load(case, "gx"), tol, tol, "grad input")
-        if w then
-          H.assert_close(w.grad, load(case, "gw"), tol, tol, "grad weight")
-          H.assert_close(b.grad, load(case, "gb"), tol, tol, "grad bias")
-        end
-      end)
+  on_devices("batch_norm fixtures", function(dev, it)
+    for case, o in pairs(bn_cases) do
+      for _, dtype in ipairs({ "float64", "float32" }) do
+        local tol = dtype == "float64" and 1e-10 or 2e-4
+        it(case .. " matches PyTorch (" .. dtype .. ")", function()
+          local x = leaf(load(case, "x"), dtype, dev)
+          local rm, rv = load(case, "rm"):to(dtype):to(dev), load(case, "rv"):to(dtype):to(dev)
+          local w = o.affine and leaf(load(case, "w"), dtype, dev) or nil
+          local b = o.affine and leaf(load(case, "b"), dtype, dev) or nil
+          local y = F.batch_norm(x, rm, rv, w, b, o.training, 0.1, 1e-5)
+          H.assert_close(y:cpu(), load(case, "out"), tol, tol, "output")
+          H.assert_close(rm:cpu(), load(case, "rm_after"), tol, tol, "running mean")
+          H.assert_close(rv:cpu(), load(case, "rv_after"), tol, tol, "running var")
+          local loss = (y * load(case, "proj"):to(dtype):to(dev)):sum()
+          loss:backward()
+          H.assert_close(x.grad:cpu(), load(case, "gx"), tol, tol, "grad input")
+          if w then
+            H.assert_close(w.grad:cpu(), load(case, "gw"), tol, tol, "grad weight")
+            H.assert_close(b.grad:cpu(), load(case, "gb"), tol, tol, "grad bias")
+          end
+        end)
+      end
     end
-  end
+  end)
 
   it("passes gradient checks in both modes", function()
     for _, training in ipairs({ true, false }) do

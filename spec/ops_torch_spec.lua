@@ -219,9 +219,10 @@ local function strided(t)
   return miles.stack({ t, t }, -1):select(-1, 1):detach()
 end
 
---- The inputs of a case (float ones in dtype dt, strided when asked; int64
--- targets made 1-based), with requires_grad on those whose gradient is checked.
-local function load_inputs(c, dt, layout)
+--- The inputs of a case (float ones in dtype dt, on `device`, strided when
+-- asked; int64 targets made 1-based), with requires_grad on those whose gradient
+-- is checked.
+local function load_inputs(c, dt, layout, device)
   local I = {}
   for _, k in ipairs(c.inputs) do
     local t = fixture(c.name .. "_" .. k)
@@ -230,6 +231,7 @@ local function load_inputs(c, dt, layout)
     elseif t:dtype() == "float64" and dt ~= "float64" then
       t = t:to(dt)
     end
+    t = t:to(device)
     if layout == "strided" and t:dtype() == dt then
       t = strided(t)
       assert(t:dim() == 0 or not t:is_contiguous())
@@ -245,6 +247,7 @@ end
 --- Compare an output with its reference: exactly for bool and int64 (indices,
 -- stored 0-based), within tol for floats.
 local function check_output(got, ref, tol, what)
+  got = got:cpu()
   if ref:dtype() == "int64" then
     ref = ref + 1
   end
@@ -256,10 +259,10 @@ local function check_output(got, ref, tol, what)
   end
 end
 
-local function run_case(c, dt, layout)
+local function run_case(c, dt, layout, device)
   local d = assert(defs[c.name], "no miles definition for fixture case " .. c.name)
   local tol = (dt == "float64" and TOL64 or TOL32)[d.kind]
-  local I = load_inputs(c, dt, layout)
+  local I = load_inputs(c, dt, layout, device or "cpu")
   local out, out2 = d.fn(I)
   local ref = fixture(c.name .. "_out")
   if ref:dtype() == "float64" then
@@ -273,14 +276,14 @@ local function run_case(c, dt, layout)
     assert.is_false(out.requires_grad)
     return
   end
-  local w = fixture(c.name .. "_w"):to(dt)
+  local w = fixture(c.name .. "_w"):to(dt):to(device or "cpu")
   local objective = (out * w):sum()
   objective:backward()
   for _, k in ipairs(c.grads) do
     local g = I[k].grad
     assert(g, c.name .. ": input " .. k .. " got no gradient")
     assert.are.equal(dt, g:dtype(), c.name .. ": gradient dtype of " .. k)
-    H.assert_close(g, fixture(c.name .. "_g" .. k), tol[1], tol[2], c.name .. " gradient of " .. k)
+    H.assert_close(g:cpu(), fixture(c.name .. "_g" .. k), tol[1], tol[2], c.name .. " gradient of " .. k)
   end
 end
 
@@ -303,6 +306,19 @@ describe("ops against PyTorch", function()
     describe(table.concat(mode, " "), function()
       for _, c in ipairs(cases) do
         it(c.name, function() run_case(c, mode[1], mode[2]) end)
+      end
+    end)
+  end
+
+  -- The same cases on the GPU against the same PyTorch numbers (TF32 off: float32
+  -- maths). Without a GPU each mode shows as one skipped block.
+  for _, mode in ipairs({ { "float64" }, { "float32" }, { "float64", "strided" } }) do
+    ;(H.cuda_available and describe or pending)("cuda " .. table.concat(mode, " ") .. " #gpu", function()
+      local tf32
+      setup(function() tf32 = miles.cuda.allow_tf32(); miles.cuda.allow_tf32(false) end)
+      teardown(function() miles.cuda.allow_tf32(tf32) end)
+      for _, c in ipairs(cases) do
+        it(c.name, function() run_case(c, mode[1], mode[2], "cuda") end)
       end
     end)
   end

@@ -37,22 +37,32 @@ local function shape_of(t)
   return table.concat(t:shape(), "x")
 end
 
-describe("pooling and resizing against PyTorch", function()
+-- Each fixture case on `dev` (cpu, or cuda: the GPU's float32 follows PyTorch's
+-- loops, not oneDNN, so float32 is compared like float64's order differences).
+local function fixture_cases(dev)
   for _, c in ipairs(CASES) do
     for _, dtype in ipairs({ "float64", "float32" }) do
       local tag = dtype == "float64" and "64" or "32"
       it(c.name .. " (" .. c.op .. ", " .. dtype .. ")", function()
-        local x = load(c.name, "x"):to(dtype)
+        local x = load(c.name, "x"):to(dtype):to(dev)
         x.requires_grad = true
         local y = F[c.op](x, c.opts)
         local rtol, atol = TOL[dtype][1], TOL[dtype][2]
         assert.equal(dtype, y:dtype())
-        H.assert_close(y, load(c.name, "out" .. tag), rtol, atol, "output")
-        ;(y * load(c.name, "w"):to(dtype)):sum():backward()
-        H.assert_close(x.grad, load(c.name, "gx" .. tag), rtol, atol, "grad input")
+        H.assert_close(y:cpu(), load(c.name, "out" .. tag), rtol, atol, "output")
+        ;(y * load(c.name, "w"):to(dtype):to(dev)):sum():backward()
+        H.assert_close(x.grad:cpu(), load(c.name, "gx" .. tag), rtol, atol, "grad input")
       end)
     end
   end
+end
+
+describe("pooling and resizing against PyTorch", function()
+  fixture_cases("cpu")
+end)
+
+;(H.cuda_available and describe or pending)("pooling and resizing against PyTorch on cuda #gpu", function()
+  fixture_cases("cuda")
 end)
 
 describe("channels-last float32 inputs (convolutions' outputs)", function()
