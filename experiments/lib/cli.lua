@@ -22,6 +22,7 @@ cli.FLAGS = {
   workers = { "int", "parallel trial processes (default: the number of cores)" },
   threads = { "int", "CPU threads per trial process (default: cores / workers)" },
   batch_size = { "int", "batch size" },
+  device = { "string", "where each trial trains: cpu (default), cuda or cuda:N" },
   lr = { "number", "fix the learning rate (no lr search)" },
   sample_seed = { "int", "seed of the configuration sampler" },
   values = { "values", "the values of the ablated option" },

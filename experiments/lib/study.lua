@@ -21,7 +21,7 @@ local cli = require "lib.cli"
 local study = {}
 
 --- The flags every study script takes.
-study.FLAGS = { "dataset", "epochs", "seeds", "trials", "workers", "threads", "batch_size", "lr", "sample_seed",
+study.FLAGS = { "dataset", "epochs", "seeds", "trials", "workers", "threads", "batch_size", "device", "lr", "sample_seed",
                 "out", "md", "json", "gather", "slurm", "keep_checkpoints", "partition", "time", "cpus", "mem",
                 "gpus", "account", "array_max", "throttle" }
 
@@ -41,7 +41,7 @@ function study.sweep_opts(o, cells)
   return { out = o.out, cells = cells, datasets = o.dataset, fusions = o.fusion, methods = o.methods,
            trials = o.trials, seeds = o.seeds, epochs = o.epochs, batch_size = o.batch_size,
            sample_seed = o.sample_seed, fixed = o.lr and { lr = o.lr } or nil,
-           keep_checkpoints = o.keep_checkpoints }
+           keep_checkpoints = o.keep_checkpoints, device = o.device }
 end
 
 --- Run the sweep of sopts as the flags say: --slurm writes job arrays (returns
