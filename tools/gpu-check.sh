@@ -14,7 +14,7 @@ JOBS=$(nproc)
 
 echo "== machine"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
-ldd --version | head -1 # the bundle's libraries need glibc >= 2.36 (Debian 12)
+ldd --version | head -1 # the bundle's libraries need glibc >= 2.34, GLIBCXX_3.4.29
 CUDA_HOME="${CUDA_HOME:-/usr/local/cuda}"
 "$CUDA_HOME/bin/nvcc" --version | tail -1
 

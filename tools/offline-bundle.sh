@@ -5,8 +5,8 @@
 # by tools/offline-install.sh (copied into the folder).
 #   tools/offline-bundle.sh [DIR]       (default: offline/; `make offline-bundle`)
 # The C library, the compiler's runtime and other packages every Linux system has
-# are left out: the node's own copies are used (they must be at least as new as
-# Debian 12's: glibc 2.36).
+# are left out: the node's own copies are used (the bundled libraries ask for
+# glibc 2.34 and GLIBCXX_3.4.29 at most: Ubuntu 22.04, Debian 12 or newer).
 set -eu
 
 DIR="${1:-offline}"
