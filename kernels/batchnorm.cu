@@ -25,11 +25,6 @@
 // Everything but the entry points is local to this file.
 namespace {
 
-// a * b rounded on its own: the GPU would otherwise fuse it with a following
-// add, which the CPU twin (built for plain x86-64) does not.
-__device__ inline float kmul(float a, float b) { return __fmul_rn(a, b); }
-__device__ inline double kmul(double a, double b) { return __dmul_rn(a, b); }
-
 struct bn_geo {
     int64_t n, c, s, m; // batch, channels, positions per plane, positions in all (n*s)
     bool rows;          // memory is m rows of c values (else n*c planes of s)
@@ -318,30 +313,19 @@ void launch_apply(cudaStream_t s, T *out, const T *in, const T *ex, const double
                           BN_THREADS, 0, s>>>(out, in, ex, coef, g);
 }
 
-// Scratch for P chunks of partial sums and the coefficients, on x's device. The
-// caller may release it as soon as the kernels are queued: everything on a GPU
-// runs in order on one stream, so nothing reuses it before they are done.
-tensor *scratch_for(const tensor *x, int64_t P, const bn_geo &g)
+// Scratch for P chunks of partial sums (*part: [2][P][C]) and the coefficients
+// after them (*coef: [3][C]), on x's device. The caller may release it as soon
+// as the kernels are queued: everything on a GPU runs in order on one stream,
+// so nothing reuses it before they are done.
+tensor *scratch_for(const tensor *x, int64_t P, const bn_geo &g, double **part, double **coef)
 {
     int64_t len = (2 * P + 3) * g.c;
-    return tensor_empty(DT_F64, 1, &len, tensor_device(x));
-}
-
-// Call f with a value of the C++ type of dt (float32, float64), then report the
-// launches; any other dtype is an error.
-template <typename F> int by_dtype(dtype_t dt, const char *what, F f)
-{
-    switch (dt) {
-    case DT_F32:
-        f(float());
-        break;
-    case DT_F64:
-        f(double());
-        break;
-    default:
-        return err_set("%s: no CUDA kernel for %s", what, dtype_name(dt));
+    tensor *scratch = tensor_empty(DT_F64, 1, &len, tensor_device(x));
+    if (scratch) {
+        *part = (double *)tensor_data(scratch);
+        *coef = *part + 2 * P * g.c;
     }
-    return cuda_ctx_launched(what);
+    return scratch;
 }
 
 } // namespace
@@ -358,10 +342,10 @@ extern "C" int cuda_batch_norm(tensor *y, tensor *save_mean, tensor *save_invstd
     if (g.c == 0)
         return 0;
     int64_t P = training ? chunks_of(g) : 0;
-    tensor *scratch = scratch_for(x, P, g);
+    double *part, *coef;
+    tensor *scratch = scratch_for(x, P, g, &part, &coef);
     if (!scratch)
         return -1;
-    double *part = (double *)tensor_data(scratch), *coef = part + 2 * P * g.c;
     int rc = by_dtype(x->dtype, "batch_norm", [&](auto z) {
         using T = decltype(z);
         bn_forward_args<T> a = {chan_of<T>(w), chan_of<T>(b), chan_of<T>(running_mean),
@@ -387,10 +371,10 @@ extern "C" int cuda_batch_norm_backward(tensor *gx, tensor *gw, tensor *gb, cons
         return 0;
     // the sums are needed by gw, gb and the training gx only
     int64_t P = gw || gb || (training && gx) ? chunks_of(g) : 0;
-    tensor *scratch = scratch_for(x, P, g);
+    double *part, *coef;
+    tensor *scratch = scratch_for(x, P, g, &part, &coef);
     if (!scratch)
         return -1;
-    double *part = (double *)tensor_data(scratch), *coef = part + 2 * P * g.c;
     int rc = by_dtype(x->dtype, "batch_norm_backward", [&](auto z) {
         using T = decltype(z);
         const T *gyd = (const T *)tensor_data(gy), *xd = (const T *)tensor_data(x);

@@ -1,5 +1,6 @@
 // What every kernel file shares: the core's headers, tensor geometry passed to
-// kernels by value, grid-stride loops and the dtype switch.
+// kernels by value, grid-stride loops, the float/double dispatch, unfused
+// products, and the thread groups that reduce a row together.
 #ifndef MILES_KERNELS_COMMON_CUH
 #define MILES_KERNELS_COMMON_CUH
 
@@ -61,6 +62,138 @@ static inline cudaStream_t kstream(const tensor *t)
 static inline unsigned kblocks(int64_t n)
 {
     return cuda_ctx_blocks((long long)n, KTHREADS);
+}
+
+// Call f with a value of the C++ type of dt (float32, float64), then report the
+// launch(es); any other dtype is an error.
+template <typename F> int by_dtype(dtype_t dt, const char *what, F f)
+{
+    switch (dt) {
+    case DT_F32:
+        f(float());
+        break;
+    case DT_F64:
+        f(double());
+        break;
+    default:
+        return err_set("%s: no CUDA kernel for %s", what, dtype_name(dt));
+    }
+    return cuda_ctx_launched(what);
+}
+
+// a * b rounded on its own: the GPU would otherwise fuse it with a following
+// add, which the CPU twins (built for plain x86-64) do not.
+__host__ __device__ inline float kmul(float a, float b)
+{
+#ifdef __CUDA_ARCH__
+    return __fmul_rn(a, b);
+#else
+    return a * b;
+#endif
+}
+
+__host__ __device__ inline double kmul(double a, double b)
+{
+#ifdef __CUDA_ARCH__
+    return __dmul_rn(a, b);
+#else
+    return a * b;
+#endif
+}
+
+// --- threads that reduce one row together (reduce.cu, softmax.cu) ---
+//
+// A group's threads each fold the elements rank, rank + size, ... of a row, in
+// order; all() then combines their partial results as a fixed tree and gives the
+// result to every one of them (two-pass reductions need it everywhere). Rows are
+// visited first_row(), first_row() + row_step(), ...
+
+// The ways to combine two partial results shared by the reductions; each is
+// commutative, so every thread of a butterfly gets the same bits.
+struct add_op {
+    template <typename T> __device__ T operator()(T a, T b) const { return a + b; }
+};
+struct fmax_op { // ignores NaN, as the CPU's fmax does
+    __device__ double operator()(double a, double b) const { return fmax(a, b); }
+};
+
+// The value of lane (this lane ^ lane_mask); a file overloads it for its own
+// structs (found through their namespace when warp_all is instantiated).
+template <typename T> __device__ __forceinline__ T shfl_xor(T v, int lane_mask)
+{
+    return __shfl_xor_sync(0xffffffffu, v, lane_mask);
+}
+
+// Every lane of the warp gets op over the 32 lanes' values.
+template <typename T, typename Op> __device__ T warp_all(T v, Op op)
+{
+    for (int m = 16; m > 0; m >>= 1)
+        v = op(v, shfl_xor(v, m));
+    return v;
+}
+
+// One slot per warp of shared scratch for block_group<Scratch>: a single array
+// per Scratch type, whatever types all() combines in it.
+template <typename Scratch> static __shared__ Scratch warp_scratch[32];
+
+// A thread per row.
+struct thread_group {
+    static constexpr int MAX_THREADS = KTHREADS;
+    __device__ int rank() const { return 0; }
+    __device__ int size() const { return 1; }
+    __device__ int64_t first_row() const { return (int64_t)blockIdx.x * blockDim.x + threadIdx.x; }
+    __device__ int64_t row_step() const { return (int64_t)gridDim.x * blockDim.x; }
+    template <typename T, typename Op> __device__ T all(T v, Op) const { return v; }
+};
+
+// A warp per row.
+struct warp_group {
+    static constexpr int MAX_THREADS = KTHREADS;
+    __device__ int rank() const { return threadIdx.x & 31; }
+    __device__ int size() const { return 32; }
+    __device__ int64_t first_row() const
+    {
+        return (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    }
+    __device__ int64_t row_step() const { return (int64_t)gridDim.x * (blockDim.x >> 5); }
+    template <typename T, typename Op> __device__ T all(T v, Op op) const
+    {
+        return warp_all(v, op);
+    }
+};
+
+// The block per row; Scratch is the largest type all() combines.
+template <typename Scratch> struct block_group {
+    static constexpr int MAX_THREADS = 1024;
+    __device__ int rank() const { return threadIdx.x; }
+    __device__ int size() const { return blockDim.x; }
+    __device__ int64_t first_row() const { return blockIdx.x; }
+    __device__ int64_t row_step() const { return gridDim.x; }
+    template <typename T, typename Op> __device__ T all(T v, Op op) const
+    {
+        static_assert(sizeof(T) <= sizeof(Scratch), "block_group: Scratch too small");
+        T *part = reinterpret_cast<T *>(warp_scratch<Scratch>);
+        v = warp_all(v, op);
+        __syncthreads(); // the previous call's readers are done with part
+        if ((threadIdx.x & 31) == 0)
+            part[threadIdx.x >> 5] = v;
+        __syncthreads();
+        v = part[0];
+        for (unsigned w = 1; w < blockDim.x >> 5; w++)
+            v = op(v, part[w]);
+        return v;
+    }
+};
+
+// op over load(0), ..., load(n - 1), starting from acc (op's identity) and in
+// acc's type; every thread of the group must call it, those without elements
+// with n = 0.
+template <typename G, typename A, typename Load, typename Op>
+__device__ A group_reduce(const G &g, int64_t n, A acc, Load load, Op op)
+{
+    for (int64_t j = g.rank(); j < n; j += g.size())
+        acc = op(acc, load(j));
+    return g.all(acc, op);
 }
 
 #endif

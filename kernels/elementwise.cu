@@ -7,6 +7,8 @@
 
 #include <math.h>
 
+#include <type_traits>
+
 // --- element types and conversions ---
 
 // The C type each dtype is stored as (bool as one byte, read as 0 or not).
@@ -17,6 +19,22 @@ template <> struct ktype<DT_I64> { using T = int64_t; };
 template <> struct ktype<DT_F32> { using T = float; };
 template <> struct ktype<DT_F64> { using T = double; };
 template <dtype_t DT> using elem_t = typename ktype<DT>::T;
+
+// Call f with dtype_c<DT>() for dt's DT (f reads it as d.value) and return what
+// f returns; any other dtype is an error of `what`.
+template <dtype_t DT> using dtype_c = std::integral_constant<dtype_t, DT>;
+
+template <typename F> static int with_dtype(dtype_t dt, const char *what, F f)
+{
+    switch (dt) {
+    case DT_BOOL: return f(dtype_c<DT_BOOL>());
+    case DT_U8: return f(dtype_c<DT_U8>());
+    case DT_I64: return f(dtype_c<DT_I64>());
+    case DT_F32: return f(dtype_c<DT_F32>());
+    case DT_F64: return f(dtype_c<DT_F64>());
+    default: return err_set("%s: unknown dtype %d", what, (int)dt);
+    }
+}
 
 // (int64_t)v as the CPU twin gets it from x86-64's cvttsd2si: truncation, and
 // INT64_MIN for NaN and out-of-range values (which the GPU would saturate).
@@ -140,31 +158,15 @@ template <dtype_t D, dtype_t S> static int copy_launch(tensor *dst, const tensor
     return cuda_ctx_launched("copy");
 }
 
-template <dtype_t D> static int copy_from(tensor *dst, const tensor *src, int64_t n)
-{
-    switch (src->dtype) {
-    case DT_BOOL: return copy_launch<D, DT_BOOL>(dst, src, n);
-    case DT_U8: return copy_launch<D, DT_U8>(dst, src, n);
-    case DT_I64: return copy_launch<D, DT_I64>(dst, src, n);
-    case DT_F32: return copy_launch<D, DT_F32>(dst, src, n);
-    case DT_F64: return copy_launch<D, DT_F64>(dst, src, n);
-    default: return err_set("copy: unknown dtype %d", (int)src->dtype);
-    }
-}
-
 extern "C" int cuda_copy(tensor *dst, const tensor *src)
 {
     int64_t n = tensor_numel(dst);
     if (n == 0)
         return 0;
-    switch (dst->dtype) {
-    case DT_BOOL: return copy_from<DT_BOOL>(dst, src, n);
-    case DT_U8: return copy_from<DT_U8>(dst, src, n);
-    case DT_I64: return copy_from<DT_I64>(dst, src, n);
-    case DT_F32: return copy_from<DT_F32>(dst, src, n);
-    case DT_F64: return copy_from<DT_F64>(dst, src, n);
-    default: return err_set("copy: unknown dtype %d", (int)dst->dtype);
-    }
+    return with_dtype(dst->dtype, "copy", [&](auto d) {
+        return with_dtype(src->dtype, "copy",
+                          [&](auto s) { return copy_launch<d.value, s.value>(dst, src, n); });
+    });
 }
 
 template <typename T> __global__ void fill_kernel(T *p, kgeom g, int64_t n, T v)
@@ -188,14 +190,7 @@ extern "C" int cuda_fill(tensor *t, double v)
     int64_t n = tensor_numel(t);
     if (n == 0)
         return 0;
-    switch (t->dtype) {
-    case DT_BOOL: return fill_launch<DT_BOOL>(t, v, n);
-    case DT_U8: return fill_launch<DT_U8>(t, v, n);
-    case DT_I64: return fill_launch<DT_I64>(t, v, n);
-    case DT_F32: return fill_launch<DT_F32>(t, v, n);
-    case DT_F64: return fill_launch<DT_F64>(t, v, n);
-    default: return err_set("fill: unknown dtype %d", (int)t->dtype);
-    }
+    return with_dtype(t->dtype, "fill", [&](auto d) { return fill_launch<d.value>(t, v, n); });
 }
 
 // --- math functions of float or double (tgmath.h's choice on the CPU) ---
@@ -357,14 +352,8 @@ extern "C" int cuda_unary(unary_op op, tensor *out, const tensor *a, double p0, 
     int64_t n = tensor_numel(out);
     if (n == 0)
         return 0;
-    switch (a->dtype) {
-    case DT_BOOL: return unary_dt<DT_BOOL>(op, out, a, n, p0, p1);
-    case DT_U8: return unary_dt<DT_U8>(op, out, a, n, p0, p1);
-    case DT_I64: return unary_dt<DT_I64>(op, out, a, n, p0, p1);
-    case DT_F32: return unary_dt<DT_F32>(op, out, a, n, p0, p1);
-    case DT_F64: return unary_dt<DT_F64>(op, out, a, n, p0, p1);
-    default: return err_set("unary: unknown dtype %d", (int)a->dtype);
-    }
+    return with_dtype(a->dtype, "unary",
+                      [&](auto d) { return unary_dt<d.value>(op, out, a, n, p0, p1); });
 }
 
 // --- binary ---
@@ -477,14 +466,8 @@ extern "C" int cuda_binary(binary_op op, tensor *out, const tensor *a, const ten
     int64_t n = tensor_numel(out);
     if (n == 0)
         return 0;
-    switch (a->dtype) {
-    case DT_BOOL: return binary_dt<DT_BOOL>(op, out, a, b, n);
-    case DT_U8: return binary_dt<DT_U8>(op, out, a, b, n);
-    case DT_I64: return binary_dt<DT_I64>(op, out, a, b, n);
-    case DT_F32: return binary_dt<DT_F32>(op, out, a, b, n);
-    case DT_F64: return binary_dt<DT_F64>(op, out, a, b, n);
-    default: return err_set("binary: unknown dtype %d", (int)a->dtype);
-    }
+    return with_dtype(a->dtype, "binary",
+                      [&](auto d) { return binary_dt<d.value>(op, out, a, b, n); });
 }
 
 // --- where ---
@@ -517,12 +500,6 @@ extern "C" int cuda_where(tensor *out, const tensor *cond, const tensor *a, cons
     int64_t n = tensor_numel(out);
     if (n == 0)
         return 0;
-    switch (out->dtype) {
-    case DT_BOOL: return where_launch<DT_BOOL>(out, cond, a, b, n);
-    case DT_U8: return where_launch<DT_U8>(out, cond, a, b, n);
-    case DT_I64: return where_launch<DT_I64>(out, cond, a, b, n);
-    case DT_F32: return where_launch<DT_F32>(out, cond, a, b, n);
-    case DT_F64: return where_launch<DT_F64>(out, cond, a, b, n);
-    default: return err_set("where: unknown dtype %d", (int)out->dtype);
-    }
+    return with_dtype(out->dtype, "where",
+                      [&](auto d) { return where_launch<d.value>(out, cond, a, b, n); });
 }

@@ -96,6 +96,23 @@ __device__ __forceinline__ int find_tensor(const Table &tab, int64_t c)
     return lo;
 }
 
+// Where chunk c of a table lies: its tensor t and that tensor's elements
+// [begin, end).
+struct chunk_span {
+    int t;
+    int64_t begin, end;
+};
+
+template <typename Table>
+__device__ __forceinline__ chunk_span chunk_at(const Table &tab, int64_t c)
+{
+    const int t = find_tensor(tab, c);
+    const int64_t c0 = t > 0 ? tab.chunk_end[t - 1] : 0;
+    const int64_t begin = (c - c0) * OPTIM_CHUNK, n = tab.numel[t];
+    const int64_t end = begin + OPTIM_CHUNK < n ? begin + OPTIM_CHUNK : n;
+    return {t, begin, end};
+}
+
 // Adam over every chunk of the table. L2 and AMS are the CPU loops' l2 and ams
 // (each combination its own branch-free kernel, as each is its own CPU loop).
 // Per element, as adam_moments_* then adam_apply_* (s = sqrt of the second
@@ -113,10 +130,7 @@ adam_kernel(const adam_table tab, const optim_cuda_adam_hp hp)
             eps = F::cvt(hp.eps);
     const int64_t chunks = tab.chunk_end[tab.count - 1];
     for (int64_t c = blockIdx.x; c < chunks; c += gridDim.x) {
-        const int t = find_tensor(tab, c);
-        const int64_t c0 = t > 0 ? tab.chunk_end[t - 1] : 0;
-        const int64_t begin = (c - c0) * OPTIM_CHUNK, n = tab.numel[t];
-        const int64_t end = begin + OPTIM_CHUNK < n ? begin + OPTIM_CHUNK : n;
+        const auto [t, begin, end] = chunk_at(tab, c);
         T *__restrict__ p = static_cast<T *>(tab.p[t]);
         T *__restrict__ m = static_cast<T *>(tab.m[t]);
         T *__restrict__ v = static_cast<T *>(tab.v[t]);
@@ -163,10 +177,7 @@ sgd_kernel(const sgd_table tab, const optim_cuda_sgd_hp hp)
             nlr = F::cvt(hp.neg_lr);
     const int64_t chunks = tab.chunk_end[tab.count - 1];
     for (int64_t c = blockIdx.x; c < chunks; c += gridDim.x) {
-        const int t = find_tensor(tab, c);
-        const int64_t c0 = t > 0 ? tab.chunk_end[t - 1] : 0;
-        const int64_t begin = (c - c0) * OPTIM_CHUNK, n = tab.numel[t];
-        const int64_t end = begin + OPTIM_CHUNK < n ? begin + OPTIM_CHUNK : n;
+        const auto [t, begin, end] = chunk_at(tab, c);
         T *__restrict__ p = static_cast<T *>(tab.p[t]);
         const T *__restrict__ g = static_cast<const T *>(tab.g[t]);
         for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
@@ -217,37 +228,52 @@ int adam_flush(const char *who, cudaStream_t s, adam_table &tab, int64_t chunks,
     return cuda_ctx_launched(who);
 }
 
-// Pack the tensors into tables of up to K and launch each (one launch for K or
-// fewer tensors). Empty tensors take no place.
-template <typename T>
-int adam_all(const char *who, cudaStream_t s, int n, const optim_cuda_adam_tensor *ts,
-             const optim_cuda_adam_hp &hp)
+// Pack the n tensors ts into tab, up to K at a time, and launch each full table
+// and the last one: fill(k, x) stores tensor x's own fields at place k, and
+// flush(chunks) launches the table's `chunks` chunks and empties it. Empty
+// tensors take no place.
+template <typename Table, typename Tensor, typename Fill, typename Flush>
+int pack_and_flush(Table &tab, int n, const Tensor *ts, Fill fill, Flush flush)
 {
-    adam_table tab;
     tab.count = 0;
     int64_t chunks = 0;
     for (int i = 0; i < n; i++) {
-        const optim_cuda_adam_tensor &x = ts[i];
+        const Tensor &x = ts[i];
         if (x.numel <= 0)
             continue;
         const int k = tab.count++;
         chunks += (x.numel + OPTIM_CHUNK - 1) / OPTIM_CHUNK;
         tab.chunk_end[k] = chunks;
         tab.numel[k] = x.numel;
-        tab.p[k] = x.p;
-        tab.m[k] = x.m;
-        tab.v[k] = x.v;
-        tab.vmax[k] = hp.amsgrad ? x.vmax : nullptr;
-        tab.g[k] = x.g;
-        tab.bc2_sqrt[k] = x.bc2_sqrt;
-        tab.neg_step_size[k] = x.neg_step_size;
+        fill(k, x);
         if (tab.count == K) {
-            if (adam_flush<T>(who, s, tab, chunks, hp) != 0)
+            if (flush(chunks) != 0)
                 return -1;
             chunks = 0;
         }
     }
-    return adam_flush<T>(who, s, tab, chunks, hp);
+    return flush(chunks);
+}
+
+// Pack the tensors into tables of up to K and launch each (one launch for K or
+// fewer tensors).
+template <typename T>
+int adam_all(const char *who, cudaStream_t s, int n, const optim_cuda_adam_tensor *ts,
+             const optim_cuda_adam_hp &hp)
+{
+    adam_table tab;
+    return pack_and_flush(
+        tab, n, ts,
+        [&](int k, const optim_cuda_adam_tensor &x) {
+            tab.p[k] = x.p;
+            tab.m[k] = x.m;
+            tab.v[k] = x.v;
+            tab.vmax[k] = hp.amsgrad ? x.vmax : nullptr;
+            tab.g[k] = x.g;
+            tab.bc2_sqrt[k] = x.bc2_sqrt;
+            tab.neg_step_size[k] = x.neg_step_size;
+        },
+        [&](int64_t chunks) { return adam_flush<T>(who, s, tab, chunks, hp); });
 }
 
 // The SGD twin of adam_flush.
@@ -282,29 +308,17 @@ template <typename T>
 int sgd_all(cudaStream_t s, int n, const optim_cuda_sgd_tensor *ts, const optim_cuda_sgd_hp &hp)
 {
     sgd_table tab;
-    tab.count = 0;
-    int64_t chunks = 0;
-    for (int i = 0; i < n; i++) {
-        const optim_cuda_sgd_tensor &x = ts[i];
-        if (x.numel <= 0)
-            continue;
-        const int k = tab.count++;
-        chunks += (x.numel + OPTIM_CHUNK - 1) / OPTIM_CHUNK;
-        tab.chunk_end[k] = chunks;
-        tab.numel[k] = x.numel;
-        tab.p[k] = x.p;
-        tab.buf[k] = hp.with_buf ? x.buf : nullptr;
-        tab.g[k] = x.g;
-        tab.buf_mom[k] = x.buf_mom;
-        tab.a[k] = x.a;
-        tab.first[k] = x.first;
-        if (tab.count == K) {
-            if (sgd_flush<T>(s, tab, chunks, hp) != 0)
-                return -1;
-            chunks = 0;
-        }
-    }
-    return sgd_flush<T>(s, tab, chunks, hp);
+    return pack_and_flush(
+        tab, n, ts,
+        [&](int k, const optim_cuda_sgd_tensor &x) {
+            tab.p[k] = x.p;
+            tab.buf[k] = hp.with_buf ? x.buf : nullptr;
+            tab.g[k] = x.g;
+            tab.buf_mom[k] = x.buf_mom;
+            tab.a[k] = x.a;
+            tab.first[k] = x.first;
+        },
+        [&](int64_t chunks) { return sgd_flush<T>(s, tab, chunks, hp); });
 }
 
 } // namespace

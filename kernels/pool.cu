@@ -280,26 +280,9 @@ __global__ void adaptive_grad_kernel(T *gin, const T *gout, dims4 gd, dims4 od, 
     KLOOP(i, n) adaptive_grad_one(i, gin, gout, gd, od);
 }
 
-// --- the entry points ---
-
-// Call f with a value of the C++ type of dt (float32, float64), then report the
-// launch; any other dtype is an error.
-template <typename F> int by_dtype(dtype_t dt, const char *what, F f)
-{
-    switch (dt) {
-    case DT_F32:
-        f(float());
-        break;
-    case DT_F64:
-        f(double());
-        break;
-    default:
-        return err_set("%s: no CUDA kernel for %s", what, dtype_name(dt));
-    }
-    return cuda_ctx_launched(what);
-}
-
 } // namespace
+
+// --- the entry points ---
 
 extern "C" int cuda_max_pool2d(tensor *out, tensor **ws, const tensor *x,
                                const pool2d_params *p)

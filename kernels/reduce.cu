@@ -23,16 +23,11 @@ __device__ __forceinline__ bool knan(float v) { return isnan(v); }
 __device__ __forceinline__ bool knan(double v) { return isnan(v); }
 __device__ __forceinline__ bool knan(int64_t) { return false; }
 
-// The ways to combine two partial results. Each is commutative (better_op breaks
-// ties by position), so every thread of a butterfly gets the same bits.
-struct add_op {
-    template <typename T> __device__ T operator()(T a, T b) const { return a + b; }
-};
+// The ways to combine two partial results besides common.cuh's add_op and
+// fmax_op. Each is commutative (better_op breaks ties by position), so every
+// thread of a butterfly gets the same bits.
 struct mul_op {
     template <typename T> __device__ T operator()(T a, T b) const { return a * b; }
-};
-struct fmax_op { // ignores NaN, as the CPU's fmax does
-    __device__ double operator()(double a, double b) const { return fmax(a, b); }
 };
 struct better_op {
     bool is_max;
@@ -47,80 +42,22 @@ struct better_op {
     }
 };
 
-template <typename T> __device__ __forceinline__ T shfl_xor(T v, int lane_mask)
-{
-    return __shfl_xor_sync(0xffffffffu, v, lane_mask);
-}
+// A best<V> across the lanes of a warp, for common.cuh's warp_all.
 template <typename V> __device__ __forceinline__ best<V> shfl_xor(best<V> b, int lane_mask)
 {
-    return {shfl_xor(b.v, lane_mask), shfl_xor(b.i, lane_mask)};
+    return {::shfl_xor(b.v, lane_mask), ::shfl_xor(b.i, lane_mask)};
 }
 
-// Every lane of the warp gets op over the 32 lanes' values.
-template <typename T, typename Op> __device__ T warp_all(T v, Op op)
-{
-    for (int m = 16; m > 0; m >>= 1)
-        v = op(v, shfl_xor(v, m));
-    return v;
-}
+// The groups of threads that reduce one row together are common.cuh's: a thread
+// per row (inner == 1, very short rows: the warp's loads still fall into a few
+// lines, and no combining is needed), a warp per row (inner == 1, short rows),
+// the block per row (inner == 1, long rows; its scratch sized for best<double>,
+// the largest accumulator), and col_group below (inner > 1).
+using row_block_group = block_group<best<double>>;
 
-// Scratch for combining partial results, for every accumulator type (best<double>
-// is the largest): one slot per warp (block_group), or per thread (col_group).
-__shared__ best<double> warp_scratch[32];
+// Scratch for col_group's partial results, one slot per thread, for every
+// accumulator type (best<double> is the largest).
 __shared__ best<double> col_scratch[32 * 32];
-
-// The threads that reduce one row together: each folds the elements rank, rank +
-// size, ... in order, then all() combines the partials and gives the result to all
-// of them (two-pass reductions need it everywhere).
-
-// A thread per row (inner == 1, very short rows: the warp's loads still fall into a
-// few lines, and no combining is needed).
-struct thread_group {
-    static constexpr int MAX_THREADS = KTHREADS;
-    __device__ int rank() const { return 0; }
-    __device__ int size() const { return 1; }
-    __device__ int64_t first_row() const { return (int64_t)blockIdx.x * blockDim.x + threadIdx.x; }
-    __device__ int64_t row_step() const { return (int64_t)gridDim.x * blockDim.x; }
-    template <typename T, typename Op> __device__ T all(T v, Op) const { return v; }
-};
-
-// A warp per row (inner == 1, short rows).
-struct warp_group {
-    static constexpr int MAX_THREADS = KTHREADS;
-    __device__ int rank() const { return threadIdx.x & 31; }
-    __device__ int size() const { return 32; }
-    __device__ int64_t first_row() const
-    {
-        return (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-    }
-    __device__ int64_t row_step() const { return (int64_t)gridDim.x * (blockDim.x >> 5); }
-    template <typename T, typename Op> __device__ T all(T v, Op op) const
-    {
-        return warp_all(v, op);
-    }
-};
-
-// The block per row (inner == 1, long rows).
-struct block_group {
-    static constexpr int MAX_THREADS = 1024;
-    __device__ int rank() const { return threadIdx.x; }
-    __device__ int size() const { return blockDim.x; }
-    __device__ int64_t first_row() const { return blockIdx.x; }
-    __device__ int64_t row_step() const { return gridDim.x; }
-    template <typename T, typename Op> __device__ T all(T v, Op op) const
-    {
-        T *part = reinterpret_cast<T *>(warp_scratch);
-        v = warp_all(v, op);
-        __syncthreads(); // the previous call's readers are done with part
-        if ((threadIdx.x & 31) == 0)
-            part[threadIdx.x >> 5] = v;
-        __syncthreads();
-        v = part[0];
-        for (unsigned w = 1; w < blockDim.x >> 5; w++)
-            v = op(v, part[w]);
-        return v;
-    }
-};
 
 // A column of the block per output (inner > 1): threadIdx.x runs along inner, so
 // loads are coalesced, and the blockDim.y threads of a column split its row.
@@ -139,16 +76,6 @@ struct col_group {
         return v;
     }
 };
-
-// op over load(0), ..., load(n - 1), starting from acc (op's identity); every thread
-// of the group must call it, those without elements with n = 0.
-template <typename G, typename A, typename Load, typename Op>
-__device__ A group_reduce(const G &g, int64_t n, A acc, Load load, Op op)
-{
-    for (int64_t j = g.rank(); j < n; j += g.size())
-        acc = op(acc, load(j));
-    return g.all(acc, op);
-}
 
 // The float reductions of x[0], x[st], ..., x[(n-1) st] (reduce_run on the CPU);
 // *arg gets the position of the max/min.
@@ -172,7 +99,8 @@ __device__ double reduce_float(const G &g, reduce_op op, const T *x, int64_t n, 
         return b.v;
     }
     case RED_LOGSUMEXP: {
-        double m = group_reduce(g, n, -INFINITY, at, fmax_op());
+        // a double start value: the max is kept in its type (a float one would overflow)
+        double m = group_reduce(g, n, (double)-INFINITY, at, fmax_op());
         // Run even when m is infinite, so that every thread reaches the barriers.
         double s = group_reduce(
             g, n, 0.0, [=](int64_t j) { return exp(at(j) - m); }, add_op());
@@ -310,7 +238,7 @@ static int launch_reduce(const red_args &p, const T *a, cudaStream_t s)
             <<<cuda_ctx_blocks(p.outer, KTHREADS / 32), KTHREADS, 0, s>>>(p, a);
     } else {
         unsigned threads = p.outer < FEW ? 1024 : KTHREADS;
-        reduce_rows<block_group, T><<<cuda_ctx_blocks(p.outer, 1), threads, 0, s>>>(p, a);
+        reduce_rows<row_block_group, T><<<cuda_ctx_blocks(p.outer, 1), threads, 0, s>>>(p, a);
     }
     return cuda_ctx_launched("reduce");
 }

@@ -19,26 +19,6 @@
 // Everything but the entry points is local to this file.
 namespace {
 
-// a * b rounded on its own: the GPU would otherwise fuse it with a following
-// add, which the CPU twin (built for plain x86-64) does not.
-__host__ __device__ inline float kmul(float a, float b)
-{
-#ifdef __CUDA_ARCH__
-    return __fmul_rn(a, b);
-#else
-    return a * b;
-#endif
-}
-
-__host__ __device__ inline double kmul(double a, double b)
-{
-#ifdef __CUDA_ARCH__
-    return __dmul_rn(a, b);
-#else
-    return a * b;
-#endif
-}
-
 // One axis of a resize: `in` source pixels to `out`, and the scale its source
 // positions are computed with (a float value for float32 data).
 struct axis {
@@ -83,6 +63,15 @@ axis axis_of(int64_t in, int64_t out, double user_scale, const resize_params *p,
     double s = p->mode == RESIZE_NEAREST ? nearest_scale(in, out, user_scale, f32)
                                          : linear_scale(in, out, user_scale, p->align_corners, f32);
     return {in, out, s};
+}
+
+// The row and column axes of a resize from `in`'s planes to `out`'s (the
+// backward's gin and gout alike), in the precision of in's dtype.
+void axes_of(const tensor *in, const tensor *out, const resize_params *p, axis *ay, axis *ax)
+{
+    bool f32 = in->dtype == DT_F32;
+    *ay = axis_of(in->shape[2], out->shape[2], p->scale_h, p, f32);
+    *ax = axis_of(in->shape[3], out->shape[3], p->scale_w, p, f32);
 }
 
 // --- the taps, on the device ---
@@ -205,35 +194,17 @@ __global__ void resize_grad_kernel(T *gin, const T *g, axis ay, axis ax, resize_
     KLOOP(i, n) resize_grad_one(i, gin, g, ay, ax, p);
 }
 
-// --- the entry points ---
-
-// Call f with a value of the C++ type of dt (float32, float64), then report the
-// launch; any other dtype is an error.
-template <typename F> int by_dtype(dtype_t dt, const char *what, F f)
-{
-    switch (dt) {
-    case DT_F32:
-        f(float());
-        break;
-    case DT_F64:
-        f(double());
-        break;
-    default:
-        return err_set("%s: no CUDA kernel for %s", what, dtype_name(dt));
-    }
-    return cuda_ctx_launched(what);
-}
-
 } // namespace
+
+// --- the entry points ---
 
 extern "C" int cuda_interpolate2d(tensor *out, const tensor *x, const resize_params *p)
 {
     cudaStream_t s = kstream(x);
     if (!s)
         return -1;
-    bool f32 = x->dtype == DT_F32;
-    axis ay = axis_of(x->shape[2], out->shape[2], p->scale_h, p, f32);
-    axis ax = axis_of(x->shape[3], out->shape[3], p->scale_w, p, f32);
+    axis ay, ax;
+    axes_of(x, out, p, &ay, &ax);
     int64_t n = tensor_numel(out);
     return by_dtype(x->dtype, "interpolate", [&](auto z) {
         using T = decltype(z);
@@ -248,9 +219,8 @@ extern "C" int cuda_interpolate2d_backward(tensor *gin, const tensor *gout,
     cudaStream_t s = kstream(gin);
     if (!s)
         return -1;
-    bool f32 = gin->dtype == DT_F32;
-    axis ay = axis_of(gin->shape[2], gout->shape[2], p->scale_h, p, f32);
-    axis ax = axis_of(gin->shape[3], gout->shape[3], p->scale_w, p, f32);
+    axis ay, ax;
+    axes_of(gin, gout, p, &ay, &ax);
     int64_t n = tensor_numel(gin);
     return by_dtype(gin->dtype, "interpolate", [&](auto z) {
         using T = decltype(z);

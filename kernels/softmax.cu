@@ -9,81 +9,12 @@
 
 namespace {
 
-struct add_op {
-    __device__ double operator()(double a, double b) const { return a + b; }
-};
-struct fmax_op { // ignores NaN, as the CPU's fmax does
-    __device__ double operator()(double a, double b) const { return fmax(a, b); }
-};
-
-// Every lane of the warp gets op over the 32 lanes' values (op is commutative, so
-// every lane gets the same bits).
-template <typename Op> __device__ double warp_all(double v, Op op)
-{
-    for (int m = 16; m > 0; m >>= 1)
-        v = op(v, __shfl_xor_sync(0xffffffffu, v, m));
-    return v;
-}
-
-__shared__ double warp_scratch[32]; // block_group's partial results, one per warp
-
-// The threads that work on one row together: each takes the elements rank, rank +
-// size, ..., and all() combines their partial results and gives the result to all
-// of them. Rows are visited first_row(), first_row() + row_step(), ...
-
-// A warp per row (inner == 1, short rows).
-struct warp_group {
-    static constexpr int MAX_THREADS = KTHREADS;
-    __device__ int rank() const { return threadIdx.x & 31; }
-    __device__ int size() const { return 32; }
-    __device__ int64_t first_row() const
-    {
-        return (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-    }
-    __device__ int64_t row_step() const { return (int64_t)gridDim.x * (blockDim.x >> 5); }
-    template <typename Op> __device__ double all(double v, Op op) const { return warp_all(v, op); }
-};
-
-// The block per row (inner == 1, long rows).
-struct block_group {
-    static constexpr int MAX_THREADS = 1024;
-    __device__ int rank() const { return threadIdx.x; }
-    __device__ int size() const { return blockDim.x; }
-    __device__ int64_t first_row() const { return blockIdx.x; }
-    __device__ int64_t row_step() const { return gridDim.x; }
-    template <typename Op> __device__ double all(double v, Op op) const
-    {
-        v = warp_all(v, op);
-        __syncthreads(); // the previous call's readers are done with the scratch
-        if ((threadIdx.x & 31) == 0)
-            warp_scratch[threadIdx.x >> 5] = v;
-        __syncthreads();
-        v = warp_scratch[0];
-        for (unsigned w = 1; w < blockDim.x >> 5; w++)
-            v = op(v, warp_scratch[w]);
-        return v;
-    }
-};
-
-// A thread per row (inner > 1: neighbouring threads take neighbouring inner
-// indices, so their loads are coalesced; or very short rows).
-struct thread_group {
-    static constexpr int MAX_THREADS = KTHREADS;
-    __device__ int rank() const { return 0; }
-    __device__ int size() const { return 1; }
-    __device__ int64_t first_row() const { return (int64_t)blockIdx.x * blockDim.x + threadIdx.x; }
-    __device__ int64_t row_step() const { return (int64_t)gridDim.x * blockDim.x; }
-    template <typename Op> __device__ double all(double v, Op) const { return v; }
-};
-
-// op over load(0), ..., load(n - 1), starting from acc (op's identity).
-template <typename G, typename Load, typename Op>
-__device__ double group_reduce(const G &g, int64_t n, double acc, Load load, Op op)
-{
-    for (int64_t j = g.rank(); j < n; j += g.size())
-        acc = op(acc, load(j));
-    return g.all(acc, op);
-}
+// The threads that work on one row together are common.cuh's groups, all of
+// them combining doubles: a thread per row (inner > 1: neighbouring threads take
+// neighbouring inner indices, so their loads are coalesced; or very short rows),
+// a warp per row (inner == 1, short rows), the block per row (inner == 1, long
+// rows).
+using row_block_group = block_group<double>;
 
 // y = softmax(x) (or log_softmax) on the row at base: its n elements lie inner apart.
 template <typename T> struct softmax_fwd {
@@ -96,7 +27,8 @@ template <typename T> struct softmax_fwd {
     {
         const T *xr = x + base;
         auto at = [=](int64_t j) { return (double)xr[j * inner]; };
-        double m = group_reduce(g, n, -INFINITY, at, fmax_op());
+        // in double: group_reduce accumulates in its start value's type (INFINITY is a float)
+        double m = group_reduce(g, n, (double)-INFINITY, at, fmax_op());
         double s = group_reduce(g, n, 0.0, [=](int64_t j) { return exp(at(j) - m); }, add_op());
         double lse = m + log(s);
         for (int64_t j = g.rank(); j < n; j += g.size()) {
@@ -156,7 +88,7 @@ static int launch_rows(const Row &row, int64_t rows, cudaStream_t s, const char 
         each_row<warp_group><<<cuda_ctx_blocks(rows, KTHREADS / 32), KTHREADS, 0, s>>>(row, rows);
     } else {
         unsigned threads = rows < FEW ? 1024 : KTHREADS;
-        each_row<block_group><<<cuda_ctx_blocks(rows, 1), threads, 0, s>>>(row, rows);
+        each_row<row_block_group><<<cuda_ctx_blocks(rows, 1), threads, 0, s>>>(row, rows);
     }
     return cuda_ctx_launched(what);
 }
