@@ -126,6 +126,10 @@ tensor *op_randperm(int64_t n);
 
 /* --- convolution and normalisation (ops/conv.c, ops/norm.c) --- */
 tensor *op_conv2d(tensor *x, tensor *w, tensor *b, const conv2d_params *p);
+/* Are float32 convolution outputs (and their input gradients) channels-last? On
+ * by default; the switch is global. */
+void ops_set_channels_last(bool on);
+bool ops_get_channels_last(void);
 /* Batch statistics when training (running_mean/var, if given, are updated in
  * place with momentum); the running statistics otherwise. */
 tensor *op_batch_norm(tensor *x, tensor *running_mean, tensor *running_var, tensor *w,

@@ -68,8 +68,21 @@ static int l_batch_norm(lua_State *L)
     return lt_push(L, op_batch_norm(x, rm, rv, w, b, training, momentum, eps));
 }
 
+/* channels_last([on]) -> on: the layout of float32 convolution outputs (NHWC in
+ * memory when on, the default; contiguous NCHW when off), after setting it. */
+static int l_channels_last(lua_State *L)
+{
+    if (!lua_isnoneornil(L, 1)) {
+        luaL_checktype(L, 1, LUA_TBOOLEAN);
+        ops_set_channels_last(lua_toboolean(L, 1));
+    }
+    lua_pushboolean(L, ops_get_channels_last());
+    return 1;
+}
+
 static const luaL_Reg funcs[] = {
-    {"conv2d", l_conv2d}, {"batch_norm", l_batch_norm}, {NULL, NULL},
+    {"conv2d", l_conv2d}, {"batch_norm", l_batch_norm}, {"channels_last", l_channels_last},
+    {NULL, NULL},
 };
 
 void l_conv_open(lua_State *L)

@@ -3,14 +3,27 @@
 
 #include "internal.h"
 
-/* The layout policy: float32 activations (oneDNN's) are channels-last, which its
- * fastest kernels read and write without reordering, and which the elementwise,
- * normalisation and pooling ops preserve, so a network stays channels-last from
- * its first convolution on; float64 (the loops of the gradient checks) stays
- * contiguous. An input already in either layout is used as it is. */
+/* The layout policy: float32 activations are channels-last (oneDNN's fastest
+ * kernels and cuDNN's tensor-core ones read and write it without reordering),
+ * which the elementwise, normalisation and pooling ops preserve, so a network
+ * stays channels-last from its first convolution on; float64 (the loops of the
+ * gradient checks) stays contiguous. An input already in either layout is used
+ * as it is. ops_set_channels_last(false) makes float32 outputs contiguous too. */
+static _Atomic bool channels_last = true;
+
+void ops_set_channels_last(bool on)
+{
+    channels_last = on;
+}
+
+bool ops_get_channels_last(void)
+{
+    return channels_last;
+}
+
 static bool wants_channels_last(const tensor *x)
 {
-    return x->dtype == DT_F32;
+    return x->dtype == DT_F32 && channels_last;
 }
 
 static tensor *as_conv_layout(tensor *t)
