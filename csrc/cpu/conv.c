@@ -159,11 +159,52 @@ static int conv_execute(const_dnnl_primitive_desc_t pd, int nargs, const conv_ar
     return rc;
 }
 
+/* The rows and columns at the bottom and right of x that no output reads (a
+ * stride that does not fit the input exactly: 1x1 stride 2 on an even size),
+ * which oneDNN would see as negative padding. Its 1x1 weight-gradient kernel
+ * writes out of bounds with negative padding (oneDNN 2.6, found under
+ * AddressSanitizer), so those rows and columns are cut off instead. */
+static void unread_edges(const tensor *x, const tensor *w, const tensor *y,
+                         const conv2d_params *p, int64_t cut[2])
+{
+    for (int i = 0; i < 2; i++) {
+        int64_t ext = (w->shape[2 + i] - 1) * p->dilation[i] + 1;
+        int64_t pr = (y->shape[2 + i] - 1) * p->stride[i] + ext - x->shape[2 + i] - p->padding[i];
+        cut[i] = pr < 0 ? -pr : 0;
+    }
+}
+
+/* x without its last cut[0] rows and cut[1] columns (a view). */
+static tensor *cut_edges(const tensor *x, const int64_t cut[2])
+{
+    int64_t shape[4] = {x->shape[0], x->shape[1], x->shape[2] - cut[0], x->shape[3] - cut[1]};
+    return tensor_as_strided(x, 4, shape, x->stride, x->offset);
+}
+
+static int conv_onednn_run(conv_kind kind, const tensor *x, const tensor *w, const tensor *y,
+                           const tensor *b, const conv2d_params *p);
+
 /* Describe, make the primitive descriptor of `kind`, and run it. For the forward
  * pass (x, w, y, b) are (input, weights, output, bias); for the backward passes
  * the gradients stand in their places. */
 static int conv_onednn(conv_kind kind, const tensor *x, const tensor *w, const tensor *y,
                        const tensor *b, const conv2d_params *p)
+{
+    int64_t cut[2];
+    unread_edges(x, w, y, p, cut);
+    if (cut[0] == 0 && cut[1] == 0)
+        return conv_onednn_run(kind, x, w, y, b, p);
+    /* the input gradient of the cut rows and columns is 0 */
+    if (kind == CONV_BWD_DATA && cpu_fill((tensor *)x, 0.0) != 0)
+        return -1;
+    tensor *xc = cut_edges(x, cut);
+    int rc = xc ? conv_onednn_run(kind, xc, w, y, b, p) : -1;
+    tensor_decref(xc);
+    return rc;
+}
+
+static int conv_onednn_run(conv_kind kind, const tensor *x, const tensor *w, const tensor *y,
+                           const tensor *b, const conv2d_params *p)
 {
     conv_desc d;
     if (conv_describe(&d, x, w, y, p) != 0)
