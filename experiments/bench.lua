@@ -7,9 +7,12 @@
 -- neighbouring runs compare fairly).
 --   build/bin/miles experiments/bench.lua [workload ...] [--threads N]
 --                                         [--seconds S] [--rounds R] [--cuda]
--- --cuda runs ours on the GPU (float32, TF32 on) beside PyTorch eager and PyTorch
--- with bf16 autocast + channels_last on the same GPU. The PyTorch interpreter is
--- $MILES_PYTHON, else /usr/bin/python3 when present, else python3.
+-- --cuda runs ours on the GPU twice each round, in float32 (TF32 on) and with bf16
+-- autocast (miles.cuda.autocast; a second model built the same way), beside
+-- PyTorch eager and PyTorch with bf16 autocast + channels_last on the same GPU:
+-- ours-float32 / PyTorch eager and ours-bf16 / PyTorch AMP are the two ratios.
+-- The PyTorch interpreter is $MILES_PYTHON, else /usr/bin/python3 when present,
+-- else python3.
 local miles = require "miles"
 local nn, F = miles.nn, miles.F
 local models = require "miles.models"
@@ -107,8 +110,19 @@ local PEAK_TFLOPS = {
   { "H200", tf32 = 494.7, bf16 = 989.4 },
 }
 
---- A timed training loop for one workload: steps/s over at least o.seconds.
-local function make_runner(name, device)
+--- f() with bf16 autocast set to `on`, then set back.
+local function with_autocast(on, f)
+  local was = miles.cuda.autocast()
+  miles.cuda.autocast(on)
+  local r = table.pack(pcall(f))
+  miles.cuda.autocast(was)
+  if not r[1] then error(r[2], 0) end
+  return table.unpack(r, 2, r.n)
+end
+
+--- A timed training loop for one workload: steps/s over at least o.seconds, with
+-- bf16 autocast on when `bf16` (warm-up included, so its plans are made there).
+local function make_runner(name, device, bf16)
   local spec = WORKLOADS[name]
   miles.manual_seed(0)
   local ea, eb, ha, hb, hab, opt = build(spec, device)
@@ -124,18 +138,22 @@ local function make_runner(name, device)
     opt:step()
   end
   local flops = step_flops(function() return hab(miles.cat({ ea(a), eb(b) }, 2)) end)
-  for _ = 1, WARMUP do step() end
-  sync(device)
-  return function(seconds)
-    local n, t0 = 0, miles.wall_time()
-    while miles.wall_time() - t0 < seconds or n < MIN_STEPS do
-      step()
-      n = n + 1
-      if n % 10 == 0 then sync(device) end -- as PyTorch's twin: a short queue
-    end
+  with_autocast(bf16, function()
+    for _ = 1, WARMUP do step() end
     sync(device)
-    local dt = miles.wall_time() - t0
-    return n * BATCH / dt, dt / n * 1000, flops * n / dt / 1e12
+  end)
+  return function(seconds)
+    return with_autocast(bf16, function()
+      local n, t0 = 0, miles.wall_time()
+      while miles.wall_time() - t0 < seconds or n < MIN_STEPS do
+        step()
+        n = n + 1
+        if n % 10 == 0 then sync(device) end -- as PyTorch's twin: a short queue
+      end
+      sync(device)
+      local dt = miles.wall_time() - t0
+      return n * BATCH / dt, dt / n * 1000, flops * n / dt / 1e12
+    end)
   end
 end
 
@@ -167,51 +185,75 @@ local function median(xs)
   return n % 2 == 1 and s[(n + 1) / 2] or (s[n / 2] + s[n / 2 + 1]) / 2
 end
 
--- The PyTorch runs each round is compared with: its eager float32 twin, and on a
--- GPU also bf16 autocast + channels_last (we have no bf16 yet: same float32 run).
-local function peers(o)
-  if o.device == "cpu" then return { { label = "PyTorch", flags = "" } } end
-  return { { label = "PyTorch eager", flags = "--cuda" },
-           { label = "PyTorch AMP bf16 + channels_last", flags = "--cuda --amp --channels-last" } }
+-- Our runs: float32, and on a GPU also bf16 autocast; `label` names each in the
+-- output ("ours" alone on the cpu, as before there was a second).
+local function our_runs(o)
+  if o.device == "cpu" then return { { key = "float32", label = "ours", bf16 = false } } end
+  return { { key = "float32", label = "ours float32", bf16 = false },
+           { key = "bf16", label = "ours bf16", bf16 = true } }
 end
 
--- " = N% of the GPU's TF32 peak" when the GPU is one of PEAK_TFLOPS.
-local function peak_note(o, tflops)
+-- The PyTorch runs each round is compared with, and which of ours each is
+-- compared with: its eager float32 twin (ours float32), and on a GPU also bf16
+-- autocast + channels_last (ours bf16).
+local function peers(o)
+  if o.device == "cpu" then return { { label = "PyTorch", flags = "", ours = "float32" } } end
+  return { { label = "PyTorch eager", flags = "--cuda", ours = "float32" },
+           { label = "PyTorch AMP bf16 + channels_last", flags = "--cuda --amp --channels-last",
+             ours = "bf16" } }
+end
+
+-- " = N% of the GPU's dense TF32 (or bf16) peak" when the GPU is one of PEAK_TFLOPS.
+local function peak_note(o, tflops, bf16)
   if o.device == "cpu" then return "" end
   local gpu = o.gpu_name or ""
+  local kind = bf16 and "bf16" or "tf32"
   for _, p in ipairs(PEAK_TFLOPS) do
     if gpu:find(p[1], 1, true) then
-      return string.format(" = %.1f%% of the %s's dense TF32 peak (%.0f)", 100 * tflops / p.tf32, p[1], p.tf32)
+      return string.format(" = %.1f%% of the %s's dense %s peak (%.0f)", 100 * tflops / p[kind],
+        p[1], bf16 and "bf16" or "TF32", p[kind])
     end
   end
   return ""
 end
 
 local function run_workload(name, o)
-  local run = make_runner(name, o.device)
-  local ours, ratios, achieved = {}, {}, nil
-  local list = peers(o)
+  local mine, list = our_runs(o), peers(o)
+  for _, m in ipairs(mine) do
+    m.run, m.rates = make_runner(name, o.device, m.bf16), {}
+  end
+  local ratios = {}
   for i = 1, #list do ratios[i] = {} end
   for r = 1, o.rounds do
-    local rate, ms, tflops = run(o.seconds)
-    ours[r] = rate
-    achieved = tflops
-    local parts = {}
+    local rate, parts = {}, {}
+    for _, m in ipairs(mine) do
+      local ms
+      rate[m.key], ms, m.achieved = m.run(o.seconds)
+      m.rates[r] = rate[m.key]
+      parts[#parts + 1] = string.format("%s %.1f samples/s (%.1f ms/step)", m.label, rate[m.key], ms)
+    end
     for i, p in ipairs(list) do
       local theirs, line = torch_rate(name, o, p.flags)
       if theirs then
-        ratios[i][#ratios[i] + 1] = rate / theirs
-        parts[#parts + 1] = string.format(", %s %s", p.label, line:match(":%s*(.*)$"))
+        ratios[i][#ratios[i] + 1] = rate[p.ours] / theirs
+        parts[#parts + 1] = string.format("%s %s", p.label, line:match(":%s*(.*)$"))
       end
     end
-    print(string.format("  round %d: ours %.1f samples/s (%.1f ms/step)%s", r, rate, ms,
-      table.concat(parts)))
+    print(string.format("  round %d: %s", r, table.concat(parts, ", ")))
   end
-  print(string.format("%s on %s: %.1f samples/s (median of %d rounds, peak RSS %.0f MiB), %.2f TFLOP/s%s",
-    name, o.device, median(ours), o.rounds, peak_rss_mib(), achieved, peak_note(o, achieved)))
+  for _, m in ipairs(mine) do
+    local what = o.device == "cpu" and "" or " (" .. m.label .. ")"
+    print(string.format("%s on %s%s: %.1f samples/s (median of %d rounds, peak RSS %.0f MiB), %.2f TFLOP/s%s",
+      name, o.device, what, median(m.rates), o.rounds, peak_rss_mib(), m.achieved,
+      peak_note(o, m.achieved, m.bf16)))
+  end
   for i, p in ipairs(list) do
+    local label = mine[1].label
+    for _, m in ipairs(mine) do
+      if m.key == p.ours then label = m.label end
+    end
     if #ratios[i] > 0 then
-      print(string.format("%s: ours/%s = %.2fx (median of %d paired rounds)", name, p.label,
+      print(string.format("%s: %s/%s = %.2fx (median of %d paired rounds)", name, label, p.label,
         median(ratios[i]), #ratios[i]))
     else
       print(name .. ": " .. p.label .. " not available (install python3-torch for the ratio)")

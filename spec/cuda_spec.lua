@@ -41,6 +41,14 @@ local function channels_last(t)
   return t:permute(1, 3, 4, 2):contiguous():permute(1, 4, 2, 3)
 end
 
+-- Convolution geometries the cases run: plain, a strided 7x7 stem, dilated, grouped.
+local CONV_GEOMS = {
+  { cin = 3, cout = 8, k = 3, opts = { stride = 1, padding = 1 } },
+  { cin = 1, cout = 4, k = 7, opts = { stride = 2, padding = 3 } },
+  { cin = 4, cout = 6, k = 3, opts = { dilation = 2, padding = 2 } },
+  { cin = 4, cout = 8, k = 3, opts = { groups = 2, stride = { 2, 1 } }, nobias = true },
+}
+
 -- Each case: name, tolerance key, fn(dev) -> list of tensors to compare.
 local cases = {}
 local function case(name, tol, fn) cases[#cases + 1] = { name = name, tol = tol, fn = fn } end
@@ -99,12 +107,7 @@ for _, dt in ipairs({ "float32", "float64" }) do
 
   case("conv2d forward and backward " .. dt, dt == "float32" and "conv32" or dt, function(dev)
     local outs = {}
-    local geoms = {
-      { cin = 3, cout = 8, k = 3, opts = { stride = 1, padding = 1 } },
-      { cin = 1, cout = 4, k = 7, opts = { stride = 2, padding = 3 } },
-      { cin = 4, cout = 6, k = 3, opts = { dilation = 2, padding = 2 } },
-      { cin = 4, cout = 8, k = 3, opts = { groups = 2, stride = { 2, 1 } }, nobias = true },
-    }
+    local geoms = CONV_GEOMS
     for i, g in ipairs(geoms) do
       miles.manual_seed(10 + i)
       local x = leaf(randn(dev, { 2, g.cin, 11, 13 }, dt))
@@ -214,7 +217,8 @@ case("dropout draws the cpu's mask", "exact", function(dev)
   return { y, z }
 end)
 
-case("a ResNet-10 training step (forward, backward, batch-norm statistics)", "conv32", function(dev)
+-- One training step of a small seeded ResNet-10 on dev: its net, logits and loss.
+local function resnet_step(dev)
   miles.manual_seed(24)
   local net = miles.models.resnet.resnet10({ in_channels = 3, num_classes = 5, stem = "small",
                                             widths = { 8, 16, 16, 32 } })
@@ -223,7 +227,13 @@ case("a ResNet-10 training step (forward, backward, batch-norm statistics)", "co
   local x = randn(dev, { 4, 3, 16, 16 })
   local y = miles.randint(1, 6, { 4 }):to(dev)
   local logits = net(x)
-  F.cross_entropy(logits, y):backward()
+  local loss = F.cross_entropy(logits, y)
+  loss:backward()
+  return net, logits, loss
+end
+
+case("a ResNet-10 training step (forward, backward, batch-norm statistics)", "conv32", function(dev)
+  local net, logits = resnet_step(dev)
   local outs = { logits }
   for _, p in ipairs(net:parameters()) do outs[#outs + 1] = p.grad end
   for _, b in ipairs(net:buffers()) do outs[#outs + 1] = b end
@@ -256,6 +266,17 @@ local function run(c, dev)
   return outs
 end
 
+-- The GPU's results against the cpu's: same count, on cuda:0, same dtypes, each
+-- within rtol and atol_of(the cpu result).
+local function assert_results(name, want, got, rtol, atol_of)
+  assert.equal(#want, #got, name .. ": number of results")
+  for i = 1, #want do
+    assert.equal("cuda:0", got[i]:device(), name .. ": result " .. i .. " device")
+    assert.equal(want[i]:dtype(), got[i]:dtype(), name .. ": result " .. i .. " dtype")
+    H.assert_close(got[i]:cpu(), want[i], rtol, atol_of(want[i]), name .. ": result " .. i)
+  end
+end
+
 describe("cuda parity with the cpu", function()
   it("every parity case runs on the cpu", function()
     for _, c in ipairs(cases) do
@@ -270,16 +291,206 @@ describe("cuda parity with the cpu", function()
 
   for _, c in ipairs(cases) do
     gpu_it(c.name .. " #gpu", function()
-      local want, got = run(c, "cpu"), run(c, "cuda")
-      assert.equal(#want, #got, c.name .. ": number of results")
       local rtol, atol = TOL[c.tol][1], TOL[c.tol][2]
-      for i = 1, #want do
-        assert.equal("cuda:0", got[i]:device(), c.name .. ": result " .. i .. " device")
-        assert.equal(want[i]:dtype(), got[i]:dtype(), c.name .. ": result " .. i .. " dtype")
-        H.assert_close(got[i]:cpu(), want[i], rtol, atol, c.name .. ": result " .. i)
+      assert_results(c.name, run(c, "cpu"), run(c, "cuda"), rtol, function() return atol end)
+    end)
+  end
+end)
+
+-- bf16 autocast (miles.cuda.autocast): on a GPU, float32 convolutions and
+-- matmuls round their inputs to bf16 and accumulate in float32. These cases run
+-- on the GPU with it on and are compared with the cpu's float32 results. How
+-- close they can be was measured by emulating autocast in PyTorch on a cpu (the
+-- inputs of every convolution and matmul, forward and backward, rounded to
+-- bf16, and the convolutions' outputs too, as cuDNN writes them in bf16; sums in
+-- float64) over these cases with 40 to 60 seeds:
+-- * Single ops, and a network's forward outputs, elementwise: |gpu - cpu| <=
+--   AMP_TOL * (max|cpu| + |cpu|), AMP_TOL = 3e-2. bf16 keeps 8 significant bits
+--   (a rounding error up to 2^-9 per value); that left at most 0.6% (conv) and
+--   0.7% (matmul) of max|cpu|, and 0.54 of this tolerance for the ResNet's
+--   logits and batch-norm statistics. A wrong layout, operand or conversion is
+--   off by about 100%.
+-- * Gradients through ReLUs, by direction and normwise: under bf16 a unit within
+--   rounding error of 0 switches on or off, and its gradient with it, so each
+--   ReLU layer adds an error of about sqrt(the fraction switched). The
+--   ResNet-10's parameter gradients differed by 16% of their norm (median), up
+--   to 106% for a tensor of 8 batch-norm biases, whose direction still held
+--   (cosine 0.73 with the cpu's at worst). Checked: each gradient's cosine with
+--   the cpu's at least AMP_GRAD_COS (a wrong gradient's is about 0, a negated
+--   one's -1), and the mean of their normwise errors at most AMP_GRAD_MEAN (the
+--   worst seed's was 0.28).
+local AMP_TOL, AMP_GRAD_COS, AMP_GRAD_MEAN = 3e-2, 0.5, 0.35
+
+-- Each case: fn(dev) -> list of tensors compared elementwise, with a field grads:
+-- a list compared normwise (or nil).
+local amp_cases = {}
+local function amp_case(name, fn) amp_cases[#amp_cases + 1] = { name = name, fn = fn } end
+
+amp_case("conv2d forward and backward, NCHW and channels-last inputs", function(dev)
+  local outs = {}
+  local geoms = { table.unpack(CONV_GEOMS) }
+  for _, g in ipairs({ -- wider ones, where tensor cores engage, and a 1x1 stride 2
+    { cin = 16, cout = 32, k = 3, opts = { padding = 1 } },
+    { cin = 16, cout = 8, k = 1, opts = { stride = 2 }, nobias = true },
+  }) do geoms[#geoms + 1] = g end
+  for _, cl in ipairs({ false, true }) do
+    for i, g in ipairs(geoms) do
+      miles.manual_seed(60 + i)
+      local x = randn(dev, { 2, g.cin, 11, 13 })
+      x = leaf(cl and channels_last(x) or x)
+      local w = leaf(randn(dev, { g.cout, g.cin / (g.opts.groups or 1), g.k, g.k }) * 0.2)
+      local b = not g.nobias and leaf(randn(dev, { g.cout })) or nil
+      local y = F.conv2d(x, w, b, g.opts)
+      backward(y, dev)
+      for _, t in ipairs({ y, x.grad, w.grad, b and b.grad or nil }) do outs[#outs + 1] = t end
+    end
+  end
+  return outs
+end)
+
+amp_case("matmul, bmm and linear with gradients", function(dev)
+  miles.manual_seed(70)
+  local a = leaf(randn(dev, { 33, 17 }))
+  local b = leaf(randn(dev, { 40, 33 }))
+  local c = miles.matmul(a:t(), b:t()) -- both transposed
+  local p = leaf(randn(dev, { 3, 5, 6 }))
+  local q = leaf(randn(dev, { 3, 6, 4 }))
+  local r = miles.bmm(p, q)
+  local m = leaf(randn(dev, { 5, 7 }))
+  local s = miles.matmul(p:transpose(2, 3), m) -- transposed batches times one matrix (stride 0)
+  local w, bias = leaf(randn(dev, { 8, 6 })), leaf(randn(dev, { 8 }))
+  local y = F.linear(p, w, bias) -- the batch folded into the rows
+  local u = leaf(randn(dev, { 64, 300 }))
+  local v = leaf(randn(dev, { 300, 48 }))
+  local z = miles.matmul(u:narrow(2, 3, 256), v:narrow(1, 5, 256)) -- k = 256, rows with gaps
+  for _, out in ipairs({ c, r, s, y, z }) do backward(out, dev) end
+  return { c, r, s, y, z, a.grad, b.grad, p.grad, q.grad, m.grad, w.grad, bias.grad, u.grad,
+           v.grad }
+end)
+
+amp_case("a ResNet-10 training step (forward, backward, batch-norm statistics)", function(dev)
+  local net, logits, loss = resnet_step(dev)
+  local outs = { logits, loss, grads = {} }
+  for _, b in ipairs(net:buffers()) do outs[#outs + 1] = b end
+  for _, p in ipairs(net:parameters()) do outs.grads[#outs.grads + 1] = p.grad end
+  return outs
+end)
+
+-- Run a case on dev as run does, with bf16 autocast on.
+local function run_autocast(c, dev)
+  local was = miles.cuda.autocast()
+  miles.cuda.autocast(true)
+  local ok, outs = pcall(run, c, dev)
+  miles.cuda.autocast(was)
+  if not ok then error(outs, 0) end
+  return outs
+end
+
+local function max_abs(t)
+  return miles.no_grad(function() return t:to("float64"):abs():max():item() end)
+end
+
+-- ||got - want|| / ||want|| and the cosine of the angle between got and want
+-- (NaN when either is all zeros).
+local function compare_normwise(got, want)
+  return miles.no_grad(function()
+    local g, w = got:cpu():to("float64"), want:to("float64")
+    local d = g - w
+    local gg, ww = (g * g):sum():item(), (w * w):sum():item()
+    return math.sqrt((d * d):sum():item() / ww), (g * w):sum():item() / math.sqrt(gg * ww)
+  end)
+end
+
+describe("bf16 autocast", function()
+  it("is off by default, and the cpu's results do not depend on it", function()
+    assert.is_false(miles.cuda.autocast())
+    local was = miles.cuda.autocast()
+    finally(function() miles.cuda.autocast(was) end)
+    local off = {}
+    for i, c in ipairs(amp_cases) do off[i] = run(c, "cpu") end
+    -- without the CUDA backend there is no autocast: setting it leaves it off
+    assert.equal(miles.cuda.is_built(), miles.cuda.autocast(true))
+    for i, c in ipairs(amp_cases) do
+      local on = run(c, "cpu")
+      local want, got = off[i], on
+      for _, key in ipairs({ false, "grads" }) do
+        if key then want, got = off[i][key] or {}, on[key] or {} end
+        assert.equal(#want, #got, c.name .. ": number of results")
+        for j = 1, #want do
+          assert.equal("cpu", got[j]:device())
+          H.assert_close(got[j], want[j], 0, 0, c.name .. ": result " .. j .. " with autocast on")
+        end
+      end
+    end
+    assert.is_false(miles.cuda.autocast(false))
+  end)
+
+  gpu_it("is a switch that rounds float32 matmuls and convolutions to bf16 #gpu", function()
+    local was, tf32 = miles.cuda.autocast(), miles.cuda.allow_tf32()
+    finally(function()
+      miles.cuda.autocast(was)
+      miles.cuda.allow_tf32(tf32)
+    end)
+    miles.cuda.allow_tf32(false)
+    miles.manual_seed(71)
+    local a, b = miles.randn(256, 256), miles.randn(256, 256)
+    local x, w = miles.randn(4, 64, 12, 12), miles.randn(64, 64, 3, 3) * 0.05
+    local ops = {
+      { "matmul", function(d) return miles.matmul(a:to(d), b:to(d)) end },
+      { "conv2d", function(d) return F.conv2d(x:to(d), w:to(d), nil, { padding = 1 }) end },
+    }
+    for _, op in ipairs(ops) do
+      local name, f = op[1], op[2]
+      local want = f("cpu")
+      local scale = max_abs(want)
+      assert.is_true(miles.cuda.autocast(true))
+      local on = H.max_abs_diff(f("cuda"):cpu(), want)
+      assert.is_false(miles.cuda.autocast(false))
+      local off = H.max_abs_diff(f("cuda"):cpu(), want)
+      -- emulated: bf16 inputs err by 2.3e-3 to 2.6e-3 of the scale (both ops),
+      -- TF32 by ~3e-4, float32 by ~6e-7
+      assert.is_true(on > 1e-3 * scale and on < 1e-2 * scale,
+        string.format("%s with autocast: max |diff| %.3g for a scale of %.3g", name, on, scale))
+      assert.is_true(off < 5e-4 * scale,
+        string.format("%s without autocast: max |diff| %.3g for a scale of %.3g", name, off, scale))
+    end
+  end)
+
+  for _, c in ipairs(amp_cases) do
+    gpu_it(c.name .. " under autocast #gpu", function()
+      local want, got = run(c, "cpu"), run_autocast(c, "cuda")
+      assert_results(c.name, want, got, AMP_TOL, function(t) return AMP_TOL * max_abs(t) end)
+      if want.grads then
+        assert.equal(#want.grads, #got.grads, c.name .. ": number of gradients")
+        local sum = 0
+        for i, g in ipairs(want.grads) do
+          local e, cos = compare_normwise(got.grads[i], g)
+          assert.is_true(cos >= AMP_GRAD_COS, string.format(
+            "%s: gradient %d has a cosine of %.3g with the cpu's (at least %g; it differs by %.3g "
+            .. "of its norm)", c.name, i, cos, AMP_GRAD_COS, e))
+          sum = sum + e
+        end
+        local mean = sum / #want.grads
+        assert.is_true(mean <= AMP_GRAD_MEAN, string.format(
+          "%s: the gradients differ by %.3g of their norms on average (at most %g)", c.name, mean,
+          AMP_GRAD_MEAN))
       end
     end)
   end
+
+  gpu_it("leaves float64 matmuls and convolutions as they are #gpu", function()
+    for _, c in ipairs(cases) do
+      if c.name == "matmul, bmm and linear with gradients float64"
+        or c.name == "conv2d forward and backward float64" then
+        local want, got = run(c, "cpu"), run_autocast(c, "cuda")
+        for i = 1, #want do
+          assert.equal("float64", got[i]:dtype())
+          H.assert_close(got[i]:cpu(), want[i], TOL.float64[1], TOL.float64[2],
+            c.name .. " under autocast: result " .. i)
+        end
+      end
+    end
+  end)
 end)
 
 describe("cuda runtime", function()

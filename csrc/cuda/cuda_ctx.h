@@ -38,6 +38,12 @@ int cuda_ctx_launched(const char *what);
 bool cuda_ctx_tf32(void);
 void cuda_ctx_set_tf32(bool on);
 
+/* bf16 autocast (off by default): float32 matmuls and convolutions round their
+ * inputs to bf16 and run on bf16 tensor cores with float32 accumulation; their
+ * outputs stay float32 (PyTorch's AMP numerics for these ops). */
+bool cuda_ctx_bf16(void);
+void cuda_ctx_set_bf16(bool on);
+
 /* Grid size for n elements with `threads` per block and grid-stride loops. */
 unsigned cuda_ctx_blocks(long long n, unsigned threads);
 

@@ -2,24 +2,32 @@
  *
  * Layout: cuDNN's fastest (tensor-core) engines want every tensor in one layout,
  * the weights included (NHWC activations with KRSC weights). A float32 problem
- * whose activations are channels-last is run channels-last, with the weights
- * given in that layout too; otherwise (float64, or all activations contiguous) it
- * runs NCHW. A tensor not already in the chosen layout goes through a copy in it.
+ * whose activations are channels-last (or any, under bf16 autocast) is run
+ * channels-last, with the weights given in that layout too; otherwise (float64,
+ * or all activations contiguous) it runs NCHW. A tensor not already in the chosen layout goes through a copy in it.
  * cuDNN gets each tensor's real strides: the packed ones of the layout (a size-1
  * dim's stride, which addresses nothing, is given its packed value).
  *
+ * bf16 autocast (cuda_ctx_bf16): a float32 problem runs channels-last with x, w
+ * and y in bf16 (float32 compute type): each input in the layout is rounded into
+ * a bf16 temporary, and the written one is computed into a bf16 temporary, then
+ * widened into its float32 tensor. The bias is then not fused (it is added to
+ * the float32 output).
+ *
  * Plans: a finalized plan per problem (kind, device, dtype, shapes, layout,
- * geometry, pointer alignments, TF32 setting), chosen once by timing the engine
- * configs the heuristics propose (cg_autotune) and cached for the process's
- * life. The forward's bias is fused into the convolution's graph as a pointwise
- * addition when an engine accepts that; else it is added by a kernel. The bias
- * gradient is a kernel of its own (kernels/conv_bias.cu). */
+ * geometry, pointer alignments, TF32 and bf16 settings), chosen once by timing
+ * the engine configs the heuristics propose (cg_autotune) and cached for the
+ * process's life. The forward's bias is fused into the convolution's graph as a
+ * pointwise addition when an engine accepts that; else it is added by a kernel
+ * (after the output is in the caller's tensor). The bias gradient is a kernel of
+ * its own (kernels/conv_bias.cu). */
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "../error.h"
 #include "conv_bias.h"
+#include "convert.h"
 #include "cuda_ctx.h"
 #include "cudnn_graph.h"
 #include "kernels.h"
@@ -29,10 +37,12 @@ typedef enum { CONV_FWD, CONV_BWD_DATA, CONV_BWD_FILTER } conv_kind;
 /* Tensor UIDs: x is the input side (x or gx), y the output side (y or gy). */
 enum { UID_X = 1, UID_W = 2, UID_Y = 3, UID_B = 4, UID_CONV_OUT = 5 };
 
-/* A tensor as cuDNN sees it: the caller's, or a copy in the problem's layout. */
+/* A tensor as cuDNN sees it: the caller's, or a copy in the problem's layout;
+ * in bf16 mode, cuDNN gets a bf16 copy of that. */
 typedef struct {
     const tensor *t;   /* the tensor cuDNN reads or writes */
     tensor *tmp;       /* the copy (owned), or NULL */
+    void *bf16;        /* bf16 mode: t's values in bf16 (owned, t's numel of them) */
     int64_t stride[4]; /* t's strides */
 } conv_operand;
 
@@ -41,6 +51,7 @@ typedef struct {
     dtype_t dt;
     device dev;
     bool nhwc; /* the layout of all of x, w and y */
+    bool bf16; /* float32 run as bf16 (autocast) */
     const conv2d_params *p;
     conv_operand x, w, y;
     const tensor *b; /* the forward's bias, or NULL */
@@ -70,37 +81,62 @@ static void layout_strides(const int64_t *shape, bool nhwc, int64_t *st)
 }
 
 /* Give cuDNN t in the layout: t itself, or a new tensor in it, which holds t's
- * values when t is an input. */
-static int operand_init(conv_operand *o, const tensor *t, bool nhwc, bool input)
+ * values when t is an input; with bf16, a bf16 buffer of that tensor's (dense)
+ * values, rounded from them when t is an input. */
+static int operand_init(conv_operand *o, const tensor *t, bool nhwc, bool bf16, bool input)
 {
     o->t = t;
     layout_strides(t->shape, nhwc, o->stride);
-    if (in_layout(t, nhwc))
+    if (!in_layout(t, nhwc)) {
+        o->tmp = nhwc ? tensor_empty_channels_last(t->dtype, t->shape, tensor_device(t))
+                      : tensor_empty(t->dtype, 4, t->shape, tensor_device(t));
+        if (!o->tmp)
+            return -1;
+        o->t = o->tmp;
+        if (input && cuda_copy(o->tmp, t) != 0)
+            return -1;
+    }
+    if (!bf16)
         return 0;
-    o->tmp = nhwc ? tensor_empty_channels_last(t->dtype, t->shape, tensor_device(t))
-                  : tensor_empty(t->dtype, 4, t->shape, tensor_device(t));
-    if (!o->tmp)
-        return -1;
-    o->t = o->tmp;
-    return input ? cuda_copy(o->tmp, t) : 0;
+    int64_t n = tensor_numel(o->t);
+    o->bf16 = input ? cuda_bf16_copy(o->t, n) : cuda_bf16_alloc(tensor_device(o->t), n);
+    return o->bf16 ? 0 : -1;
 }
 
-/* An output computed in a copy goes back into the caller's tensor. */
+/* The buffer cuDNN reads or writes for o. */
+static void *operand_data(const conv_operand *o)
+{
+    return o->bf16 ? o->bf16 : tensor_data(o->t);
+}
+
+/* An output computed in bf16 is widened into its float32 tensor; one computed in
+ * a copy goes back into the caller's tensor. */
 static int operand_finish(conv_operand *o, tensor *dst)
 {
+    if (o->bf16 && cuda_bf16_to_f32(tensor_device(o->t), tensor_data(o->t), o->bf16,
+                                    tensor_numel(o->t)) != 0)
+        return -1;
     return o->tmp ? cuda_copy(dst, o->tmp) : 0;
+}
+
+/* (The work that reads or writes the temporaries is enqueued: see convert.h.) */
+static void operand_release(conv_operand *o)
+{
+    if (o->bf16)
+        cuda_bf16_free(tensor_device(o->t), o->bf16, tensor_numel(o->t));
+    tensor_decref(o->tmp);
 }
 
 static void problem_release(conv_problem *pr)
 {
-    tensor_decref(pr->x.tmp);
-    tensor_decref(pr->w.tmp);
-    tensor_decref(pr->y.tmp);
+    operand_release(&pr->x);
+    operand_release(&pr->w);
+    operand_release(&pr->y);
 }
 
 /* Set up pr for x (input side), w and y (output side); the kind says which of
  * them is written, the others are read. The layout is channels-last when, in
- * float32, either activation is. */
+ * float32, either activation is, or bf16 autocast is on (tensor cores want it). */
 static int problem_init(conv_problem *pr, conv_kind kind, const tensor *x, const tensor *w,
                         const tensor *y, const tensor *b, const conv2d_params *p, bool allow_nhwc)
 {
@@ -110,11 +146,12 @@ static int problem_init(conv_problem *pr, conv_kind kind, const tensor *x, const
     pr->dev = tensor_device(x);
     pr->p = p;
     pr->b = b;
+    pr->bf16 = pr->dt == DT_F32 && cuda_ctx_bf16();
     pr->nhwc = allow_nhwc && pr->dt == DT_F32 &&
-               (strictly_channels_last(x) || strictly_channels_last(y));
-    if (operand_init(&pr->x, x, pr->nhwc, kind != CONV_BWD_DATA) != 0 ||
-        operand_init(&pr->w, w, pr->nhwc, kind != CONV_BWD_FILTER) != 0 ||
-        operand_init(&pr->y, y, pr->nhwc, kind != CONV_FWD) != 0)
+               (pr->bf16 || strictly_channels_last(x) || strictly_channels_last(y));
+    if (operand_init(&pr->x, x, pr->nhwc, pr->bf16, kind != CONV_BWD_DATA) != 0 ||
+        operand_init(&pr->w, w, pr->nhwc, pr->bf16, kind != CONV_BWD_FILTER) != 0 ||
+        operand_init(&pr->y, y, pr->nhwc, pr->bf16, kind != CONV_FWD) != 0)
         return -1;
     return 0;
 }
@@ -154,11 +191,13 @@ static cudnnDataType_t cudnn_type(dtype_t dt)
     return dt == DT_F32 ? CUDNN_DATA_FLOAT : CUDNN_DATA_DOUBLE;
 }
 
+/* x, w and y are in bf16 in bf16 mode; the compute type stays cudnn_type(dt). */
 static cg_desc operand_desc(cg_owner *o, cg_status *s, int64_t uid, const conv_problem *pr,
                             const conv_operand *op)
 {
-    return cg_tensor(o, s, uid, cudnn_type(pr->dt), 4, op->t->shape, op->stride,
-                     cg_alignment(tensor_data(op->t)), false);
+    cudnnDataType_t dt = pr->bf16 ? CUDNN_DATA_BFLOAT16 : cudnn_type(pr->dt);
+    return cg_tensor(o, s, uid, dt, 4, op->t->shape, op->stride,
+                     cg_alignment(operand_data(op)), false);
 }
 
 /* The convolution's geometry: cross-correlation (PyTorch's convolution), the
@@ -189,8 +228,9 @@ static cg_desc conv_desc(cg_owner *o, cg_status *s, const conv_problem *pr)
 }
 
 /* The operation graph of pr into o: the convolution (alpha 1, beta 0: outputs
- * are overwritten), and with fuse_bias the forward's output goes through a
- * virtual tensor into a pointwise addition of the bias [1, OC, 1, 1]. */
+ * are overwritten), and with fuse_bias (never in bf16 mode) the forward's output
+ * goes through a virtual tensor into a pointwise addition of the bias
+ * [1, OC, 1, 1]. */
 static cg_desc conv_graph(cg_owner *o, cg_status *s, cudnnHandle_t h, const conv_problem *pr,
                           bool fuse_bias)
 {
@@ -252,11 +292,11 @@ static void conv_args(const conv_problem *pr, bool with_bias, cg_args *a)
 {
     a->n = 0;
     a->uid[a->n] = UID_X;
-    a->ptr[a->n++] = tensor_data(pr->x.t);
+    a->ptr[a->n++] = operand_data(&pr->x);
     a->uid[a->n] = UID_W;
-    a->ptr[a->n++] = tensor_data(pr->w.t);
+    a->ptr[a->n++] = operand_data(&pr->w);
     a->uid[a->n] = UID_Y;
-    a->ptr[a->n++] = tensor_data(pr->y.t);
+    a->ptr[a->n++] = operand_data(&pr->y);
     if (with_bias) {
         a->uid[a->n] = UID_B;
         a->ptr[a->n++] = tensor_data(pr->b);
@@ -274,6 +314,7 @@ static int conv_key(const conv_problem *pr, bool tf32, int64_t *k)
     k[n++] = pr->dev.index;
     k[n++] = pr->dt;
     k[n++] = tf32;
+    k[n++] = pr->bf16;
     k[n++] = pr->nhwc;
     k[n++] = pr->b != NULL;
     for (int i = 0; i < 4; i++) {
@@ -287,9 +328,9 @@ static int conv_key(const conv_problem *pr, bool tf32, int64_t *k)
         k[n++] = pr->p->dilation[i];
     }
     k[n++] = pr->p->groups;
-    k[n++] = cg_alignment(tensor_data(pr->x.t));
-    k[n++] = cg_alignment(tensor_data(pr->w.t));
-    k[n++] = cg_alignment(tensor_data(pr->y.t));
+    k[n++] = cg_alignment(operand_data(&pr->x));
+    k[n++] = cg_alignment(operand_data(&pr->w));
+    k[n++] = cg_alignment(operand_data(&pr->y));
     k[n++] = pr->b ? cg_alignment(tensor_data(pr->b)) : 0;
     return n;
 }
@@ -306,7 +347,7 @@ static cg_plan *conv_plan(const conv_problem *pr, cudnnHandle_t h, bool fuse_bia
     cg_desc graph = conv_graph(&plan->own, &s, h, pr, fuse_bias);
     cg_args a;
     conv_args(pr, fuse_bias, &a);
-    bool tensor_cores = pr->dt != DT_F32 || tf32;
+    bool tensor_cores = pr->dt != DT_F32 || tf32 || pr->bf16;
     if (cg_check(&s, op) != 0 || cg_autotune(plan, h, graph, tensor_cores, &a, pr->dev, op) != 0) {
         cg_plan_free(plan);
         return NULL;
@@ -319,10 +360,11 @@ static cg_plan *conv_plan(const conv_problem *pr, cudnnHandle_t h, bool fuse_bia
  * problem (float32 with TF32 off can leave none), solve it in NCHW. */
 #define USE_NCHW (-1)
 
-/* Run pr's convolution (and the forward's bias, fused or not). 0; 1 when no
- * engine takes pr in channels-last (remembered: later calls answer at once);
- * or -1 with the error set. */
-static int conv_run(const conv_problem *pr, tensor *y_out, const char *op)
+/* Run pr's convolution, with the forward's bias when the plan fuses it (else
+ * *bias_left says the caller adds it). 0; 1 when no engine takes pr in
+ * channels-last (remembered: later calls answer at once); or -1 with the error
+ * set. */
+static int conv_run(const conv_problem *pr, bool *bias_left, const char *op)
 {
     cudnnHandle_t h = cg_handle(pr->dev.index, op);
     if (!h)
@@ -332,8 +374,9 @@ static int conv_run(const conv_problem *pr, tensor *y_out, const char *op)
     int nk = conv_key(pr, tf32, key);
     cg_plan *plan = cg_cache_find(key, nk);
     if (!plan) {
-        /* An engine for the fused graph if there is one; else the plain convolution. */
-        if (pr->b && pr->dt != DT_F64) { /* no engine fuses float64 */
+        /* An engine for the fused graph if there is one; else the plain convolution.
+         * No engine fuses float64; in bf16 the bias goes to the float32 output. */
+        if (pr->b && pr->dt != DT_F64 && !pr->bf16) {
             plan = conv_plan(pr, h, true, tf32, "conv2d (bias fused)");
             if (!plan && cg_verbose())
                 fprintf(stderr, "miles: %s\n", err_msg());
@@ -358,33 +401,37 @@ static int conv_run(const conv_problem *pr, tensor *y_out, const char *op)
     conv_args(pr, plan->tag, &a);
     if (cg_execute(h, plan, &a, pr->dev, op) != 0)
         return -1;
-    /* The bias when the plan did not add it (its messages name the op). */
-    return pr->b && !plan->tag ? cuda_conv_bias_add(y_out, pr->b) : 0;
+    *bias_left = pr->b && !plan->tag;
+    return 0;
 }
 
 /* --- kernels --- */
 
 /* Solve one convolution kind: x, w, y as the kind reads and writes them (the
- * written one is finished from its temporary when it had one), in channels-last
- * when the activations are, else (or when no engine takes that) in NCHW. */
+ * written one is finished from its temporaries when it had them), in
+ * channels-last when the activations are or in bf16 mode, else (or when no
+ * engine takes that) in NCHW; then the forward's bias if the plan left it. */
 static int conv_solve(conv_kind kind, const tensor *x, const tensor *w, const tensor *y,
                       const tensor *b, const conv2d_params *p, const char *op)
 {
     int rc = 1;
     for (int attempt = 0; rc == 1 && attempt < 2; attempt++) {
         conv_problem pr;
-        rc = problem_init(&pr, kind, x, w, y, b, p, attempt == 0);
+        rc = problem_init(&pr, kind, x, w, y, b, p, attempt == 0) == 0 ? 0 : err_prefix(op);
         conv_operand *out = kind == CONV_FWD ? &pr.y : kind == CONV_BWD_DATA ? &pr.x : &pr.w;
         tensor *dst = (tensor *)(kind == CONV_FWD ? y : kind == CONV_BWD_DATA ? x : w);
+        bool bias_left = false;
         if (rc == 0)
-            rc = conv_run(&pr, out->tmp ? out->tmp : dst, op);
-        if (rc == 0)
-            rc = operand_finish(out, dst);
+            rc = conv_run(&pr, &bias_left, op); /* its messages name the op */
+        if (rc == 0 && operand_finish(out, dst) != 0)
+            rc = err_prefix(op);
+        if (rc == 0 && bias_left)
+            rc = cuda_conv_bias_add(dst, b); /* so do these */
         if (rc == 1 && !pr.nhwc)
-            rc = err_set("no cuDNN engine runs this convolution");
+            rc = err_set("%s: no cuDNN engine runs this convolution", op);
         problem_release(&pr);
     }
-    return rc == 0 ? 0 : err_prefix(op);
+    return rc;
 }
 
 int cuda_conv2d(tensor *y, const tensor *x, const tensor *w, const tensor *b,

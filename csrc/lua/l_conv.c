@@ -72,12 +72,7 @@ static int l_batch_norm(lua_State *L)
  * memory when on, the default; contiguous NCHW when off), after setting it. */
 static int l_channels_last(lua_State *L)
 {
-    if (!lua_isnoneornil(L, 1)) {
-        luaL_checktype(L, 1, LUA_TBOOLEAN);
-        ops_set_channels_last(lua_toboolean(L, 1));
-    }
-    lua_pushboolean(L, ops_get_channels_last());
-    return 1;
+    return lt_switch(L, ops_set_channels_last, ops_get_channels_last);
 }
 
 static const luaL_Reg funcs[] = {

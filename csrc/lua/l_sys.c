@@ -116,12 +116,14 @@ static int l_cuda_synchronize(lua_State *L)
 /* cuda_tf32([on]) -> whether TF32 maths is allowed (after setting it when given) */
 static int l_cuda_tf32(lua_State *L)
 {
-    if (!lua_isnoneornil(L, 1)) {
-        luaL_checktype(L, 1, LUA_TBOOLEAN);
-        cuda_set_tf32(lua_toboolean(L, 1));
-    }
-    lua_pushboolean(L, cuda_get_tf32());
-    return 1;
+    return lt_switch(L, cuda_set_tf32, cuda_get_tf32);
+}
+
+/* cuda_autocast([on]) -> whether bf16 autocast is on (after setting it when
+ * given); always false in a build without CUDA */
+static int l_cuda_autocast(lua_State *L)
+{
+    return lt_switch(L, cuda_set_bf16, cuda_get_bf16);
 }
 
 /* Seconds on a monotonic clock, for timing (differences only). */
@@ -139,7 +141,8 @@ static const luaL_Reg funcs[] = {
     {"set_num_threads", l_set_num_threads}, {"get_num_threads", l_get_num_threads},
     {"memory", l_memory}, {"empty_cache", l_empty_cache}, {"cuda_built", l_cuda_built},
     {"cuda_device_count", l_cuda_device_count}, {"cuda_synchronize", l_cuda_synchronize},
-    {"cuda_tf32", l_cuda_tf32}, {"wall_time", l_wall_time}, {NULL, NULL},
+    {"cuda_tf32", l_cuda_tf32}, {"cuda_autocast", l_cuda_autocast},
+    {"wall_time", l_wall_time}, {NULL, NULL},
 };
 
 void l_sys_open(lua_State *L)

@@ -323,6 +323,16 @@ static bool value_exact_int(const lua_value *v, const tensor *like)
     return !v->t && v->is_int && like->dtype == DT_I64;
 }
 
+int lt_switch(lua_State *L, void (*set)(bool), bool (*get)(void))
+{
+    if (!lua_isnoneornil(L, 1)) {
+        luaL_checktype(L, 1, LUA_TBOOLEAN);
+        set(lua_toboolean(L, 1));
+    }
+    lua_pushboolean(L, get());
+    return 1;
+}
+
 tensor *lt_int64_scalar(int64_t v, device dev)
 {
     tensor *s = tensor_empty(DT_I64, 0, NULL, DEVICE_CPU);

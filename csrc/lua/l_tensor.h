@@ -20,6 +20,9 @@ tensor *lt_check(lua_State *L, int idx);
 tensor *lt_test(lua_State *L, int idx);
 /* Raise the core's current error message. */
 int lt_error(lua_State *L);
+/* A global on/off setting as a Lua function f([on]) -> on: sets it when given a
+ * boolean, then returns it. */
+int lt_switch(lua_State *L, void (*set)(bool), bool (*get)(void));
 /* A 0-dim int64 tensor holding v exactly, on dev (NULL with the error set). */
 tensor *lt_int64_scalar(int64_t v, device dev);
 /* A 1-based Lua dim (negative counts from the end) as a 0-based core dim. */

@@ -28,7 +28,8 @@ miles.rules = require "miles.rules"
 miles.train = require "miles.train"
 miles.plot = require "miles.plot"
 
---- The GPU side: whether there is one, waiting for it, TF32 maths, memory.
+--- The GPU side: whether there is one, waiting for it, TF32 maths, bf16 autocast,
+-- memory.
 miles.cuda = {
   is_available = function() return core.cuda_device_count() > 0 end,
   device_count = core.cuda_device_count,
@@ -38,6 +39,12 @@ miles.cuda = {
   --- allow_tf32() -> on; allow_tf32(on): TF32 tensor-core maths for float32
   -- matmuls and convolutions (on by default, like PyTorch's for convolutions).
   allow_tf32 = core.cuda_tf32,
+  --- autocast() -> on; autocast(on): bf16 autocast (off by default). Float32
+  -- convolutions and matmuls on a GPU round their inputs to bf16 and run on bf16
+  -- tensor cores with float32 accumulation; their outputs, like every tensor,
+  -- stay float32 (PyTorch's AMP numerics for these ops). Float64 and the CPU are
+  -- unaffected; without CUDA it is always off.
+  autocast = core.cuda_autocast,
   memory_stats = function() return core.memory().cuda end,
   empty_cache = core.empty_cache,
 }
