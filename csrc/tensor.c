@@ -446,9 +446,18 @@ int tensor_copy_into(tensor *dst, const tensor *src)
     if (!s)
         return -1;
     if (!device_eq(tensor_device(dst), tensor_device(s))) {
-        int rc = cuda_copy_across(dst, s);
+        int rc;
+        if (tensor_numel(src) < tensor_numel(dst)) {
+            /* a broadcast source (a scalar, a row): move it as it is, then
+             * broadcast there, rather than moving every repeated element */
+            tensor *moved = tensor_to_device(src, tensor_device(dst));
+            rc = moved ? tensor_copy_into(dst, moved) : -1;
+            tensor_decref(moved);
+        } else {
+            rc = cuda_copy_across(dst, s);
+            tensor_bump_version(dst);
+        }
         tensor_decref(s);
-        tensor_bump_version(dst);
         return rc;
     }
     /* A source that overlaps the destination in another layout (x:copy_(x:t()))

@@ -508,6 +508,10 @@ describe("cuda runtime", function()
     local y = miles.zeros(4, 5):cuda()
     y:narrow(2, 2, 3):copy_(miles.ones(4, 3)) -- host into a strided device view
     assert.equal(12, y:sum():item())
+    y:copy_(miles.tensor({ 1, 2, 3, 4, 5 })) -- a host row broadcast over the rows
+    assert.equal(60, y:sum():item())
+    y:copy_(miles.ones(5):cuda():narrow(1, 2, 1)) -- a device scalar view
+    assert.equal(20, y:sum():item())
   end)
 
   gpu_it("gradients flow back across a device move #gpu", function()

@@ -629,12 +629,13 @@ static int l_totable(lua_State *L)
 
 static int l_item(lua_State *L)
 {
-    tensor *t = cpu_readable(L, lt_check(L, 1));
+    tensor *t = lt_check(L, 1);
     if (tensor_numel(t) != 1) {
         char b[128];
         return luaL_error(L, "item: a tensor of shape %s has %d elements, not 1",
                           tensor_shape_str(t, b, sizeof b), (int)tensor_numel(t));
     }
+    t = cpu_readable(L, t);
     int64_t off = 0;
     push_element(L, t, off);
     return 1;
