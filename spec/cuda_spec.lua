@@ -597,6 +597,13 @@ describe("devices without a GPU", function()
     assert.is_false(miles.cuda.is_available())
   end)
 
+  it("the GPU settings are switches: deterministic is off by default and off without CUDA", function()
+    assert.is_false(miles.cuda.deterministic())
+    finally(function() miles.cuda.deterministic(false) end)
+    assert.equal(miles.cuda.is_built(), miles.cuda.deterministic(true))
+    assert.is_false(miles.cuda.deterministic(false))
+  end)
+
   it("miles.tensor keeps a source tensor's device and honours device =", function()
     local x = miles.tensor({ { 1, 2 }, { 3, 4 } }, { device = "cpu", requires_grad = false })
     assert.equal("cpu", x:device())

@@ -5,7 +5,7 @@
  * same ld), so C = op(A) op(B) is computed as C^T = op(B)^T op(A)^T: the operands
  * swap places, the sizes m and n swap, and the transpose flags stay as they are.
  *
- * bf16 autocast (cuda_ctx_bf16): a float32 product reads bf16 copies of the
+ * bf16 autocast (cuda_get_bf16): a float32 product reads bf16 copies of the
  * parts of A and B it uses (rounded to nearest even) and accumulates in float32
  * into C, which stays float32 with its beta. */
 #include <inttypes.h>
@@ -113,13 +113,13 @@ int cuda_gemm(dtype_t dt, int64_t batch, bool ta, bool tb, int64_t m, int64_t n,
         palpha = &alpha_f;
         pbeta = &beta_f;
         type = ab_type = CUDA_R_32F;
-        compute = cuda_ctx_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+        compute = cuda_get_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
         what = "cublasGemmStridedBatchedEx (float32)";
     }
     const void *a = tensor_data(A), *b = tensor_data(B);
     void *a16 = NULL, *b16 = NULL;
     int64_t na = 0, nb = 0;
-    if (dt == DT_F32 && k > 0 && cuda_ctx_bf16()) {
+    if (dt == DT_F32 && k > 0 && cuda_get_bf16()) {
         /* bf16 autocast: A and B as stored are ta ? k x m : m x k and tb ? n x k : k x n */
         na = operand_span(batch, sa, ta ? k : m, ta ? m : k, lda);
         nb = operand_span(batch, sb, tb ? n : k, tb ? k : n, ldb);

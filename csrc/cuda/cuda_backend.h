@@ -44,4 +44,11 @@ void cuda_set_tf32(bool on);
 bool cuda_get_bf16(void);
 void cuda_set_bf16(bool on);
 
+/* Deterministic convolutions (off by default): cuDNN engines that note
+ * non-determinism are skipped and the first workable engine of the heuristics'
+ * order is used instead of the fastest by timing, so a run repeats bit for bit
+ * (scatter_add/index_add with repeated indices still add in atomic order). */
+bool cuda_get_deterministic(void);
+void cuda_set_deterministic(bool on);
+
 #endif

@@ -9,6 +9,8 @@
 
 #include <cuda_runtime.h>
 
+#include "cuda_backend.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -33,16 +35,8 @@ int cuda_ctx_check(cudaError_t e, const char *what);
 /* After a kernel launch: the launch's error, if any (no synchronisation). */
 int cuda_ctx_launched(const char *what);
 
-/* TF32 tensor-core maths for float32 matmuls and convolutions (PyTorch's
- * allow_tf32); on by default. */
-bool cuda_ctx_tf32(void);
-void cuda_ctx_set_tf32(bool on);
-
-/* bf16 autocast (off by default): float32 matmuls and convolutions round their
- * inputs to bf16 and run on bf16 tensor cores with float32 accumulation; their
- * outputs stay float32 (PyTorch's AMP numerics for these ops). */
-bool cuda_ctx_bf16(void);
-void cuda_ctx_set_bf16(bool on);
+/* The maths settings (TF32, bf16 autocast, deterministic) are cuda_backend.h's
+ * cuda_get_* functions. */
 
 /* Grid size for n elements with `threads` per block and grid-stride loops. */
 unsigned cuda_ctx_blocks(long long n, unsigned threads);

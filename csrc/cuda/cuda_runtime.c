@@ -37,6 +37,7 @@ static gpu_state gpus[MAX_GPUS];
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool tf32 = true;
 static bool bf16 = false;
+static bool deterministic = false;
 
 int cuda_ctx_check(cudaError_t e, const char *what)
 {
@@ -194,16 +195,6 @@ int cuda_synchronize(int index)
     return cuda_ctx_sync(index);
 }
 
-bool cuda_ctx_tf32(void)
-{
-    return tf32;
-}
-
-void cuda_ctx_set_tf32(bool on)
-{
-    tf32 = on;
-}
-
 bool cuda_get_tf32(void)
 {
     return tf32;
@@ -214,16 +205,6 @@ void cuda_set_tf32(bool on)
     tf32 = on;
 }
 
-bool cuda_ctx_bf16(void)
-{
-    return bf16;
-}
-
-void cuda_ctx_set_bf16(bool on)
-{
-    bf16 = on;
-}
-
 bool cuda_get_bf16(void)
 {
     return bf16;
@@ -232,6 +213,16 @@ bool cuda_get_bf16(void)
 void cuda_set_bf16(bool on)
 {
     bf16 = on;
+}
+
+bool cuda_get_deterministic(void)
+{
+    return deterministic;
+}
+
+void cuda_set_deterministic(bool on)
+{
+    deterministic = on;
 }
 
 const struct backend *cuda_backend_get(int index)

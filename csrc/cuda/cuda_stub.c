@@ -83,3 +83,13 @@ void cuda_set_bf16(bool on)
 {
     (void)on;
 }
+
+bool cuda_get_deterministic(void)
+{
+    return false;
+}
+
+void cuda_set_deterministic(bool on)
+{
+    (void)on;
+}

@@ -8,14 +8,14 @@
  * cuDNN gets each tensor's real strides: the packed ones of the layout (a size-1
  * dim's stride, which addresses nothing, is given its packed value).
  *
- * bf16 autocast (cuda_ctx_bf16): a float32 problem runs channels-last with x, w
+ * bf16 autocast (cuda_get_bf16): a float32 problem runs channels-last with x, w
  * and y in bf16 (float32 compute type): each input in the layout is rounded into
  * a bf16 temporary, and the written one is computed into a bf16 temporary, then
  * widened into its float32 tensor. The bias is then not fused (it is added to
  * the float32 output).
  *
  * Plans: a finalized plan per problem (kind, device, dtype, shapes, layout,
- * geometry, pointer alignments, TF32 and bf16 settings), chosen once by timing
+ * geometry, pointer alignments, TF32, bf16 and deterministic settings), chosen once by timing
  * the engine configs the heuristics propose (cg_autotune) and cached for the
  * process's life. The forward's bias is fused into the convolution's graph as a
  * pointwise addition when an engine accepts that; else it is added by a kernel
@@ -146,7 +146,7 @@ static int problem_init(conv_problem *pr, conv_kind kind, const tensor *x, const
     pr->dev = tensor_device(x);
     pr->p = p;
     pr->b = b;
-    pr->bf16 = pr->dt == DT_F32 && cuda_ctx_bf16();
+    pr->bf16 = pr->dt == DT_F32 && cuda_get_bf16();
     pr->nhwc = allow_nhwc && pr->dt == DT_F32 &&
                (pr->bf16 || strictly_channels_last(x) || strictly_channels_last(y));
     if (operand_init(&pr->x, x, pr->nhwc, pr->bf16, kind != CONV_BWD_DATA) != 0 ||
@@ -315,6 +315,7 @@ static int conv_key(const conv_problem *pr, bool tf32, int64_t *k)
     k[n++] = pr->dt;
     k[n++] = tf32;
     k[n++] = pr->bf16;
+    k[n++] = cuda_get_deterministic();
     k[n++] = pr->nhwc;
     k[n++] = pr->b != NULL;
     for (int i = 0; i < 4; i++) {
@@ -369,7 +370,7 @@ static int conv_run(const conv_problem *pr, bool *bias_left, const char *op)
     cudnnHandle_t h = cg_handle(pr->dev.index, op);
     if (!h)
         return -1;
-    bool tf32 = cuda_ctx_tf32();
+    bool tf32 = cuda_get_tf32();
     int64_t key[CG_MAX_KEY];
     int nk = conv_key(pr, tf32, key);
     cg_plan *plan = cg_cache_find(key, nk);

@@ -230,7 +230,8 @@ static int heuristic_configs(cg_desc graph, cudnnBackendHeurMode_t mode, cg_desc
 }
 
 /* What cfg's engine says of itself: *allowed is false for an unwanted numerical
- * note (inputs down-converted; tensor cores when !allow_tensor_cores), *compiles
+ * note (inputs down-converted; tensor cores when !allow_tensor_cores;
+ * non-deterministic in deterministic mode), *compiles
  * when finalizing it compiles kernels (NVRTC: slow). 0, or -1 when the numerical
  * notes cannot be read (the config is then not used). */
 static int config_notes(cg_desc cfg, bool allow_tensor_cores, bool *allowed, bool *compiles)
@@ -261,7 +262,8 @@ static int config_notes(cg_desc cfg, bool allow_tensor_cores, bool *allowed, boo
     *compiles = false;
     for (int64_t i = 0; i < n && i < CUDNN_NUMERICAL_NOTE_TYPE_COUNT; i++)
         if (notes[i] == CUDNN_NUMERICAL_NOTE_DOWN_CONVERT_INPUTS ||
-            (notes[i] == CUDNN_NUMERICAL_NOTE_TENSOR_CORE && !allow_tensor_cores))
+            (notes[i] == CUDNN_NUMERICAL_NOTE_TENSOR_CORE && !allow_tensor_cores) ||
+            (notes[i] == CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC && cuda_get_deterministic()))
             *allowed = false;
     for (int64_t i = 0; i < nb && i < CUDNN_BEHAVIOR_NOTE_TYPE_COUNT; i++)
         if (behavior[i] == CUDNN_BEHAVIOR_NOTE_RUNTIME_COMPILATION)
@@ -396,7 +398,9 @@ int cg_autotune(cg_plan *p, cudnnHandle_t h, cg_desc graph, bool allow_tensor_co
         /* Finalizing can compile kernels (a second or more each): a bounded number
          * of tries, fewer of those that compile. */
         int tries = 0, compiled = 0, kept = 0;
-        for (int i = 0; i < ncfg && tries < TUNE_TRIES && kept < TUNE_KEEP; i++) {
+        /* deterministic: the first workable engine, so timing noise cannot change it */
+        int keep = cuda_get_deterministic() ? 1 : TUNE_KEEP;
+        for (int i = 0; i < ncfg && tries < TUNE_TRIES && kept < keep; i++) {
             bool allowed = false, compiles = false;
             if (config_notes(cfgs[i], allow_tensor_cores, &allowed, &compiles) != 0) {
                 st.unreadable++;

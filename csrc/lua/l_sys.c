@@ -126,6 +126,13 @@ static int l_cuda_autocast(lua_State *L)
     return lt_switch(L, cuda_set_bf16, cuda_get_bf16);
 }
 
+/* cuda_deterministic([on]) -> whether GPU convolutions repeat bit for bit (after
+ * setting it when given); always false in a build without CUDA */
+static int l_cuda_deterministic(lua_State *L)
+{
+    return lt_switch(L, cuda_set_deterministic, cuda_get_deterministic);
+}
+
 /* Seconds on a monotonic clock, for timing (differences only). */
 static int l_wall_time(lua_State *L)
 {
@@ -142,6 +149,7 @@ static const luaL_Reg funcs[] = {
     {"memory", l_memory}, {"empty_cache", l_empty_cache}, {"cuda_built", l_cuda_built},
     {"cuda_device_count", l_cuda_device_count}, {"cuda_synchronize", l_cuda_synchronize},
     {"cuda_tf32", l_cuda_tf32}, {"cuda_autocast", l_cuda_autocast},
+    {"cuda_deterministic", l_cuda_deterministic},
     {"wall_time", l_wall_time}, {NULL, NULL},
 };
 

@@ -29,7 +29,7 @@ miles.train = require "miles.train"
 miles.plot = require "miles.plot"
 
 --- The GPU side: whether there is one, waiting for it, TF32 maths, bf16 autocast,
--- memory.
+-- determinism, memory.
 miles.cuda = {
   is_available = function() return core.cuda_device_count() > 0 end,
   device_count = core.cuda_device_count,
@@ -45,6 +45,11 @@ miles.cuda = {
   -- stay float32 (PyTorch's AMP numerics for these ops). Float64 and the CPU are
   -- unaffected; without CUDA it is always off.
   autocast = core.cuda_autocast,
+  --- deterministic() -> on; deterministic(on): GPU convolutions repeat bit for
+  -- bit from run to run (engines noted non-deterministic skipped, the first
+  -- workable one taken instead of the fastest); off by default, like PyTorch's
+  -- cudnn.deterministic. Without CUDA it is always off.
+  deterministic = core.cuda_deterministic,
   memory_stats = function() return core.memory().cuda end,
   empty_cache = core.empty_cache,
 }
