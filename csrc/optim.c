@@ -234,10 +234,22 @@ static int check_fused_disjoint(const char *who, int n, int nops, const tensor *
 }
 
 /* Does tensor j go in the same GPU launch as tensor i (same GPU and dtype)? */
-static bool same_launch(const tensor *i, const tensor *j)
+/* The next fused launch of a group: the indices (into idx, in order; returns how
+ * many, 0 when none is left) of the GPU tensors of ps not done yet that share
+ * the first such tensor's GPU and dtype, which are marked done. */
+static int next_launch(int n, tensor *const *ps, bool *done, int *idx)
 {
-    return tensor_device(j).type == DEV_CUDA && device_eq(tensor_device(i), tensor_device(j)) &&
-           i->dtype == j->dtype;
+    int m = 0;
+    for (int j = 0; j < n; j++) {
+        if (done[j] || tensor_device(ps[j]).type != DEV_CUDA)
+            continue;
+        if (m > 0 && (!device_eq(tensor_device(ps[idx[0]]), tensor_device(ps[j])) ||
+                      ps[idx[0]]->dtype != ps[j]->dtype))
+            continue;
+        done[j] = true;
+        idx[m++] = j;
+    }
+    return m;
 }
 #endif
 
@@ -482,8 +494,9 @@ static int adam_cuda(const char *who, bool decoupled, int n, tensor *const *ps,
     const tensor **ops = malloc((size_t)n * 5 * sizeof *ops);
     optim_cuda_adam_tensor *ts = malloc((size_t)n * sizeof *ts);
     bool *done = calloc((size_t)n, sizeof *done);
+    int *idx = malloc((size_t)n * sizeof *idx);
     int rc = 0;
-    if (!ops || !ts || !done) {
+    if (!ops || !ts || !done || !idx) {
         rc = err_set("%s: out of memory", who);
         goto out;
     }
@@ -500,28 +513,26 @@ static int adam_cuda(const char *who, bool decoupled, int n, tensor *const *ps,
         .sgn = g.sgn, .wd = g.wd, .decay = g.decay, .b1 = g.b1, .a1 = g.a1, .b2 = g.b2,
         .a2 = g.a2, .eps = g.eps, .l2 = g.l2, .amsgrad = g.amsgrad,
     };
-    for (int i = 0; i < n && rc == 0; i++) {
-        if (done[i] || tensor_device(ps[i]).type != DEV_CUDA)
-            continue;
-        int nt = 0;
-        for (int j = i; j < n; j++) {
-            if (done[j] || !same_launch(ps[i], ps[j]))
-                continue;
+    int m;
+    while (rc == 0 && (m = next_launch(n, ps, done, idx)) > 0) {
+        for (int k = 0; k < m; k++) {
+            int j = idx[k];
             adam_job s = adam_scalars(decoupled, o, steps[j]);
-            ts[nt++] = (optim_cuda_adam_tensor){
+            ts[k] = (optim_cuda_adam_tensor){
                 .p = tensor_data(ps[j]), .m = tensor_data(ms[j]), .v = tensor_data(vs[j]),
                 .vmax = o->amsgrad ? tensor_data(vmaxs[j]) : NULL, .g = tensor_data(gs[j]),
                 .numel = tensor_numel(ps[j]), .bc2_sqrt = s.bc2_sqrt,
                 .neg_step_size = s.neg_step_size,
             };
-            done[j] = true;
         }
-        rc = optim_cuda_adam(who, tensor_device(ps[i]).index, ps[i]->dtype, nt, ts, &hp);
+        const tensor *p0 = ps[idx[0]];
+        rc = optim_cuda_adam(who, tensor_device(p0).index, p0->dtype, m, ts, &hp);
     }
 out:
     free(ops);
     free(ts);
     free(done);
+    free(idx);
     return rc;
 }
 #endif
@@ -737,8 +748,9 @@ static int sgd_cuda(int n, tensor *const *ps, const tensor *const *gs, tensor *c
     const tensor **ops = malloc((size_t)n * 3 * sizeof *ops);
     optim_cuda_sgd_tensor *ts = malloc((size_t)n * sizeof *ts);
     bool *done = calloc((size_t)n, sizeof *done);
+    int *idx = malloc((size_t)n * sizeof *idx);
     int rc = 0;
-    if (!ops || !ts || !done) {
+    if (!ops || !ts || !done || !idx) {
         rc = err_set("%s: out of memory", who);
         goto out;
     }
@@ -753,28 +765,26 @@ static int sgd_cuda(int n, tensor *const *ps, const tensor *const *gs, tensor *c
         .sgn = g.sgn, .wd = g.wd, .mom = g.mom, .neg_lr = g.neg_lr, .l2 = g.l2,
         .with_buf = with_buf, .nesterov = g.nesterov,
     };
-    for (int i = 0; i < n && rc == 0; i++) {
-        if (done[i] || tensor_device(ps[i]).type != DEV_CUDA)
-            continue;
-        int nt = 0;
-        for (int j = i; j < n; j++) {
-            if (done[j] || !same_launch(ps[i], ps[j]))
-                continue;
+    int m;
+    while (rc == 0 && (m = next_launch(n, ps, done, idx)) > 0) {
+        for (int k = 0; k < m; k++) {
+            int j = idx[k];
             bool first = with_buf && firsts && firsts[j];
             sgd_job s = sgd_scalars(first, o);
-            ts[nt++] = (optim_cuda_sgd_tensor){
+            ts[k] = (optim_cuda_sgd_tensor){
                 .p = tensor_data(ps[j]), .buf = with_buf ? tensor_data(bufs[j]) : NULL,
                 .g = tensor_data(gs[j]), .numel = tensor_numel(ps[j]), .buf_mom = s.buf_mom,
                 .a = s.a, .first = first,
             };
-            done[j] = true;
         }
-        rc = optim_cuda_sgd(tensor_device(ps[i]).index, ps[i]->dtype, nt, ts, &hp);
+        const tensor *p0 = ps[idx[0]];
+        rc = optim_cuda_sgd(tensor_device(p0).index, p0->dtype, m, ts, &hp);
     }
 out:
     free(ops);
     free(ts);
     free(done);
+    free(idx);
     return rc;
 }
 #endif
