@@ -16,6 +16,10 @@
 
 #include "common.cuh"
 
+extern "C" {
+#include "../csrc/cpu/cpu.h"
+}
+
 // Everything but the entry points is local to this file.
 namespace {
 
@@ -33,35 +37,15 @@ struct tap {
     double l0, l1;
 };
 
-// --- the scales, on the host, as the CPU computes them ---
-
-// PyTorch's area_pixel_compute_scale, in the data's precision.
-double linear_scale(int64_t in, int64_t out, double user_scale, bool align, bool f32)
-{
-    if (align)
-        return out > 1 ? (f32 ? (double)((float)(in - 1) / (float)(out - 1))
-                              : (double)(in - 1) / (double)(out - 1))
-                       : 0;
-    if (user_scale > 0)
-        return f32 ? (double)(float)(1.0 / user_scale) : 1.0 / user_scale;
-    return f32 ? (double)((float)in / (float)out) : (double)in / (double)out;
-}
-
-// Nearest's step: 1/scale_factor when the user gave one, else in/out; in float
-// for float32 data, in double for float64.
-double nearest_scale(int64_t in, int64_t out, double user_scale, bool f32)
-{
-    if (f32)
-        return user_scale > 0 ? (float)(1.0 / user_scale) : (float)in / (float)out;
-    return user_scale > 0 ? 1.0 / user_scale : (double)in / (double)out;
-}
+// --- the scales, on the host: the CPU's own functions (csrc/cpu/resize.c) ---
 
 // The axis of a resize from `in` to `out` pixels; user_scale is the user's scale
 // factor, or 0.
 axis axis_of(int64_t in, int64_t out, double user_scale, const resize_params *p, bool f32)
 {
-    double s = p->mode == RESIZE_NEAREST ? nearest_scale(in, out, user_scale, f32)
-                                         : linear_scale(in, out, user_scale, p->align_corners, f32);
+    double s = p->mode == RESIZE_NEAREST
+                   ? resize_nearest_scale(in, out, user_scale, f32)
+                   : resize_linear_scale(in, out, user_scale, p->align_corners, f32);
     return {in, out, s};
 }
 

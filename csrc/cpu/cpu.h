@@ -36,7 +36,11 @@ int cpu_avg_pool2d(tensor *out, const tensor *x, const pool2d_params *p);
 int cpu_avg_pool2d_backward(tensor *gin, const tensor *gout, const pool2d_params *p);
 int cpu_adaptive_avg_pool2d(tensor *out, const tensor *x);
 int cpu_adaptive_avg_pool2d_backward(tensor *gin, const tensor *gout);
-/* resize.c */
+/* resize.c; the scales are shared with the GPU's kernels (computed on the host):
+ * PyTorch's area_pixel_compute_scale, and nearest's step (1/scale_factor when
+ * the user gave one, else in/out), in float for float32 data. */
+double resize_linear_scale(int64_t in, int64_t out, double user_scale, bool align, bool f32);
+double resize_nearest_scale(int64_t in, int64_t out, double user_scale, bool f32);
 int cpu_interpolate2d(tensor *out, const tensor *x, const resize_params *p);
 int cpu_interpolate2d_backward(tensor *gin, const tensor *gout, const resize_params *p);
 

@@ -27,7 +27,7 @@ typedef struct {
 } tap;
 
 /* PyTorch's area_pixel_compute_scale, in the data's precision. */
-static double linear_scale(int64_t in, int64_t out, double user_scale, bool align, bool f32)
+double resize_linear_scale(int64_t in, int64_t out, double user_scale, bool align, bool f32)
 {
     if (align)
         return out > 1 ? (f32 ? (double)((float)(in - 1) / (float)(out - 1))
@@ -52,7 +52,7 @@ static double linear_source(double scale, int64_t o, bool align, bool f32)
 /* The bilinear taps of an axis of `in` pixels resized to `out`. */
 static void linear_taps(tap *t, int64_t in, int64_t out, double user_scale, bool align, bool f32)
 {
-    double scale = linear_scale(in, out, user_scale, align, f32);
+    double scale = resize_linear_scale(in, out, user_scale, align, f32);
     for (int64_t o = 0; o < out; o++) {
         if (in == out) { /* PyTorch copies an axis that keeps its size */
             t[o] = (tap){o, o, 1, 0};
@@ -65,13 +65,19 @@ static void linear_taps(tap *t, int64_t in, int64_t out, double user_scale, bool
     }
 }
 
+double resize_nearest_scale(int64_t in, int64_t out, double user_scale, bool f32)
+{
+    if (f32)
+        return user_scale > 0 ? (float)(1.0 / user_scale) : (float)in / (float)out;
+    return user_scale > 0 ? 1.0 / user_scale : (double)in / (double)out;
+}
+
 /* The nearest taps of an axis (i0 only). */
 static void nearest_taps(tap *t, int64_t in, int64_t out, double user_scale, bool f32)
 {
-    float sf = user_scale > 0 ? (float)(1.0 / user_scale) : (float)in / (float)out;
-    double sd = user_scale > 0 ? 1.0 / user_scale : (double)in / (double)out;
+    double s = resize_nearest_scale(in, out, user_scale, f32);
     for (int64_t o = 0; o < out; o++) {
-        float r = f32 ? (float)o * sf : (float)((double)o * sd);
+        float r = f32 ? (float)o * (float)s : (float)((double)o * s);
         int64_t i = (int64_t)floorf(r);
         t[o] = (tap){i < in - 1 ? i : in - 1, 0, 1, 0};
     }
