@@ -114,33 +114,60 @@ void *cache_alloc_get(cache_alloc *c, size_t n)
     return p;
 }
 
+/* With the lock held: put block p of class k on its free list, or give it back to
+ * the device when the list cannot grow. */
+static void keep_locked(cache_alloc *c, void *p, int k)
+{
+    size_t size = class_size(k);
+    free_list *l = &c->lists[k];
+    if (l->n == l->cap) {
+        int64_t cap = l->cap ? 2 * l->cap : 8;
+        void **grown = realloc(l->p, (size_t)cap * sizeof *grown);
+        if (!grown) { /* no room to remember it: give it straight back */
+            c->dev.release(c->dev.ud, p, size);
+            c->stats.device_releases++;
+            return;
+        }
+        l->p = grown;
+        l->cap = cap;
+    }
+    l->p[l->n++] = p;
+    c->stats.cached_bytes += (int64_t)size;
+}
+
 void cache_alloc_put(cache_alloc *c, void *p, size_t n)
 {
     if (!p)
         return;
     int k = class_of(n);
-    size_t size = class_size(k);
     pthread_mutex_lock(&c->lock);
-    c->stats.in_use_bytes -= (int64_t)size;
+    c->stats.in_use_bytes -= (int64_t)class_size(k);
+    keep_locked(c, p, k);
+    pthread_mutex_unlock(&c->lock);
+}
+
+void *cache_alloc_take_cached(cache_alloc *c, size_t n)
+{
+    if (n > MAX_REQUEST)
+        return NULL;
+    int k = class_of(n);
+    pthread_mutex_lock(&c->lock);
     free_list *l = &c->lists[k];
-    bool kept = true;
-    if (l->n == l->cap) {
-        int64_t cap = l->cap ? 2 * l->cap : 8;
-        void **grown = realloc(l->p, (size_t)cap * sizeof *grown);
-        if (grown) {
-            l->p = grown;
-            l->cap = cap;
-        } else {
-            kept = false; /* no room to remember it: give it straight back */
-        }
+    void *p = NULL;
+    if (l->n > 0) {
+        p = l->p[--l->n];
+        c->stats.cached_bytes -= (int64_t)class_size(k);
     }
-    if (kept) {
-        l->p[l->n++] = p;
-        c->stats.cached_bytes += (int64_t)size;
-    } else {
-        c->dev.release(c->dev.ud, p, size);
-        c->stats.device_releases++;
-    }
+    pthread_mutex_unlock(&c->lock);
+    return p;
+}
+
+void cache_alloc_adopt(cache_alloc *c, void *p, size_t n)
+{
+    if (!p || n > MAX_REQUEST)
+        return;
+    pthread_mutex_lock(&c->lock);
+    keep_locked(c, p, class_of(n));
     pthread_mutex_unlock(&c->lock);
 }
 

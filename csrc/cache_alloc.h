@@ -43,6 +43,13 @@ void *cache_alloc_get(cache_alloc *c, size_t n);
 void cache_alloc_put(cache_alloc *c, void *p, size_t n);
 /* Give the cached blocks back to the device. */
 void cache_alloc_empty(cache_alloc *c);
+
+/* Moving blocks between caches (a CUDA graph's private pool and the general
+ * cache): take a cached block of n's class off c's free lists (NULL when there is
+ * none; the device is not asked), or add a block that came from elsewhere to c's
+ * free lists. Neither counts as in use by c. */
+void *cache_alloc_take_cached(cache_alloc *c, size_t n);
+void cache_alloc_adopt(cache_alloc *c, void *p, size_t n);
 cache_alloc_stats cache_alloc_get_stats(cache_alloc *c);
 
 #endif

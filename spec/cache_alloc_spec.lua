@@ -89,4 +89,28 @@ describe("caching allocator", function()
     assert.is_nil(c:get(math.maxinteger))
     assert.equal(0, c:stats().device_allocs)
   end)
+
+  -- A CUDA graph's private pool takes the general cache's free blocks while it is
+  -- captured and hands its blocks back when the graph is freed (csrc/cuda/cuda_graph.c).
+  it("moves cached blocks between caches without asking the device", function()
+    local general, pool = miles._cache_allocator(1 << 30), miles._cache_allocator(1 << 30)
+    assert.is_nil(general:take(1000)) -- nothing cached: nil, and no device call
+    assert.equal(0, general:stats().device_allocs)
+    local a = general:get(1000)
+    general:put(a)
+    local b = general:take(900) -- the same class (1024): the cached block
+    assert.is_not_nil(b)
+    local s = general:stats()
+    assert.same({ 0, 0, 1 }, { s.cached_bytes, s.in_use_bytes, s.device_allocs })
+    assert.is_nil(general:take(2000)) -- another class: none cached
+    pool:adopt(general, b) -- hand the block to the other cache
+    s = pool:stats()
+    assert.same({ 1024, 0, 0 }, { s.cached_bytes, s.in_use_bytes, s.device_allocs })
+    local c = pool:get(1024) -- served from the adopted block
+    s = pool:stats()
+    assert.same({ 0, 1024, 0, 1 }, { s.cached_bytes, s.in_use_bytes, s.device_allocs, s.hits })
+    pool:put(c)
+    pool:empty() -- an adopted block goes back to the device like the others
+    assert.equal(1, pool:stats().device_releases)
+  end)
 end)

@@ -6,6 +6,8 @@
  *   local c = miles._cache_allocator(limit_bytes)
  *   local h = c:get(n)   -- a handle, or nil when out of memory
  *   c:put(h); c:empty(); c:stats() -> {in_use_bytes=, cached_bytes=, device_allocs=, ...}
+ *   local h = c:take(n)  -- a cached block of n's class, or nil (the device is not asked)
+ *   c:adopt(other, h)    -- block h held through allocator `other`, onto c's free lists
  */
 #include <lauxlib.h>
 #include <stdlib.h>
@@ -61,31 +63,72 @@ static int l_new(lua_State *L)
     return 1;
 }
 
-static int l_get(lua_State *L)
+/* Hold block b (asked as n bytes) under a new handle, pushed; or push nothing. */
+static int hold(lua_State *L, probe *p, void *b, size_t n)
 {
-    probe *p = check_probe(L);
-    lua_Integer n = luaL_checkinteger(L, 2);
-    luaL_argcheck(L, n >= 0, 2, "a size in bytes");
+    if (!b)
+        return 0;
     int h = 0;
     while (h < MAX_BLOCKS && p->blocks[h])
         h++;
-    luaL_argcheck(L, h < MAX_BLOCKS, 1, "too many blocks held");
-    void *b = cache_alloc_get(p->c, (size_t)n);
-    if (!b)
-        return 0;
+    if (h == MAX_BLOCKS) {
+        fake_release(p, b, cache_alloc_class(n));
+        return luaL_error(L, "_cache_allocator: too many blocks held");
+    }
     p->blocks[h] = b;
-    p->sizes[h] = (size_t)n;
+    p->sizes[h] = n;
     lua_pushinteger(L, h + 1);
     return 1;
+}
+
+static size_t check_size(lua_State *L)
+{
+    lua_Integer n = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, n >= 0, 2, "a size in bytes");
+    return (size_t)n;
+}
+
+static int l_get(lua_State *L)
+{
+    probe *p = check_probe(L);
+    size_t n = check_size(L);
+    return hold(L, p, cache_alloc_get(p->c, n), n);
+}
+
+static int l_take(lua_State *L)
+{
+    probe *p = check_probe(L);
+    size_t n = check_size(L);
+    return hold(L, p, cache_alloc_take_cached(p->c, n), n);
+}
+
+/* The block of the handle at stack index arg, held through p, no longer held. */
+static void *release_handle(lua_State *L, probe *p, int arg, size_t *n)
+{
+    lua_Integer h = luaL_checkinteger(L, arg);
+    luaL_argcheck(L, h >= 1 && h <= MAX_BLOCKS && p->blocks[h - 1], arg, "a held block");
+    void *b = p->blocks[h - 1];
+    *n = p->sizes[h - 1];
+    p->blocks[h - 1] = NULL;
+    return b;
+}
+
+static int l_adopt(lua_State *L)
+{
+    probe *p = check_probe(L);
+    probe *from = luaL_checkudata(L, 2, PROBE_MT);
+    size_t n;
+    void *b = release_handle(L, from, 3, &n);
+    cache_alloc_adopt(p->c, b, n);
+    return 0;
 }
 
 static int l_put(lua_State *L)
 {
     probe *p = check_probe(L);
-    lua_Integer h = luaL_checkinteger(L, 2);
-    luaL_argcheck(L, h >= 1 && h <= MAX_BLOCKS && p->blocks[h - 1], 2, "a held block");
-    cache_alloc_put(p->c, p->blocks[h - 1], p->sizes[h - 1]);
-    p->blocks[h - 1] = NULL;
+    size_t n;
+    void *b = release_handle(L, p, 2, &n);
+    cache_alloc_put(p->c, b, n);
     return 0;
 }
 
@@ -137,7 +180,8 @@ static int l_gc(lua_State *L)
 void l_cache_alloc_open(lua_State *L)
 {
     static const luaL_Reg methods[] = {
-        {"get", l_get}, {"put", l_put}, {"empty", l_empty}, {"stats", l_stats}, {NULL, NULL},
+        {"get", l_get},     {"put", l_put},     {"take", l_take},   {"adopt", l_adopt},
+        {"empty", l_empty}, {"stats", l_stats}, {NULL, NULL},
     };
     luaL_newmetatable(L, PROBE_MT);
     luaL_newlib(L, methods);
