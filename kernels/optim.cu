@@ -208,24 +208,30 @@ unsigned grid_for(int64_t chunks)
     return (unsigned)(chunks < OPTIM_MAX_BLOCKS ? chunks : OPTIM_MAX_BLOCKS);
 }
 
+// Launch kernel k on the table and the hyper-parameters, as an updatable launch
+// (csrc/cuda/cuda_ctx.h): inside a CUDA graph, the step's scalars are rewritten
+// before each replay.
+template <typename Table, typename Hp>
+int launch(const char *who, int device, void (*k)(Table, Hp), int64_t chunks, Table &tab,
+           const Hp &hp)
+{
+    void *args[] = {&tab, const_cast<Hp *>(&hp)};
+    return cuda_ctx_launch(device, who, reinterpret_cast<const void *>(k), grid_for(chunks),
+                           KTHREADS, args);
+}
+
 // Launch the Adam kernel of the table's flags on its filled table, then empty it.
 template <typename T>
-int adam_flush(const char *who, cudaStream_t s, adam_table &tab, int64_t chunks,
+int adam_flush(const char *who, int device, adam_table &tab, int64_t chunks,
                const optim_cuda_adam_hp &hp)
 {
     if (tab.count == 0)
         return 0;
-    const unsigned grid = grid_for(chunks);
-    if (hp.amsgrad && hp.l2)
-        adam_kernel<T, true, true><<<grid, KTHREADS, 0, s>>>(tab, hp);
-    else if (hp.amsgrad)
-        adam_kernel<T, false, true><<<grid, KTHREADS, 0, s>>>(tab, hp);
-    else if (hp.l2)
-        adam_kernel<T, true, false><<<grid, KTHREADS, 0, s>>>(tab, hp);
-    else
-        adam_kernel<T, false, false><<<grid, KTHREADS, 0, s>>>(tab, hp);
+    auto k = hp.amsgrad ? (hp.l2 ? adam_kernel<T, true, true> : adam_kernel<T, false, true>)
+                        : (hp.l2 ? adam_kernel<T, true, false> : adam_kernel<T, false, false>);
+    const int rc = launch(who, device, k, chunks, tab, hp);
     tab.count = 0;
-    return cuda_ctx_launched(who);
+    return rc;
 }
 
 // Pack the n tensors ts into tab, up to K at a time, and launch each full table
@@ -258,7 +264,7 @@ int pack_and_flush(Table &tab, int n, const Tensor *ts, Fill fill, Flush flush)
 // Pack the tensors into tables of up to K and launch each (one launch for K or
 // fewer tensors).
 template <typename T>
-int adam_all(const char *who, cudaStream_t s, int n, const optim_cuda_adam_tensor *ts,
+int adam_all(const char *who, int device, int n, const optim_cuda_adam_tensor *ts,
              const optim_cuda_adam_hp &hp)
 {
     adam_table tab;
@@ -273,39 +279,29 @@ int adam_all(const char *who, cudaStream_t s, int n, const optim_cuda_adam_tenso
             tab.bc2_sqrt[k] = x.bc2_sqrt;
             tab.neg_step_size[k] = x.neg_step_size;
         },
-        [&](int64_t chunks) { return adam_flush<T>(who, s, tab, chunks, hp); });
+        [&](int64_t chunks) { return adam_flush<T>(who, device, tab, chunks, hp); });
 }
 
 // The SGD twin of adam_flush.
 template <typename T>
-int sgd_flush(cudaStream_t s, sgd_table &tab, int64_t chunks, const optim_cuda_sgd_hp &hp)
+int sgd_flush(int device, sgd_table &tab, int64_t chunks, const optim_cuda_sgd_hp &hp)
 {
     if (tab.count == 0)
         return 0;
-    const unsigned grid = grid_for(chunks);
-    if (!hp.with_buf) {
-        if (hp.l2)
-            sgd_kernel<T, true, false, false><<<grid, KTHREADS, 0, s>>>(tab, hp);
-        else
-            sgd_kernel<T, false, false, false><<<grid, KTHREADS, 0, s>>>(tab, hp);
-    } else if (hp.nesterov) {
-        if (hp.l2)
-            sgd_kernel<T, true, true, true><<<grid, KTHREADS, 0, s>>>(tab, hp);
-        else
-            sgd_kernel<T, false, true, true><<<grid, KTHREADS, 0, s>>>(tab, hp);
-    } else {
-        if (hp.l2)
-            sgd_kernel<T, true, true, false><<<grid, KTHREADS, 0, s>>>(tab, hp);
-        else
-            sgd_kernel<T, false, true, false><<<grid, KTHREADS, 0, s>>>(tab, hp);
-    }
+    auto k = !hp.with_buf ? (hp.l2 ? sgd_kernel<T, true, false, false>
+                                   : sgd_kernel<T, false, false, false>)
+             : hp.nesterov ? (hp.l2 ? sgd_kernel<T, true, true, true>
+                                    : sgd_kernel<T, false, true, true>)
+                           : (hp.l2 ? sgd_kernel<T, true, true, false>
+                                    : sgd_kernel<T, false, true, false>);
+    const int rc = launch("sgd", device, k, chunks, tab, hp);
     tab.count = 0;
-    return cuda_ctx_launched("sgd");
+    return rc;
 }
 
 // The SGD twin of adam_all.
 template <typename T>
-int sgd_all(cudaStream_t s, int n, const optim_cuda_sgd_tensor *ts, const optim_cuda_sgd_hp &hp)
+int sgd_all(int device, int n, const optim_cuda_sgd_tensor *ts, const optim_cuda_sgd_hp &hp)
 {
     sgd_table tab;
     return pack_and_flush(
@@ -318,7 +314,7 @@ int sgd_all(cudaStream_t s, int n, const optim_cuda_sgd_tensor *ts, const optim_
             tab.a[k] = x.a;
             tab.first[k] = x.first;
         },
-        [&](int64_t chunks) { return sgd_flush<T>(s, tab, chunks, hp); });
+        [&](int64_t chunks) { return sgd_flush<T>(device, tab, chunks, hp); });
 }
 
 } // namespace
@@ -331,11 +327,8 @@ extern "C" int optim_cuda_adam(const char *who, int device, dtype_t dt, int n,
     if (dt != DT_F32 && dt != DT_F64)
         return err_set("%s: parameters must be float32 or float64, got %s", who,
                        dtype_name(dt));
-    cudaStream_t s = cuda_ctx_stream(device);
-    if (!s)
-        return -1;
-    return dt == DT_F32 ? adam_all<float>(who, s, n, ts, *hp)
-                        : adam_all<double>(who, s, n, ts, *hp);
+    return dt == DT_F32 ? adam_all<float>(who, device, n, ts, *hp)
+                        : adam_all<double>(who, device, n, ts, *hp);
 }
 
 extern "C" int optim_cuda_sgd(int device, dtype_t dt, int n, const optim_cuda_sgd_tensor *ts,
@@ -345,8 +338,5 @@ extern "C" int optim_cuda_sgd(int device, dtype_t dt, int n, const optim_cuda_sg
         return 0;
     if (dt != DT_F32 && dt != DT_F64)
         return err_set("sgd: parameters must be float32 or float64, got %s", dtype_name(dt));
-    cudaStream_t s = cuda_ctx_stream(device);
-    if (!s)
-        return -1;
-    return dt == DT_F32 ? sgd_all<float>(s, n, ts, *hp) : sgd_all<double>(s, n, ts, *hp);
+    return dt == DT_F32 ? sgd_all<float>(device, n, ts, *hp) : sgd_all<double>(device, n, ts, *hp);
 }

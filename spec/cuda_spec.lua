@@ -594,7 +594,16 @@ describe("devices without a GPU", function()
     H.raises(function() return nn.Linear(2, 3):cuda() end, want)
     H.raises(function() return miles.tensor({ 1, 2 }, { device = "cuda" }) end, want)
     H.raises(function() miles.cuda.synchronize() end, want)
+    H.raises(function() miles.cuda.graph(function() end) end, "miles.cuda.graph: " .. want)
     assert.is_false(miles.cuda.is_available())
+  end)
+
+  it("miles.cuda.graph checks its arguments before asking for a GPU", function()
+    H.raises(function() miles.cuda.graph(42) end, "expects a function to capture")
+    H.raises(function() miles.cuda.graph(function() end, { devcie = "cuda" }) end,
+      "unknown option 'devcie'")
+    H.raises(function() miles.cuda.graph(function() end, { device = "cpu" }) end,
+      "device must be 'cuda' or 'cuda:N', not cpu")
   end)
 
   it("the GPU settings are switches: deterministic is off by default and off without CUDA", function()

@@ -34,6 +34,26 @@ int cuda_copy_across(struct tensor *dst, const struct tensor *src);
 /* Wait until GPU `index` has finished its work; reports a flagged error. */
 int cuda_synchronize(int index);
 
+/* CUDA graphs (cuda_graph.c): the GPU work of a function captured from GPU
+ * `index`'s stream between begin and end, then replayed with one launch. end(keep
+ * false) discards the capture (after an error in the function); it returns NULL
+ * with the error set when the capture failed. Before a replay, the optimizers'
+ * launches are refreshed: between refresh_begin and refresh_end their updatable
+ * launches rewrite the graph's nodes instead of launching. free may be called
+ * while another capture runs (the graph is destroyed at its end). */
+typedef struct cuda_graph cuda_graph;
+int cuda_graph_begin(int index);
+cuda_graph *cuda_graph_end(int index, bool keep);
+int cuda_graph_launch(cuda_graph *g);
+int cuda_graph_refresh_begin(cuda_graph *g);
+int cuda_graph_refresh_end(cuda_graph *g);
+void cuda_graph_free(cuda_graph *g);
+size_t cuda_graph_node_count(const cuda_graph *g);
+int cuda_graph_updatable_count(const cuda_graph *g);
+int cuda_graph_device(const cuda_graph *g);
+/* Is any GPU being captured (by this process)? */
+bool cuda_capturing_any(void);
+
 /* TF32 tensor-core maths for float32 matmuls and convolutions. */
 bool cuda_get_tf32(void);
 void cuda_set_tf32(bool on);

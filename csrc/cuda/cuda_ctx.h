@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <cuda_runtime.h>
 
@@ -14,6 +15,10 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+struct cache_alloc;
+
+#define CUDA_MAX_GPUS 16
 
 /* Make GPU `index` current and return its stream, created on first use. All of
  * miles's work on a GPU runs in order on this one stream, so memory freed by one
@@ -34,6 +39,24 @@ int cuda_ctx_sync(int index);
 int cuda_ctx_check(cudaError_t e, const char *what);
 /* After a kernel launch: the launch's error, if any (no synchronisation). */
 int cuda_ctx_launched(const char *what);
+
+/* The general caching allocator of GPU `index` (set up by cuda_ctx_stream). */
+struct cache_alloc *cuda_ctx_cache(int index);
+
+/* CUDA graphs (cuda_graph.c). Is GPU index's stream being captured? */
+bool cuda_ctx_capturing(int index);
+/* While capturing: a block of the graph's private pool (NULL when out of memory). */
+void *cuda_graph_pool_alloc(int index, size_t nbytes);
+/* Take back p if it is a graph pool's block (true), else leave it (false). */
+bool cuda_graph_pool_release(int index, void *p, size_t nbytes);
+int64_t cuda_graph_device_allocs(void);
+/* Launch func<<<grid, block>>>(args) on GPU index's stream, as an updatable launch:
+ * while a graph is captured, remembered with its node; while that graph is
+ * refreshed, rewriting the node's arguments instead of launching (the same
+ * launches must come in the same order). For the kernels whose scalars change
+ * between replays (the optimizers'). 0 or -1 with the error set. */
+int cuda_ctx_launch(int index, const char *who, const void *func, unsigned grid, unsigned block,
+                    void **args);
 
 /* The maths settings (TF32, bf16 autocast, deterministic) are cuda_backend.h's
  * cuda_get_* functions. */

@@ -11,7 +11,6 @@
 #include "cuda_backend.h"
 #include "cuda_ctx.h"
 
-#define MAX_GPUS 16
 /* Host<->device copies move through two pinned buffers of at most this size, so
  * that filling one overlaps the transfer of the other. */
 #define STAGE_BYTES ((size_t)32 << 20)
@@ -33,7 +32,7 @@ typedef struct {
 
 extern const backend cuda_backend;
 
-static gpu_state gpus[MAX_GPUS];
+static gpu_state gpus[CUDA_MAX_GPUS];
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool tf32 = true;
 static bool bf16 = false;
@@ -98,7 +97,7 @@ static int use_device(int index)
 static int check_index(int index)
 {
     int n = cuda_device_count();
-    if (index >= 0 && index < n && index < MAX_GPUS)
+    if (index >= 0 && index < n && index < CUDA_MAX_GPUS)
         return 0;
     if (n == 0)
         return err_set("no CUDA device is available on this machine");
@@ -157,6 +156,12 @@ static gpu_state *gpu(int index)
     return rc == 0 ? g : NULL;
 }
 
+struct cache_alloc *cuda_ctx_cache(int index)
+{
+    gpu_state *g = gpu(index);
+    return g ? g->cache : NULL;
+}
+
 cudaStream_t cuda_ctx_stream(int index)
 {
     gpu_state *g = gpu(index);
@@ -174,6 +179,11 @@ int cuda_ctx_sync(int index)
     gpu_state *g = gpu(index);
     if (!g)
         return -1;
+    if (cuda_ctx_capturing(index))
+        return err_set("cannot wait for cuda:%d while a CUDA graph is being captured on it: "
+                       "reading a GPU value (item(), :cpu(), tostring, a metric) or a "
+                       "synchronisation cannot be part of a graph; do it outside the "
+                       "captured function", index);
     if (cuda_ctx_check(cudaStreamSynchronize(g->stream), "cuda") != 0)
         return -1;
     int flag = 0;
@@ -235,12 +245,18 @@ const struct backend *cuda_backend_get(int index)
 void *cuda_alloc(int index, size_t nbytes)
 {
     gpu_state *g = gpu(index);
-    return g ? cache_alloc_get(g->cache, nbytes ? nbytes : 1) : NULL;
+    if (!g)
+        return NULL;
+    if (cuda_ctx_capturing(index))
+        return cuda_graph_pool_alloc(index, nbytes ? nbytes : 1);
+    return cache_alloc_get(g->cache, nbytes ? nbytes : 1);
 }
 
 void cuda_release(int index, void *p, size_t nbytes)
 {
-    if (index >= 0 && index < MAX_GPUS && gpus[index].ready)
+    if (index < 0 || index >= CUDA_MAX_GPUS || !gpus[index].ready || !p)
+        return;
+    if (!cuda_graph_pool_release(index, p, nbytes ? nbytes : 1))
         cache_alloc_put(gpus[index].cache, p, nbytes ? nbytes : 1);
 }
 
@@ -248,7 +264,7 @@ void cuda_release(int index, void *p, size_t nbytes)
 static cache_alloc_stats all_gpus_stats(void)
 {
     cache_alloc_stats sum = {0};
-    for (int i = 0; i < MAX_GPUS; i++) {
+    for (int i = 0; i < CUDA_MAX_GPUS; i++) {
         if (!gpus[i].ready)
             continue;
         cache_alloc_stats s = cache_alloc_get_stats(gpus[i].cache);
@@ -265,12 +281,12 @@ int64_t cuda_cached_bytes(void)
 
 int64_t cuda_device_allocs(void)
 {
-    return all_gpus_stats().device_allocs;
+    return all_gpus_stats().device_allocs + cuda_graph_device_allocs();
 }
 
 void cuda_empty_cache(void)
 {
-    for (int i = 0; i < MAX_GPUS; i++) {
+    for (int i = 0; i < CUDA_MAX_GPUS; i++) {
         if (!gpus[i].ready)
             continue;
         /* blocks freed by work still queued must not be handed back under it */
@@ -311,6 +327,12 @@ static void *stage_take(gpu_state *g, size_t n, cudaEvent_t *done)
 /* Contiguous host bytes to device memory, through the staging buffers. */
 static int host_to_device(gpu_state *g, void *dst, const void *src, size_t n)
 {
+    int index = (int)(g - gpus);
+    if (cuda_ctx_capturing(index))
+        return err_set("cannot copy host data to cuda:%d while a CUDA graph is being captured "
+                       "on it (each replay would copy a reused staging buffer again): make "
+                       "the tensor on the GPU before capturing, and copy new values into it "
+                       "between replays", index);
     for (size_t off = 0; off < n; off += STAGE_BYTES) {
         size_t len = n - off < STAGE_BYTES ? n - off : STAGE_BYTES;
         cudaEvent_t done;

@@ -93,3 +93,64 @@ void cuda_set_deterministic(bool on)
 {
     (void)on;
 }
+
+int cuda_graph_begin(int index)
+{
+    (void)index;
+    return err_set(NOT_BUILT);
+}
+
+cuda_graph *cuda_graph_end(int index, bool keep)
+{
+    (void)index;
+    (void)keep;
+    err_set(NOT_BUILT);
+    return NULL;
+}
+
+/* No graph exists without the backend: these are never reached with one. */
+int cuda_graph_launch(cuda_graph *g)
+{
+    (void)g;
+    return err_set(NOT_BUILT);
+}
+
+int cuda_graph_refresh_begin(cuda_graph *g)
+{
+    (void)g;
+    return err_set(NOT_BUILT);
+}
+
+int cuda_graph_refresh_end(cuda_graph *g)
+{
+    (void)g;
+    return err_set(NOT_BUILT);
+}
+
+void cuda_graph_free(cuda_graph *g)
+{
+    (void)g;
+}
+
+size_t cuda_graph_node_count(const cuda_graph *g)
+{
+    (void)g;
+    return 0;
+}
+
+int cuda_graph_updatable_count(const cuda_graph *g)
+{
+    (void)g;
+    return 0;
+}
+
+int cuda_graph_device(const cuda_graph *g)
+{
+    (void)g;
+    return -1;
+}
+
+bool cuda_capturing_any(void)
+{
+    return false;
+}

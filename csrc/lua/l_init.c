@@ -58,6 +58,7 @@ int luaopen_miles_core(lua_State *L)
     l_miles_open(L);
     l_signal_open(L);
     l_cache_alloc_open(L);
+    l_cuda_graph_open(L);
     lua_pushcfunction(L, l_repl);
     lua_setfield(L, -2, "repl");
     lua_pushstring(L, MILES_VERSION);

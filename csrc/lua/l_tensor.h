@@ -61,5 +61,6 @@ void l_readers_open(lua_State *L); /* l_readers.c: miles.io.read_png, read_audio
 void l_miles_open(lua_State *L); /* l_miles.c: miles.decide, miles.metrics */
 void l_cache_alloc_open(lua_State *L); /* l_cache_alloc.c: miles._cache_allocator (specs) */
 void l_signal_open(lua_State *L); /* l_signal.c: miles.signal.stft, mel_spectrogram, mfcc, ... */
+void l_cuda_graph_open(lua_State *L); /* l_cuda_graph.c: CUDA graph capture and replay */
 
 #endif

@@ -52,6 +52,9 @@ miles.cuda = {
   deterministic = core.cuda_deterministic,
   memory_stats = function() return core.memory().cuda end,
   empty_cache = core.empty_cache,
+  --- graph(fn [, {device =}]) -> graph, fn's results: fn's GPU work captured,
+  -- graph:replay() runs it with one launch (lua/miles/cuda_graph.lua).
+  graph = require("miles.cuda_graph").graph,
 }
 
 --- Tensors of the same shape, dtype (and device) as x.

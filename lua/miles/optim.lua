@@ -31,6 +31,7 @@
 -- their state and their step counters stay as they are. A parameter without a
 -- gradient (`p.grad == nil`) is skipped, as in PyTorch.
 local core = require "miles.core"
+local cuda_graph = require "miles.cuda_graph"
 
 local C = core._optim
 if not C then
@@ -318,6 +319,25 @@ function optim.AdamW(params, defaults) return new("AdamW", params, defaults) end
 --  weight_decay = 0, nesterov = false, maximize = false}).
 function optim.SGD(params, defaults) return new("SGD", params, defaults) end
 
+-- Inside a CUDA graph capture, a step must be one that the graph can replay: the
+-- parameter on a GPU, its state already made (by a step before the capture), its
+-- gradient contiguous (a copy made here would not be the one the graph fills).
+local function check_capturable(self, gi, g, j, p, grad)
+  local who, where = self._algo.kernel, label(gi, g)
+  if not p:device():match("^cuda") then
+    error(("%s: %s: parameter %d is on the %s: only GPU parameters can step inside a CUDA graph")
+      :format(who, where, j, p:device()), 0)
+  end
+  if rawget(self.state, p) == nil then
+    error(("%s: %s: parameter %d has no optimizer state yet: take one step before capturing "
+      .. "the CUDA graph (the state is made at the first step)"):format(who, where, j), 0)
+  end
+  if not grad:is_contiguous() then
+    error(("%s: %s: parameter %d has a non-contiguous gradient, which a CUDA graph cannot "
+      .. "step"):format(who, where, j), 0)
+  end
+end
+
 --- One update of every parameter that has a gradient, in every group that is not
 -- frozen: one C call per group (one fused kernel launch on a GPU). Every such
 -- group is checked first, so a bad value (set between steps) raises before
@@ -330,6 +350,7 @@ function Optimizer:step(closure)
     if not is_frozen(g) then check_group(self, i, g) end
   end
   local update, state = self._algo.update, self.state
+  local capturing = cuda_graph.capturing()
   for gi, g in ipairs(self.groups) do
     if not is_frozen(g) then
       -- the parameters with a gradient, their state (new tables for new ones,
@@ -338,13 +359,18 @@ function Optimizer:step(closure)
       for j, p in ipairs(g.params) do
         local grad = p.grad
         if grad then
+          if capturing then check_capturable(self, gi, g, j, p, grad) end
           if not grad:is_contiguous() then grad = grad:contiguous() end
           local k = #ps + 1
           ps[k], gs[k], sts[k], places[k] = p, grad, rawget(state, p) or { step = 0 }, j
         end
       end
       if #ps > 0 then
+        -- a captured step runs at each replay, where it is refreshed and counted
+        local steps = capturing and {} or nil
+        if steps then for k, st in ipairs(sts) do steps[k] = st.step end end
         local ok, err = pcall(update, ps, gs, sts, g)
+        if steps then for k, st in ipairs(sts) do st.step = steps[k] end end
         if not ok then
           -- the C update names the failing tensor "(tensor k of n)": name the
           -- group and the parameter instead
@@ -359,6 +385,7 @@ function Optimizer:step(closure)
       end
     end
   end
+  if capturing then cuda_graph.on_replay(function() self:step() end) end
   return loss
 end
 
