@@ -11,6 +11,9 @@
 -- autocast (miles.cuda.autocast; a second model built the same way), beside
 -- PyTorch eager and PyTorch with bf16 autocast + channels_last on the same GPU:
 -- ours-float32 / PyTorch eager and ours-bf16 / PyTorch AMP are the two ratios.
+-- On the GPU a third run of ours replays the whole training step as one CUDA graph
+-- (miles.cuda.graph), compared with PyTorch eager too: small models are bound by
+-- kernel launches, and a graph launches once per step.
 -- The PyTorch interpreter is $MILES_PYTHON, else /usr/bin/python3 when present,
 -- else python3.
 local miles = require "miles"
@@ -121,8 +124,9 @@ local function with_autocast(on, f)
 end
 
 --- A timed training loop for one workload: steps/s over at least o.seconds, with
--- bf16 autocast on when `bf16` (warm-up included, so its plans are made there).
-local function make_runner(name, device, bf16)
+-- bf16 autocast on when `bf16` (warm-up included, so its plans are made there),
+-- the step replayed as a CUDA graph when `graph`.
+local function make_runner(name, device, bf16, graph)
   local spec = WORKLOADS[name]
   miles.manual_seed(0)
   local ea, eb, ha, hb, hab, opt = build(spec, device)
@@ -142,6 +146,10 @@ local function make_runner(name, device, bf16)
     for _ = 1, WARMUP do step() end
     sync(device)
   end)
+  if graph then
+    local g = miles.cuda.graph(step) -- the same step, captured; the inputs stay
+    step = function() g:replay() end
+  end
   return function(seconds)
     return with_autocast(bf16, function()
       local n, t0 = 0, miles.wall_time()
@@ -190,17 +198,18 @@ end
 local function our_runs(o)
   if o.device == "cpu" then return { { key = "float32", label = "ours", bf16 = false } } end
   return { { key = "float32", label = "ours float32", bf16 = false },
-           { key = "bf16", label = "ours bf16", bf16 = true } }
+           { key = "bf16", label = "ours bf16", bf16 = true },
+           { key = "graph", label = "ours float32 CUDA graph", bf16 = false, graph = true } }
 end
 
 -- The PyTorch runs each round is compared with, and which of ours each is
--- compared with: its eager float32 twin (ours float32), and on a GPU also bf16
--- autocast + channels_last (ours bf16).
+-- compared with: its eager float32 twin (ours float32; on a GPU also ours as a
+-- CUDA graph), and on a GPU bf16 autocast + channels_last (ours bf16).
 local function peers(o)
-  if o.device == "cpu" then return { { label = "PyTorch", flags = "", ours = "float32" } } end
-  return { { label = "PyTorch eager", flags = "--cuda", ours = "float32" },
+  if o.device == "cpu" then return { { label = "PyTorch", flags = "", ours = { "float32" } } } end
+  return { { label = "PyTorch eager", flags = "--cuda", ours = { "float32", "graph" } },
            { label = "PyTorch AMP bf16 + channels_last", flags = "--cuda --amp --channels-last",
-             ours = "bf16" } }
+             ours = { "bf16" } } }
 end
 
 -- " = N% of the GPU's dense TF32 (or bf16) peak" when the GPU is one of PEAK_TFLOPS.
@@ -219,11 +228,16 @@ end
 
 local function run_workload(name, o)
   local mine, list = our_runs(o), peers(o)
+  local label_of = {}
   for _, m in ipairs(mine) do
-    m.run, m.rates = make_runner(name, o.device, m.bf16), {}
+    m.run, m.rates = make_runner(name, o.device, m.bf16, m.graph), {}
+    label_of[m.key] = m.label
   end
-  local ratios = {}
-  for i = 1, #list do ratios[i] = {} end
+  local ratios = {} -- ratios[i][key]: ours `key` / peer i, one per round
+  for i, p in ipairs(list) do
+    ratios[i] = {}
+    for _, key in ipairs(p.ours) do ratios[i][key] = {} end
+  end
   for r = 1, o.rounds do
     local rate, parts = {}, {}
     for _, m in ipairs(mine) do
@@ -235,7 +249,10 @@ local function run_workload(name, o)
     for i, p in ipairs(list) do
       local theirs, line = torch_rate(name, o, p.flags)
       if theirs then
-        ratios[i][#ratios[i] + 1] = rate[p.ours] / theirs
+        for _, key in ipairs(p.ours) do
+          local rs = ratios[i][key]
+          rs[#rs + 1] = rate[key] / theirs
+        end
         parts[#parts + 1] = string.format("%s %s", p.label, line:match(":%s*(.*)$"))
       end
     end
@@ -248,15 +265,15 @@ local function run_workload(name, o)
       peak_note(o, m.achieved, m.bf16)))
   end
   for i, p in ipairs(list) do
-    local label = mine[1].label
-    for _, m in ipairs(mine) do
-      if m.key == p.ours then label = m.label end
-    end
-    if #ratios[i] > 0 then
-      print(string.format("%s: %s/%s = %.2fx (median of %d paired rounds)", name, label, p.label,
-        median(ratios[i]), #ratios[i]))
-    else
-      print(name .. ": " .. p.label .. " not available (install python3-torch for the ratio)")
+    for _, key in ipairs(p.ours) do
+      local rs = ratios[i][key]
+      if #rs > 0 then
+        print(string.format("%s: %s/%s = %.2fx (median of %d paired rounds)", name, label_of[key],
+          p.label, median(rs), #rs))
+      else
+        print(name .. ": " .. p.label .. " not available (install python3-torch for the ratio)")
+        break
+      end
     end
   end
 end

@@ -50,7 +50,8 @@ echo "built in $(( $(date +%s) - t0 )) s"
 build/bin/miles -e 'local m = require "miles"; print("GPUs seen by miles: " .. m.cuda.device_count())'
 
 echo "== GPU specs"
-MILES_CUDNN_VERBOSE=1 build/bin/miles spec/run.lua spec/cuda_spec.lua >"$OUT/cuda_spec.log" 2>&1 # + cuDNN engine choices
+MILES_CUDNN_VERBOSE=1 build/bin/miles spec/run.lua spec/cuda_spec.lua spec/cuda_graph_spec.lua \
+  >"$OUT/cuda_spec.log" 2>&1 # + cuDNN engine choices
 grep -E "^(Failure|Error) ->" -A4 "$OUT/cuda_spec.log" | head -80
 tail -1 "$OUT/cuda_spec.log"
 [ "$QUICK" = 1 ] && exit 0

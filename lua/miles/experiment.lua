@@ -21,7 +21,8 @@
 --   hidden      the latent size of "mlp" encoders (default 32)
 --   modalities  a list of modality names to train on (default: all; one name
 --               gives a unimodal model: its encoder and one linear head)
---   lr, epochs, batch_size, seed, workers, log_dir, checkpoint, quiet, device
+--   lr, epochs, batch_size, seed, workers, log_dir, checkpoint, quiet, device,
+--   cuda_graph (see miles.train)
 -- A run with a checkpoint path resumes from it when the file exists.
 local miles = require "miles"
 local nn = miles.nn
@@ -155,7 +156,8 @@ function experiment.trainer(cfg, ds, kind)
   local args = { model = experiment.model(ds, kind, cfg), dataset = ds, rule = cfg.rule,
     rule_opts = cfg.rule_opts, lr = cfg.lr, epochs = cfg.epochs, batch_size = cfg.batch_size,
     seed = cfg.seed, workers = cfg.workers, loader_opts = { normalize = experiment.normalize(ds) },
-    log_dir = cfg.log_dir, checkpoint = cfg.checkpoint, quiet = cfg.quiet, device = cfg.device }
+    log_dir = cfg.log_dir, checkpoint = cfg.checkpoint, quiet = cfg.quiet, device = cfg.device,
+    cuda_graph = cfg.cuda_graph }
   if cfg.checkpoint and fs.exists(cfg.checkpoint) then return train.resume(cfg.checkpoint, args), cfg end
   return train.Trainer(args), cfg
 end

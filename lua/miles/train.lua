@@ -24,7 +24,9 @@
 -- checkpoint is written if asked. quiet = true silences the bar and the lines
 -- (MILES_PROGRESS=0 in the environment does too, unless quiet = false). In a
 -- log file (not a terminal) the bar prints plain lines at 0, 10, ... 100%.
--- device = "cuda" moves the model there (in place) and each batch as it comes.
+-- device = "cuda" moves the model there (in place) and each batch as it comes;
+-- cuda_graph = true then replays each training step as one captured CUDA graph
+-- (miles.train_graph: for small models, whose steps are bound by kernel launches).
 --
 -- A checkpoint (one safetensors file, atomic) holds the model, the optimizer, the
 -- best epoch's weights ("best/<key>"), the rules' group snapshots
@@ -74,6 +76,7 @@
 --   t:probe_run{...}             train a copy for a few epochs (see there)
 local core = require "miles.core"
 local F = require "miles.nn.functional"
+local train_graph = require "miles.train_graph"
 local optim = require "miles.optim"
 local checkpoint = require "miles.checkpoint"
 local rules = require "miles.rules"
@@ -89,7 +92,7 @@ train.Trainer_class = Trainer
 
 local KNOWN = { model = 1, dataset = 1, rule = 1, rule_opts = 1, lr = 1, epochs = 1, batch_size = 1,
                 seed = 1, workers = 1, loader_opts = 1, metric = 1, log_dir = 1, checkpoint = 1,
-                eval_batch_size = 1, quiet = 1, stream = 1, device = 1 }
+                eval_batch_size = 1, quiet = 1, stream = 1, device = 1, cuda_graph = 1 }
 
 local NAN = 0 / 0
 
@@ -117,6 +120,10 @@ function train.Trainer(args)
   local self = setmetatable({}, Trainer)
   self.model, self.dataset = args.model, args.dataset
   self.device = args.device or "cpu"
+  self.cuda_graph = args.cuda_graph or false
+  if self.cuda_graph and self.device == "cpu" then
+    error("train.Trainer: cuda_graph needs a GPU device (device = 'cuda'), not the cpu", 2)
+  end
   if self.device ~= "cpu" then self.model:to(self.device) end
   self.rule = rules.get(args.rule or "vanilla", args.rule_opts)
   self.rule.state = self.rule.state or {}
@@ -297,46 +304,63 @@ function Trainer:_set_train_mode(model)
   end
 end
 
+-- One training step of `model` on inputs (name -> tensor on the device) and labels
+-- y: forward, the loss weighted by w (a missing head counts 1, 0 leaves it out),
+-- backward, p.on_step(p.ctx), the optimizer's step. p.ctx gets out, losses and
+-- loss. Returns the heads' detached logits and losses and the detached total
+-- loss (nil when every weight is 0).
+function Trainer:_step(model, opt, inputs, y, w, p)
+  local ctx = p.ctx
+  local out = model(inputs)
+  local heads = self:_heads()
+  local losses, total = {}, nil
+  for _, h in ipairs(heads) do
+    local l = self:_loss(h == "fused" and out.fused or out.heads[h], y)
+    losses[h] = l
+    local wh = w[h]
+    if wh == nil then wh = 1 end
+    if wh ~= 0 then
+      local term = wh == 1 and l or l * wh
+      total = total and (total + term) or term
+    end
+  end
+  ctx.out, ctx.losses, ctx.loss = out, losses, total
+  opt:zero_grad()
+  if total and total.requires_grad then total:backward() end
+  if p.on_step then p.on_step(ctx) end
+  opt:step()
+  local logits, detached = {}, {}
+  for _, h in ipairs(heads) do
+    logits[h] = (h == "fused" and out.fused or out.heads[h]):detach()
+    detached[h] = losses[h]:detach()
+  end
+  return logits, detached, total and total:detach()
+end
+
 -- One training pass of `model` over `loader` (epoch e of its order): for each
--- batch, forward, the loss weighted by p.weights(ctx) (a missing head counts 1,
--- 0 leaves it out), backward, p.on_step(ctx), the optimizer's step. p.ctx gets
--- batch, out, losses and loss during the step; p.bar (optional) is advanced.
--- Returns the pass's results (as _evaluate's) and its mean total loss.
+-- batch, the loss weights p.weights(ctx), then the step (Trainer:_step; replayed
+-- as a CUDA graph with cuda_graph). p.ctx gets batch, out, losses and loss during
+-- the step; p.bar (optional) is advanced. Returns the pass's results (as
+-- _evaluate's) and its mean total loss.
 function Trainer:_train_pass(model, opt, loader, e, p)
   self:_set_train_mode(model)
   local ctx = p.ctx
   local tally = self:_tally()
-  local heads = tally.heads
+  local graph = self.cuda_graph and train_graph.new(self, model, opt, p) or nil
   local done = 0
   for batch in loader:epoch(e) do
-    local out = model(self:_inputs(batch))
     local w = p.weights and p.weights(ctx) or {}
-    local losses, total = {}, nil
-    for _, h in ipairs(heads) do
-      local logits = h == "fused" and out.fused or out.heads[h]
-      local l = self:_loss(logits, batch.y)
-      losses[h] = l
-      local wh = w[h]
-      if wh == nil then wh = 1 end
-      if wh ~= 0 then
-        local term = wh == 1 and l or l * wh
-        total = total and (total + term) or term
-      end
+    ctx.batch = batch
+    if graph then
+      tally:add(graph:step(batch, w))
+    else
+      local logits, losses, total = self:_step(model, opt, self:_inputs(batch), batch.y, w, p)
+      tally:add(logits, losses, total, batch.y)
     end
-    ctx.batch, ctx.out, ctx.losses, ctx.loss = batch, out, losses, total
-    opt:zero_grad()
-    if total and total.requires_grad then total:backward() end
-    if p.on_step then p.on_step(ctx) end
-    opt:step()
-    local logits, detached = {}, {}
-    for _, h in ipairs(heads) do
-      logits[h] = (h == "fused" and out.fused or out.heads[h]):detach()
-      detached[h] = losses[h]:detach()
-    end
-    tally:add(logits, detached, total and total:detach(), batch.y)
     done = done + 1
     if p.bar then p.bar:update(done) end
   end
+  if graph then graph:free() end -- (after an error, the collector frees it)
   loader:close()
   ctx.batch, ctx.out, ctx.losses, ctx.loss = nil, nil, nil, nil
   return tally:results()

@@ -1,0 +1,177 @@
+-- CUDA graphs (miles.cuda.graph, train.Trainer{cuda_graph = true}): a captured
+-- training step replayed batch after batch gives the numbers of the same steps
+-- run one op at a time; what a graph cannot hold is refused with a message and
+-- leaves the GPU usable; a replay loop makes no device allocation. Without a GPU
+-- the GPU cases are reported as skipped (pending).
+local miles = require "miles"
+local H = require "helpers"
+local nn, F = miles.nn, miles.F
+
+local gpu_it = H.cuda_available and it or pending
+
+-- A small conv net with batch norm, its Adam over two groups, and 6 seeded batches.
+local function setup()
+  miles.manual_seed(60)
+  local net = nn.Sequential(nn.Conv2d(2, 8, 3, { padding = 1 }), nn.BatchNorm2d(8), nn.ReLU(),
+    nn.MaxPool2d(2), nn.Conv2d(8, 8, 3, { padding = 1 }), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+    nn.Flatten(), nn.Linear(8, 5)):cuda()
+  local ps = net:parameters()
+  local head = { ps[#ps - 1], ps[#ps] }
+  local body = {}
+  for i = 1, #ps - 2 do body[i] = ps[i] end
+  local opt = miles.optim.Adam({ { name = "body", params = body }, { name = "head", params = head, lr = 5e-3 } },
+    { lr = 1e-3, weight_decay = 1e-4 })
+  local batches = {}
+  for i = 1, 6 do
+    miles.manual_seed(70 + i)
+    batches[i] = { x = miles.randn(8, 2, 12, 12), y = miles.randint(1, 6, { 8 }) }
+  end
+  return net, opt, batches
+end
+
+local function step_fn(net, opt, x, y)
+  return function()
+    local loss = F.cross_entropy(net(x), y)
+    opt:zero_grad()
+    loss:backward()
+    opt:step()
+    return loss:detach()
+  end
+end
+
+local function with_determinism(fn)
+  local det, tf32 = miles.cuda.deterministic(), miles.cuda.allow_tf32()
+  miles.cuda.deterministic(true)
+  miles.cuda.allow_tf32(false)
+  finally(function()
+    miles.cuda.deterministic(det)
+    miles.cuda.allow_tf32(tf32)
+  end)
+  fn()
+end
+
+describe("cuda graphs", function()
+  gpu_it("a captured training step replays the numbers of the eager steps #gpu", function()
+    with_determinism(function()
+      -- eager: six steps, the head's learning rate changed before the fifth
+      local net, opt, batches = setup()
+      local eager_losses = {}
+      for i, b in ipairs(batches) do
+        if i == 5 then opt:set_lr("head", 1e-3) end
+        eager_losses[i] = step_fn(net, opt, b.x:cuda(), b.y:cuda())():item()
+      end
+      local want = net:state_dict()
+
+      -- graph: step 1 as usual, step 2 captured into static tensors, 2..6 replayed
+      local gnet, gopt = setup()
+      assert.near(eager_losses[1], step_fn(gnet, gopt, batches[1].x:cuda(), batches[1].y:cuda())():item(), 0)
+      local x, y = batches[2].x:cuda(), batches[2].y:cuda()
+      local g, loss = miles.cuda.graph(step_fn(gnet, gopt, x, y))
+      assert.is_true(g:nodes() > 20)
+      assert.equal(2, g:updatable()) -- one fused Adam launch per group
+      for i = 2, 6 do
+        if i > 2 then
+          x:copy_(batches[i].x)
+          y:copy_(batches[i].y)
+        end
+        if i == 5 then gopt:set_lr("head", 1e-3) end
+        g:replay()
+        assert.near(eager_losses[i], loss:item(), 1e-6 * math.abs(eager_losses[i]), "loss of step " .. i)
+      end
+      local got = gnet:state_dict()
+      for k, t in pairs(want) do
+        local d = (got[k]:cpu():double() - t:cpu():double()):abs():max():item()
+        assert.is_true(d <= 1e-6 * (1 + t:cpu():double():abs():max():item()), k .. " differs by " .. d)
+      end
+      for _, p in ipairs(gnet:parameters()) do assert.equal(6, gopt.state[p].step) end
+      g:free()
+      H.raises(function() g:replay() end, "this graph was freed")
+    end)
+  end)
+
+  gpu_it("a replay loop makes no device allocation #gpu", function()
+    local net, opt, batches = setup()
+    local x, y = batches[1].x:cuda(), batches[1].y:cuda()
+    local step = step_fn(net, opt, x, y)
+    step()
+    local g = miles.cuda.graph(step)
+    for _ = 1, 2 do g:replay() end
+    collectgarbage()
+    local before = miles.cuda.memory_stats().allocations
+    for i = 1, 20 do
+      x:copy_(batches[i % 6 + 1].x)
+      g:replay()
+    end
+    miles.cuda.synchronize()
+    assert.equal(before, miles.cuda.memory_stats().allocations)
+    g:free()
+  end)
+
+  gpu_it("what a graph cannot hold is refused with a message, and the GPU stays usable #gpu", function()
+    local net, opt, batches = setup()
+    local x, y = batches[1].x:cuda(), batches[1].y:cuda()
+    local function usable()
+      assert.equal(6, miles.ones(6, { device = "cuda" }):sum():item())
+    end
+    H.raises(function() miles.cuda.graph(step_fn(net, opt, x, y)) end,
+      "has no optimizer state yet: take one step before capturing")
+    usable()
+    step_fn(net, opt, x, y)()
+    H.raises(function() miles.cuda.graph(function() return net(x):sum():item() end) end,
+      "cannot wait for cuda:0 while a CUDA graph is being captured")
+    usable()
+    H.raises(function() miles.cuda.graph(function() return miles.tensor({ 1, 2 }, { device = "cuda" }) end) end,
+      "cannot copy host data to cuda:0 while a CUDA graph is being captured")
+    usable()
+    H.raises(function() miles.cuda.graph(function() return F.dropout(net(x), 0.5) end) end,
+      "random numbers cannot be drawn inside a CUDA graph")
+    usable()
+    H.raises(function() miles.cuda.graph(function() return net(miles.randn(3, 2, 20, 20):cuda()) end) end,
+      "cannot copy host data") -- the input made inside the capture
+    H.raises(function()
+      miles.cuda.graph(function() miles.cuda.graph(function() end) end)
+    end, "captures do not nest")
+    usable()
+    -- a group frozen after the capture no longer matches the captured launches
+    local g = miles.cuda.graph(step_fn(net, opt, x, y))
+    opt:group("head").frozen = true
+    H.raises(function() g:replay() end, "capture the graph again")
+    opt:group("head").frozen = false
+    g:replay() -- matches again
+    usable()
+  end)
+
+  gpu_it("the trainer's cuda_graph steps give the eager steps' numbers #gpu", function()
+    with_determinism(function()
+      local experiment = require "miles.experiment"
+      local function run(graph)
+        local t = experiment.trainer({ dataset = "toy", rule = "miles", epochs = 2, quiet = true,
+                                       device = "cuda", cuda_graph = graph })
+        t:fit()
+        return t.history
+      end
+      local eager, graphed = run(false), run(true)
+      for e = 1, 2 do
+        assert.near(eager[e].train_loss, graphed[e].train_loss, 1e-5 * math.abs(eager[e].train_loss))
+        assert.near(eager[e].val_accuracy_fused, graphed[e].val_accuracy_fused, 1e-9)
+      end
+    end)
+  end)
+end)
+
+describe("cuda graphs without a GPU", function()
+  it("the trainer refuses cuda_graph on the cpu", function()
+    local train = require "miles.train"
+    local experiment = require "miles.experiment"
+    H.raises(function()
+      experiment.trainer({ dataset = "toy", epochs = 1, quiet = true, cuda_graph = true })
+    end, "cuda_graph needs a GPU device")
+    assert.is_function(train.Trainer)
+  end)
+
+  it("the trainer refuses a rule that acts inside each step", function()
+    local train_graph = require "miles.train_graph"
+    H.raises(function() train_graph.new({ device = "cuda" }, nil, nil, { on_step = function() end }) end,
+      "cannot replay; train it without cuda_graph")
+  end)
+end)
