@@ -11,8 +11,11 @@
 #include "cuda_backend.h"
 #include "cuda_ctx.h"
 
-/* Host<->device copies move through two pinned buffers of at most this size, so
- * that filling one overlaps the transfer of the other. */
+/* Host<->device copies move through a ring of pinned buffers of at most
+ * STAGE_BYTES each, so that filling one overlaps the transfers of the others, and
+ * the host can queue a few training steps' inputs (three per step for two
+ * modalities and the labels) before it waits for the GPU to free a buffer. */
+#define STAGE_SLOTS 8
 #define STAGE_BYTES ((size_t)32 << 20)
 
 typedef struct {
@@ -26,7 +29,7 @@ typedef struct {
     cudaStream_t stream;
     int *error_flag; /* device memory */
     cache_alloc *cache;
-    stage_buf stage[2];
+    stage_buf stage[STAGE_SLOTS];
     int next_stage;
 } gpu_state;
 
@@ -144,7 +147,7 @@ static gpu_state *gpu(int index)
         if (rc == 0)
             rc = cuda_ctx_check(cudaMemsetAsync(g->error_flag, 0, sizeof(int), g->stream),
                                 "cudaMemsetAsync (error flag)");
-        for (int i = 0; i < 2 && rc == 0; i++)
+        for (int i = 0; i < STAGE_SLOTS && rc == 0; i++)
             rc = cuda_ctx_check(cudaEventCreateWithFlags(&g->stage[i].done,
                                                          cudaEventDisableTiming),
                                 "cudaEventCreate");
@@ -303,7 +306,7 @@ void cuda_empty_cache(void)
 static void *stage_take(gpu_state *g, size_t n, cudaEvent_t *done)
 {
     stage_buf *s = &g->stage[g->next_stage];
-    g->next_stage ^= 1;
+    g->next_stage = (g->next_stage + 1) % STAGE_SLOTS;
     if (cuda_ctx_check(cudaEventSynchronize(s->done), "cuda (staging buffer)") != 0)
         return NULL;
     if (s->size < n) {

@@ -1,0 +1,2 @@
+build-cpu/obj/device.o: csrc/device.c csrc/device.h
+csrc/device.h:

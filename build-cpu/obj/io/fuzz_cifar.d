@@ -1,0 +1,1 @@
+build-cpu/obj/io/fuzz_cifar.o: csrc/io/fuzz_cifar.c

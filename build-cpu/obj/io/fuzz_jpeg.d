@@ -1,0 +1,1 @@
+build-cpu/obj/io/fuzz_jpeg.o: csrc/io/fuzz_jpeg.c

@@ -1,0 +1,1 @@
+build-cpu/obj/io/fuzz_npy.o: csrc/io/fuzz_npy.c

@@ -1,0 +1,1 @@
+build-cpu/obj/io/fuzz_png.o: csrc/io/fuzz_png.c

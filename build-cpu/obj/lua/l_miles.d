@@ -1,0 +1,17 @@
+build-cpu/obj/lua/l_miles.o: csrc/lua/l_miles.c csrc/lua/../error.h \
+ csrc/lua/../metrics.h csrc/lua/../tensor.h csrc/lua/../device.h \
+ csrc/lua/../dtype.h csrc/lua/../miles.h csrc/lua/l_tensor.h \
+ /usr/include/lua5.4/lauxlib.h /usr/include/lua5.4/luaconf.h \
+ /usr/include/lua5.4/lua.h /usr/include/lua5.4/lua.h csrc/lua/../tensor.h
+csrc/lua/../error.h:
+csrc/lua/../metrics.h:
+csrc/lua/../tensor.h:
+csrc/lua/../device.h:
+csrc/lua/../dtype.h:
+csrc/lua/../miles.h:
+csrc/lua/l_tensor.h:
+/usr/include/lua5.4/lauxlib.h:
+/usr/include/lua5.4/luaconf.h:
+/usr/include/lua5.4/lua.h:
+/usr/include/lua5.4/lua.h:
+csrc/lua/../tensor.h:

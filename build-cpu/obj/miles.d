@@ -1,0 +1,3 @@
+build-cpu/obj/miles.o: csrc/miles.c csrc/miles.h csrc/error.h
+csrc/miles.h:
+csrc/error.h:

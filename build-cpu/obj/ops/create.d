@@ -1,0 +1,13 @@
+build-cpu/obj/ops/create.o: csrc/ops/create.c csrc/ops/../rng.h \
+ csrc/ops/internal.h csrc/ops/../autograd.h csrc/ops/../tensor.h \
+ csrc/ops/../device.h csrc/ops/../dtype.h csrc/ops/../error.h \
+ csrc/ops/../ops.h csrc/ops/../dispatch.h
+csrc/ops/../rng.h:
+csrc/ops/internal.h:
+csrc/ops/../autograd.h:
+csrc/ops/../tensor.h:
+csrc/ops/../device.h:
+csrc/ops/../dtype.h:
+csrc/ops/../error.h:
+csrc/ops/../ops.h:
+csrc/ops/../dispatch.h:

@@ -1,0 +1,12 @@
+build-cpu/obj/ops/reduce.o: csrc/ops/reduce.c csrc/ops/internal.h \
+ csrc/ops/../autograd.h csrc/ops/../tensor.h csrc/ops/../device.h \
+ csrc/ops/../dtype.h csrc/ops/../error.h csrc/ops/../ops.h \
+ csrc/ops/../dispatch.h
+csrc/ops/internal.h:
+csrc/ops/../autograd.h:
+csrc/ops/../tensor.h:
+csrc/ops/../device.h:
+csrc/ops/../dtype.h:
+csrc/ops/../error.h:
+csrc/ops/../ops.h:
+csrc/ops/../dispatch.h:

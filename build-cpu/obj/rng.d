@@ -1,0 +1,3 @@
+build-cpu/obj/rng.o: csrc/rng.c csrc/rng.h csrc/philox.h
+csrc/rng.h:
+csrc/philox.h:
