@@ -41,7 +41,7 @@ ifeq ($(CUDA),1)
   CFLAGS   += -DMILES_CUDA -I$(CUDA_HOME)/include -I$(CUDNN_HOME)/include
   PKG_LIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 \
               $(foreach d,lib64 lib,-L$(CUDNN_HOME)/$(d) -Wl,-rpath,$(CUDNN_HOME)/$(d)) \
-              -lcudnn -lcublas -lcudart -lstdc++
+              -lcudnn -lcudart -lstdc++ -ldl # cuBLAS: dlopen on first use (cublas_gemm.c)
   # sm_90 (H100/H200) machine code plus PTX, so newer GPUs can JIT it.
   NVFLAGS  := -O2 -std=c++17 -DMILES_CUDA -I$(CUDNN_HOME)/include -Xcompiler -fPIC,-Wall,-Wextra,-Werror \
               -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90

@@ -8,10 +8,12 @@
  * bf16 autocast (cuda_get_bf16): a float32 product reads bf16 copies of the
  * parts of A and B it uses (rounded to nearest even) and accumulates in float32
  * into C, which stays float32 with its beta. */
+#include <dlfcn.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <cublas_v2.h>
 
@@ -19,6 +21,50 @@
 #include "convert.h"
 #include "cuda_ctx.h"
 #include "kernels.h"
+
+/* cuBLAS is loaded on first use instead of at startup: with cuBLASLt it is more
+ * than half a gigabyte of libraries, whose loading cost every miles process 80 ms
+ * and 200 MiB of memory, GPU or not (measured on a 2-core CI machine). */
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define CUBLAS_SONAME "libcublas.so." STR(CUBLAS_VER_MAJOR)
+
+static struct {
+    __typeof__(cublasCreate_v2) *create;
+    __typeof__(cublasDestroy_v2) *destroy;
+    __typeof__(cublasSetStream_v2) *set_stream;
+    __typeof__(cublasGemmStridedBatchedEx) *gemm;
+    __typeof__(cublasGetStatusString) *status_string;
+} blas;
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+static char blas_error[512];
+
+static void blas_load(void)
+{
+    void *lib = dlopen(CUBLAS_SONAME, RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+        snprintf(blas_error, sizeof blas_error, "%s", dlerror());
+        return;
+    }
+    blas.create = (__typeof__(blas.create))dlsym(lib, "cublasCreate_v2");
+    blas.destroy = (__typeof__(blas.destroy))dlsym(lib, "cublasDestroy_v2");
+    blas.set_stream = (__typeof__(blas.set_stream))dlsym(lib, "cublasSetStream_v2");
+    blas.status_string = (__typeof__(blas.status_string))dlsym(lib, "cublasGetStatusString");
+    blas.gemm = (__typeof__(blas.gemm))dlsym(lib, "cublasGemmStridedBatchedEx");
+    if (!blas.create || !blas.destroy || !blas.set_stream || !blas.status_string || !blas.gemm) {
+        snprintf(blas_error, sizeof blas_error, "a function is missing from it");
+        blas.gemm = NULL;
+    }
+}
+
+/* 0 once cuBLAS is loaded; else -1 with the error set. */
+static int blas_ready(void)
+{
+    pthread_once(&blas_once, blas_load);
+    if (blas.gemm)
+        return 0;
+    return err_set("gemm: cannot load cuBLAS (%s): %s", CUBLAS_SONAME, blas_error);
+}
 
 /* One handle per GPU, made on first use and bound to that GPU's stream. */
 #define GEMM_MAX_GPUS 64
@@ -30,7 +76,7 @@ static int blas_check(cublasStatus_t s, const char *what)
 {
     if (s == CUBLAS_STATUS_SUCCESS)
         return 0;
-    return err_set("gemm: %s failed: %s", what, cublasGetStatusString(s));
+    return err_set("gemm: %s failed: %s", what, blas.status_string(s));
 }
 
 /* The handle of GPU `index` (made current), or NULL with the error set. */
@@ -42,15 +88,15 @@ static cublasHandle_t gemm_handle(int index)
         return NULL;
     }
     cudaStream_t stream = cuda_ctx_stream(index); /* also makes the GPU current */
-    if (!stream)
+    if (!stream || blas_ready() != 0)
         return NULL;
     pthread_mutex_lock(&handles_lock);
     cublasHandle_t h = handles[index];
     if (!h) {
-        if (blas_check(cublasCreate(&h), "cublasCreate") != 0) {
+        if (blas_check(blas.create(&h), "cublasCreate") != 0) {
             h = NULL;
-        } else if (blas_check(cublasSetStream(h, stream), "cublasSetStream") != 0) {
-            cublasDestroy(h);
+        } else if (blas_check(blas.set_stream(h, stream), "cublasSetStream") != 0) {
+            blas.destroy(h);
             h = NULL;
         } else {
             handles[index] = h;
@@ -136,7 +182,7 @@ int cuda_gemm(dtype_t dt, int64_t batch, bool ta, bool tb, int64_t m, int64_t n,
         what = "cublasGemmStridedBatchedEx (bf16 autocast)";
     }
     /* Column-major C^T (n x m) = op(B)^T (n x k) op(A)^T (k x m). */
-    cublasStatus_t s = cublasGemmStridedBatchedEx(
+    cublasStatus_t s = blas.gemm(
         h, opb, opa, (int)n, (int)m, (int)k, palpha, b, ab_type, (int)ldb, (long long)sb, a,
         ab_type, (int)lda, (long long)sa, pbeta, tensor_data(C), type, (int)ldc, (long long)sc,
         (int)batch, compute, CUBLAS_GEMM_DEFAULT);
