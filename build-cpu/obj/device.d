@@ -1,2 +1,0 @@
-build-cpu/obj/device.o: csrc/device.c csrc/device.h
-csrc/device.h:

@@ -1,2 +1,0 @@
-build-cpu/obj/dtype.o: csrc/dtype.c csrc/dtype.h
-csrc/dtype.h:

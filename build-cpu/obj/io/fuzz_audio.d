@@ -1,1 +1,0 @@
-build-cpu/obj/io/fuzz_audio.o: csrc/io/fuzz_audio.c

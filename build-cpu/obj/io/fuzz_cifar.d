@@ -1,1 +1,0 @@
-build-cpu/obj/io/fuzz_cifar.o: csrc/io/fuzz_cifar.c

@@ -1,1 +1,0 @@
-build-cpu/obj/io/fuzz_idx.o: csrc/io/fuzz_idx.c

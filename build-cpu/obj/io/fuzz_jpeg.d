@@ -1,1 +1,0 @@
-build-cpu/obj/io/fuzz_jpeg.o: csrc/io/fuzz_jpeg.c

@@ -1,1 +1,0 @@
-build-cpu/obj/io/fuzz_npy.o: csrc/io/fuzz_npy.c

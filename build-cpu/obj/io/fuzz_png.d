@@ -1,1 +1,0 @@
-build-cpu/obj/io/fuzz_png.o: csrc/io/fuzz_png.c
