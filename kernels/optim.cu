@@ -208,16 +208,42 @@ unsigned grid_for(int64_t chunks)
     return (unsigned)(chunks < OPTIM_MAX_BLOCKS ? chunks : OPTIM_MAX_BLOCKS);
 }
 
+// The digest of a table's tensors: their count, sizes and pointers (not the
+// scalars), over the places in use only (the rest of the table is not set).
+uint64_t tensors_key(const adam_table &t)
+{
+    const size_t n = (size_t)t.count;
+    uint64_t h = cuda_ctx_key(CUDA_CTX_KEY_SEED, &t.count, sizeof t.count);
+    h = cuda_ctx_key(h, t.chunk_end, n * sizeof *t.chunk_end);
+    h = cuda_ctx_key(h, t.numel, n * sizeof *t.numel);
+    const void *const *arrays[] = {t.p, t.m, t.v, t.vmax, t.g};
+    for (const void *const *ps : arrays)
+        h = cuda_ctx_key(h, ps, n * sizeof(void *));
+    return h;
+}
+
+uint64_t tensors_key(const sgd_table &t)
+{
+    const size_t n = (size_t)t.count;
+    uint64_t h = cuda_ctx_key(CUDA_CTX_KEY_SEED, &t.count, sizeof t.count);
+    h = cuda_ctx_key(h, t.chunk_end, n * sizeof *t.chunk_end);
+    h = cuda_ctx_key(h, t.numel, n * sizeof *t.numel);
+    const void *const *arrays[] = {t.p, t.buf, t.g};
+    for (const void *const *ps : arrays)
+        h = cuda_ctx_key(h, ps, n * sizeof(void *));
+    return h;
+}
+
 // Launch kernel k on the table and the hyper-parameters, as an updatable launch
 // (csrc/cuda/cuda_ctx.h): inside a CUDA graph, the step's scalars are rewritten
-// before each replay.
+// before each replay, its tensors must stay the captured ones.
 template <typename Table, typename Hp>
 int launch(const char *who, int device, void (*k)(Table, Hp), int64_t chunks, Table &tab,
            const Hp &hp)
 {
     void *args[] = {&tab, const_cast<Hp *>(&hp)};
     return cuda_ctx_launch(device, who, reinterpret_cast<const void *>(k), grid_for(chunks),
-                           KTHREADS, args);
+                           KTHREADS, args, tensors_key(tab));
 }
 
 // Launch the Adam kernel of the table's flags on its filled table, then empty it.

@@ -54,10 +54,6 @@ static int rand_fill(tensor *out, uint64_t seed, uint64_t offset, rand_dist dist
     cudaStream_t s = kstream(out);
     if (!s)
         return -1;
-    if (cuda_ctx_capturing(tensor_device(out).index))
-        return err_set("%s: random numbers cannot be drawn inside a CUDA graph (every replay "
-                       "would draw the same ones): leave dropout and noise out of the captured "
-                       "function, or train without a graph", what);
     switch (out->dtype) {
     case DT_F32:
         rand_kernel<float><<<kblocks(n), KTHREADS, 0, s>>>((float *)tensor_data(out), n, seed,

@@ -113,6 +113,12 @@ describe("cuda graphs", function()
     local function usable()
       assert.equal(6, miles.ones(6, { device = "cuda" }):sum():item())
     end
+    local x13 = miles.randn(8, 2, 13, 13):cuda() -- a size no other spec uses
+    H.raises(function() miles.cuda.graph(function() return net(x13) end) end,
+      "came inside a CUDA graph capture") -- a new convolution shape (or cuDNN's first use)
+    usable()
+    F.cross_entropy(net(x), y):backward() -- the convolutions' engines, not the optimizer's state
+    opt:zero_grad()
     H.raises(function() miles.cuda.graph(step_fn(net, opt, x, y)) end,
       "has no optimizer state yet: take one step before capturing")
     usable()
@@ -134,10 +140,17 @@ describe("cuda graphs", function()
     usable()
     -- a group frozen after the capture no longer matches the captured launches
     local g = miles.cuda.graph(step_fn(net, opt, x, y))
+    local p1 = net:parameters()[1]
+    local steps = opt.state[p1].step
     opt:group("head").frozen = true
     H.raises(function() g:replay() end, "capture the graph again")
+    assert.equal(steps, opt.state[p1].step) -- the failed replay counted no step
     opt:group("head").frozen = false
     g:replay() -- matches again
+    assert.equal(steps + 1, opt.state[p1].step)
+    -- a step outside the graph makes new gradients: the graph's would go stale
+    step_fn(net, opt, x, y)()
+    H.raises(function() g:replay() end, "capture the graph again")
     usable()
   end)
 

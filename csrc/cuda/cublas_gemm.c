@@ -92,7 +92,11 @@ static cublasHandle_t gemm_handle(int index)
         return NULL;
     pthread_mutex_lock(&handles_lock);
     cublasHandle_t h = handles[index];
-    if (!h) {
+    if (!h && cuda_ctx_capturing(index)) {
+        err_set("gemm: the first matmul on cuda:%d came inside a CUDA graph capture (cuBLAS is "
+                "set up at its first use, which a capture cannot hold): run the captured "
+                "function once before capturing it", index);
+    } else if (!h) {
         if (blas_check(blas.create(&h), "cublasCreate") != 0) {
             h = NULL;
         } else if (blas_check(blas.set_stream(h, stream), "cublasSetStream") != 0) {

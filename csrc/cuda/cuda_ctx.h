@@ -52,11 +52,16 @@ bool cuda_graph_pool_release(int index, void *p, size_t nbytes);
 int64_t cuda_graph_device_allocs(void);
 /* Launch func<<<grid, block>>>(args) on GPU index's stream, as an updatable launch:
  * while a graph is captured, remembered with its node; while that graph is
- * refreshed, rewriting the node's arguments instead of launching (the same
- * launches must come in the same order). For the kernels whose scalars change
- * between replays (the optimizers'). 0 or -1 with the error set. */
+ * refreshed, rewriting the node's arguments instead of launching. The same
+ * launches must come in the same order, with the same key: the launcher's digest
+ * of the arguments that must not change (its tensors), so that only the scalars
+ * do. For the kernels whose scalars change between replays (the optimizers'). 0
+ * or -1 with the error set. */
 int cuda_ctx_launch(int index, const char *who, const void *func, unsigned grid, unsigned block,
-                    void **args);
+                    void **args, uint64_t key);
+/* FNV-1a over n bytes, continuing from h (start with CUDA_CTX_KEY_SEED): keys. */
+#define CUDA_CTX_KEY_SEED 14695981039346656037ull
+uint64_t cuda_ctx_key(uint64_t h, const void *p, size_t n);
 
 /* The maths settings (TF32, bf16 autocast, deterministic) are cuda_backend.h's
  * cuda_get_* functions. */

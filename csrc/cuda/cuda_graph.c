@@ -41,11 +41,13 @@ typedef struct graph_pool {
     int64_t blocks;
 } graph_pool;
 
-/* An updatable launch of a graph: its node and what the launch was. */
+/* An updatable launch of a graph: its node and what the launch was (key: the
+ * launcher's digest of what must not change, such as its tensors). */
 typedef struct {
     cudaGraphNode_t node;
     const void *func;
     unsigned grid, block;
+    uint64_t key;
 } graph_slot;
 
 struct cuda_graph {
@@ -154,6 +156,9 @@ static void pool_give_back(void *ud, void *p, size_t n)
 {
     graph_pool *pool = ud;
     graph_gpu *gg = &ggpus[pool->gpu];
+    if (pool->cache)
+        return; /* the live pool had no host memory to remember p: leaked, as the
+                 * graph may still use it (reg_lock is held by the caller here) */
     cache_alloc_adopt(cuda_ctx_cache(pool->gpu), p, n);
     pthread_mutex_lock(&reg_lock);
     int64_t at = reg_find(gg, p);
@@ -310,8 +315,8 @@ int cuda_graph_begin(int index)
 
 cuda_graph *cuda_graph_end(int index, bool keep)
 {
-    graph_gpu *gg = &ggpus[index];
-    cuda_graph *g = gg->capture;
+    graph_gpu *gg = index >= 0 && index < CUDA_MAX_GPUS ? &ggpus[index] : NULL;
+    cuda_graph *g = gg ? gg->capture : NULL;
     if (!g) {
         err_set("cuda:%d is not capturing a CUDA graph", index);
         return NULL;
@@ -319,7 +324,9 @@ cuda_graph *cuda_graph_end(int index, bool keep)
     cudaStream_t s = cuda_ctx_stream(index);
     cudaError_t e = cudaStreamEndCapture(s, &g->graph);
     gg->capture = NULL;
-    destroy_deferred(gg);
+    if (!cuda_capturing_any())
+        for (int i = 0; i < CUDA_MAX_GPUS; i++)
+            destroy_deferred(&ggpus[i]);
     if (e != cudaSuccess) {
         cudaGetLastError();
         if (keep)
@@ -385,7 +392,7 @@ void cuda_graph_free(cuda_graph *g)
     graph_gpu *gg = &ggpus[g->gpu];
     if (gg->refresh == g)
         gg->refresh = NULL;
-    if (gg->capture) {
+    if (cuda_capturing_any()) {
         /* destroying a graph is not a call to make inside a capture */
         if (gg->ndeferred == gg->capdeferred) {
             int cap = gg->capdeferred ? 2 * gg->capdeferred : 4;
@@ -416,9 +423,17 @@ int cuda_graph_device(const cuda_graph *g)
     return g->gpu;
 }
 
+uint64_t cuda_ctx_key(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+
 /* Remember the launch just captured on GPU index's stream as a slot of g. */
 static int note_slot(cuda_graph *g, cudaStream_t s, const void *func, unsigned grid,
-                     unsigned block, const char *who)
+                     unsigned block, uint64_t key, const char *who)
 {
     enum cudaStreamCaptureStatus st;
     const cudaGraphNode_t *deps = NULL;
@@ -436,25 +451,30 @@ static int note_slot(cuda_graph *g, cudaStream_t s, const void *func, unsigned g
         g->slots = grown;
         g->cap = cap;
     }
-    g->slots[g->nslots++] = (graph_slot){deps[0], func, grid, block};
+    g->slots[g->nslots++] = (graph_slot){deps[0], func, grid, block, key};
     return 0;
 }
 
 int cuda_ctx_launch(int index, const char *who, const void *func, unsigned grid, unsigned block,
-                    void **args)
+                    void **args, uint64_t key)
 {
+    if (index < 0 || index >= CUDA_MAX_GPUS)
+        return err_set("%s: cuda:%d is beyond the %d GPUs miles handles", who, index,
+                       CUDA_MAX_GPUS);
     graph_gpu *gg = &ggpus[index];
     cuda_graph *r = gg->refresh;
     dim3 gd = {grid, 1, 1}, bd = {block, 1, 1};
     if (r) {
         if (r->cursor >= r->nslots)
             return err_set("%s: more updatable launches than when the CUDA graph was captured "
-                           "(a group unfrozen or parameters added since?): capture it again",
+                           "(a group unfrozen or parameters added since?): capture the graph "
+                           "again",
                            who);
         const graph_slot *sl = &r->slots[r->cursor++];
-        if (sl->func != func || sl->grid != grid || sl->block != block)
+        if (sl->func != func || sl->grid != grid || sl->block != block || sl->key != key)
             return err_set("%s: launch %d differs from the one the CUDA graph captured (other "
-                           "options or tensors?): capture it again",
+                           "options, or other tensors such as gradients made by a step outside "
+                           "the graph?): capture the graph again",
                            who, r->cursor);
         struct cudaKernelNodeParams kp = {.func = (void *)func, .gridDim = gd, .blockDim = bd,
                                    .sharedMemBytes = 0, .kernelParams = args, .extra = NULL};
@@ -463,5 +483,5 @@ int cuda_ctx_launch(int index, const char *who, const void *func, unsigned grid,
     cudaStream_t s = cuda_ctx_stream(index);
     if (!s || cuda_ctx_check(cudaLaunchKernel(func, gd, bd, args, 0, s), who) != 0)
         return -1;
-    return gg->capture ? note_slot(gg->capture, s, func, grid, block, who) : 0;
+    return gg->capture ? note_slot(gg->capture, s, func, grid, block, key, who) : 0;
 }

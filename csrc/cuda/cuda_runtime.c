@@ -355,6 +355,8 @@ static int host_to_device(gpu_state *g, void *dst, const void *src, size_t n)
 /* Contiguous device memory to host bytes; waits for the GPU. */
 static int device_to_host(gpu_state *g, int index, void *dst, const void *src, size_t n)
 {
+    if (cuda_ctx_capturing(index))
+        return cuda_ctx_sync(index); /* refused, with the reason */
     for (size_t off = 0; off < n; off += STAGE_BYTES) {
         size_t len = n - off < STAGE_BYTES ? n - off : STAGE_BYTES;
         cudaEvent_t done;
@@ -396,7 +398,9 @@ static int move_bytes(tensor *d, const tensor *s)
         return g ? device_to_host(g, sd.index, tensor_data(d), tensor_data(s), n) : -1;
     }
     /* GPU to GPU: the source's queued work first, then a peer copy queued on the
-     * destination's stream */
+     * destination's stream (both waits are refused while either GPU is captured) */
+    if (cuda_ctx_capturing(dd.index))
+        return cuda_ctx_sync(dd.index);
     if (cuda_ctx_sync(sd.index) != 0)
         return -1;
     gpu_state *g = gpu(dd.index);

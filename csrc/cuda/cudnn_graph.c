@@ -30,7 +30,11 @@ cudnnHandle_t cg_handle(int index, const char *op)
         return NULL;
     pthread_mutex_lock(&handles_lock);
     cudnnHandle_t h = handles[index];
-    if (!h) {
+    if (!h && cuda_ctx_capturing(index)) {
+        err_set("%s: the first convolution on cuda:%d came inside a CUDA graph capture (cuDNN "
+                "is set up at its first use, which a capture cannot hold): run the captured "
+                "function once before capturing it", op, index);
+    } else if (!h) {
         cudnnStatus_t s = cudnnCreate(&h);
         if (s != CUDNN_STATUS_SUCCESS) {
             cg_fail(op, "cudnnCreate", s);

@@ -41,10 +41,12 @@ function M.capturing()
   return active ~= nil
 end
 
---- Inside a capture: run fn again before each replay (the optimizers' steps).
-function M.on_replay(fn)
+--- Inside a capture: run fn again before each replay (the optimizers' steps);
+-- save() returns a function that undoes what fn changes on the Lua side (the
+-- step counters), called when the replay fails after fn ran.
+function M.on_replay(fn, save)
   assert(active, "miles.cuda.graph: on_replay outside a capture")
-  active.hooks[#active.hooks + 1] = fn
+  active.hooks[#active.hooks + 1] = { run = fn, save = save }
 end
 
 local Graph = {}
@@ -58,16 +60,18 @@ end
 --- Run the captured work again (after refreshing the optimizers' steps).
 function Graph:replay()
   local g = handle(self)
+  local undo = {}
+  for i, h in ipairs(self._hooks) do undo[i] = h.save() end
   g:refresh_begin()
   local ok, err = pcall(function()
-    for _, h in ipairs(self._hooks) do h() end
+    for _, h in ipairs(self._hooks) do h.run() end
   end)
-  if not ok then
-    pcall(g.refresh_end, g) -- leave refresh mode; the hook's error is the one to tell
-    error(err, 0)
+  local ended, end_err = pcall(g.refresh_end, g) -- leaves refresh mode in any case
+  if ok and ended then ok, err = pcall(g.launch, g) end
+  if not (ok and ended) then
+    for i = #undo, 1, -1 do undo[i]() end -- nothing ran: the counters go back
+    error(ok and end_err or err, 0)
   end
-  g:refresh_end()
-  g:launch()
 end
 
 --- Give the graph's memory back (also done when it is collected).
@@ -117,7 +121,10 @@ function M.graph(fn, opts)
     local msg = res[2]
     error(type(msg) == "string" and "miles.cuda.graph: " .. msg or msg, 0)
   end
-  local g = core._cuda_graph_end(index, true)
+  local ended, g = pcall(core._cuda_graph_end, index, true)
+  if not ended then
+    error("miles.cuda.graph: " .. tostring(g):gsub("^.-_cuda_graph_end: ", ""), 0)
+  end
   local graph = setmetatable({ _g = g, _hooks = cap.hooks, device = "cuda:" .. index }, Graph)
   return graph, table.unpack(res, 2, res.n)
 end

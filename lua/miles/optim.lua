@@ -385,8 +385,17 @@ function Optimizer:step(closure)
       end
     end
   end
-  if capturing then cuda_graph.on_replay(function() self:step() end) end
+  if capturing then cuda_graph.on_replay(function() self:step() end, function() return self:_save_steps() end) end
   return loss
+end
+
+-- A function that sets every parameter's step counter back to its value now.
+function Optimizer:_save_steps()
+  local saved = {}
+  for _, st in pairs(self.state) do saved[st] = st.step end
+  return function()
+    for st, n in pairs(saved) do st.step = n end
+  end
 end
 
 --- Drop every parameter's gradient (set_to_none, the default), or with
