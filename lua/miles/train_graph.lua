@@ -7,7 +7,8 @@
 -- state and chooses the convolution engines: see miles.cuda.graph); the next one
 -- of the same size is copied into static tensors on the GPU and the step on them
 -- is captured; every later batch of that size is copied into them and the graph
--- replayed. A batch of another size (the last, smaller one) runs as usual. The
+-- replayed. A batch of another size (the last, smaller one) runs as usual (and a
+-- later batch of the captured size captures again). The
 -- loss weights are read at each step as usual; new weights capture again. The
 -- graph goes at the end of the pass, so a freeze or a learning rate set between
 -- epochs is in the next capture. Rules that act inside a step (on_step: OGM's
@@ -72,6 +73,8 @@ function Stepper:step(batch, w)
   local n = batch.y:shape()[1]
   if not self.size or n ~= self.size then
     self.size = self.size or n
+    -- a step outside the graph gives the parameters new gradients: capture again
+    self:free()
     local logits, losses, total = t:_step(self.model, self.opt, t:_inputs(batch), batch.y, w, self.p)
     return logits, losses, total, batch.y
   end
