@@ -43,6 +43,12 @@ static const char *human_bytes(double n, char *buf)
     return buf;
 }
 
+void alloc_note_pressure(size_t nbytes)
+{
+    if (pressure_hook)
+        pressure_hook(hook_ud, nbytes);
+}
+
 void *alloc_bytes(device dev, size_t nbytes)
 {
     if (dev.type == DEV_CUDA && !cuda_backend_get(dev.index))

@@ -16,6 +16,10 @@ typedef void (*alloc_pressure_hook)(void *ud, size_t nbytes);
 
 void alloc_set_hooks(alloc_oom_hook oom, alloc_pressure_hook pressure, void *ud);
 
+/* Tell the pressure hook about nbytes of memory allocated elsewhere (pinned host
+ * memory), so that Lua's collector also paces itself by it. Thread-safe. */
+void alloc_note_pressure(size_t nbytes);
+
 /* Returns NULL and sets the error message on failure. nbytes may be 0. */
 void *alloc_bytes(device dev, size_t nbytes);
 void alloc_release(device dev, void *p, size_t nbytes);

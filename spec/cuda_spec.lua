@@ -567,6 +567,23 @@ describe("cuda runtime", function()
     H.assert_close(miles.matmul(a:cuda(), b:cuda()):cpu(), miles.matmul(a, b), 1e-2, 5e-2, "tf32")
   end)
 
+  gpu_it("pinned loader batches go to the GPU without staging, and their memory is reused #gpu", function()
+    miles.manual_seed(42)
+    local ds = miles.data.Dataset({ modalities = { a = miles.randn(300, 3, 8, 8) },
+                                    labels = miles.randint(1, 5, { 300 }) })
+    local loader = ds:loader("all", { batch_size = 32, shuffle = true, workers = 2, pin_memory = true })
+    for e = 1, 6 do
+      for batch in loader:epoch(e) do
+        assert.is_true(batch.a:is_pinned())
+        local g = batch.a:cuda()
+        local y = batch.y:cuda()
+        assert.equal(0, H.max_abs_diff(g:cpu(), batch.a))
+        assert.same(batch.y:totable(), y:cpu():totable())
+      end
+      collectgarbage()
+    end
+  end)
+
   gpu_it("the trainer runs on the GPU with the cpu's numbers #gpu", function()
     local experiment = require "miles.experiment"
     local function run_on(device)

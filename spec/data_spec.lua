@@ -498,6 +498,30 @@ describe("data loaders", function()
     end
   end)
 
+  it("give the same batches with pin_memory, pinned only when there is a GPU", function()
+    local ds = small(40)
+    local function run(pin)
+      local loader = ds:loader("train", { batch_size = 7, shuffle = true, seed = 3, workers = 2,
+        pin_memory = pin, augment = { audio = { noise = 0.1 } } })
+      local got = {}
+      for batch in loader:epoch(1) do
+        got[#got + 1] = batch
+        for _, k in ipairs({ "audio", "image", "y" }) do
+          assert.equal(pin and miles.cuda.is_available(), batch[k]:is_pinned())
+        end
+        assert.is_false(batch.index:is_pinned())
+      end
+      return got
+    end
+    local ref, got = run(false), run(true)
+    assert.equal(#ref, #got)
+    for i = 1, #ref do
+      for _, k in ipairs({ "audio", "image", "y", "index" }) do
+        assert.is_true(same(ref[i][k], got[i][k]), ("batch %d, %s"):format(i, k))
+      end
+    end
+  end)
+
   it("reject bad options with a message that names them", function()
     local ds = small(20)
     local cases = {
@@ -506,6 +530,7 @@ describe("data loaders", function()
       { { batch_size = 2.5 }, "batch_size must be an integer" },
       { { workers = -1 }, "workers must be in [0, 64]" },
       { { shuffle = "yes" }, "shuffle must be a boolean" },
+      { { pin_memory = 1 }, "pin_memory must be a boolean" },
       { { augment = { video = { flip = true } } }, "augment.video: no such modality (modalities: audio, image)" },
       { { augment = { image = { rotate = 10 } } }, "augment.image: unknown option 'rotate'" },
       { { augment = { audio = { shift_mode = "wrap", time_shift = 2 } } }, "shift_mode must be 'circular' or 'zero'" },

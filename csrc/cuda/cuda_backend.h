@@ -31,6 +31,14 @@ void cuda_empty_cache(void);
  * wait for the GPU; device-to-host copies wait for it (and report an error a
  * kernel flagged, such as an index out of range). */
 int cuda_copy_across(struct tensor *dst, const struct tensor *src);
+
+/* A CPU tensor of dtype dt in pinned (page-locked) host memory: a copy from it to
+ * a GPU reads it directly (no staging copy on the host) and does not wait; its
+ * memory is reused only once such copies are done. Without a GPU, an ordinary CPU
+ * tensor. Thread-safe (the data loader's workers make their batches with it).
+ * NULL with the error set. */
+struct tensor *cuda_pinned_empty(int dt, int ndim, const int64_t *shape);
+bool cuda_is_pinned(const struct tensor *t);
 /* Wait until GPU `index` has finished its work; reports a flagged error. */
 int cuda_synchronize(int index);
 

@@ -63,6 +63,11 @@ int cuda_ctx_launch(int index, const char *who, const void *func, unsigned grid,
 #define CUDA_CTX_KEY_SEED 14695981039346656037ull
 uint64_t cuda_ctx_key(uint64_t h, const void *p, size_t n);
 
+/* After queuing a copy from pinned tensor src on GPU index's stream s: its memory
+ * is reused only once that copy is done (cuda_pinned.c). 0 or -1. */
+struct tensor;
+int cuda_pinned_copied(const struct tensor *src, int index, cudaStream_t s);
+
 /* The maths settings (TF32, bf16 autocast, deterministic) are cuda_backend.h's
  * cuda_get_* functions. */
 

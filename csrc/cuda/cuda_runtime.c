@@ -391,7 +391,16 @@ static int move_bytes(tensor *d, const tensor *s)
         return 0;
     if (sd.type == DEV_CPU) {
         gpu_state *g = gpu(dd.index);
-        return g ? host_to_device(g, tensor_data(d), tensor_data(s), n) : -1;
+        if (!g)
+            return -1;
+        if (!cuda_is_pinned(s) || cuda_ctx_capturing(dd.index))
+            return host_to_device(g, tensor_data(d), tensor_data(s), n);
+        /* pinned: the copy engine reads it directly */
+        if (cuda_ctx_check(cudaMemcpyAsync(tensor_data(d), tensor_data(s), n,
+                                           cudaMemcpyHostToDevice, g->stream),
+                           "copy to the GPU") != 0)
+            return -1;
+        return cuda_pinned_copied(s, dd.index, g->stream);
     }
     if (dd.type == DEV_CPU) {
         gpu_state *g = gpu(sd.index);

@@ -2,6 +2,7 @@
 #include "cuda_backend.h"
 
 #include "../error.h"
+#include "../tensor.h"
 
 #define NOT_BUILT "this build of miles has no CUDA backend (built with CUDA=0 or without the CUDA toolkit)"
 
@@ -56,6 +57,17 @@ int cuda_copy_across(struct tensor *dst, const struct tensor *src)
     (void)dst;
     (void)src;
     return err_set(NOT_BUILT);
+}
+
+struct tensor *cuda_pinned_empty(int dt, int ndim, const int64_t *shape)
+{
+    return tensor_empty((dtype_t)dt, ndim, shape, DEVICE_CPU);
+}
+
+bool cuda_is_pinned(const struct tensor *t)
+{
+    (void)t;
+    return false;
 }
 
 int cuda_synchronize(int index)

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../cuda/cuda_backend.h"
 #include "../error.h"
 #include "../rng.h"
 
@@ -57,7 +58,7 @@ struct loader {
     int64_t *indices;   /* the split, 0-based */
     int64_t *order;     /* the current epoch's order of the split */
     int64_t n, n_batches, batch_size, index_base, fail_batch;
-    bool drop_last, shuffle;
+    bool drop_last, shuffle, pin_memory;
     uint64_t seed;
     int prefetch, n_threads;
     pthread_t *threads;
@@ -272,14 +273,15 @@ void loader_batch_free(loader_batch *b)
     b->y = b->index = NULL;
 }
 
-/* A tensor of shape [count, like's dims after the first]. */
-static tensor *batch_tensor(dtype_t dt, const tensor *like, int64_t count)
+/* A tensor of shape [count, like's dims after the first], pinned when asked. */
+static tensor *batch_tensor(dtype_t dt, const tensor *like, int64_t count, bool pin)
 {
     int64_t shape[TENSOR_MAX_DIMS];
     shape[0] = count;
     for (int i = 1; i < like->ndim; i++)
         shape[i] = like->shape[i];
-    return tensor_empty(dt, like->ndim, shape, DEVICE_CPU);
+    return pin ? cuda_pinned_empty((int)dt, like->ndim, shape)
+               : tensor_empty(dt, like->ndim, shape, DEVICE_CPU);
 }
 
 /* Allocate the tensors of a batch of count samples. */
@@ -287,9 +289,10 @@ static int alloc_batch(const loader *ld, int64_t count, loader_batch *b)
 {
     for (int m = 0; m < ld->n_mod; m++)
         if (!(b->x[m] = batch_tensor(ld->mods[m].src->dtype == DT_I64 ? DT_I64 : DT_F32,
-                                     ld->mods[m].src, count)))
+                                     ld->mods[m].src, count, ld->pin_memory)))
             return -1;
-    if (ld->labels && !(b->y = batch_tensor(ld->labels->dtype, ld->labels, count)))
+    if (ld->labels &&
+        !(b->y = batch_tensor(ld->labels->dtype, ld->labels, count, ld->pin_memory)))
         return -1;
     b->index = tensor_empty(DT_I64, 1, &count, DEVICE_CPU);
     return b->index ? 0 : -1;
@@ -561,6 +564,7 @@ static int setup(loader *ld, const loader_config *cfg)
     ld->index_base = cfg->index_base;
     ld->fail_batch = cfg->fail_batch;
     ld->shuffle = cfg->shuffle;
+    ld->pin_memory = cfg->pin_memory;
     ld->seed = cfg->seed;
     ld->prefetch = cfg->prefetch;
     if (copy_indices(ld, cfg) != 0)

@@ -65,6 +65,8 @@ typedef struct {
     uint64_t seed;
     int workers;             /* 0: batches made in loader_next's own thread */
     int prefetch;            /* batches prepared ahead (the ring's size), >= 1 */
+    bool pin_memory;         /* batches' x and y in pinned host memory (when there is
+                              * a GPU), which copies to a GPU read directly */
     int64_t fail_batch;      /* for tests: this batch fails in its worker as if memory
                               * ran out (-1: none) */
 } loader_config;

@@ -144,6 +144,7 @@ static void read_options(lua_State *L, int t, loader_config *cfg)
     cfg->seed = (uint64_t)field_int(L, t, "seed", 0, LUA_MININTEGER, LUA_MAXINTEGER);
     cfg->workers = (int)field_int(L, t, "workers", 0, 0, LOADER_MAX_WORKERS);
     cfg->prefetch = (int)field_int(L, t, "prefetch", 2, 1, LOADER_MAX_PREFETCH);
+    cfg->pin_memory = field_bool(L, t, "pin_memory", false);
     cfg->fail_batch = field_int(L, t, "fail_batch", 0, 0, LUA_MAXINTEGER) - 1;
     cfg->index_base = 1;
 }
@@ -198,7 +199,7 @@ static tensor *check_indices(lua_State *L, int t)
 /* miles._data.loader(spec) -> loader: spec = {sources = {{name=, tensor=, scale=,
  * mean=, std=, flip=, crop=, time_shift=, shift_zero=, noise=}, ...}, labels =,
  * indices = (1-based int64), batch_size=, drop_last=, shuffle=, seed=, workers=,
- * prefetch=, fail_batch= (tests: 1-based batch that fails)}. */
+ * prefetch=, pin_memory=, fail_batch= (tests: 1-based batch that fails)}. */
 static int l_loader_new(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "../autograd.h"
+#include "../cuda/cuda_backend.h"
 #include "../dispatch.h"
 #include "../error.h"
 #include "../ops.h"
@@ -709,6 +710,13 @@ static int l_is_contiguous(lua_State *L)
     return 1;
 }
 
+/* Is the tensor in pinned host memory (see cuda_pinned_empty)? */
+static int l_is_pinned(lua_State *L)
+{
+    lua_pushboolean(L, cuda_is_pinned(lt_check(L, 1)));
+    return 1;
+}
+
 /* Do two tensors share storage (views of each other)? */
 static int l_shares_storage(lua_State *L)
 {
@@ -1155,6 +1163,7 @@ static const luaL_Reg tensor_methods[] = {
     {"totable", l_totable}, {"item", l_item}, {"shape", l_shape}, {"size", l_size},
     {"stride", l_stride}, {"dim", l_dim}, {"numel", l_numel}, {"dtype", l_dtype},
     {"device", l_device}, {"cuda", l_cuda}, {"cpu", l_cpu}, {"is_contiguous", l_is_contiguous},
+    {"is_pinned", l_is_pinned},
     {"shares_storage", l_shares_storage}, {"to", l_to}, {"clone", l_clone},
     {"contiguous", l_contiguous}, {"reshape", l_reshape}, {"view", l_view},
     {"flatten", l_flatten}, {"permute", l_permute}, {"transpose", l_transpose}, {"t", l_t},

@@ -220,6 +220,7 @@ function Trainer:_loader(split, shuffle)
   o.shuffle = shuffle
   o.seed = self.seed
   o.workers = self.workers
+  if o.pin_memory == nil then o.pin_memory = self.device ~= "cpu" end
   return self.dataset:loader(split, o)
 end
 

@@ -8,7 +8,7 @@
 --     classes = { "cat", "dog", ... },
 --   }
 --   local loader = ds:loader("train", { batch_size = 64, shuffle = true, seed = 0,
---     workers = 2, prefetch = 4,
+--     workers = 2, prefetch = 4, pin_memory = false,
 --     augment = { image = { flip = true, crop = 4 }, audio = { time_shift = 8, noise = 0.01 } },
 --     normalize = { image = { scale = 1 / 255, mean = { 0.5 }, std = { 0.25 } } } })
 --   for batch in loader:epoch(e) do   -- batch.audio, batch.image, batch.y, batch.index
@@ -20,6 +20,9 @@
 -- The order of an epoch and every augmentation depend only on (seed, epoch, sample):
 -- the same batches on every machine and for any number of workers. Breaking out of
 -- the loop stops the prefetch; collecting or closing the loader stops its threads.
+-- pin_memory = true makes each batch's tensors in pinned host memory when there is
+-- a GPU (batch.x:is_pinned()): their copies to the GPU are read directly by its copy
+-- engine, without a staging copy or a wait (the trainer asks for it on a GPU).
 -- Indices are 1-based, as everywhere in miles.
 local core = require "miles.core"
 
@@ -218,12 +221,13 @@ end
 
 -- Loader options, checked and with defaults.
 local LOADER_OPTS = { batch_size = true, shuffle = true, seed = true, drop_last = true,
-  workers = true, prefetch = true, augment = true, normalize = true, _fail_batch = true }
+  workers = true, prefetch = true, pin_memory = true, augment = true, normalize = true,
+  _fail_batch = true }
 local AUGMENT_OPTS = { flip = true, crop = true, time_shift = true, shift_mode = true, noise = true }
 local NORMALIZE_OPTS = { scale = true, mean = true, std = true }
 
 data.DEFAULTS = { batch_size = 64, shuffle = false, seed = 0, drop_last = false, workers = 2,
-  prefetch = 4 }
+  prefetch = 4, pin_memory = false }
 
 -- An integer option in [lo, hi].
 local function int_opt(o, key, lo, hi, what)
@@ -329,7 +333,7 @@ function Split:loader(opts)
     prefetch = int_opt(o, "prefetch", 1, 1024, "loader"),
     indices = self.indices, labels = ds.labels, sources = {},
   }
-  for _, key in ipairs({ "shuffle", "drop_last" }) do
+  for _, key in ipairs({ "shuffle", "drop_last", "pin_memory" }) do
     if type(o[key]) ~= "boolean" then fail("loader: %s must be a boolean, got %s", key, tostring(o[key])) end
     spec[key] = o[key]
   end
