@@ -27,6 +27,11 @@ typedef struct pinned_block {
 
 static cache_alloc *cache;
 static pinned_block *pending; /* freed, perhaps still read by a copy */
+/* Events of recycled blocks, for the next ones: a block is freed by the collector
+ * at any time, even inside a CUDA graph capture, where destroying an event is not
+ * a call to make. */
+static cudaEvent_t *spare;
+static int nspare, capspare;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void *host_alloc(void *ud, size_t n)
@@ -48,11 +53,20 @@ static void host_free(void *ud, void *p, size_t n)
     cudaFreeHost(p);
 }
 
+/* With the lock held: b's memory back to the cache, its event to the spares. */
 static void block_free(pinned_block *b)
 {
     cache_alloc_put(cache, b->p, b->size);
-    if (b->read)
-        cudaEventDestroy(b->read);
+    if (b->read && nspare == capspare) {
+        int cap = capspare ? 2 * capspare : 16;
+        cudaEvent_t *grown = realloc(spare, (size_t)cap * sizeof *grown);
+        if (grown) {
+            spare = grown;
+            capspare = cap;
+        }
+    }
+    if (b->read && nspare < capspare)
+        spare[nspare++] = b->read; /* else (no host memory) the event is leaked */
     free(b);
 }
 
@@ -140,6 +154,12 @@ int cuda_pinned_copied(const tensor *src, int index, cudaStream_t s)
     if (b->gpu >= 0 && b->gpu != index &&
         cuda_ctx_check(cudaEventSynchronize(b->read), "cuda (pinned memory)") != 0)
         return -1;
+    if (!b->read) {
+        pthread_mutex_lock(&lock);
+        if (nspare > 0)
+            b->read = spare[--nspare];
+        pthread_mutex_unlock(&lock);
+    }
     if (!b->read && cuda_ctx_check(cudaEventCreateWithFlags(&b->read, cudaEventDisableTiming),
                                    "cudaEventCreate") != 0)
         return -1;
