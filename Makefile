@@ -26,6 +26,7 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null) \
 PKG_LIBS   := -L$(OPENBLAS) -Wl,-rpath,$(OPENBLAS) -lopenblas \
               $(shell pkg-config --libs $(filter-out lua5.4,$(PKGS)) 2>/dev/null) -ldnnl -lm -lpthread
 
+CPU_LIBS := $(PKG_LIBS)
 CFLAGS  := -std=c11 -D_GNU_SOURCE -O2 -fvect-cost-model=dynamic -g -fno-math-errno -fno-trapping-math -Wall -Wextra -Werror -fPIC -fopenmp $(PKG_CFLAGS)
 LDFLAGS := -fopenmp
 ifeq ($(SAN),1)
@@ -60,6 +61,31 @@ MODULE := $(BUILD)/lib/miles/core.so
 
 .PHONY: all test test-san bench demo deps offline-bundle clean
 all: $(BIN) $(MODULE)
+
+# The CUDA backend's host side (csrc/cuda's runtime files) linked with a fake CUDA
+# runtime instead of libcudart, so a machine without a GPU checks its logic:
+# spec/cuda_host_spec.lua runs it. The rest of the core comes from a static
+# library, so that only what those files need is linked.
+ifeq ($(CUDA),1)
+HOSTCHECK     := $(BUILD)/bin/cuda_host_check
+HOSTCHECK_OBJ := $(patsubst spec/c/%.c,$(BUILD)/obj/spec_c/%.o,$(wildcard spec/c/*.c)) \
+                 $(patsubst %,$(BUILD)/obj/cuda/%.o,cuda_runtime cuda_graph cuda_pinned)
+HOSTCHECK_LIB := $(BUILD)/lib/libmiles-host.a
+all: $(HOSTCHECK)
+
+$(BUILD)/obj/spec_c/%.o: spec/c/%.c Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(HOSTCHECK_LIB): $(filter-out $(BUILD)/obj/cuda/%,$(CORE_OBJ))
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+$(HOSTCHECK): $(HOSTCHECK_OBJ) $(HOSTCHECK_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CPU_LIBS)
+endif
 
 # Objects depend on the Makefile too, so a change of flags rebuilds them.
 $(BUILD)/obj/%.o: csrc/%.c Makefile
@@ -104,7 +130,7 @@ offline-bundle:
 clean:
 	rm -rf build build-san build-fuzz
 
--include $(CORE_OBJ:.o=.d) $(LUA_OBJ:.o=.d) $(MAIN_OBJ:.o=.d)
+-include $(CORE_OBJ:.o=.d) $(LUA_OBJ:.o=.d) $(MAIN_OBJ:.o=.d) $(HOSTCHECK_OBJ:.o=.d)
 
 # --- fuzzing: `make fuzz` builds one libFuzzer binary per csrc/io/fuzz_<reader>.c
 # into build-fuzz/ (clang, ASan + UBSan, -DMILES_FUZZ, the core in a static

@@ -57,6 +57,7 @@ struct cuda_graph {
     graph_pool *pool;
     graph_slot *slots;
     int nslots, cap, cursor;
+    bool stale; /* the last refresh failed: its nodes are partly rewritten */
     size_t nodes;
 };
 
@@ -357,6 +358,9 @@ int cuda_graph_launch(cuda_graph *g)
         return err_set("cannot replay a CUDA graph while cuda:%d is capturing one", g->gpu);
     if (gg->refresh)
         return err_set("cannot replay a CUDA graph while one is being refreshed");
+    if (g->stale)
+        return err_set("this CUDA graph's last refresh failed: refresh it again, or capture "
+                       "the graph again");
     return cuda_ctx_check(cudaGraphLaunch(g->exec, s), "cudaGraphLaunch");
 }
 
@@ -368,6 +372,7 @@ int cuda_graph_refresh_begin(cuda_graph *g)
                        "one", g->gpu);
     gg->refresh = g;
     g->cursor = 0;
+    g->stale = false;
     return 0;
 }
 
@@ -377,11 +382,15 @@ int cuda_graph_refresh_end(cuda_graph *g)
     if (gg->refresh != g)
         return err_set("this CUDA graph is not being refreshed");
     gg->refresh = NULL;
-    if (g->cursor != g->nslots)
+    if (g->stale)
+        return err_set("a launch of the CUDA graph's refresh failed: capture the graph again");
+    if (g->cursor != g->nslots) {
+        g->stale = true;
         return err_set("the CUDA graph's optimizer steps made %d of the %d updatable launches "
                        "they made when captured (a group frozen or parameters changed since?): "
                        "capture the graph again",
                        g->cursor, g->nslots);
+    }
     return 0;
 }
 
@@ -455,6 +464,26 @@ static int note_slot(cuda_graph *g, cudaStream_t s, const void *func, unsigned g
     return 0;
 }
 
+/* In refresh mode: rewrite the next slot's node with this launch's arguments. */
+static int refresh_launch(cuda_graph *r, const char *who, const void *func, unsigned grid,
+                          unsigned block, void **args, uint64_t key)
+{
+    if (r->cursor >= r->nslots)
+        return err_set("%s: more updatable launches than when the CUDA graph was captured (a "
+                       "group unfrozen or parameters added since?): capture the graph again",
+                       who);
+    const graph_slot *sl = &r->slots[r->cursor++];
+    if (sl->func != func || sl->grid != grid || sl->block != block || sl->key != key)
+        return err_set("%s: launch %d differs from the one the CUDA graph captured (other "
+                       "options, or other tensors such as gradients made by a step outside "
+                       "the graph?): capture the graph again",
+                       who, r->cursor);
+    dim3 gd = {grid, 1, 1}, bd = {block, 1, 1};
+    struct cudaKernelNodeParams kp = {.func = (void *)func, .gridDim = gd, .blockDim = bd,
+                                      .sharedMemBytes = 0, .kernelParams = args, .extra = NULL};
+    return cuda_ctx_check(cudaGraphExecKernelNodeSetParams(r->exec, sl->node, &kp), who);
+}
+
 int cuda_ctx_launch(int index, const char *who, const void *func, unsigned grid, unsigned block,
                     void **args, uint64_t key)
 {
@@ -465,20 +494,10 @@ int cuda_ctx_launch(int index, const char *who, const void *func, unsigned grid,
     cuda_graph *r = gg->refresh;
     dim3 gd = {grid, 1, 1}, bd = {block, 1, 1};
     if (r) {
-        if (r->cursor >= r->nslots)
-            return err_set("%s: more updatable launches than when the CUDA graph was captured "
-                           "(a group unfrozen or parameters added since?): capture the graph "
-                           "again",
-                           who);
-        const graph_slot *sl = &r->slots[r->cursor++];
-        if (sl->func != func || sl->grid != grid || sl->block != block || sl->key != key)
-            return err_set("%s: launch %d differs from the one the CUDA graph captured (other "
-                           "options, or other tensors such as gradients made by a step outside "
-                           "the graph?): capture the graph again",
-                           who, r->cursor);
-        struct cudaKernelNodeParams kp = {.func = (void *)func, .gridDim = gd, .blockDim = bd,
-                                   .sharedMemBytes = 0, .kernelParams = args, .extra = NULL};
-        return cuda_ctx_check(cudaGraphExecKernelNodeSetParams(r->exec, sl->node, &kp), who);
+        int rc = refresh_launch(r, who, func, grid, block, args, key);
+        if (rc != 0)
+            r->stale = true; /* its nodes are now partly rewritten */
+        return rc;
     }
     cudaStream_t s = cuda_ctx_stream(index);
     if (!s || cuda_ctx_check(cudaLaunchKernel(func, gd, bd, args, 0, s), who) != 0)

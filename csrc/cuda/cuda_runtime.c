@@ -289,6 +289,8 @@ int64_t cuda_device_allocs(void)
 
 void cuda_empty_cache(void)
 {
+    if (cuda_capturing_any())
+        return; /* its waits and cudaFree would break the capture */
     for (int i = 0; i < CUDA_MAX_GPUS; i++) {
         if (!gpus[i].ready)
             continue;

@@ -1,0 +1,440 @@
+/* A fake CUDA runtime on host memory, for checking the host side of the CUDA
+ * backend (csrc/cuda/cuda_runtime.c, cuda_graph.c, cuda_pinned.c) on a machine
+ * without a GPU: spec/c/cuda_host_check.c links those files with this instead of
+ * libcudart. It implements the calls they make, with the rules of the real
+ * runtime that matter to them:
+ *  - device memory is host memory (so copies really copy); every block is tracked,
+ *    and freeing an unknown pointer is an error; a capacity makes cudaMalloc fail;
+ *  - work "queued" on a stream completes only when the host waits (stream or event
+ *    synchronisation) or the check calls fake_gpu_catch_up(): events recorded in
+ *    between report cudaErrorNotReady;
+ *  - stream capture: queued work becomes graph nodes instead of running; a call
+ *    that is not allowed during a capture (cudaMalloc, cudaFree, a synchronisation,
+ *    cudaEventQuery) made while capturing in global or thread-local mode fails and
+ *    invalidates the capture, as the real runtime does, unless the thread switched
+ *    itself to relaxed mode;
+ *  - graphs: instantiate, launch, destroy, and kernel nodes whose parameters can be
+ *    set on an instantiated graph.
+ * Kernels do not run (their launches are counted). Single-threaded use. */
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cuda_runtime.h>
+
+#include "../../csrc/dispatch.h"
+#include "fake_cudart.h"
+
+#define MAX_NODES 4096
+
+struct CUstream_st {
+    bool capturing, invalidated;
+    struct CUgraph_st *graph; /* being captured */
+};
+
+struct CUgraphNode_st {
+    bool kernel;
+    const void *func;
+    unsigned grid;
+};
+
+struct CUgraph_st {
+    struct CUgraphNode_st nodes[MAX_NODES];
+    size_t n;
+};
+
+struct CUgraphExec_st {
+    struct CUgraph_st *graph;
+};
+
+struct CUevent_st {
+    unsigned long long ticket; /* the work it waits for (0: none) */
+};
+
+fake_counts fake;
+
+static cudaError_t last_error = cudaSuccess;
+static unsigned long long issued, completed; /* queued work, done work */
+static enum cudaStreamCaptureMode thread_mode = cudaStreamCaptureModeGlobal;
+static struct CUstream_st *capturing_stream;
+
+typedef struct {
+    void *p;
+    size_t n;
+    bool host;
+} block;
+static block *blocks;
+static size_t nblocks, capblocks;
+
+static cudaError_t fail(cudaError_t e)
+{
+    last_error = e;
+    return e;
+}
+
+/* A call that a capture in global or thread-local mode does not allow. */
+static bool capture_forbids(void)
+{
+    if (!capturing_stream || thread_mode == cudaStreamCaptureModeRelaxed)
+        return false;
+    capturing_stream->invalidated = true;
+    fake.capture_violations++;
+    return true;
+}
+
+static void track(void *p, size_t n, bool host)
+{
+    if (nblocks == capblocks) {
+        capblocks = capblocks ? 2 * capblocks : 64;
+        blocks = realloc(blocks, capblocks * sizeof *blocks);
+    }
+    blocks[nblocks++] = (block){p, n, host};
+}
+
+static bool untrack(void *p, bool host, size_t *n)
+{
+    for (size_t i = 0; i < nblocks; i++)
+        if (blocks[i].p == p && blocks[i].host == host) {
+            *n = blocks[i].n;
+            blocks[i] = blocks[--nblocks];
+            return true;
+        }
+    return false;
+}
+
+void fake_gpu_catch_up(void)
+{
+    completed = issued;
+}
+
+size_t fake_device_bytes(void)
+{
+    size_t sum = 0;
+    for (size_t i = 0; i < nblocks; i++)
+        if (!blocks[i].host)
+            sum += blocks[i].n;
+    return sum;
+}
+
+/* Queue work on s: a node when s is captured, else "run" now (done later). */
+static cudaError_t queue(cudaStream_t s, bool kernel, const void *func, unsigned grid)
+{
+    if (s && s->capturing) {
+        struct CUgraph_st *g = s->graph;
+        if (g->n == MAX_NODES)
+            return fail(cudaErrorMemoryAllocation);
+        g->nodes[g->n++] = (struct CUgraphNode_st){kernel, func, grid};
+        return cudaSuccess;
+    }
+    issued++;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGetLastError(void)
+{
+    cudaError_t e = last_error;
+    last_error = cudaSuccess;
+    return e;
+}
+
+const char *cudaGetErrorName(cudaError_t error)
+{
+    return error == cudaSuccess ? "cudaSuccess" : "cudaErrorFake";
+}
+
+const char *cudaGetErrorString(cudaError_t error)
+{
+    switch (error) {
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
+    case cudaErrorNotReady: return "device not ready";
+    default: return "fake error";
+    }
+}
+
+cudaError_t cudaGetDeviceCount(int *count)
+{
+    *count = fake.devices;
+    return fake.devices ? cudaSuccess : fail(cudaErrorNoDevice);
+}
+
+cudaError_t cudaSetDevice(int device)
+{
+    return device >= 0 && device < fake.devices ? cudaSuccess : fail(cudaErrorInvalidDevice);
+}
+
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *pStream, unsigned int flags)
+{
+    (void)flags;
+    *pStream = calloc(1, sizeof **pStream);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMalloc(void **devPtr, size_t size)
+{
+    if (capture_forbids())
+        return fail(cudaErrorStreamCaptureUnsupported);
+    if (fake_device_bytes() + size > fake.capacity)
+        return fail(cudaErrorMemoryAllocation);
+    *devPtr = malloc(size ? size : 1);
+    track(*devPtr, size, false);
+    fake.mallocs++;
+    return cudaSuccess;
+}
+
+cudaError_t cudaFree(void *devPtr)
+{
+    if (capture_forbids())
+        return fail(cudaErrorStreamCaptureUnsupported);
+    size_t n;
+    if (!devPtr)
+        return cudaSuccess;
+    if (!untrack(devPtr, false, &n)) {
+        fake.bad_frees++;
+        return fail(cudaErrorInvalidValue);
+    }
+    free(devPtr);
+    fake.frees++;
+    return cudaSuccess;
+}
+
+cudaError_t cudaHostAlloc(void **pHost, size_t size, unsigned int flags)
+{
+    (void)flags;
+    *pHost = malloc(size ? size : 1);
+    track(*pHost, size, true);
+    fake.host_allocs++;
+    return cudaSuccess;
+}
+
+cudaError_t cudaFreeHost(void *ptr)
+{
+    size_t n;
+    if (!ptr)
+        return cudaSuccess;
+    if (!untrack(ptr, true, &n)) {
+        fake.bad_frees++;
+        return fail(cudaErrorInvalidValue);
+    }
+    free(ptr);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t count, enum cudaMemcpyKind kind)
+{
+    (void)kind;
+    if (capture_forbids())
+        return fail(cudaErrorStreamCaptureUnsupported);
+    fake_gpu_catch_up(); /* waits for everything before it */
+    memmove(dst, src, count);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, enum cudaMemcpyKind kind,
+                            cudaStream_t stream)
+{
+    if (stream && stream->capturing)
+        return queue(stream, false, NULL, 0);
+    memmove(dst, src, count); /* the bytes move now; the work counts as queued */
+    if (kind == cudaMemcpyHostToDevice)
+        fake.h2d_copies++;
+    return queue(stream, false, NULL, 0);
+}
+
+cudaError_t cudaMemcpyPeerAsync(void *dst, int dstDevice, const void *src, int srcDevice,
+                                size_t count, cudaStream_t stream)
+{
+    (void)dstDevice;
+    (void)srcDevice;
+    return cudaMemcpyAsync(dst, src, count, cudaMemcpyDeviceToDevice, stream);
+}
+
+cudaError_t cudaMemsetAsync(void *devPtr, int value, size_t count, cudaStream_t stream)
+{
+    if (stream && stream->capturing)
+        return queue(stream, false, NULL, 0);
+    memset(devPtr, value, count);
+    return queue(stream, false, NULL, 0);
+}
+
+cudaError_t cudaStreamSynchronize(cudaStream_t stream)
+{
+    if (stream && stream->capturing) {
+        stream->invalidated = true;
+        fake.capture_violations++;
+        return fail(cudaErrorStreamCaptureUnsupported);
+    }
+    if (capture_forbids())
+        return fail(cudaErrorStreamCaptureUnsupported);
+    fake_gpu_catch_up();
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *event, unsigned int flags)
+{
+    (void)flags;
+    *event = calloc(1, sizeof **event);
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream)
+{
+    if (stream && stream->capturing) {
+        stream->invalidated = true; /* no event nodes in this fake */
+        fake.capture_violations++;
+        return fail(cudaErrorStreamCaptureUnsupported);
+    }
+    event->ticket = issued;
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventQuery(cudaEvent_t event)
+{
+    if (capture_forbids())
+        return fail(cudaErrorStreamCaptureUnsupported);
+    return event->ticket <= completed ? cudaSuccess : cudaErrorNotReady;
+}
+
+cudaError_t cudaEventSynchronize(cudaEvent_t event)
+{
+    if (capture_forbids())
+        return fail(cudaErrorStreamCaptureUnsupported);
+    if (event->ticket > completed) {
+        fake.host_waits++;
+        completed = event->ticket;
+    }
+    return cudaSuccess;
+}
+
+cudaError_t cudaThreadExchangeStreamCaptureMode(enum cudaStreamCaptureMode *mode)
+{
+    enum cudaStreamCaptureMode old = thread_mode;
+    thread_mode = *mode;
+    *mode = old;
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, enum cudaStreamCaptureMode mode)
+{
+    if (stream->capturing || capturing_stream)
+        return fail(cudaErrorIllegalState);
+    stream->capturing = true;
+    stream->invalidated = false;
+    stream->graph = calloc(1, sizeof *stream->graph);
+    capturing_stream = stream;
+    thread_mode = mode;
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *pGraph)
+{
+    if (!stream->capturing)
+        return fail(cudaErrorIllegalState);
+    stream->capturing = false;
+    capturing_stream = NULL;
+    thread_mode = cudaStreamCaptureModeGlobal;
+    if (stream->invalidated) {
+        free(stream->graph);
+        *pGraph = NULL;
+        return fail(cudaErrorStreamCaptureInvalidated);
+    }
+    *pGraph = stream->graph;
+    fake.graphs++;
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamGetCaptureInfo(cudaStream_t stream,
+                                     enum cudaStreamCaptureStatus *captureStatus_out,
+                                     unsigned long long *id_out, cudaGraph_t *graph_out,
+                                     const cudaGraphNode_t **dependencies_out,
+                                     const cudaGraphEdgeData **edgeData_out,
+                                     size_t *numDependencies_out)
+{
+    static cudaGraphNode_t dep;
+    (void)id_out;
+    (void)edgeData_out;
+    *captureStatus_out = !stream->capturing ? cudaStreamCaptureStatusNone
+                         : stream->invalidated ? cudaStreamCaptureStatusInvalidated
+                                               : cudaStreamCaptureStatusActive;
+    if (graph_out)
+        *graph_out = stream->capturing ? stream->graph : NULL;
+    size_t n = stream->capturing && stream->graph->n > 0 ? 1 : 0;
+    dep = n ? &stream->graph->nodes[stream->graph->n - 1] : NULL;
+    if (dependencies_out)
+        *dependencies_out = &dep;
+    if (numDependencies_out)
+        *numDependencies_out = n;
+    return cudaSuccess;
+}
+
+cudaError_t cudaLaunchKernel(const void *func, dim3 gridDim, dim3 blockDim, void **args,
+                             size_t sharedMem, cudaStream_t stream)
+{
+    (void)blockDim;
+    (void)args;
+    (void)sharedMem;
+    if (!stream || !stream->capturing)
+        fake.kernels++;
+    return queue(stream, true, func, gridDim.x);
+}
+
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *pGraphExec, cudaGraph_t graph,
+                                 unsigned long long flags)
+{
+    (void)flags;
+    *pGraphExec = calloc(1, sizeof **pGraphExec);
+    (*pGraphExec)->graph = graph;
+    fake.execs++;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphGetNodes(cudaGraph_t graph, cudaGraphNode_t *nodes, size_t *numNodes)
+{
+    (void)nodes;
+    *numNodes = graph->n;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphExecKernelNodeSetParams(cudaGraphExec_t hGraphExec, cudaGraphNode_t node,
+                                             const struct cudaKernelNodeParams *pNodeParams)
+{
+    struct CUgraph_st *g = hGraphExec->graph;
+    if (node < g->nodes || node >= g->nodes + g->n || !node->kernel ||
+        node->func != pNodeParams->func || node->grid != pNodeParams->gridDim.x) {
+        fake.bad_node_updates++;
+        return fail(cudaErrorInvalidValue);
+    }
+    fake.node_updates++;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphLaunch(cudaGraphExec_t graphExec, cudaStream_t stream)
+{
+    if (stream->capturing)
+        return fail(cudaErrorStreamCaptureUnsupported);
+    (void)graphExec;
+    fake.graph_launches++;
+    issued++;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t graphExec)
+{
+    if (capture_forbids())
+        return fail(cudaErrorStreamCaptureUnsupported);
+    free(graphExec);
+    fake.execs--;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphDestroy(cudaGraph_t graph)
+{
+    free(graph);
+    fake.graphs--;
+    return cudaSuccess;
+}
+
+/* The backend's kernel table (csrc/cuda/backend.c, not linked here): empty, as
+ * the check runs no op on the fake GPU. */
+const backend cuda_backend = {0};
