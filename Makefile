@@ -2,6 +2,8 @@
 # (build/lib/miles/core.so); `make test` runs the specs; `make demo` the demo.
 #   CUDA=0   build without the CUDA backend (default: 1 when nvcc is found)
 #   SAN=1    build with AddressSanitizer + UndefinedBehaviorSanitizer into build-san/
+#   EMU=1    build with an emulated GPU into build-emu/ (spec/emu/: our kernels as
+#            host C++ on a fake CUDA runtime), so the GPU specs run on any machine
 
 CC        ?= gcc
 CUDA_HOME ?= /usr/local/cuda
@@ -11,7 +13,8 @@ CUDNN_HOME ?= $(CUDA_HOME)
 NVCC      := $(CUDA_HOME)/bin/nvcc
 CUDA      ?= $(shell test -x $(NVCC) && echo 1 || echo 0)
 SAN       ?= 0
-BUILD     ?= $(if $(filter 1,$(SAN)),build-san,build)
+EMU       ?= 0
+BUILD     ?= $(if $(filter 1,$(SAN)),build-san,$(if $(filter 1,$(EMU)),build-emu,build))
 LUA       ?= lua5.4
 
 # SYSROOT: where the packages are, when not in / (a bundle unpacked by
@@ -37,7 +40,17 @@ endif
 CORE_SRC := $(wildcard csrc/*.c csrc/cpu/*.c csrc/ops/*.c csrc/io/*.c csrc/signal/*.c csrc/data/*.c)
 LUA_SRC  := $(wildcard csrc/lua/*.c)
 CUDA_OBJ :=
-ifeq ($(CUDA),1)
+EMU_OBJ  :=
+ifeq ($(EMU),1)
+  # The emulated GPU: CUDA's headers only; the runtime is spec/c/fake_cudart.c, the
+  # kernels run as host C++ (spec/emu/emu.h), cuBLAS and cuDNN are the CPU's.
+  CORE_SRC += $(patsubst %,csrc/cuda/%.c,backend cuda_runtime cuda_graph cuda_pinned)
+  CFLAGS   += -DMILES_CUDA -DMILES_EMU -I$(CUDA_HOME)/include
+  PKG_LIBS += -lstdc++
+  EMU_OBJ  := $(BUILD)/obj/spec_c/fake_cudart.o $(BUILD)/obj/spec_emu/emu_libs.o \
+              $(BUILD)/obj/spec_emu/emu.o
+  CUDA_OBJ := $(patsubst kernels/%.cu,$(BUILD)/kernels/%.o,$(wildcard kernels/*.cu)) $(EMU_OBJ)
+else ifeq ($(CUDA),1)
   CORE_SRC += $(filter-out csrc/cuda/cuda_stub.c,$(wildcard csrc/cuda/*.c))
   CFLAGS   += -DMILES_CUDA -I$(CUDA_HOME)/include -I$(CUDNN_HOME)/include
   PKG_LIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 \
@@ -66,7 +79,7 @@ all: $(BIN) $(MODULE)
 # runtime instead of libcudart, so a machine without a GPU checks its logic:
 # spec/cuda_host_spec.lua runs it. The rest of the core comes from a static
 # library, so that only what those files need is linked.
-ifeq ($(CUDA),1)
+ifeq ($(CUDA)$(EMU),10)
 HOSTCHECK     := $(BUILD)/bin/cuda_host_check
 HOSTCHECK_OBJ := $(patsubst spec/c/%.c,$(BUILD)/obj/spec_c/%.o,$(wildcard spec/c/*.c)) \
                  $(patsubst %,$(BUILD)/obj/cuda/%.o,cuda_runtime cuda_graph cuda_pinned)
@@ -92,9 +105,30 @@ $(BUILD)/obj/%.o: csrc/%.c Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
+ifeq ($(EMU),1)
+EMU_CXXFLAGS := -std=c++17 -O1 -g -ffp-contract=off -Wall -Wextra -Werror -fPIC -DMILES_CUDA \
+                -DMILES_EMU -I$(CUDA_HOME)/include -Ikernels $(PKG_CFLAGS)
+$(BUILD)/kernels/%.o: kernels/%.cu kernels/common.cuh spec/emu/emu.h spec/emu/cu2cpp.pl Makefile
+	@mkdir -p $(dir $@)
+	perl spec/emu/cu2cpp.pl < $< > $(@:.o=.cpp)
+	$(CXX) $(EMU_CXXFLAGS) -include spec/emu/emu.h -c $(@:.o=.cpp) -o $@
+
+$(BUILD)/obj/spec_emu/emu.o: spec/emu/emu.cpp spec/emu/emu.h Makefile
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) -c $< -o $@
+
+$(BUILD)/obj/spec_emu/%.o: spec/emu/%.c Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/spec_c/%.o: spec/c/%.c Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+else
 $(BUILD)/kernels/%.o: kernels/%.cu Makefile
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -c $< -o $@
+endif
 
 # The module leaves Lua's symbols to the interpreter that loads it.
 $(MODULE): $(CORE_OBJ) $(LUA_OBJ) $(CUDA_OBJ)
@@ -128,7 +162,7 @@ offline-bundle:
 	sh tools/offline-bundle.sh offline
 
 clean:
-	rm -rf build build-san build-fuzz
+	rm -rf build build-san build-emu build-cpu build-fuzz
 
 -include $(CORE_OBJ:.o=.d) $(LUA_OBJ:.o=.d) $(MAIN_OBJ:.o=.d) $(HOSTCHECK_OBJ:.o=.d)
 

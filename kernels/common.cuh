@@ -134,7 +134,7 @@ template <typename T, typename Op> __device__ T warp_all(T v, Op op)
 
 // One slot per warp of shared scratch for block_group<Scratch>: a single array
 // per Scratch type, whatever types all() combines in it.
-template <typename Scratch> static __shared__ Scratch warp_scratch[32];
+template <typename Scratch> __shared__ Scratch warp_scratch[32];
 
 // A thread per row.
 struct thread_group {

@@ -64,15 +64,15 @@ template <typename T> __global__ void add_kernel(T *out, const T *src, index_arg
 template <typename E>
 static void launch_select(void *out, const void *a, const index_args &x, cudaStream_t s)
 {
-    select_kernel<<<kblocks(x.total), KTHREADS, 0, s>>>(static_cast<E *>(out),
-                                                        static_cast<const E *>(a), x);
+    select_kernel<E><<<kblocks(x.total), KTHREADS, 0, s>>>(static_cast<E *>(out),
+                                                           static_cast<const E *>(a), x);
 }
 
 template <typename T>
 static void launch_add(void *out, const void *src, const index_args &x, cudaStream_t s)
 {
-    add_kernel<<<kblocks(x.total), KTHREADS, 0, s>>>(static_cast<T *>(out),
-                                                     static_cast<const T *>(src), x);
+    add_kernel<T><<<kblocks(x.total), KTHREADS, 0, s>>>(static_cast<T *>(out),
+                                                        static_cast<const T *>(src), x);
 }
 
 // The op `what` over the outer * m * inner elements of [outer, m, inner]: out[p] =

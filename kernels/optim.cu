@@ -242,6 +242,9 @@ int launch(const char *who, int device, void (*k)(Table, Hp), int64_t chunks, Ta
            const Hp &hp)
 {
     void *args[] = {&tab, const_cast<Hp *>(&hp)};
+#ifdef MILES_EMU
+    emu::note(k); // the emulated GPU runs it from cudaLaunchKernel's arguments
+#endif
     return cuda_ctx_launch(device, who, reinterpret_cast<const void *>(k), grid_for(chunks),
                            KTHREADS, args, tensors_key(tab));
 }

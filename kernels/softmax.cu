@@ -83,12 +83,12 @@ template <typename Row>
 static int launch_rows(const Row &row, int64_t rows, cudaStream_t s, const char *what)
 {
     if (row.inner > 1 || row.n <= THREAD_ROW_MAX) {
-        each_row<thread_group><<<kblocks(rows), KTHREADS, 0, s>>>(row, rows);
+        each_row<thread_group, Row><<<kblocks(rows), KTHREADS, 0, s>>>(row, rows);
     } else if (row.n <= WARP_ROW_MAX) {
-        each_row<warp_group><<<cuda_ctx_blocks(rows, KTHREADS / 32), KTHREADS, 0, s>>>(row, rows);
+        each_row<warp_group, Row><<<cuda_ctx_blocks(rows, KTHREADS / 32), KTHREADS, 0, s>>>(row, rows);
     } else {
         unsigned threads = rows < FEW ? 1024 : KTHREADS;
-        each_row<row_block_group><<<cuda_ctx_blocks(rows, 1), threads, 0, s>>>(row, rows);
+        each_row<row_block_group, Row><<<cuda_ctx_blocks(rows, 1), threads, 0, s>>>(row, rows);
     }
     return cuda_ctx_launched(what);
 }

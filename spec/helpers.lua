@@ -8,6 +8,11 @@ local H = {}
 --   (H.cuda_available and describe or pending)("...", function() ... end)
 -- so that on a machine without a GPU they show as pending (skipped), never passed.
 H.cuda_available = miles.cuda_device_count() > 0
+-- The GPU is the emulated one (make EMU=1, spec/emu/): our kernels run as host
+-- code, matrix products and convolutions as the CPU's, CUDA graphs do not exist.
+-- Specs of those run only on a real GPU: (H.real_gpu and it or pending).
+H.cuda_emulated = miles.cuda_emulated()
+H.real_gpu = H.cuda_available and not H.cuda_emulated
 
 --- Directory of the committed fixtures.
 H.fixtures = "spec/fixtures/"

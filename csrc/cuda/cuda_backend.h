@@ -13,6 +13,8 @@ struct tensor;
 
 /* Was the CUDA backend compiled in? */
 bool cuda_built(void);
+/* Is the GPU the emulated one (make EMU=1: spec/emu/)? */
+bool cuda_emulated(void);
 /* Number of usable GPUs (0 when none or not built). */
 int cuda_device_count(void);
 /* The kernel table for GPU `index`, or NULL with the error set. */

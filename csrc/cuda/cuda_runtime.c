@@ -66,6 +66,15 @@ bool cuda_built(void)
     return true;
 }
 
+bool cuda_emulated(void)
+{
+#ifdef MILES_EMU
+    return true;
+#else
+    return false;
+#endif
+}
+
 static pthread_once_t count_once = PTHREAD_ONCE_INIT;
 static int n_devices;
 

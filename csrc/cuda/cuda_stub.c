@@ -11,6 +11,11 @@ bool cuda_built(void)
     return false;
 }
 
+bool cuda_emulated(void)
+{
+    return false;
+}
+
 int cuda_device_count(void)
 {
     return 0;

@@ -96,6 +96,12 @@ static int l_cuda_built(lua_State *L)
     return 1;
 }
 
+static int l_cuda_emulated(lua_State *L)
+{
+    lua_pushboolean(L, cuda_emulated());
+    return 1;
+}
+
 static int l_cuda_device_count(lua_State *L)
 {
     lua_pushinteger(L, cuda_device_count());
@@ -146,7 +152,7 @@ static const luaL_Reg funcs[] = {
     {"manual_seed", l_manual_seed}, {"initial_seed", l_initial_seed},
     {"get_rng_state", l_get_rng_state}, {"set_rng_state", l_set_rng_state},
     {"set_num_threads", l_set_num_threads}, {"get_num_threads", l_get_num_threads},
-    {"memory", l_memory}, {"empty_cache", l_empty_cache}, {"cuda_built", l_cuda_built},
+    {"memory", l_memory}, {"empty_cache", l_empty_cache}, {"cuda_built", l_cuda_built}, {"cuda_emulated", l_cuda_emulated},
     {"cuda_device_count", l_cuda_device_count}, {"cuda_synchronize", l_cuda_synchronize},
     {"cuda_tf32", l_cuda_tf32}, {"cuda_autocast", l_cuda_autocast},
     {"cuda_deterministic", l_cuda_deterministic},

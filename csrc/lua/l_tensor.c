@@ -228,7 +228,8 @@ static create_opts opts_read(lua_State *L, int idx, dtype_t def)
     return o;
 }
 
-/* Push t (moving it to the asked device) with requires_grad set as asked. */
+/* Push t (moving it to the asked device when made elsewhere) with requires_grad set
+ * as asked. */
 static int push_created(lua_State *L, tensor *t, const create_opts *o)
 {
     if (t && !device_eq(tensor_device(t), o->dev)) {
@@ -279,7 +280,9 @@ static int l_constant(lua_State *L, double v)
     int64_t shape[TENSOR_MAX_DIMS];
     int nd = lt_shape(L, 1, shape);
     create_opts o = opts_read(L, opts_index(L, after_shape(L, 1, nd)), DT_F32);
-    return push_created(L, tensor_full(o.dtype, nd, shape, v, DEVICE_CPU), &o);
+    /* made where asked: a GPU tensor is filled there, and running out of its
+     * memory is reported as such */
+    return push_created(L, tensor_full(o.dtype, nd, shape, v, o.dev), &o);
 }
 
 static int l_zeros(lua_State *L) { return l_constant(L, 0); }
@@ -392,6 +395,10 @@ static int l_full(lua_State *L)
     lua_value v = read_value(L, vi, "full");
     dtype_t def = lua_isinteger(L, vi) ? DT_I64 : lua_isboolean(L, vi) ? DT_BOOL : DT_F32;
     create_opts o = opts_read(L, opts_index(L, vi + 1), def);
+    /* a number that a double holds exactly is filled on the device itself */
+    bool exact = !v.is_int || (v.i <= ((lua_Integer)1 << 53) && v.i >= -((lua_Integer)1 << 53));
+    if (o.dev.type != DEV_CPU && exact)
+        return push_created(L, tensor_full(o.dtype, nd, shape, v.d, o.dev), &o);
     tensor *t = tensor_empty(o.dtype, nd, shape, DEVICE_CPU);
     if (t && value_store(t, &v) != 0) {
         tensor_decref(t);
@@ -405,7 +412,8 @@ static int l_rand_common(lua_State *L, bool normal)
     int64_t shape[TENSOR_MAX_DIMS];
     int nd = lt_shape(L, 1, shape);
     create_opts o = opts_read(L, opts_index(L, after_shape(L, 1, nd)), DT_F32);
-    tensor *t = normal ? op_randn(nd, shape, o.dtype, DEVICE_CPU) : op_rand(nd, shape, o.dtype, DEVICE_CPU);
+    /* drawn on the device asked: the same numbers on every device (one Philox) */
+    tensor *t = normal ? op_randn(nd, shape, o.dtype, o.dev) : op_rand(nd, shape, o.dtype, o.dev);
     return push_created(L, t, &o);
 }
 

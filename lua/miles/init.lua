@@ -34,6 +34,8 @@ miles.cuda = {
   is_available = function() return core.cuda_device_count() > 0 end,
   device_count = core.cuda_device_count,
   is_built = core.cuda_built,
+  --- Is the GPU the emulated one (a build with EMU=1, for the specs)?
+  is_emulated = core.cuda_emulated,
   --- Wait for the GPU's queued work (and raise an error a kernel flagged).
   synchronize = core.cuda_synchronize,
   --- allow_tf32() -> on; allow_tf32(on): TF32 tensor-core maths for float32

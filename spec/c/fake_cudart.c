@@ -15,14 +15,14 @@
  *    itself to relaxed mode;
  *  - graphs: instantiate, launch, destroy, and kernel nodes whose parameters can be
  *    set on an instantiated graph.
- * Kernels do not run (their launches are counted). Single-threaded use. */
+ * Kernels do not run (their launches are counted), except in the emulated GPU
+ * (spec/emu/), which runs them. Single-threaded use. */
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cuda_runtime.h>
 
-#include "../../csrc/dispatch.h"
 #include "fake_cudart.h"
 
 #define MAX_NODES 4096
@@ -51,7 +51,7 @@ struct CUevent_st {
     unsigned long long ticket; /* the work it waits for (0: none) */
 };
 
-fake_counts fake;
+fake_counts fake = {.devices = 1, .capacity = (size_t)4 << 30};
 
 static cudaError_t last_error = cudaSuccess;
 static unsigned long long issued, completed; /* queued work, done work */
@@ -368,14 +368,19 @@ cudaError_t cudaStreamGetCaptureInfo(cudaStream_t stream,
     return cudaSuccess;
 }
 
+/* The emulated GPU (spec/emu/emu.cpp) runs the kernels it knows; without it
+ * (the host check) kernels only count. */
+int emu_run_kernel(const void *func, dim3 grid, dim3 block, void **args) __attribute__((weak));
+
 cudaError_t cudaLaunchKernel(const void *func, dim3 gridDim, dim3 blockDim, void **args,
                              size_t sharedMem, cudaStream_t stream)
 {
-    (void)blockDim;
-    (void)args;
     (void)sharedMem;
-    if (!stream || !stream->capturing)
+    if (!stream || !stream->capturing) {
         fake.kernels++;
+        if (emu_run_kernel && emu_run_kernel(func, gridDim, blockDim, args) != 0)
+            return fail(cudaErrorInvalidDeviceFunction);
+    }
     return queue(stream, true, func, gridDim.x);
 }
 
@@ -435,6 +440,3 @@ cudaError_t cudaGraphDestroy(cudaGraph_t graph)
     return cudaSuccess;
 }
 
-/* The backend's kernel table (csrc/cuda/backend.c, not linked here): empty, as
- * the check runs no op on the fake GPU. */
-const backend cuda_backend = {0};

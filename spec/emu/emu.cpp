@@ -1,0 +1,224 @@
+// The emulated GPU's scheduler (see emu.h): the threads of a block as fibers
+// (ucontext), run in turn until each finishes or waits at a barrier; a barrier
+// opens when every thread it waits for (the block's, or the warp's lanes) that has
+// not finished is waiting at it.
+#include "emu.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <vector>
+
+#include <ucontext.h>
+
+extern "C" {
+#include "../c/fake_cudart.h"
+}
+
+namespace emu {
+
+thread_state *cur;
+
+namespace {
+
+enum wait_kind { RUNNING, AT_BLOCK, AT_WARP, DONE };
+
+constexpr size_t STACK_BYTES = 256 * 1024;
+
+struct fiber {
+    ucontext_t ctx;
+    std::vector<char> stack;
+    thread_state st;
+    wait_kind wait = RUNNING;
+    unsigned char slot[16]; // its lane's value in a shuffle
+};
+
+std::vector<fiber> fibers;
+ucontext_t scheduler;
+fiber *running;
+void (*body_fn)(void *);
+void *body_ctx;
+
+void fiber_main()
+{
+    body_fn(body_ctx);
+    running->wait = DONE;
+    // returning resumes uc_link: the scheduler
+}
+
+[[noreturn]] void deadlock(const char *what)
+{
+    std::fprintf(stderr, "emu: deadlock: %s (a barrier that not every thread reaches)\n", what);
+    std::abort();
+}
+
+// Open the barriers whose threads have all arrived; false if none could open.
+bool open_barriers(unsigned n)
+{
+    bool opened = false;
+    // the block: every unfinished thread at the block barrier
+    bool any_block = false, all_block = true;
+    for (unsigned t = 0; t < n; t++) {
+        if (fibers[t].wait == DONE)
+            continue;
+        any_block |= fibers[t].wait == AT_BLOCK;
+        all_block &= fibers[t].wait == AT_BLOCK;
+    }
+    if (any_block && all_block) {
+        for (unsigned t = 0; t < n; t++)
+            if (fibers[t].wait == AT_BLOCK)
+                fibers[t].wait = RUNNING;
+        return true;
+    }
+    // each warp: every unfinished lane at the warp barrier
+    for (unsigned w = 0; w * 32 < n; w++) {
+        bool any = false, all = true;
+        for (unsigned t = w * 32; t < n && t < w * 32 + 32; t++) {
+            if (fibers[t].wait == DONE)
+                continue;
+            any |= fibers[t].wait == AT_WARP;
+            all &= fibers[t].wait == AT_WARP;
+        }
+        if (any && all) {
+            for (unsigned t = w * 32; t < n && t < w * 32 + 32; t++)
+                if (fibers[t].wait == AT_WARP)
+                    fibers[t].wait = RUNNING;
+            opened = true;
+        }
+    }
+    return opened;
+}
+
+void run_block(unsigned n)
+{
+    for (unsigned t = 0; t < n; t++) {
+        fiber &f = fibers[t];
+        f.wait = RUNNING;
+        getcontext(&f.ctx);
+        f.ctx.uc_stack.ss_sp = f.stack.data();
+        f.ctx.uc_stack.ss_size = f.stack.size();
+        f.ctx.uc_link = &scheduler;
+        makecontext(&f.ctx, fiber_main, 0);
+    }
+    for (;;) {
+        bool ran = false, unfinished = false;
+        for (unsigned t = 0; t < n; t++) {
+            fiber &f = fibers[t];
+            if (f.wait == DONE)
+                continue;
+            unfinished = true;
+            if (f.wait != RUNNING)
+                continue;
+            running = &f;
+            cur = &f.st;
+            swapcontext(&scheduler, &f.ctx);
+            ran = true;
+        }
+        if (!unfinished)
+            return;
+        if (!ran && !open_barriers(n))
+            deadlock("threads wait at barriers that cannot open");
+    }
+}
+
+// Back to the scheduler until this thread's barrier opens.
+void wait_at(wait_kind k)
+{
+    fiber *f = running;
+    f->wait = k;
+    swapcontext(&f->ctx, &scheduler);
+}
+
+std::map<const void *, void (*)(const void *, dim3, dim3, void **)> &kernels_by_pointer()
+{
+    static std::map<const void *, void (*)(const void *, dim3, dim3, void **)> m;
+    return m;
+}
+
+} // namespace
+
+void run_grid(dim3 grid, dim3 block, void (*body)(void *), void *ctx)
+{
+    unsigned n = block.x * block.y * block.z;
+    if (n == 0 || n > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0) {
+        std::fprintf(stderr, "emu: invalid launch: grid %ux%ux%u, block %ux%ux%u\n", grid.x,
+                     grid.y, grid.z, block.x, block.y, block.z);
+        std::abort();
+    }
+    if (fibers.size() < n) {
+        fibers.resize(n);
+        for (fiber &f : fibers)
+            if (f.stack.empty())
+                f.stack.resize(STACK_BYTES);
+    }
+    thread_state *outer = cur;
+    void (*outer_body)(void *) = body_fn;
+    void *outer_ctx = body_ctx;
+    body_fn = body;
+    body_ctx = ctx;
+    for (unsigned z = 0; z < grid.z; z++)
+        for (unsigned y = 0; y < grid.y; y++)
+            for (unsigned x = 0; x < grid.x; x++) {
+                for (unsigned t = 0; t < n; t++) {
+                    thread_state &s = fibers[t].st;
+                    s.tid = uint3{t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
+                    s.bid = uint3{x, y, z};
+                    s.bdim = block;
+                    s.gdim = grid;
+                }
+                run_block(n);
+            }
+    body_fn = outer_body;
+    body_ctx = outer_ctx;
+    cur = outer;
+}
+
+void sync_block()
+{
+    wait_at(AT_BLOCK);
+}
+
+void sync_warp()
+{
+    wait_at(AT_WARP);
+}
+
+unsigned lane_id()
+{
+    return (unsigned)(running - fibers.data()) & 31u;
+}
+
+void *lane_slot(unsigned lane)
+{
+    unsigned self = (unsigned)(running - fibers.data());
+    return fibers[(self & ~31u) + lane].slot;
+}
+
+void check_not_capturing(cudaStream_t s)
+{
+    cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+    cudaStreamGetCaptureInfo(s, &st, nullptr, nullptr, nullptr, nullptr, nullptr);
+    if (st != cudaStreamCaptureStatusNone) {
+        std::fprintf(stderr, "emu: a kernel launched into a CUDA graph capture (graphs are not "
+                             "emulated)\n");
+        std::abort();
+    }
+}
+
+void note_kernel(const void *func, void (*run)(const void *, dim3, dim3, void **))
+{
+    kernels_by_pointer()[func] = run;
+}
+
+} // namespace emu
+
+// The fake runtime's cudaLaunchKernel runs the kernels noted by emu::note.
+extern "C" int emu_run_kernel(const void *func, dim3 grid, dim3 block, void **args)
+{
+    auto &m = emu::kernels_by_pointer();
+    auto it = m.find(func);
+    if (it == m.end())
+        return -1;
+    it->second(func, grid, block, args);
+    return 0;
+}
