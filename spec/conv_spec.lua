@@ -2,6 +2,7 @@
 -- in float64 and float32, and against finite differences.
 local miles = require "miles"
 local H = require "helpers"
+local _, gpu_describe = H.gpu_specs(it, describe, pending)
 local F = miles.F
 
 local function load(case, name)
@@ -25,7 +26,7 @@ end
 -- float32 maths); without a GPU the GPU block shows as one skipped entry.
 local function on_devices(name, body)
   body("cpu", it)
-  ;(H.cuda_available and describe or pending)(name .. " on cuda #gpu", function()
+  gpu_describe(name .. " on cuda #gpu", function()
     local tf32
     setup(function() tf32 = miles.cuda.allow_tf32(); miles.cuda.allow_tf32(false) end)
     teardown(function() miles.cuda.allow_tf32(tf32) end)

@@ -7,8 +7,7 @@ local miles = require "miles"
 local H = require "helpers"
 local nn, F = miles.nn, miles.F
 
--- (not on the emulated GPU, which has no graphs)
-local gpu_it = H.real_gpu and it or pending
+local _, _, gpu_it = H.gpu_specs(it, describe, pending) -- real GPU: none emulated
 
 -- A small conv net with batch norm, its Adam over two groups, and 6 seeded batches.
 local function setup()

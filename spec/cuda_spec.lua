@@ -7,9 +7,9 @@
 -- messages, Module:to, that every case runs on the CPU) always runs.
 local miles = require "miles"
 local H = require "helpers"
+local gpu_it, _, real_gpu_it = H.gpu_specs(it, describe, pending)
 local nn, F = miles.nn, miles.F
 
-local gpu_it = H.cuda_available and it or pending
 
 -- Tolerances |gpu - cpu| <= atol + rtol * |cpu|: float64 differs only by the
 -- order of sums; float32 by that and by cuDNN's algorithms (TF32 off).
@@ -426,7 +426,6 @@ describe("bf16 autocast", function()
   end)
 
   -- on the emulated GPU products and convolutions are the CPU's: no bf16 there
-  local real_gpu_it = H.real_gpu and it or pending
   real_gpu_it("is a switch that rounds float32 matmuls and convolutions to bf16 #gpu", function()
     local was, tf32 = miles.cuda.autocast(), miles.cuda.allow_tf32()
     finally(function()

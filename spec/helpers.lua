@@ -4,15 +4,34 @@ local miles = require "miles"
 
 local H = {}
 
---- Is a CUDA device usable here? GPU specs are written
---   (H.cuda_available and describe or pending)("...", function() ... end)
--- so that on a machine without a GPU they show as pending (skipped), never passed.
+--- Is a CUDA device usable here? GPU specs are written with H.gpu_specs (below),
+-- so that on a machine without a GPU they show as pending
+-- (skipped), never passed.
 H.cuda_available = miles.cuda_device_count() > 0
 -- The GPU is the emulated one (make EMU=1, spec/emu/): our kernels run as host
 -- code, matrix products and convolutions as the CPU's, CUDA graphs do not exist.
 -- Specs of those run only on a real GPU: (H.real_gpu and it or pending).
 H.cuda_emulated = miles.cuda_emulated()
 H.real_gpu = H.cuda_available and not H.cuda_emulated
+
+--- A GPU spec's name: on the emulated GPU its "#gpu" tag reads "#emulated-gpu",
+-- so that a run there is never reported as a run on a GPU.
+function H.gpu_name(name)
+  return H.cuda_emulated and (name:gsub("#gpu", "#emulated-gpu")) or name
+end
+
+--- GPU specs, from busted's functions of the spec file:
+--   local gpu_it, gpu_describe, real_gpu_it = H.gpu_specs(it, describe, pending)
+-- gpu_it / gpu_describe run where there is a GPU (real or emulated), real_gpu_it
+-- only on a real one; elsewhere they are pending.
+function H.gpu_specs(it_, describe_, pending_)
+  local function wrap(f, on)
+    return function(name, fn)
+      if on then f(H.gpu_name(name), fn) else pending_(name, fn) end
+    end
+  end
+  return wrap(it_, H.cuda_available), wrap(describe_, H.cuda_available), wrap(it_, H.real_gpu)
+end
 
 --- Directory of the committed fixtures.
 H.fixtures = "spec/fixtures/"

@@ -6,6 +6,7 @@
 -- Class targets are stored 0-based by torch; they are loaded here as 1-based.
 local miles = require "miles"
 local H = require "helpers"
+local _, gpu_describe = H.gpu_specs(it, describe, pending)
 local F = miles.F
 
 local DIR = "torch/"
@@ -313,7 +314,7 @@ describe("ops against PyTorch", function()
   -- The same cases on the GPU against the same PyTorch numbers (TF32 off: float32
   -- maths). Without a GPU each mode shows as one skipped block.
   for _, mode in ipairs({ { "float64" }, { "float32" }, { "float64", "strided" } }) do
-    ;(H.cuda_available and describe or pending)("cuda " .. table.concat(mode, " ") .. " #gpu", function()
+    gpu_describe("cuda " .. table.concat(mode, " ") .. " #gpu", function()
       local tf32
       setup(function() tf32 = miles.cuda.allow_tf32(); miles.cuda.allow_tf32(false) end)
       teardown(function() miles.cuda.allow_tf32(tf32) end)

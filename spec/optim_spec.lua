@@ -5,6 +5,7 @@
 local miles = require "miles"
 local optim = require "miles.optim"
 local H = require "helpers"
+local gpu_it = H.gpu_specs(it, describe, pending)
 
 local FIX = "spec/fixtures/optim/"
 local CASES = dofile(FIX .. "cases.lua")
@@ -468,7 +469,7 @@ describe("optim errors", function()
     raises(function() C.check("rmsprop", hp) end, "invalid option 'rmsprop'")
   end)
 
-  ;(H.cuda_available and it or pending)("cuda parameters: the cpu's bits, one fused launch per group #gpu", function()
+  gpu_it("cuda parameters: the cpu's bits, one fused launch per group #gpu", function()
     for _, case in ipairs(CASES.cases) do
       local a, b = init_params(case.dtype)
       local ca, cb = a:detach():clone():cuda(), b:detach():clone():cuda()

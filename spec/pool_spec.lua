@@ -4,6 +4,7 @@
 -- and their argument handling and error messages.
 local miles = require "miles"
 local H = require "helpers"
+local _, gpu_describe = H.gpu_specs(it, describe, pending)
 local F = miles.F
 
 local CASES = dofile(H.fixtures .. "pool/cases.lua")
@@ -61,7 +62,7 @@ describe("pooling and resizing against PyTorch", function()
   fixture_cases("cpu")
 end)
 
-;(H.cuda_available and describe or pending)("pooling and resizing against PyTorch on cuda #gpu", function()
+gpu_describe("pooling and resizing against PyTorch on cuda #gpu", function()
   fixture_cases("cuda")
 end)
 
