@@ -215,6 +215,15 @@ static int accumulate(tensor **target, tensor *g)
     return 0;
 }
 
+/* Do a and b (same shape) step through memory alike? */
+static bool laid_out_alike(const tensor *a, const tensor *b)
+{
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] > 1 && a->stride[i] != b->stride[i])
+            return false;
+    return true;
+}
+
 static int accumulate_leaf(tensor *leaf, tensor *g)
 {
     if (g->dtype != leaf->dtype || !tensor_same_shape(g, leaf)) {
@@ -227,9 +236,13 @@ static int accumulate_leaf(tensor *leaf, tensor *g)
         /* Own the gradient's memory, so later in-place updates of .grad never
          * touch a tensor the graph or the user still holds: g is kept only when
          * nothing else refers to it or to its storage (a view of the user's
-         * gradient, such as reshape's backward returns, shares the storage). */
-        bool sole = g->refcount == 1 && g->st->refcount == 1 && tensor_is_dense(g);
-        tensor *c = sole ? tensor_incref(g) : tensor_empty_like(g, g->dtype);
+         * gradient, such as reshape's backward returns, shares the storage).
+         * And lay it out as the leaf is (as PyTorch does): a linear layer's weight
+         * gradient comes transposed from its matmul, and the optimizers (a CUDA
+         * graph's above all) want it contiguous like the weight. */
+        bool sole = g->refcount == 1 && g->st->refcount == 1 && tensor_is_dense(g) &&
+                    laid_out_alike(g, leaf);
+        tensor *c = sole ? tensor_incref(g) : tensor_empty_like(leaf, g->dtype);
         if (!c || (!sole && tensor_copy_into(c, g) != 0)) {
             tensor_decref(c);
             return -1;

@@ -25,22 +25,30 @@
 
 #include "fake_cudart.h"
 
-#define MAX_NODES 4096
-
 struct CUstream_st {
     bool capturing, invalidated;
     struct CUgraph_st *graph; /* being captured */
 };
 
+/* A captured operation, replayed by cudaGraphLaunch: a kernel (run by the
+ * emulated GPU through its closure; only counted without one), a copy or a set. */
+enum node_op { NODE_KERNEL, NODE_COPY, NODE_SET };
+
 struct CUgraphNode_st {
-    bool kernel;
+    enum node_op op;
     const void *func;
     unsigned grid;
+    void (*run)(void *ctx), (*drop)(void *ctx);
+    void *ctx;
+    void *dst;
+    const void *src;
+    size_t n;
+    int value;
 };
 
 struct CUgraph_st {
-    struct CUgraphNode_st nodes[MAX_NODES];
-    size_t n;
+    struct CUgraphNode_st **nodes; /* each its own allocation: handles stay valid */
+    size_t n, cap;
 };
 
 struct CUgraphExec_st {
@@ -116,18 +124,50 @@ size_t fake_device_bytes(void)
     return sum;
 }
 
-/* Queue work on s: a node when s is captured, else "run" now (done later). */
-static cudaError_t queue(cudaStream_t s, bool kernel, const void *func, unsigned grid)
+/* Append node to s's capture. */
+static cudaError_t capture(cudaStream_t s, struct CUgraphNode_st node)
 {
-    if (s && s->capturing) {
-        struct CUgraph_st *g = s->graph;
-        if (g->n == MAX_NODES)
-            return fail(cudaErrorMemoryAllocation);
-        g->nodes[g->n++] = (struct CUgraphNode_st){kernel, func, grid};
-        return cudaSuccess;
+    struct CUgraph_st *g = s->graph;
+    if (g->n == g->cap) {
+        g->cap = g->cap ? 2 * g->cap : 64;
+        g->nodes = realloc(g->nodes, g->cap * sizeof *g->nodes);
     }
+    struct CUgraphNode_st *n = malloc(sizeof *n);
+    *n = node;
+    g->nodes[g->n++] = n;
+    return cudaSuccess;
+}
+
+/* Work queued on s outside a capture: "runs" now, counts as done later. */
+static cudaError_t queue(void)
+{
     issued++;
     return cudaSuccess;
+}
+
+static void drop_node(struct CUgraphNode_st *n)
+{
+    if (n->drop)
+        n->drop(n->ctx);
+    free(n);
+}
+
+static void free_graph(struct CUgraph_st *g)
+{
+    for (size_t i = 0; i < g->n; i++)
+        drop_node(g->nodes[i]);
+    free(g->nodes);
+    free(g);
+}
+
+int fake_capture_closure(cudaStream_t s, const void *func, unsigned grid, void (*run)(void *),
+                         void *ctx, void (*drop)(void *))
+{
+    if (!s || !s->capturing)
+        return 1;
+    capture(s, (struct CUgraphNode_st){.op = NODE_KERNEL, .func = func, .grid = grid,
+                                       .run = run, .ctx = ctx, .drop = drop});
+    return 0;
 }
 
 cudaError_t cudaGetLastError(void)
@@ -235,11 +275,12 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, enum cudaM
                             cudaStream_t stream)
 {
     if (stream && stream->capturing)
-        return queue(stream, false, NULL, 0);
+        return capture(stream, (struct CUgraphNode_st){.op = NODE_COPY, .dst = dst, .src = src,
+                                                       .n = count});
     memmove(dst, src, count); /* the bytes move now; the work counts as queued */
     if (kind == cudaMemcpyHostToDevice)
         fake.h2d_copies++;
-    return queue(stream, false, NULL, 0);
+    return queue();
 }
 
 cudaError_t cudaMemcpyPeerAsync(void *dst, int dstDevice, const void *src, int srcDevice,
@@ -253,9 +294,10 @@ cudaError_t cudaMemcpyPeerAsync(void *dst, int dstDevice, const void *src, int s
 cudaError_t cudaMemsetAsync(void *devPtr, int value, size_t count, cudaStream_t stream)
 {
     if (stream && stream->capturing)
-        return queue(stream, false, NULL, 0);
+        return capture(stream, (struct CUgraphNode_st){.op = NODE_SET, .dst = devPtr,
+                                                       .value = value, .n = count});
     memset(devPtr, value, count);
-    return queue(stream, false, NULL, 0);
+    return queue();
 }
 
 cudaError_t cudaStreamSynchronize(cudaStream_t stream)
@@ -335,7 +377,7 @@ cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *pGraph)
     capturing_stream = NULL;
     thread_mode = cudaStreamCaptureModeGlobal;
     if (stream->invalidated) {
-        free(stream->graph);
+        free_graph(stream->graph);
         *pGraph = NULL;
         return fail(cudaErrorStreamCaptureInvalidated);
     }
@@ -360,7 +402,7 @@ cudaError_t cudaStreamGetCaptureInfo(cudaStream_t stream,
     if (graph_out)
         *graph_out = stream->capturing ? stream->graph : NULL;
     size_t n = stream->capturing && stream->graph->n > 0 ? 1 : 0;
-    dep = n ? &stream->graph->nodes[stream->graph->n - 1] : NULL;
+    dep = n ? stream->graph->nodes[stream->graph->n - 1] : NULL;
     if (dependencies_out)
         *dependencies_out = &dep;
     if (numDependencies_out)
@@ -368,20 +410,33 @@ cudaError_t cudaStreamGetCaptureInfo(cudaStream_t stream,
     return cudaSuccess;
 }
 
-/* The emulated GPU (spec/emu/emu.cpp) runs the kernels it knows; without it
- * (the host check) kernels only count. */
+/* The emulated GPU (spec/emu/emu.cpp) runs the kernels it knows, now or as a
+ * captured closure (bound to a copy of the arguments); without it (the host
+ * check) kernels only count. */
 int emu_run_kernel(const void *func, dim3 grid, dim3 block, void **args) __attribute__((weak));
+int emu_bind_kernel(const void *func, dim3 grid, dim3 block, void **args,
+                    void (**run)(void *), void **ctx, void (**drop)(void *))
+    __attribute__((weak));
+
+/* A kernel node of func over args (bound when the emulated GPU is there). */
+static struct CUgraphNode_st kernel_node(const void *func, dim3 grid, dim3 block, void **args)
+{
+    struct CUgraphNode_st n = {.op = NODE_KERNEL, .func = func, .grid = grid.x};
+    if (emu_bind_kernel)
+        emu_bind_kernel(func, grid, block, args, &n.run, &n.ctx, &n.drop);
+    return n;
+}
 
 cudaError_t cudaLaunchKernel(const void *func, dim3 gridDim, dim3 blockDim, void **args,
                              size_t sharedMem, cudaStream_t stream)
 {
     (void)sharedMem;
-    if (!stream || !stream->capturing) {
-        fake.kernels++;
-        if (emu_run_kernel && emu_run_kernel(func, gridDim, blockDim, args) != 0)
-            return fail(cudaErrorInvalidDeviceFunction);
-    }
-    return queue(stream, true, func, gridDim.x);
+    if (stream && stream->capturing)
+        return capture(stream, kernel_node(func, gridDim, blockDim, args));
+    fake.kernels++;
+    if (emu_run_kernel && emu_run_kernel(func, gridDim, blockDim, args) != 0)
+        return fail(cudaErrorInvalidDeviceFunction);
+    return queue();
 }
 
 cudaError_t cudaGraphInstantiate(cudaGraphExec_t *pGraphExec, cudaGraph_t graph,
@@ -405,11 +460,20 @@ cudaError_t cudaGraphExecKernelNodeSetParams(cudaGraphExec_t hGraphExec, cudaGra
                                              const struct cudaKernelNodeParams *pNodeParams)
 {
     struct CUgraph_st *g = hGraphExec->graph;
-    if (node < g->nodes || node >= g->nodes + g->n || !node->kernel ||
-        node->func != pNodeParams->func || node->grid != pNodeParams->gridDim.x) {
+    bool found = false;
+    for (size_t i = 0; i < g->n && !found; i++)
+        found = g->nodes[i] == node;
+    if (!found || node->op != NODE_KERNEL || node->func != pNodeParams->func ||
+        node->grid != pNodeParams->gridDim.x) {
         fake.bad_node_updates++;
         return fail(cudaErrorInvalidValue);
     }
+    /* (the executable graph shares the graph's nodes here: one is ever launched) */
+    struct CUgraphNode_st fresh = kernel_node(pNodeParams->func, pNodeParams->gridDim,
+                                              pNodeParams->blockDim, pNodeParams->kernelParams);
+    if (node->drop)
+        node->drop(node->ctx);
+    *node = fresh;
     fake.node_updates++;
     return cudaSuccess;
 }
@@ -418,10 +482,20 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t graphExec, cudaStream_t stream)
 {
     if (stream->capturing)
         return fail(cudaErrorStreamCaptureUnsupported);
-    (void)graphExec;
+    struct CUgraph_st *g = graphExec->graph;
+    for (size_t i = 0; i < g->n; i++) {
+        struct CUgraphNode_st *n = g->nodes[i];
+        switch (n->op) {
+        case NODE_KERNEL:
+            if (n->run)
+                n->run(n->ctx);
+            break;
+        case NODE_COPY: memmove(n->dst, n->src, n->n); break;
+        case NODE_SET: memset(n->dst, n->value, n->n); break;
+        }
+    }
     fake.graph_launches++;
-    issued++;
-    return cudaSuccess;
+    return queue();
 }
 
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t graphExec)
@@ -435,7 +509,7 @@ cudaError_t cudaGraphExecDestroy(cudaGraphExec_t graphExec)
 
 cudaError_t cudaGraphDestroy(cudaGraph_t graph)
 {
-    free(graph);
+    free_graph(graph);
     fake.graphs--;
     return cudaSuccess;
 }

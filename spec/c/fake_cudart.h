@@ -4,6 +4,8 @@
 
 #include <stddef.h>
 
+#include <cuda_runtime.h>
+
 typedef struct {
     int devices;           /* GPUs it reports (set by the check) */
     size_t capacity;       /* device bytes cudaMalloc may hand out in all */
@@ -22,5 +24,10 @@ extern fake_counts fake;
 void fake_gpu_catch_up(void);
 /* Device bytes held (cudaMalloc'd, not freed). */
 size_t fake_device_bytes(void);
+
+/* For the emulated GPU's launches: while s is captured, append a kernel node that
+ * replays run(ctx) (drop(ctx) when the graph goes) and return 0; else 1. */
+int fake_capture_closure(cudaStream_t s, const void *func, unsigned grid, void (*run)(void *),
+                         void *ctx, void (*drop)(void *));
 
 #endif

@@ -11,9 +11,6 @@
 
 #include <ucontext.h>
 
-extern "C" {
-#include "../c/fake_cudart.h"
-}
 
 namespace emu {
 
@@ -129,9 +126,9 @@ void wait_at(wait_kind k)
     swapcontext(&f->ctx, &scheduler);
 }
 
-std::map<const void *, void (*)(const void *, dim3, dim3, void **)> &kernels_by_pointer()
+std::map<const void *, binder> &kernels_by_pointer()
 {
-    static std::map<const void *, void (*)(const void *, dim3, dim3, void **)> m;
+    static std::map<const void *, binder> m;
     return m;
 }
 
@@ -194,31 +191,33 @@ void *lane_slot(unsigned lane)
     return fibers[(self & ~31u) + lane].slot;
 }
 
-void check_not_capturing(cudaStream_t s)
+void note_kernel(const void *func, binder bind)
 {
-    cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
-    cudaStreamGetCaptureInfo(s, &st, nullptr, nullptr, nullptr, nullptr, nullptr);
-    if (st != cudaStreamCaptureStatusNone) {
-        std::fprintf(stderr, "emu: a kernel launched into a CUDA graph capture (graphs are not "
-                             "emulated)\n");
-        std::abort();
-    }
-}
-
-void note_kernel(const void *func, void (*run)(const void *, dim3, dim3, void **))
-{
-    kernels_by_pointer()[func] = run;
+    kernels_by_pointer()[func] = bind;
 }
 
 } // namespace emu
 
-// The fake runtime's cudaLaunchKernel runs the kernels noted by emu::note.
-extern "C" int emu_run_kernel(const void *func, dim3 grid, dim3 block, void **args)
+// The fake runtime's cudaLaunchKernel: the kernels noted by emu::note, bound to a
+// copy of their arguments (for a graph node), or run now.
+extern "C" int emu_bind_kernel(const void *func, dim3 grid, dim3 block, void **args,
+                               void (**run)(void *), void **ctx, void (**drop)(void *))
 {
     auto &m = emu::kernels_by_pointer();
     auto it = m.find(func);
     if (it == m.end())
         return -1;
-    it->second(func, grid, block, args);
+    *ctx = it->second(func, grid, block, args, run, drop);
+    return 0;
+}
+
+extern "C" int emu_run_kernel(const void *func, dim3 grid, dim3 block, void **args)
+{
+    void (*run)(void *), (*drop)(void *);
+    void *ctx;
+    if (emu_bind_kernel(func, grid, block, args, &run, &ctx, &drop) != 0)
+        return -1;
+    run(ctx);
+    drop(ctx);
     return 0;
 }

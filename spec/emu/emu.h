@@ -3,14 +3,17 @@
 // (g++ -include), after tools/emu-cu.pl has turned `k<<<grid, block, shm, s>>>(...)`
 // into `emu::launch(k, grid, block, shm, s)(...)`.
 //
-// A launch runs its blocks one after the other; the threads of a block are fibers
+// A launch runs its blocks one after the other (at once: the stream's order is
+// kept), or, on a stream being captured, becomes a node of the fake runtime's
+// graph that each replay runs; the threads of a block are fibers
 // (spec/emu/emu.cpp) that run until they finish or reach a barrier:
 // __syncthreads() waits for every thread of the block, a warp shuffle for the 32
 // lanes of its warp, as on the GPU. A barrier that not every thread reaches is a
 // deadlock there; here it stops the process with a message. __shared__ variables
 // are static: one per kernel, which the block running uses. What this does not
 // model: memory ordering between threads (there is no concurrency), the
-// floating-point details of the GPU's maths library, timing.
+// floating-point details of the GPU's maths library, cuBLAS and cuDNN (the CPU's
+// stand in), timing.
 #ifndef MILES_EMU_H
 #define MILES_EMU_H
 
@@ -23,6 +26,10 @@
 
 #include <cuda_runtime.h>
 #include <cuda_bf16.h>
+
+extern "C" {
+#include "../c/fake_cudart.h"
+}
 
 #include <cmath>
 #include <cstdint>
@@ -49,27 +56,43 @@ void sync_warp();
 // This lane's slot of the warp's exchange buffer, and another lane's.
 void *lane_slot(unsigned lane);
 unsigned lane_id();
-// Refuse a launch on a stream being captured (graphs are not emulated).
-void check_not_capturing(cudaStream_t s);
-// Remember how to run kernel func from a cudaLaunchKernel argument array.
-void note_kernel(const void *func, void (*run)(const void *func, dim3 g, dim3 b, void **args));
+// A launch bound to its arguments: run now, or kept by a CUDA graph capture (the
+// fake runtime's node replays it).
+template <typename... A> struct bound_launch {
+    void (*kernel)(A...);
+    dim3 grid, block;
+    std::tuple<A...> args;
+
+    static void run(void *p)
+    {
+        auto *b = static_cast<bound_launch *>(p);
+        run_grid(b->grid, b->block, [](void *q) {
+            auto *c = static_cast<bound_launch *>(q);
+            std::apply(c->kernel, c->args);
+        }, b);
+    }
+    static void drop(void *p) { delete static_cast<bound_launch *>(p); }
+};
+
+// Run the bound launch b now, or hand it to s's capture.
+template <typename... A> void run_or_capture(bound_launch<A...> *b, cudaStream_t s)
+{
+    if (fake_capture_closure(s, reinterpret_cast<const void *>(b->kernel), b->grid.x,
+                             &bound_launch<A...>::run, b, &bound_launch<A...>::drop) != 0) {
+        bound_launch<A...>::run(b);
+        delete b;
+    }
+}
 
 template <typename... A> struct launcher {
     void (*kernel)(A...);
     dim3 grid, block;
+    cudaStream_t stream;
     template <typename... B> void operator()(B &&...b) const
     {
-        std::tuple<A...> args(std::forward<B>(b)...);
-        struct ctx_t {
-            void (*k)(A...);
-            std::tuple<A...> *args;
-        } ctx{kernel, &args};
-        run_grid(grid, block,
-                 [](void *p) {
-                     auto *c = static_cast<ctx_t *>(p);
-                     std::apply(c->k, *c->args);
-                 },
-                 &ctx);
+        run_or_capture(new bound_launch<A...>{kernel, grid, block,
+                                              std::tuple<A...>(std::forward<B>(b)...)},
+                       stream);
     }
 };
 
@@ -77,26 +100,35 @@ template <typename... A>
 launcher<A...> launch(void (*kernel)(A...), dim3 grid, dim3 block, size_t shm, cudaStream_t s)
 {
     (void)shm;
-    check_not_capturing(s);
-    return launcher<A...>{kernel, grid, block};
+    return launcher<A...>{kernel, grid, block, s};
 }
 
-// cudaLaunchKernel's way in (kernels/optim.cu): the kernel's arguments by pointer.
+// cudaLaunchKernel's way in (kernels/optim.cu): the kernel's arguments by pointer,
+// copied into a bound launch (run now, or bound for a graph node).
 template <typename... A, std::size_t... I>
-void run_by_pointer_at(void (*k)(A...), dim3 g, dim3 b, void **args, std::index_sequence<I...>)
+bound_launch<A...> *bind_at(void (*k)(A...), dim3 g, dim3 b, void **args, std::index_sequence<I...>)
 {
-    launcher<A...>{k, g, b}(*static_cast<std::remove_reference_t<A> *>(args[I])...);
+    return new bound_launch<A...>{
+        k, g, b, std::tuple<A...>(*static_cast<std::remove_reference_t<A> *>(args[I])...)};
 }
 
-template <typename... A> void run_by_pointer(const void *func, dim3 g, dim3 b, void **args)
+template <typename... A>
+void *bind_by_pointer(const void *func, dim3 g, dim3 b, void **args, void (**run)(void *),
+                      void (**drop)(void *))
 {
     auto k = reinterpret_cast<void (*)(A...)>(const_cast<void *>(func));
-    run_by_pointer_at(k, g, b, args, std::index_sequence_for<A...>{});
+    *run = &bound_launch<A...>::run;
+    *drop = &bound_launch<A...>::drop;
+    return bind_at(k, g, b, args, std::index_sequence_for<A...>{});
 }
+
+using binder = void *(*)(const void *, dim3, dim3, void **, void (**)(void *), void (**)(void *));
+// Remember how to bind kernel func to a cudaLaunchKernel argument array.
+void note_kernel(const void *func, binder bind);
 
 template <typename... A> void note(void (*kernel)(A...))
 {
-    note_kernel(reinterpret_cast<const void *>(kernel), &run_by_pointer<A...>);
+    note_kernel(reinterpret_cast<const void *>(kernel), &bind_by_pointer<A...>);
 }
 
 // A lane's value to the others: every lane of the warp writes, then reads.
