@@ -7,7 +7,7 @@
 -- messages, Module:to, that every case runs on the CPU) always runs.
 local miles = require "miles"
 local H = require "helpers"
-local gpu_it, _, real_gpu_it = H.gpu_specs(it, describe, pending)
+local gpu_it = H.gpu_specs(it, describe, pending)
 local nn, F = miles.nn, miles.F
 
 
@@ -425,8 +425,7 @@ describe("bf16 autocast", function()
     assert.is_false(miles.cuda.autocast(false))
   end)
 
-  -- on the emulated GPU products and convolutions are the CPU's: no bf16 there
-  real_gpu_it("is a switch that rounds float32 matmuls and convolutions to bf16 #gpu", function()
+  gpu_it("is a switch that rounds float32 matmuls and convolutions to bf16 #gpu", function()
     local was, tf32 = miles.cuda.autocast(), miles.cuda.allow_tf32()
     finally(function()
       miles.cuda.autocast(was)

@@ -10,13 +10,16 @@
  *    between report cudaErrorNotReady;
  *  - stream capture: queued work becomes graph nodes instead of running; a call
  *    that is not allowed during a capture (cudaMalloc, cudaFree, a synchronisation,
- *    cudaEventQuery) made while capturing in global or thread-local mode fails and
- *    invalidates the capture, as the real runtime does, unless the thread switched
- *    itself to relaxed mode;
+ *    cudaEventQuery) fails and invalidates the capture, as the real runtime does,
+ *    when made by any thread in global mode, by the capturing thread in
+ *    thread-local mode, unless that thread switched itself to relaxed mode;
  *  - graphs: instantiate, launch, destroy, and kernel nodes whose parameters can be
  *    set on an instantiated graph.
  * Kernels do not run (their launches are counted), except in the emulated GPU
- * (spec/emu/), which runs them. Single-threaded use. */
+ * (spec/emu/), which runs them. Streams, events and graphs are for the thread
+ * that made them; memory calls may come from any thread (the data loader's make
+ * pinned batches). */
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,10 +64,13 @@ struct CUevent_st {
 
 fake_counts fake = {.devices = 1, .capacity = (size_t)4 << 30};
 
-static cudaError_t last_error = cudaSuccess;
-static unsigned long long issued, completed; /* queued work, done work */
-static enum cudaStreamCaptureMode thread_mode = cudaStreamCaptureModeGlobal;
+static _Thread_local cudaError_t last_error = cudaSuccess;
+static _Atomic unsigned long long issued, completed; /* queued work, done work */
+static _Thread_local enum cudaStreamCaptureMode thread_mode = cudaStreamCaptureModeGlobal;
 static struct CUstream_st *capturing_stream;
+static enum cudaStreamCaptureMode capture_mode;
+static pthread_t capturing_thread;
+static pthread_mutex_t blocks_lock = PTHREAD_MUTEX_INITIALIZER;
 
 typedef struct {
     void *p;
@@ -80,34 +86,43 @@ static cudaError_t fail(cudaError_t e)
     return e;
 }
 
-/* A call that a capture in global or thread-local mode does not allow. */
+/* A call that the running capture does not allow from this thread. */
 static bool capture_forbids(void)
 {
-    if (!capturing_stream || thread_mode == cudaStreamCaptureModeRelaxed)
+    struct CUstream_st *s = capturing_stream;
+    if (!s || thread_mode == cudaStreamCaptureModeRelaxed)
         return false;
-    capturing_stream->invalidated = true;
+    if (capture_mode == cudaStreamCaptureModeThreadLocal &&
+        !pthread_equal(pthread_self(), capturing_thread))
+        return false;
+    s->invalidated = true;
     fake.capture_violations++;
     return true;
 }
 
 static void track(void *p, size_t n, bool host)
 {
+    pthread_mutex_lock(&blocks_lock);
     if (nblocks == capblocks) {
         capblocks = capblocks ? 2 * capblocks : 64;
         blocks = realloc(blocks, capblocks * sizeof *blocks);
     }
     blocks[nblocks++] = (block){p, n, host};
+    pthread_mutex_unlock(&blocks_lock);
 }
 
 static bool untrack(void *p, bool host, size_t *n)
 {
-    for (size_t i = 0; i < nblocks; i++)
+    bool found = false;
+    pthread_mutex_lock(&blocks_lock);
+    for (size_t i = 0; i < nblocks && !found; i++)
         if (blocks[i].p == p && blocks[i].host == host) {
             *n = blocks[i].n;
             blocks[i] = blocks[--nblocks];
-            return true;
+            found = true;
         }
-    return false;
+    pthread_mutex_unlock(&blocks_lock);
+    return found;
 }
 
 void fake_gpu_catch_up(void)
@@ -118,9 +133,11 @@ void fake_gpu_catch_up(void)
 size_t fake_device_bytes(void)
 {
     size_t sum = 0;
+    pthread_mutex_lock(&blocks_lock);
     for (size_t i = 0; i < nblocks; i++)
         if (!blocks[i].host)
             sum += blocks[i].n;
+    pthread_mutex_unlock(&blocks_lock);
     return sum;
 }
 
@@ -365,7 +382,8 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t stream, enum cudaStreamCaptureMo
     stream->invalidated = false;
     stream->graph = calloc(1, sizeof *stream->graph);
     capturing_stream = stream;
-    thread_mode = mode;
+    capture_mode = thread_mode = mode;
+    capturing_thread = pthread_self();
     return cudaSuccess;
 }
 
