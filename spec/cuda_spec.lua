@@ -217,6 +217,37 @@ case("dropout draws the cpu's mask", "exact", function(dev)
   return { y, z }
 end)
 
+-- Sizes that take the kernels' other paths: rows reduced by a warp (9..1024 long)
+-- or a block (longer; 1024 threads when there are few rows), columns reduced in
+-- tiles (a dim before others), softmax rows the same ways, and batch-norm
+-- statistics summed in several chunks of planes or of channels-last rows.
+case("long rows, columns and large batch-norm planes (float32)", "float32", function(dev)
+  miles.manual_seed(8)
+  local outs = {}
+  for _, shape in ipairs({ { 3, 5000 }, { 300, 1500 }, { 40, 700 }, { 6, 2000, 40 } }) do
+    local x = leaf(randn(dev, shape))
+    local d = 2 -- in the 3-D shape, a dim before others: columns
+    local mx, imx = x:max(d)
+    local sm = F.softmax(x, d)
+    backward(sm * x + F.log_softmax(x, d), dev)
+    for _, t in ipairs({ x:sum(d), mx, imx, x:logsumexp(d), x:var(d), sm, x.grad }) do
+      outs[#outs + 1] = t
+    end
+  end
+  local x = leaf(randn(dev, { 2, 3, 150, 130 })) -- 19500 positions per plane: 2 chunks
+  local w, b = leaf(randn(dev, { 3 })), leaf(randn(dev, { 3 }))
+  local xl = leaf(channels_last(randn(dev, { 8, 40, 48, 48 }))) -- rows, several chunks
+  local wl, bl = leaf(randn(dev, { 40 })), leaf(randn(dev, { 40 }))
+  local y = F.batch_norm(x, nil, nil, w, b, true, 0.1, 1e-5)
+  local yl = F.batch_norm(xl, nil, nil, wl, bl, true, 0.1, 1e-5)
+  backward(y, dev)
+  backward(yl, dev)
+  for _, t in ipairs({ y, x.grad, w.grad, b.grad, yl, xl.grad, wl.grad, bl.grad }) do
+    outs[#outs + 1] = t
+  end
+  return outs
+end)
+
 -- One training step of a small seeded ResNet-10 on dev: its net, logits and loss.
 local function resnet_step(dev)
   miles.manual_seed(24)
