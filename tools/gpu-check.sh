@@ -38,6 +38,13 @@ if [ ! -e "$CUDNN_HOME/include/cudnn.h" ]; then
   ln -sf "$CUDNN_HOME/lib/libcudnn.so.9" "$CUDNN_HOME/lib/libcudnn.so"
 fi
 echo "cuDNN from $CUDNN_HOME"
+# cuBLAS is loaded when first used (dlopen, csrc/cuda/cublas_gemm.c): the
+# toolkit's, else pip's nvidia-cublas beside PyTorch, through LD_LIBRARY_PATH.
+if ! ls "$CUDA_HOME"/lib64/libcublas.so.* >/dev/null 2>&1; then
+  blas_dir=$(python3 -c 'import nvidia.cublas as m; print(list(m.__path__)[0])' 2>/dev/null)
+  [ -n "$blas_dir" ] && export LD_LIBRARY_PATH="$blas_dir/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  echo "cuBLAS from ${blas_dir:-nowhere: matmuls on the GPU will fail}"
+fi
 
 echo "== build"
 t0=$(date +%s)
