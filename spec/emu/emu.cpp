@@ -1,7 +1,7 @@
 // The emulated GPU's scheduler (see emu.h): the threads of a block as fibers
 // (ucontext), run in turn until each finishes or waits at a barrier; a barrier
 // opens when every thread it waits for (the block's, or the warp's lanes) that has
-// not finished is waiting at it.
+// not finished is waiting at it. The turns go both ways (run_block).
 #include "emu.h"
 
 #include <cstdio>
@@ -86,7 +86,11 @@ bool open_barriers(unsigned n)
     return opened;
 }
 
-void run_block(unsigned n)
+// Block b's threads run in turn, the order reversed every other pass and every
+// other block: a kernel whose threads read what others write without a barrier
+// between gives other results in the two orders (a race on the GPU), which the
+// specs' comparisons with the CPU then show.
+void run_block(unsigned n, unsigned long long b)
 {
     for (unsigned t = 0; t < n; t++) {
         fiber &f = fibers[t];
@@ -97,10 +101,10 @@ void run_block(unsigned n)
         f.ctx.uc_link = &scheduler;
         makecontext(&f.ctx, fiber_main, 0);
     }
-    for (;;) {
+    for (unsigned long long pass = b;; pass++) {
         bool ran = false, unfinished = false;
-        for (unsigned t = 0; t < n; t++) {
-            fiber &f = fibers[t];
+        for (unsigned i = 0; i < n; i++) {
+            fiber &f = fibers[pass % 2 ? n - 1 - i : i];
             if (f.wait == DONE)
                 continue;
             unfinished = true;
@@ -163,7 +167,7 @@ void run_grid(dim3 grid, dim3 block, void (*body)(void *), void *ctx)
                     s.bdim = block;
                     s.gdim = grid;
                 }
-                run_block(n);
+                run_block(n, ((unsigned long long)z * grid.y + y) * grid.x + x);
             }
     body_fn = outer_body;
     body_ctx = outer_ctx;
