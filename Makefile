@@ -44,9 +44,11 @@ EMU_OBJ  :=
 ifeq ($(EMU),1)
   # The emulated GPU: CUDA's headers only; the runtime is spec/c/fake_cudart.c, the
   # kernels run as host C++ (spec/emu/emu.h), cuBLAS and cuDNN are the CPU's.
-  CORE_SRC += $(patsubst %,csrc/cuda/%.c,backend cuda_runtime cuda_graph cuda_pinned)
+  CORE_SRC += $(patsubst %,csrc/cuda/%.c,backend cuda_runtime cuda_graph cuda_pinned cublas_gemm)
   CFLAGS   += -DMILES_CUDA -DMILES_EMU -I$(CUDA_HOME)/include
-  PKG_LIBS += -lstdc++
+  # cublas_gemm.c loads the fake cuBLAS (spec/emu/fake_cublas.c) from build-emu/lib
+  EMU_CUBLAS := $(BUILD)/lib/libcublas.so.$(shell sed -n 's/^\#define CUBLAS_VER_MAJOR //p' $(CUDA_HOME)/include/cublas_api.h)
+  PKG_LIBS += -lstdc++ -ldl -Wl,-rpath,$(abspath $(BUILD)/lib)
   EMU_OBJ  := $(BUILD)/obj/spec_c/fake_cudart.o $(BUILD)/obj/spec_emu/emu_libs.o \
               $(BUILD)/obj/spec_emu/emu.o
   CUDA_OBJ := $(patsubst kernels/%.cu,$(BUILD)/kernels/%.o,$(wildcard kernels/*.cu)) $(EMU_OBJ)
@@ -112,6 +114,11 @@ $(BUILD)/kernels/%.o: kernels/%.cu kernels/common.cuh spec/emu/emu.h spec/emu/cu
 	@mkdir -p $(dir $@)
 	perl spec/emu/cu2cpp.pl < $< > $(@:.o=.cpp)
 	$(CXX) $(EMU_CXXFLAGS) -include spec/emu/emu.h -c $(@:.o=.cpp) -o $@
+
+all: $(EMU_CUBLAS)
+$(EMU_CUBLAS): spec/emu/fake_cublas.c spec/c/fake_cudart.h Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -shared -o $@ $<
 
 $(BUILD)/obj/spec_emu/emu.o: spec/emu/emu.cpp spec/emu/emu.h Makefile
 	@mkdir -p $(dir $@)

@@ -1,7 +1,7 @@
-/* The emulated GPU's stand-ins for the libraries (make EMU=1): cuBLAS's matrix
- * products and cuDNN's convolutions run as the CPU's (device memory is host memory
- * in the fake runtime), so the ops built on them work there and the specs can
- * check everything around them; the libraries themselves are checked on a GPU.
+/* The emulated GPU's stand-in for cuDNN (make EMU=1): convolutions run as the
+ * CPU's (device memory is host memory in the fake runtime), so the ops built on
+ * them work there and the specs can check everything around them; cuDNN itself is
+ * checked on a GPU. (cuBLAS is faked closer to the library: spec/emu/fake_cublas.c.)
  * Inside a CUDA graph capture a call becomes a node of the graph (holding its
  * tensors) that each replay runs, as a library's kernels would be captured.
  *
@@ -20,25 +20,18 @@
 #include "../../csrc/error.h"
 #include "../c/fake_cudart.h"
 
-typedef enum { GEMM, CONV_FWD, CONV_BWD_DATA, CONV_BWD_WEIGHT } lib_op;
+typedef enum { CONV_FWD, CONV_BWD_DATA, CONV_BWD_WEIGHT } lib_op;
 
 /* One call's arguments, kept for a graph node. */
 typedef struct {
     lib_op op;
     tensor *t[4]; /* the call's tensors (new references; NULL where none) */
-    dtype_t dt;
-    int64_t batch, m, n, k, sa, lda, sb, ldb, sc, ldc;
-    bool ta, tb;
-    double alpha, beta;
     conv2d_params p;
 } lib_call;
 
 static int run_call(const lib_call *c)
 {
     switch (c->op) {
-    case GEMM:
-        return cpu_gemm(c->dt, c->batch, c->ta, c->tb, c->m, c->n, c->k, c->alpha, c->t[0],
-                        c->sa, c->lda, c->t[1], c->sb, c->ldb, c->beta, c->t[2], c->sc, c->ldc);
     case CONV_FWD: return cpu_conv2d(c->t[0], c->t[1], c->t[2], c->t[3], &c->p);
     case CONV_BWD_DATA: return cpu_conv2d_backward_data(c->t[0], c->t[1], c->t[2], &c->p);
     case CONV_BWD_WEIGHT:
@@ -97,47 +90,9 @@ static tensor *rounded(const tensor *t)
     return c;
 }
 
-/* The n values of t from its first element on, as a 1-D float32 tensor rounded to
- * bf16 (a matrix operand read through its own strides). */
-static tensor *rounded_span(const tensor *t, int64_t n)
-{
-    tensor *c = tensor_empty(DT_F32, 1, &n, tensor_device(t));
-    cudaStream_t s = cuda_ctx_stream(tensor_device(t).index);
-    if (!c || !s ||
-        cuda_ctx_check(cudaMemcpyAsync(tensor_data(c), tensor_data(t), (size_t)n * sizeof(float),
-                                       cudaMemcpyDeviceToDevice, s),
-                       "copy") != 0 ||
-        round_bf16(c, n) != 0) {
-        tensor_decref(c);
-        return NULL;
-    }
-    return c;
-}
-
 static bool autocast(dtype_t dt, const tensor *on)
 {
     return dt == DT_F32 && cuda_get_bf16() && !cuda_ctx_capturing(tensor_device(on).index);
-}
-
-int cuda_gemm(dtype_t dt, int64_t batch, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
-              double alpha, const tensor *A, int64_t sa, int64_t lda, const tensor *B,
-              int64_t sb, int64_t ldb, double beta, tensor *C, int64_t sc, int64_t ldc)
-{
-    lib_call c = {.op = GEMM, .t = {(tensor *)A, (tensor *)B, C, NULL}, .dt = dt,
-                  .batch = batch, .ta = ta, .tb = tb, .m = m, .n = n, .k = k, .alpha = alpha,
-                  .sa = sa, .lda = lda, .sb = sb, .ldb = ldb, .beta = beta, .sc = sc, .ldc = ldc};
-    if (!autocast(dt, C) || k == 0)
-        return run_or_capture(c, C);
-    /* A and B as stored are ta ? k x m : m x k and tb ? n x k : k x n */
-    int64_t na = (batch - 1) * sa + ((ta ? k : m) - 1) * lda + (ta ? m : k);
-    int64_t nb = (batch - 1) * sb + ((tb ? n : k) - 1) * ldb + (tb ? k : n);
-    tensor *a = rounded_span(A, na), *b = a ? rounded_span(B, nb) : NULL;
-    c.t[0] = a;
-    c.t[1] = b;
-    int rc = b ? run_call(&c) : -1;
-    tensor_decref(a);
-    tensor_decref(b);
-    return rc;
 }
 
 /* A convolution under autocast: inputs in (their places in c.t) rounded, the

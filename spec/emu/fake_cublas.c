@@ -1,0 +1,127 @@
+/* A fake cuBLAS for the emulated GPU (make EMU=1): built as build-emu/lib/
+ * libcublas.so.<major>, which csrc/cuda/cublas_gemm.c loads (dlopen) as it would
+ * the real one, so its calls are checked on any machine. The one product it uses,
+ * cublasGemmStridedBatchedEx, is computed from cuBLAS's documented semantics, not
+ * from our code's: column-major matrices, C = alpha op(A) op(B) + beta C, op(X) =
+ * X or X^T by its flag, each of `batch` products `stride` elements apart; A and B
+ * float32, float64 or bf16, C float32 or float64; sums in double. The cuBLAS
+ * checks on the leading dimensions are made as the real library makes them. */
+#include <cublas_v2.h>
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../c/fake_cudart.h"
+
+struct cublasContext {
+    cudaStream_t stream;
+};
+
+cublasStatus_t cublasCreate_v2(cublasHandle_t *handle)
+{
+    *handle = calloc(1, sizeof **handle);
+    return *handle ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_ALLOC_FAILED;
+}
+
+cublasStatus_t cublasDestroy_v2(cublasHandle_t handle)
+{
+    free(handle);
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasSetStream_v2(cublasHandle_t handle, cudaStream_t streamId)
+{
+    handle->stream = streamId;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+const char *cublasGetStatusString(cublasStatus_t status)
+{
+    return status == CUBLAS_STATUS_SUCCESS ? "success" : "fake cuBLAS: invalid value";
+}
+
+static double load(const void *p, cudaDataType t, long long i)
+{
+    switch (t) {
+    case CUDA_R_32F: return ((const float *)p)[i];
+    case CUDA_R_64F: return ((const double *)p)[i];
+    case CUDA_R_16BF: { /* bf16: the top half of a float32 */
+        uint32_t bits = (uint32_t)((const uint16_t *)p)[i] << 16;
+        float f;
+        memcpy(&f, &bits, sizeof f);
+        return f;
+    }
+    default: return 0;
+    }
+}
+
+/* One call's arguments, kept for a graph node while the stream is captured. */
+typedef struct {
+    bool ta, tb;
+    int m, n, k, lda, ldb, ldc, batch;
+    double alpha, beta;
+    const void *A, *B;
+    void *C;
+    cudaDataType at, ct;
+    long long sa, sb, sc;
+} gemm_call;
+
+static void gemm_run(void *p)
+{
+    const gemm_call *g = p;
+    for (int b = 0; b < g->batch; b++)
+        for (int j = 0; j < g->n; j++)
+            for (int i = 0; i < g->m; i++) {
+                double sum = 0;
+                for (int l = 0; l < g->k; l++) {
+                    long long ai = g->ta ? l + (long long)i * g->lda : i + (long long)l * g->lda;
+                    long long bi = g->tb ? j + (long long)l * g->ldb : l + (long long)j * g->ldb;
+                    sum += load(g->A, g->at, b * g->sa + ai) * load(g->B, g->at, b * g->sb + bi);
+                }
+                long long ci = b * g->sc + i + (long long)j * g->ldc;
+                double c = g->beta == 0 ? 0 : g->beta * load(g->C, g->ct, ci);
+                if (g->ct == CUDA_R_32F)
+                    ((float *)g->C)[ci] = (float)(g->alpha * sum + c);
+                else
+                    ((double *)g->C)[ci] = g->alpha * sum + c;
+            }
+}
+
+cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handle, cublasOperation_t transa,
+                                          cublasOperation_t transb, int m, int n, int k,
+                                          const void *alpha, const void *A, cudaDataType Atype,
+                                          int lda, long long int strideA, const void *B,
+                                          cudaDataType Btype, int ldb, long long int strideB,
+                                          const void *beta, void *C, cudaDataType Ctype, int ldc,
+                                          long long int strideC, int batchCount,
+                                          cublasComputeType_t computeType,
+                                          cublasGemmAlgo_t algo)
+{
+    (void)algo;
+    bool ta = transa == CUBLAS_OP_T, tb = transb == CUBLAS_OP_T;
+    /* the documented checks: op(A) is m x k, stored (ta ? k x m : m x k) */
+    int min_a = ta ? k : m, min_b = tb ? n : k;
+    if (m < 0 || n < 0 || k < 0 || batchCount < 0 || lda < (min_a > 1 ? min_a : 1) ||
+        ldb < (min_b > 1 ? min_b : 1) || ldc < (m > 1 ? m : 1))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    if ((Ctype != CUDA_R_32F && Ctype != CUDA_R_64F) || Atype != Btype)
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    bool dcompute = computeType == CUBLAS_COMPUTE_64F;
+    if (dcompute != (Ctype == CUDA_R_64F))
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    gemm_call g = {ta, tb, m, n, k, lda, ldb, ldc, batchCount,
+                   dcompute ? *(const double *)alpha : *(const float *)alpha,
+                   dcompute ? *(const double *)beta : *(const float *)beta,
+                   A, B, C, Atype, Ctype, strideA, strideB, strideC};
+    gemm_call *kept = malloc(sizeof *kept);
+    if (!kept)
+        return CUBLAS_STATUS_ALLOC_FAILED;
+    *kept = g;
+    if (fake_capture_closure(handle->stream, (const void *)gemm_run, 1, gemm_run, kept, free) != 0) {
+        gemm_run(kept); /* not captured: now */
+        free(kept);
+    }
+    return CUBLAS_STATUS_SUCCESS;
+}
