@@ -43,13 +43,14 @@ CUDA_OBJ :=
 EMU_OBJ  :=
 ifeq ($(EMU),1)
   # The emulated GPU: CUDA's headers only; the runtime is spec/c/fake_cudart.c, the
-  # kernels run as host C++ (spec/emu/emu.h), cuBLAS and cuDNN are the CPU's.
-  CORE_SRC += $(patsubst %,csrc/cuda/%.c,backend cuda_runtime cuda_graph cuda_pinned cublas_gemm)
-  CFLAGS   += -DMILES_CUDA -DMILES_EMU -I$(CUDA_HOME)/include
+  # kernels run as host C++ (spec/emu/emu.h), cuBLAS and cuDNN are fakes
+  # (spec/emu/fake_cublas.c, fake_cudnn.c) under the real csrc/cuda/ files.
+  CORE_SRC += $(filter-out csrc/cuda/cuda_stub.c,$(wildcard csrc/cuda/*.c))
+  CFLAGS   += -DMILES_CUDA -DMILES_EMU -I$(CUDA_HOME)/include -I$(CUDNN_HOME)/include
   # cublas_gemm.c loads the fake cuBLAS (spec/emu/fake_cublas.c) from build-emu/lib
   EMU_CUBLAS := $(BUILD)/lib/libcublas.so.$(shell sed -n 's/^\#define CUBLAS_VER_MAJOR //p' $(CUDA_HOME)/include/cublas_api.h)
   PKG_LIBS += -lstdc++ -ldl -Wl,-rpath,$(abspath $(BUILD)/lib)
-  EMU_OBJ  := $(BUILD)/obj/spec_c/fake_cudart.o $(BUILD)/obj/spec_emu/emu_libs.o \
+  EMU_OBJ  := $(BUILD)/obj/spec_c/fake_cudart.o $(BUILD)/obj/spec_emu/fake_cudnn.o \
               $(BUILD)/obj/spec_emu/emu.o
   CUDA_OBJ := $(patsubst kernels/%.cu,$(BUILD)/kernels/%.o,$(wildcard kernels/*.cu)) $(EMU_OBJ)
 else ifeq ($(CUDA),1)
