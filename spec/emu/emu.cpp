@@ -67,15 +67,17 @@ bool open_barriers(unsigned n)
                 fibers[t].wait = RUNNING;
         return true;
     }
-    // each warp: every unfinished lane at the warp barrier
+    // each warp: every lane at the warp barrier (a shuffle with the full mask,
+    // which a lane that has returned cannot join: undefined on the GPU)
     for (unsigned w = 0; w * 32 < n; w++) {
-        bool any = false, all = true;
+        bool any = false, all = true, exited = false;
         for (unsigned t = w * 32; t < n && t < w * 32 + 32; t++) {
-            if (fibers[t].wait == DONE)
-                continue;
+            exited |= fibers[t].wait == DONE;
             any |= fibers[t].wait == AT_WARP;
-            all &= fibers[t].wait == AT_WARP;
+            all &= fibers[t].wait == AT_WARP || fibers[t].wait == DONE;
         }
+        if (any && exited)
+            deadlock("a warp shuffle after some of its lanes returned");
         if (any && all) {
             for (unsigned t = w * 32; t < n && t < w * 32 + 32; t++)
                 if (fibers[t].wait == AT_WARP)
@@ -141,7 +143,9 @@ std::map<const void *, binder> &kernels_by_pointer()
 void run_grid(dim3 grid, dim3 block, void (*body)(void *), void *ctx)
 {
     unsigned n = block.x * block.y * block.z;
-    if (n == 0 || n > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0) {
+    // the GPU's limits: 1024 threads a block, 2^31 - 1 blocks in x, 65535 in y and z
+    if (n == 0 || n > 1024 || block.z > 64 || grid.x == 0 || grid.y == 0 || grid.z == 0 ||
+        grid.x > 2147483647u || grid.y > 65535 || grid.z > 65535) {
         std::fprintf(stderr, "emu: invalid launch: grid %ux%ux%u, block %ux%ux%u\n", grid.x,
                      grid.y, grid.z, block.x, block.y, block.z);
         std::abort();
