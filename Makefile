@@ -14,7 +14,7 @@ NVCC      := $(CUDA_HOME)/bin/nvcc
 CUDA      ?= $(shell test -x $(NVCC) && echo 1 || echo 0)
 SAN       ?= 0
 EMU       ?= 0
-BUILD     ?= $(if $(filter 1,$(SAN)),build-san,$(if $(filter 1,$(EMU)),build-emu,build))
+BUILD     ?= build$(if $(filter 1,$(SAN)),-san)$(if $(filter 1,$(EMU)),-emu)
 LUA       ?= lua5.4
 
 # SYSROOT: where the packages are, when not in / (a bundle unpacked by
@@ -32,8 +32,9 @@ PKG_LIBS   := -L$(OPENBLAS) -Wl,-rpath,$(OPENBLAS) -lopenblas \
 CPU_LIBS := $(PKG_LIBS)
 CFLAGS  := -std=c11 -D_GNU_SOURCE -O2 -fvect-cost-model=dynamic -g -fno-math-errno -fno-trapping-math -Wall -Wextra -Werror -fPIC -fopenmp $(PKG_CFLAGS)
 LDFLAGS := -fopenmp
+SAN_FLAGS := -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 ifeq ($(SAN),1)
-  CFLAGS  += -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+  CFLAGS  += -O1 $(SAN_FLAGS)
   LDFLAGS += -fsanitize=address,undefined
 endif
 
@@ -110,7 +111,8 @@ $(BUILD)/obj/%.o: csrc/%.c Makefile
 
 ifeq ($(EMU),1)
 EMU_CXXFLAGS := -std=c++17 -O1 -g -ffp-contract=off -Wall -Wextra -Werror -fPIC -DMILES_CUDA \
-                -DMILES_EMU -I$(CUDA_HOME)/include -Ikernels $(PKG_CFLAGS)
+                -DMILES_EMU -I$(CUDA_HOME)/include -Ikernels $(PKG_CFLAGS) \
+                $(if $(filter 1,$(SAN)),$(SAN_FLAGS))
 $(BUILD)/kernels/%.o: kernels/%.cu kernels/common.cuh spec/emu/emu.h spec/emu/cu2cpp.pl Makefile
 	@mkdir -p $(dir $@)
 	perl spec/emu/cu2cpp.pl < $< > $(@:.o=.cpp)
@@ -149,12 +151,17 @@ $(BIN): $(MAIN_OBJ) $(CORE_OBJ) $(LUA_OBJ) $(CUDA_OBJ)
 
 # The specs run in the miles host (so a SAN=1 build checks them under the
 # sanitizers); spec/run.lua prints the closing "N passed, N failed" line.
+# (the emulated GPU's fake cuBLAS by path: a sanitizer build's dlopen does not see
+# the binary's run path)
+EMU_ENV := $(if $(filter 1,$(EMU)),MILES_CUBLAS=$(abspath $(EMU_CUBLAS)))
 test: all
-	$(BIN) spec/run.lua
+	$(EMU_ENV) $(BIN) spec/run.lua
 
+# (SPECS: spec files to run, default all)
 test-san:
-	$(MAKE) SAN=1 CUDA=$(CUDA) all
-	ASAN_OPTIONS=detect_leaks=1 build-san/bin/miles spec/run.lua
+	$(MAKE) SAN=1 CUDA=$(CUDA) EMU=$(EMU) all
+	ASAN_OPTIONS=detect_leaks=1 $(if $(filter 1,$(EMU)),MILES_CUBLAS=$(abspath build-san-emu/lib)/$(notdir $(EMU_CUBLAS))) \
+	  build-san$(if $(filter 1,$(EMU)),-emu)/bin/miles spec/run.lua $(SPECS)
 
 demo: all
 	$(BIN) experiments/demo.lua
@@ -170,7 +177,7 @@ offline-bundle:
 	sh tools/offline-bundle.sh offline
 
 clean:
-	rm -rf build build-san build-emu build-cpu build-fuzz
+	rm -rf build build-san build-emu build-san-emu build-cpu build-fuzz
 
 -include $(CORE_OBJ:.o=.d) $(LUA_OBJ:.o=.d) $(MAIN_OBJ:.o=.d) $(HOSTCHECK_OBJ:.o=.d)
 

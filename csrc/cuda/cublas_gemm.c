@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include <cublas_v2.h>
 
@@ -39,9 +40,17 @@ static struct {
 static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
 static char blas_error[512];
 
+/* $MILES_CUBLAS, when set, is the library's path (a cuBLAS elsewhere than the
+ * system's, or the emulated GPU's fake). */
+static const char *blas_path(void)
+{
+    const char *p = getenv("MILES_CUBLAS");
+    return p && *p ? p : CUBLAS_SONAME;
+}
+
 static void blas_load(void)
 {
-    void *lib = dlopen(CUBLAS_SONAME, RTLD_NOW | RTLD_LOCAL);
+    void *lib = dlopen(blas_path(), RTLD_NOW | RTLD_LOCAL);
     if (!lib) {
         snprintf(blas_error, sizeof blas_error, "%s", dlerror());
         return;
@@ -63,7 +72,7 @@ static int blas_ready(void)
     pthread_once(&blas_once, blas_load);
     if (blas.gemm)
         return 0;
-    return err_set("gemm: cannot load cuBLAS (%s): %s", CUBLAS_SONAME, blas_error);
+    return err_set("gemm: cannot load cuBLAS (%s): %s", blas_path(), blas_error);
 }
 
 /* One handle per GPU, made on first use and bound to that GPU's stream. */

@@ -11,6 +11,15 @@
 
 #include <ucontext.h>
 
+// Under AddressSanitizer (make SAN=1 EMU=1) the fibers tell it when the stack
+// changes, so that it checks the kernels' memory accesses (device memory is host
+// memory here: a kernel reading out of bounds is reported) without taking a
+// switch for a stack overflow.
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#define EMU_ASAN 1
+#endif
+
 
 namespace emu {
 
@@ -36,11 +45,47 @@ fiber *running;
 void (*body_fn)(void *);
 void *body_ctx;
 
+#ifdef EMU_ASAN
+const void *sched_bottom; // the scheduler's stack, as ASan saw it when it left it
+size_t sched_size;
+void *sched_fake;
+#endif
+
+// The switches between the scheduler and a fiber, told to ASan when it is there.
+void to_fiber(fiber &f)
+{
+#ifdef EMU_ASAN
+    __sanitizer_start_switch_fiber(&sched_fake, f.stack.data(), f.stack.size());
+#endif
+    swapcontext(&scheduler, &f.ctx);
+#ifdef EMU_ASAN
+    __sanitizer_finish_switch_fiber(sched_fake, nullptr, nullptr);
+#endif
+}
+
+void to_scheduler(fiber &f, bool finished)
+{
+#ifdef EMU_ASAN
+    void *fake = nullptr;
+    __sanitizer_start_switch_fiber(finished ? nullptr : &fake, sched_bottom, sched_size);
+    if (finished)
+        return; // the return to uc_link switches
+    swapcontext(&f.ctx, &scheduler);
+    __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
+#else
+    if (!finished)
+        swapcontext(&f.ctx, &scheduler);
+#endif
+}
+
 void fiber_main()
 {
+#ifdef EMU_ASAN
+    __sanitizer_finish_switch_fiber(nullptr, &sched_bottom, &sched_size);
+#endif
     body_fn(body_ctx);
     running->wait = DONE;
-    // returning resumes uc_link: the scheduler
+    to_scheduler(*running, true); // then returning resumes uc_link: the scheduler
 }
 
 [[noreturn]] void deadlock(const char *what)
@@ -92,17 +137,21 @@ bool open_barriers(unsigned n)
 // other block: a kernel whose threads read what others write without a barrier
 // between gives other results in the two orders (a race on the GPU), which the
 // specs' comparisons with the CPU then show.
+// A fresh start of fiber f (apart from run_block: getcontext returns twice).
+__attribute__((noinline)) void init_fiber(fiber &f)
+{
+    f.wait = RUNNING;
+    getcontext(&f.ctx);
+    f.ctx.uc_stack.ss_sp = f.stack.data();
+    f.ctx.uc_stack.ss_size = f.stack.size();
+    f.ctx.uc_link = &scheduler;
+    makecontext(&f.ctx, fiber_main, 0);
+}
+
 void run_block(unsigned n, unsigned long long b)
 {
-    for (unsigned t = 0; t < n; t++) {
-        fiber &f = fibers[t];
-        f.wait = RUNNING;
-        getcontext(&f.ctx);
-        f.ctx.uc_stack.ss_sp = f.stack.data();
-        f.ctx.uc_stack.ss_size = f.stack.size();
-        f.ctx.uc_link = &scheduler;
-        makecontext(&f.ctx, fiber_main, 0);
-    }
+    for (unsigned t = 0; t < n; t++)
+        init_fiber(fibers[t]);
     for (unsigned long long pass = b;; pass++) {
         bool ran = false, unfinished = false;
         for (unsigned i = 0; i < n; i++) {
@@ -114,7 +163,7 @@ void run_block(unsigned n, unsigned long long b)
                 continue;
             running = &f;
             cur = &f.st;
-            swapcontext(&scheduler, &f.ctx);
+            to_fiber(f);
             ran = true;
         }
         if (!unfinished)
@@ -129,7 +178,7 @@ void wait_at(wait_kind k)
 {
     fiber *f = running;
     f->wait = k;
-    swapcontext(&f->ctx, &scheduler);
+    to_scheduler(*f, false);
 }
 
 std::map<const void *, binder> &kernels_by_pointer()
