@@ -254,22 +254,51 @@ const struct backend *cuda_backend_get(int index)
 
 /* --- memory --- */
 
+/* On the emulated GPU under AddressSanitizer (make SAN=1 EMU=1) device memory is
+ * host memory: the rest of a block past what was asked is poisoned, so that a
+ * kernel reading or writing past its tensor is reported, not only past the block.
+ * Not a CUDA graph's blocks: a replay uses them as they were at the capture. */
+#if defined(MILES_EMU) && defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+static void guard_tail(void *p, size_t asked, bool on)
+{
+    size_t size = cache_alloc_class(asked);
+    if (on)
+        ASAN_POISON_MEMORY_REGION((char *)p + asked, size - asked);
+    else
+        ASAN_UNPOISON_MEMORY_REGION(p, size);
+}
+#else
+static void guard_tail(void *p, size_t asked, bool on)
+{
+    (void)p;
+    (void)asked;
+    (void)on;
+}
+#endif
+
 void *cuda_alloc(int index, size_t nbytes)
 {
     gpu_state *g = gpu(index);
     if (!g)
         return NULL;
-    if (cuda_ctx_capturing(index))
-        return cuda_graph_pool_alloc(index, nbytes ? nbytes : 1);
-    return cache_alloc_get(g->cache, nbytes ? nbytes : 1);
+    nbytes = nbytes ? nbytes : 1;
+    if (cuda_ctx_capturing(index)) /* (a graph's blocks are reused inside it: unguarded) */
+        return cuda_graph_pool_alloc(index, nbytes);
+    void *p = cache_alloc_get(g->cache, nbytes);
+    if (p)
+        guard_tail(p, nbytes, true);
+    return p;
 }
 
 void cuda_release(int index, void *p, size_t nbytes)
 {
     if (index < 0 || index >= CUDA_MAX_GPUS || !gpus[index].ready || !p)
         return;
-    if (!cuda_graph_pool_release(index, p, nbytes ? nbytes : 1))
-        cache_alloc_put(gpus[index].cache, p, nbytes ? nbytes : 1);
+    nbytes = nbytes ? nbytes : 1;
+    guard_tail(p, nbytes, false);
+    if (!cuda_graph_pool_release(index, p, nbytes))
+        cache_alloc_put(gpus[index].cache, p, nbytes);
 }
 
 /* The allocators' figures summed over the GPUs in use. */
