@@ -127,7 +127,7 @@ describe("cuda graphs", function()
     usable()
     step_fn(net, opt, x, y)()
     H.raises(function() miles.cuda.graph(function() return net(x):sum():item() end) end,
-      "cannot wait for cuda:0 while a CUDA graph is being captured")
+      "cannot read cuda:0 while a CUDA graph is being captured")
     usable()
     H.raises(function() miles.cuda.graph(function() return miles.tensor({ 1, 2 }, { device = "cuda" }) end) end,
       "cannot copy host data to cuda:0 while a CUDA graph is being captured")

@@ -40,6 +40,10 @@ int cuda_ctx_check(cudaError_t e, const char *what);
 /* After a kernel launch: the launch's error, if any (no synchronisation). */
 int cuda_ctx_launched(const char *what);
 
+/* The GPU last made current by any thread (0 at first): where a thread that uses
+ * no GPU of its own (a data loader's) pins memory. */
+int cuda_ctx_preferred_device(void);
+
 /* The general caching allocator of GPU `index` (set up by cuda_ctx_stream). */
 struct cache_alloc *cuda_ctx_cache(int index);
 

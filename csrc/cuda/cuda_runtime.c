@@ -96,6 +96,14 @@ int cuda_device_count(void)
  * one GPU, makes no cudaSetDevice call per kernel. */
 static _Thread_local int current_gpu = -1;
 
+/* The GPU made current last, by any thread (for threads that have none). */
+static _Atomic int preferred_gpu;
+
+int cuda_ctx_preferred_device(void)
+{
+    return preferred_gpu;
+}
+
 static int use_device(int index)
 {
     if (index == current_gpu)
@@ -103,6 +111,7 @@ static int use_device(int index)
     if (cuda_ctx_check(cudaSetDevice(index), "cudaSetDevice") != 0)
         return -1;
     current_gpu = index;
+    preferred_gpu = index;
     return 0;
 }
 
@@ -371,10 +380,10 @@ static void *stage_take(gpu_state *g, size_t n, cudaEvent_t *done)
 static int host_to_device(gpu_state *g, void *dst, const void *src, size_t n)
 {
     int index = (int)(g - gpus);
-    if (cuda_ctx_capturing(index))
+    if (cuda_capturing_any())
         return err_set("cannot copy host data to cuda:%d while a CUDA graph is being captured "
-                       "on it (each replay would copy a reused staging buffer again): make "
-                       "the tensor on the GPU before capturing, and copy new values into it "
+                       "(each replay would copy a reused staging buffer again): make the "
+                       "tensor on the GPU before capturing, and copy new values into it "
                        "between replays", index);
     for (size_t off = 0; off < n; off += STAGE_BYTES) {
         size_t len = n - off < STAGE_BYTES ? n - off : STAGE_BYTES;
@@ -395,8 +404,11 @@ static int host_to_device(gpu_state *g, void *dst, const void *src, size_t n)
 /* Contiguous device memory to host bytes; waits for the GPU. */
 static int device_to_host(gpu_state *g, int index, void *dst, const void *src, size_t n)
 {
-    if (cuda_ctx_capturing(index))
-        return cuda_ctx_sync(index); /* refused, with the reason */
+    if (cuda_capturing_any())
+        return err_set("cannot read cuda:%d while a CUDA graph is being captured: reading a "
+                       "GPU value (item(), :cpu(), tostring, a metric) waits for the GPU, "
+                       "which a graph cannot hold; do it outside the captured function",
+                       index);
     for (size_t off = 0; off < n; off += STAGE_BYTES) {
         size_t len = n - off < STAGE_BYTES ? n - off : STAGE_BYTES;
         cudaEvent_t done;
@@ -433,7 +445,7 @@ static int move_bytes(tensor *d, const tensor *s)
         gpu_state *g = gpu(dd.index);
         if (!g)
             return -1;
-        if (!cuda_is_pinned(s) || cuda_ctx_capturing(dd.index))
+        if (!cuda_is_pinned(s) || cuda_capturing_any())
             return host_to_device(g, tensor_data(d), tensor_data(s), n);
         /* pinned: the copy engine reads it directly */
         if (cuda_ctx_check(cudaMemcpyAsync(tensor_data(d), tensor_data(s), n,
@@ -448,8 +460,9 @@ static int move_bytes(tensor *d, const tensor *s)
     }
     /* GPU to GPU: the source's queued work first, then a peer copy queued on the
      * destination's stream (both waits are refused while either GPU is captured) */
-    if (cuda_ctx_capturing(dd.index))
-        return cuda_ctx_sync(dd.index);
+    if (cuda_capturing_any())
+        return err_set("cannot copy between GPUs while a CUDA graph is being captured (the "
+                       "copy waits for the source GPU)");
     if (cuda_ctx_sync(sd.index) != 0)
         return -1;
     gpu_state *g = gpu(dd.index);

@@ -259,6 +259,8 @@ cudaError_t cudaFree(void *devPtr)
 cudaError_t cudaHostAlloc(void **pHost, size_t size, unsigned int flags)
 {
     (void)flags;
+    if (capture_forbids())
+        return fail(cudaErrorStreamCaptureUnsupported);
     *pHost = malloc(size ? size : 1);
     track(*pHost, size, true);
     fake.host_allocs++;
@@ -268,6 +270,8 @@ cudaError_t cudaHostAlloc(void **pHost, size_t size, unsigned int flags)
 cudaError_t cudaFreeHost(void *ptr)
 {
     size_t n;
+    if (capture_forbids())
+        return fail(cudaErrorStreamCaptureUnsupported);
     if (!ptr)
         return cudaSuccess;
     if (!untrack(ptr, true, &n)) {

@@ -36,7 +36,8 @@ struct fiber {
     std::vector<char> stack;
     thread_state st;
     wait_kind wait = RUNNING;
-    unsigned char slot[16]; // its lane's value in a shuffle
+    const char *site = nullptr; // the __syncthreads it waits at
+    unsigned char slot[16];     // its lane's value in a shuffle
 };
 
 std::vector<fiber> fibers;
@@ -88,9 +89,10 @@ void fiber_main()
     to_scheduler(*running, true); // then returning resumes uc_link: the scheduler
 }
 
+// A kernel did what a GPU does not define (or deadlocks on): stop, saying what.
 [[noreturn]] void deadlock(const char *what)
 {
-    std::fprintf(stderr, "emu: deadlock: %s (a barrier that not every thread reaches)\n", what);
+    std::fprintf(stderr, "emu: %s\n", what);
     std::abort();
 }
 
@@ -98,14 +100,23 @@ void fiber_main()
 bool open_barriers(unsigned n)
 {
     bool opened = false;
-    // the block: every unfinished thread at the block barrier
-    bool any_block = false, all_block = true;
+    // the block: every thread at the same __syncthreads (none returned: on the GPU
+    // a barrier is for all of the block's threads)
+    bool any_block = false, all_block = true, exited = false;
+    const char *site = nullptr;
     for (unsigned t = 0; t < n; t++) {
-        if (fibers[t].wait == DONE)
-            continue;
-        any_block |= fibers[t].wait == AT_BLOCK;
-        all_block &= fibers[t].wait == AT_BLOCK;
+        const fiber &f = fibers[t];
+        exited |= f.wait == DONE;
+        if (f.wait == AT_BLOCK) {
+            if (any_block && f.site != site)
+                deadlock("threads of a block wait at different __syncthreads");
+            site = f.site;
+            any_block = true;
+        }
+        all_block &= f.wait == AT_BLOCK || f.wait == DONE;
     }
+    if (any_block && all_block && exited)
+        deadlock("a __syncthreads after some of the block's threads returned");
     if (any_block && all_block) {
         for (unsigned t = 0; t < n; t++)
             if (fibers[t].wait == AT_BLOCK)
@@ -210,9 +221,13 @@ void run_grid(dim3 grid, dim3 block, void (*body)(void *), void *ctx)
     void *outer_ctx = body_ctx;
     body_fn = body;
     body_ctx = ctx;
-    for (unsigned z = 0; z < grid.z; z++)
-        for (unsigned y = 0; y < grid.y; y++)
-            for (unsigned x = 0; x < grid.x; x++) {
+    static unsigned long long launches;
+    bool reverse = launches++ % 2;
+    for (unsigned zi = 0; zi < grid.z; zi++)
+        for (unsigned yi = 0; yi < grid.y; yi++)
+            for (unsigned xi = 0; xi < grid.x; xi++) {
+                unsigned z = reverse ? grid.z - 1 - zi : zi, y = reverse ? grid.y - 1 - yi : yi,
+                         x = reverse ? grid.x - 1 - xi : xi;
                 for (unsigned t = 0; t < n; t++) {
                     thread_state &s = fibers[t].st;
                     s.tid = uint3{t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
@@ -227,8 +242,9 @@ void run_grid(dim3 grid, dim3 block, void (*body)(void *), void *ctx)
     cur = outer;
 }
 
-void sync_block()
+void sync_block(const char *site)
 {
+    running->site = site;
     wait_at(AT_BLOCK);
 }
 
@@ -245,6 +261,9 @@ unsigned lane_id()
 void *lane_slot(unsigned lane)
 {
     unsigned self = (unsigned)(running - fibers.data());
+    unsigned n = cur->bdim.x * cur->bdim.y * cur->bdim.z;
+    if ((self & ~31u) + 32 > n)
+        deadlock("a warp shuffle in a partial warp (the block is not a multiple of 32 threads)");
     return fibers[(self & ~31u) + lane].slot;
 }
 

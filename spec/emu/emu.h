@@ -8,8 +8,11 @@
 // graph that each replay runs; the threads of a block are fibers
 // (spec/emu/emu.cpp) that run until they finish or reach a barrier:
 // __syncthreads() waits for every thread of the block, a warp shuffle for the 32
-// lanes of its warp, as on the GPU. A barrier that not every thread reaches is a
-// deadlock there; here it stops the process with a message. __shared__ variables
+// lanes of its warp, as on the GPU. A barrier that not every thread reaches (one
+// returned, or waits at another __syncthreads) is undefined or a deadlock there;
+// here it stops the process with a message, as does a shuffle in a partial warp.
+// Blocks run in order, then in reverse order at the next launch, so that results
+// that depend on the order of blocks (atomics, races between blocks) show. __shared__ variables
 // are static: one per kernel, which the block running uses. What this does not
 // model: memory ordering between threads (there is no concurrency), the
 // floating-point details of the GPU's maths library, cuBLAS and cuDNN (the CPU's
@@ -50,8 +53,9 @@ extern thread_state *cur;
 
 // Run body() as a grid of blocks of threads (block-major, threads as fibers).
 void run_grid(dim3 grid, dim3 block, void (*body)(void *), void *ctx);
-// Barriers: every thread of the block, or every lane of the warp.
-void sync_block();
+// Barriers: every thread of the block (at the same __syncthreads: site), or every
+// lane of the warp.
+void sync_block(const char *site);
 void sync_warp();
 // This lane's slot of the warp's exchange buffer, and another lane's.
 void *lane_slot(unsigned lane);
@@ -155,10 +159,10 @@ using std::isnan;
 #define blockDim (emu::cur->bdim)
 #define gridDim (emu::cur->gdim)
 
-inline void __syncthreads()
-{
-    emu::sync_block();
-}
+// (a macro: the barrier's place in the source, which every thread must reach)
+#define __syncthreads() emu::sync_block(__FILE__ ":" EMU_STR(__LINE__))
+#define EMU_STR(x) EMU_STR_(x)
+#define EMU_STR_(x) #x
 
 template <typename T> T __shfl_xor_sync(unsigned mask, T v, int lane_mask)
 {
