@@ -55,15 +55,20 @@ static void blas_load(void)
         snprintf(blas_error, sizeof blas_error, "%s", dlerror());
         return;
     }
-    blas.create = (__typeof__(blas.create))dlsym(lib, "cublasCreate_v2");
-    blas.destroy = (__typeof__(blas.destroy))dlsym(lib, "cublasDestroy_v2");
-    blas.set_stream = (__typeof__(blas.set_stream))dlsym(lib, "cublasSetStream_v2");
-    blas.status_string = (__typeof__(blas.status_string))dlsym(lib, "cublasGetStatusString");
-    blas.gemm = (__typeof__(blas.gemm))dlsym(lib, "cublasGemmStridedBatchedEx");
-    if (!blas.create || !blas.destroy || !blas.set_stream || !blas.status_string || !blas.gemm) {
-        snprintf(blas_error, sizeof blas_error, "a function is missing from it");
-        blas.gemm = NULL;
-    }
+    static const char *const names[5] = {"cublasCreate_v2", "cublasDestroy_v2",
+                                          "cublasSetStream_v2", "cublasGetStatusString",
+                                          "cublasGemmStridedBatchedEx"};
+    void *f[5];
+    for (int i = 0; i < 5; i++)
+        if (!(f[i] = dlsym(lib, names[i]))) {
+            snprintf(blas_error, sizeof blas_error, "it has no %s", names[i]);
+            return;
+        }
+    blas.create = (__typeof__(blas.create))f[0];
+    blas.destroy = (__typeof__(blas.destroy))f[1];
+    blas.set_stream = (__typeof__(blas.set_stream))f[2];
+    blas.status_string = (__typeof__(blas.status_string))f[3];
+    blas.gemm = (__typeof__(blas.gemm))f[4];
 }
 
 /* 0 once cuBLAS is loaded; else -1 with the error set. */

@@ -412,7 +412,9 @@ static int l_rand_common(lua_State *L, bool normal)
     int64_t shape[TENSOR_MAX_DIMS];
     int nd = lt_shape(L, 1, shape);
     create_opts o = opts_read(L, opts_index(L, after_shape(L, 1, nd)), DT_F32);
-    /* drawn on the device asked: the same numbers on every device (one Philox) */
+    /* drawn on the device asked, from the same Philox stream on every device: the
+     * same uniform numbers; normal ones up to the last bits of the device's log
+     * and cos */
     tensor *t = normal ? op_randn(nd, shape, o.dtype, o.dev) : op_rand(nd, shape, o.dtype, o.dev);
     return push_created(L, t, &o);
 }

@@ -4,8 +4,9 @@
  * cublasGemmStridedBatchedEx, is computed from cuBLAS's documented semantics, not
  * from our code's: column-major matrices, C = alpha op(A) op(B) + beta C, op(X) =
  * X or X^T by its flag, each of `batch` products `stride` elements apart; A and B
- * float32, float64 or bf16, C float32 or float64; sums in double. The cuBLAS
- * checks on the leading dimensions are made as the real library makes them. */
+ * float32, float64 or bf16, C float32 or float64, in the type combinations of the
+ * cublasGemmEx table; TF32 compute rounds float32 inputs to TF32; sums in double.
+ * The checks on the leading dimensions are made as the real library makes them. */
 #include <cublas_v2.h>
 
 #include <stdbool.h>
@@ -42,6 +43,18 @@ const char *cublasGetStatusString(cublasStatus_t status)
     return status == CUBLAS_STATUS_SUCCESS ? "success" : "fake cuBLAS: invalid value";
 }
 
+/* x rounded to TF32 (float32 with 10 mantissa bits, to nearest). */
+static double tf32(double x)
+{
+    float f = (float)x;
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    if ((bits & 0x7f800000u) != 0x7f800000u) /* not Inf or NaN */
+        bits = (bits + 0x1000u) & ~0x1fffu;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
 static double load(const void *p, cudaDataType t, long long i)
 {
     switch (t) {
@@ -59,7 +72,7 @@ static double load(const void *p, cudaDataType t, long long i)
 
 /* One call's arguments, kept for a graph node while the stream is captured. */
 typedef struct {
-    bool ta, tb;
+    bool ta, tb, tf32;
     int m, n, k, lda, ldb, ldc, batch;
     double alpha, beta;
     const void *A, *B;
@@ -78,7 +91,10 @@ static void gemm_run(void *p)
                 for (int l = 0; l < g->k; l++) {
                     long long ai = g->ta ? l + (long long)i * g->lda : i + (long long)l * g->lda;
                     long long bi = g->tb ? j + (long long)l * g->ldb : l + (long long)j * g->ldb;
-                    sum += load(g->A, g->at, b * g->sa + ai) * load(g->B, g->at, b * g->sb + bi);
+                    double x = load(g->A, g->at, b * g->sa + ai), y = load(g->B, g->at, b * g->sb + bi);
+                    if (g->tf32) /* tensor cores read float32 as TF32: 10 mantissa bits */
+                        x = tf32(x), y = tf32(y);
+                    sum += x * y;
                 }
                 long long ci = b * g->sc + i + (long long)j * g->ldc;
                 double c = g->beta == 0 ? 0 : g->beta * load(g->C, g->ct, ci);
@@ -106,12 +122,16 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handle, cublasOperation
     if (m < 0 || n < 0 || k < 0 || batchCount < 0 || lda < (min_a > 1 ? min_a : 1) ||
         ldb < (min_b > 1 ? min_b : 1) || ldc < (m > 1 ? m : 1))
         return CUBLAS_STATUS_INVALID_VALUE;
-    if ((Ctype != CUDA_R_32F && Ctype != CUDA_R_64F) || Atype != Btype)
+    /* the combinations of cublasGemmEx's table that miles can ask for */
+    bool ok = Atype == Btype &&
+              ((computeType == CUBLAS_COMPUTE_64F && Atype == CUDA_R_64F && Ctype == CUDA_R_64F) ||
+               ((computeType == CUBLAS_COMPUTE_32F || computeType == CUBLAS_COMPUTE_32F_FAST_TF32) &&
+                Atype == CUDA_R_32F && Ctype == CUDA_R_32F) ||
+               (computeType == CUBLAS_COMPUTE_32F && Atype == CUDA_R_16BF && Ctype == CUDA_R_32F));
+    if (!ok)
         return CUBLAS_STATUS_NOT_SUPPORTED;
     bool dcompute = computeType == CUBLAS_COMPUTE_64F;
-    if (dcompute != (Ctype == CUDA_R_64F))
-        return CUBLAS_STATUS_NOT_SUPPORTED;
-    gemm_call g = {ta, tb, m, n, k, lda, ldb, ldc, batchCount,
+    gemm_call g = {ta, tb, computeType == CUBLAS_COMPUTE_32F_FAST_TF32, m, n, k, lda, ldb, ldc, batchCount,
                    dcompute ? *(const double *)alpha : *(const float *)alpha,
                    dcompute ? *(const double *)beta : *(const float *)beta,
                    A, B, C, Atype, Ctype, strideA, strideB, strideC};

@@ -192,7 +192,7 @@ static const fdesc *child(const fdesc *d, cudnnBackendAttributeName_t name)
 typedef struct {
     int nd;
     const int64_t *dim, *stride;
-    int64_t uid;
+    int64_t uid, align;
     cudnnDataType_t dt;
     bool is_virtual;
 } ftensor;
@@ -206,6 +206,7 @@ static bool tensor_of(const fdesc *d, ftensor *t)
     t->dim = dims->values;
     t->stride = want(d, CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, -1);
     t->uid = *(const int64_t *)want(d, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1);
+    t->align = *(const int64_t *)want(d, CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, 1);
     t->dt = *(const cudnnDataType_t *)want(d, CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1);
     const bool *v = want(d, CUDNN_ATTR_TENSOR_IS_VIRTUAL, CUDNN_TYPE_BOOLEAN, 1);
     t->is_virtual = v && *v;
@@ -251,11 +252,14 @@ static void store(void *p, cudnnDataType_t dt, int64_t i, double v)
     switch (dt) {
     case CUDNN_DATA_FLOAT: ((float *)p)[i] = (float)v; break;
     case CUDNN_DATA_DOUBLE: ((double *)p)[i] = v; break;
-    default: { /* bf16: round to nearest even */
+    default: { /* bf16: round to nearest even (a NaN stays a quiet NaN) */
         float f = (float)v;
         uint32_t bits;
         memcpy(&bits, &f, sizeof bits);
-        bits += 0x7fffu + ((bits >> 16) & 1u);
+        if ((bits & 0x7fffffffu) > 0x7f800000u)
+            bits |= 0x00400000u;
+        else
+            bits += 0x7fffu + ((bits >> 16) & 1u);
         ((uint16_t *)p)[i] = (uint16_t)(bits >> 16);
     }
     }
@@ -351,6 +355,9 @@ static cudnnStatus_t check_conv(const fop *o)
     const ftensor *x = &o->x, *w = &o->w, *y = &o->y;
     if (x->nd != 4 || w->nd != 4 || y->nd != 4)
         return fail(CUDNN_STATUS_NOT_SUPPORTED, "convolution: 4-D tensors only (faked)");
+    if (x->dt != w->dt || (!y->is_virtual && y->dt != x->dt))
+        return fail(CUDNN_STATUS_NOT_SUPPORTED, "convolution: x, w and y of one data type "
+                                                "(faked: the engines miles asks for)");
     if (x->dim[1] % w->dim[1] != 0)
         return fail(CUDNN_STATUS_BAD_PARAM, "convolution: x's C %lld is not a multiple of w's C "
                     "%lld", (long long)x->dim[1], (long long)w->dim[1]);
@@ -665,18 +672,24 @@ cudnnStatus_t cudnnBackendExecute(cudnnHandle_t handle, cudnnBackendDescriptor_t
         free(r);
         return fail(CUDNN_STATUS_BAD_PARAM, "execute: the plan needs a workspace");
     }
-    /* every non-virtual tensor of the graph must have a buffer */
+    /* every non-virtual tensor of the graph must have a buffer, aligned as its
+     * descriptor says */
     const attr *ops = get(r->graph, CUDNN_ATTR_OPERATIONGRAPH_OPS);
     for (int64_t i = 0; i < ops->count; i++) {
         fop o;
         op_of(((fdesc *const *)ops->values)[i], &o);
         const ftensor *ts[3] = {&o.x, &o.w, &o.y};
-        for (int j = 0; j < 3; j++)
-            if (!ts[j]->is_virtual && !find(&r->pack, ts[j]->uid)) {
+        for (int j = 0; j < 3; j++) {
+            if (ts[j]->is_virtual)
+                continue;
+            void *buf = find(&r->pack, ts[j]->uid);
+            if (!buf || (uintptr_t)buf % (uintptr_t)ts[j]->align != 0) {
                 free(r);
-                return fail(CUDNN_STATUS_BAD_PARAM, "execute: no buffer for tensor uid %lld",
-                            (long long)ts[j]->uid);
+                return fail(CUDNN_STATUS_BAD_PARAM, "execute: tensor uid %lld has %s",
+                            (long long)ts[j]->uid, buf ? "a buffer less aligned than its "
+                                                         "descriptor says" : "no buffer");
             }
+        }
     }
     if (fake_capture_closure(handle->stream, (const void *)run_graph, 1, run_graph, r, free) != 0) {
         run_graph(r); /* not captured: now */
