@@ -630,6 +630,56 @@ describe("cuda runtime", function()
   end)
 end)
 
+-- The fallbacks of csrc/cuda/cudnn_conv.c when no engine takes a problem: the bias
+-- added by a kernel when none fuses it, NCHW when none takes channels-last. The
+-- emulated GPU's fake cuDNN can refuse both (MILES_FAKE_CUDNN_REFUSE), in a child
+-- process; a real cuDNN decides for itself.
+describe("convolution fallbacks", function()
+  ;(H.cuda_emulated and it or pending)("when no engine fuses the bias or takes channels-last #emulated-gpu", function()
+    local script = [[
+      local miles = require "miles"
+      local F = miles.F
+      miles.cuda.allow_tf32(false)
+      miles.manual_seed(5)
+      local x = miles.randn(2, 3, 9, 9)
+      local xl = x:permute(1, 3, 4, 2):contiguous():permute(1, 4, 2, 3)
+      local w, b = miles.randn(4, 3, 3, 3), miles.randn(4)
+      local worst = 0
+      for _, input in ipairs({ x, xl }) do
+        local xg = input:cuda()
+        xg.requires_grad = true
+        local wg, bg = w:cuda(), b:cuda()
+        wg.requires_grad, bg.requires_grad = true, true
+        local y = F.conv2d(xg, wg, bg, { padding = 1 })
+        y:sum():backward()
+        local xc = input:clone()
+        xc.requires_grad = true
+        local wc, bc = w:clone(), b:clone()
+        wc.requires_grad, bc.requires_grad = true, true
+        local yc = F.conv2d(xc, wc, bc, { padding = 1 })
+        yc:sum():backward()
+        for _, pair in ipairs({ { y, yc }, { xg.grad, xc.grad }, { wg.grad, wc.grad }, { bg.grad, bc.grad } }) do
+          worst = math.max(worst, (pair[1]:cpu() - pair[2]):abs():max():item())
+        end
+      end
+      print("worst " .. worst)
+    ]]
+    local path = os.tmpname()
+    H.write_file(path, script)
+    finally(function() os.remove(path) end)
+    local cmd = ("MILES_FAKE_CUDNN_REFUSE=fused,nhwc MILES_CUDNN_VERBOSE=1 %s %s 2>&1")
+      :format(H.miles_bin(), path)
+    local p = io.popen(cmd)
+    local out = p:read("a")
+    p:close()
+    local worst = tonumber(out:match("worst (%S+)"))
+    assert.is_not_nil(worst, out)
+    assert.is_true(worst < 1e-4, out)
+    assert.truthy(out:find("solving it in NCHW", 1, true), out)
+    assert.truthy(out:find("no cuDNN engine can run this problem", 1, true), out) -- the fused try
+  end)
+end)
+
 describe("devices without a GPU", function()
   local no_gpu_it = H.cuda_available and pending or it
 

@@ -13,7 +13,9 @@
  *    non-deterministic notes on two of them; one in fallback mode), plans have a
  *    workspace that execution must be given.
  * A descriptor set up against these rules fails to finalize with a message
- * (cudnnGetLastErrorString). Execution computes in double, on the fake runtime's
+ * (cudnnGetLastErrorString). MILES_FAKE_CUDNN_REFUSE lists what no engine takes,
+ * as real engines sometimes do not, so that our fallbacks run: "fused" (a graph
+ * of more than the convolution), "nhwc" (channels-last activations). Execution computes in double, on the fake runtime's
  * host memory, at once or as a node of a CUDA graph being captured. */
 #include <cudnn.h>
 
@@ -585,6 +587,21 @@ cudnnStatus_t cudnnBackendFinalize(cudnnBackendDescriptor_t descriptor)
     return s;
 }
 
+/* Does MILES_FAKE_CUDNN_REFUSE leave graph g without an engine? */
+static bool refused(const fdesc *g)
+{
+    const char *r = getenv("MILES_FAKE_CUDNN_REFUSE");
+    if (!r)
+        return false;
+    const attr *ops = get(g, CUDNN_ATTR_OPERATIONGRAPH_OPS);
+    if (strstr(r, "fused") && ops->count > 1)
+        return true;
+    fop o;
+    op_of(((fdesc *const *)ops->values)[0], &o);
+    bool nhwc = o.x.dim[1] > 1 && o.x.stride[1] == 1;
+    return strstr(r, "nhwc") && nhwc;
+}
+
 static const cudnnBackendNumericalNote_t engine_notes[N_ENGINES][2] = {
     {CUDNN_NUMERICAL_NOTE_TENSOR_CORE, CUDNN_NUMERICAL_NOTE_TYPE_COUNT},
     {CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC, CUDNN_NUMERICAL_NOTE_TYPE_COUNT},
@@ -605,6 +622,8 @@ cudnnStatus_t cudnnBackendGetAttribute(cudnnBackendDescriptor_t const descriptor
     case CUDNN_ATTR_ENGINEHEUR_RESULTS: {
         const cudnnBackendHeurMode_t *mode = want(d, CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1);
         int64_t n = *mode == CUDNN_HEUR_MODE_FALLBACK ? 1 : N_ENGINES;
+        if (refused(child(d, CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH)))
+            n = 0;
         if (attributeType != CUDNN_TYPE_BACKEND_DESCRIPTOR)
             return fail(CUDNN_STATUS_BAD_PARAM, "heuristics results are descriptors");
         *elementCount = requestedElementCount < n ? requestedElementCount : n;
