@@ -233,7 +233,6 @@ static int check_fused_disjoint(const char *who, int n, int nops, const tensor *
     return rc;
 }
 
-/* Does tensor j go in the same GPU launch as tensor i (same GPU and dtype)? */
 /* The next fused launch of a group: the indices (into idx, in order; returns how
  * many, 0 when none is left) of the GPU tensors of ps not done yet that share
  * the first such tensor's GPU and dtype, which are marked done. */
@@ -250,6 +249,35 @@ static int next_launch(int n, tensor *const *ps, bool *done, int *idx)
         idx[m++] = j;
     }
     return m;
+}
+
+/* What a fused GPU update of n tensors works with: each tensor's `per` operands
+ * for the disjointness check, the tensors already launched, one launch's indices
+ * into the group, and its table of `entry`-byte tensor entries. */
+typedef struct {
+    const tensor **ops;
+    bool *done;
+    int *idx;
+    void *table;
+} fused_scratch;
+
+static void fused_scratch_free(fused_scratch *f)
+{
+    free(f->ops);
+    free(f->done);
+    free(f->idx);
+    free(f->table);
+}
+
+static int fused_scratch_new(fused_scratch *f, int n, int per, size_t entry, const char *who)
+{
+    *f = (fused_scratch){malloc((size_t)n * (size_t)per * sizeof *f->ops),
+                         calloc((size_t)n, sizeof *f->done), malloc((size_t)n * sizeof *f->idx),
+                         malloc((size_t)n * entry)};
+    if (f->ops && f->done && f->idx && f->table)
+        return 0;
+    fused_scratch_free(f);
+    return err_set("%s: out of memory", who);
 }
 #endif
 
@@ -491,32 +519,25 @@ static int adam_cuda(const char *who, bool decoupled, int n, tensor *const *ps,
                      const tensor *const *gs, tensor *const *ms, tensor *const *vs,
                      tensor *const *vmaxs, const int64_t *steps, const optim_adam_opts *o)
 {
-    const tensor **ops = malloc((size_t)n * 5 * sizeof *ops);
-    optim_cuda_adam_tensor *ts = malloc((size_t)n * sizeof *ts);
-    bool *done = calloc((size_t)n, sizeof *done);
-    int *idx = malloc((size_t)n * sizeof *idx);
-    int rc = 0;
-    if (!ops || !ts || !done || !idx) {
-        rc = err_set("%s: out of memory", who);
-        goto out;
-    }
+    fused_scratch f;
+    if (fused_scratch_new(&f, n, 5, sizeof(optim_cuda_adam_tensor), who) != 0)
+        return -1;
+    const tensor **ops = f.ops;
+    optim_cuda_adam_tensor *ts = f.table;
     for (int i = 0; i < n; i++) {
         ops[i * 5] = ps[i], ops[i * 5 + 1] = gs[i], ops[i * 5 + 2] = ms[i];
         ops[i * 5 + 3] = vs[i], ops[i * 5 + 4] = o->amsgrad ? vmaxs[i] : NULL;
     }
-    if (check_fused_disjoint(who, n, 5, ops, ADAM_NAMES, 1) != 0) {
-        rc = -1;
-        goto out;
-    }
+    int rc = check_fused_disjoint(who, n, 5, ops, ADAM_NAMES, 1);
     adam_job g = adam_scalars(decoupled, o, 1); /* the group-wide values */
     optim_cuda_adam_hp hp = {
         .sgn = g.sgn, .wd = g.wd, .decay = g.decay, .b1 = g.b1, .a1 = g.a1, .b2 = g.b2,
         .a2 = g.a2, .eps = g.eps, .l2 = g.l2, .amsgrad = g.amsgrad,
     };
     int m;
-    while (rc == 0 && (m = next_launch(n, ps, done, idx)) > 0) {
+    while (rc == 0 && (m = next_launch(n, ps, f.done, f.idx)) > 0) {
         for (int k = 0; k < m; k++) {
-            int j = idx[k];
+            int j = f.idx[k];
             adam_job s = adam_scalars(decoupled, o, steps[j]);
             ts[k] = (optim_cuda_adam_tensor){
                 .p = tensor_data(ps[j]), .m = tensor_data(ms[j]), .v = tensor_data(vs[j]),
@@ -525,14 +546,10 @@ static int adam_cuda(const char *who, bool decoupled, int n, tensor *const *ps,
                 .neg_step_size = s.neg_step_size,
             };
         }
-        const tensor *p0 = ps[idx[0]];
+        const tensor *p0 = ps[f.idx[0]];
         rc = optim_cuda_adam(who, tensor_device(p0).index, p0->dtype, m, ts, &hp);
     }
-out:
-    free(ops);
-    free(ts);
-    free(done);
-    free(idx);
+    fused_scratch_free(&f);
     return rc;
 }
 #endif
@@ -745,30 +762,23 @@ static int sgd_cuda(int n, tensor *const *ps, const tensor *const *gs, tensor *c
 {
     const char *who = "sgd";
     bool with_buf = o->momentum != 0;
-    const tensor **ops = malloc((size_t)n * 3 * sizeof *ops);
-    optim_cuda_sgd_tensor *ts = malloc((size_t)n * sizeof *ts);
-    bool *done = calloc((size_t)n, sizeof *done);
-    int *idx = malloc((size_t)n * sizeof *idx);
-    int rc = 0;
-    if (!ops || !ts || !done || !idx) {
-        rc = err_set("%s: out of memory", who);
-        goto out;
-    }
+    fused_scratch f;
+    if (fused_scratch_new(&f, n, 3, sizeof(optim_cuda_sgd_tensor), who) != 0)
+        return -1;
+    const tensor **ops = f.ops;
+    optim_cuda_sgd_tensor *ts = f.table;
     for (int i = 0; i < n; i++)
         ops[i * 3] = ps[i], ops[i * 3 + 1] = gs[i], ops[i * 3 + 2] = with_buf ? bufs[i] : NULL;
-    if (check_fused_disjoint(who, n, 3, ops, SGD_NAMES, 1) != 0) {
-        rc = -1;
-        goto out;
-    }
+    int rc = check_fused_disjoint(who, n, 3, ops, SGD_NAMES, 1);
     sgd_job g = sgd_scalars(false, o); /* the group-wide values */
     optim_cuda_sgd_hp hp = {
         .sgn = g.sgn, .wd = g.wd, .mom = g.mom, .neg_lr = g.neg_lr, .l2 = g.l2,
         .with_buf = with_buf, .nesterov = g.nesterov,
     };
     int m;
-    while (rc == 0 && (m = next_launch(n, ps, done, idx)) > 0) {
+    while (rc == 0 && (m = next_launch(n, ps, f.done, f.idx)) > 0) {
         for (int k = 0; k < m; k++) {
-            int j = idx[k];
+            int j = f.idx[k];
             bool first = with_buf && firsts && firsts[j];
             sgd_job s = sgd_scalars(first, o);
             ts[k] = (optim_cuda_sgd_tensor){
@@ -777,14 +787,10 @@ static int sgd_cuda(int n, tensor *const *ps, const tensor *const *gs, tensor *c
                 .a = s.a, .first = first,
             };
         }
-        const tensor *p0 = ps[idx[0]];
+        const tensor *p0 = ps[f.idx[0]];
         rc = optim_cuda_sgd(tensor_device(p0).index, p0->dtype, m, ts, &hp);
     }
-out:
-    free(ops);
-    free(ts);
-    free(done);
-    free(idx);
+    fused_scratch_free(&f);
     return rc;
 }
 #endif

@@ -80,12 +80,6 @@ static int blas_ready(void)
     return err_set("gemm: cannot load cuBLAS (%s): %s", blas_path(), blas_error);
 }
 
-/* One handle per GPU, made on first use and bound to that GPU's stream. */
-#define GEMM_MAX_GPUS 64
-
-static cublasHandle_t handles[GEMM_MAX_GPUS];
-static pthread_mutex_t handles_lock = PTHREAD_MUTEX_INITIALIZER;
-
 static int blas_check(cublasStatus_t s, const char *what)
 {
     if (s == CUBLAS_STATUS_SUCCESS)
@@ -93,36 +87,23 @@ static int blas_check(cublasStatus_t s, const char *what)
     return err_set("gemm: %s failed: %s", what, blas.status_string(s));
 }
 
-/* The handle of GPU `index` (made current), or NULL with the error set. */
-static cublasHandle_t gemm_handle(int index)
+/* A cuBLAS handle bound to stream s (cuBLAS loaded first). */
+static int blas_make(void **out, cudaStream_t s, const char *op)
 {
-    if (index < 0 || index >= GEMM_MAX_GPUS) {
-        err_set("gemm: cuda:%d is beyond the %d GPUs cuBLAS handles are kept for", index,
-                GEMM_MAX_GPUS);
-        return NULL;
+    (void)op;
+    cublasHandle_t h = NULL;
+    if (blas_ready() != 0 || blas_check(blas.create(&h), "cublasCreate") != 0)
+        return -1;
+    if (blas_check(blas.set_stream(h, s), "cublasSetStream") != 0) {
+        blas.destroy(h);
+        return -1;
     }
-    cudaStream_t stream = cuda_ctx_stream(index); /* also makes the GPU current */
-    if (!stream || blas_ready() != 0)
-        return NULL;
-    pthread_mutex_lock(&handles_lock);
-    cublasHandle_t h = handles[index];
-    if (!h && cuda_ctx_capturing(index)) {
-        err_set("gemm: the first matmul on cuda:%d came inside a CUDA graph capture (cuBLAS is "
-                "set up at its first use, which a capture cannot hold): run the captured "
-                "function once before capturing it", index);
-    } else if (!h) {
-        if (blas_check(blas.create(&h), "cublasCreate") != 0) {
-            h = NULL;
-        } else if (blas_check(blas.set_stream(h, stream), "cublasSetStream") != 0) {
-            blas.destroy(h);
-            h = NULL;
-        } else {
-            handles[index] = h;
-        }
-    }
-    pthread_mutex_unlock(&handles_lock);
-    return h;
+    *out = h;
+    return 0;
 }
+
+/* One handle per GPU, made on first use and bound to that GPU's stream. */
+static cuda_lib_handles blas_handles = {"cuBLAS", "matmul", blas_make, {0}};
 
 /* Does v fit cuBLAS's int arguments? Else the error names the argument. */
 static int fits_int(int64_t v, const char *name)
@@ -162,7 +143,7 @@ int cuda_gemm(dtype_t dt, int64_t batch, bool ta, bool tb, int64_t m, int64_t n,
         fits_int(k, "k") != 0 || fits_int(lda, "lda") != 0 || fits_int(ldb, "ldb") != 0 ||
         fits_int(ldc, "ldc") != 0)
         return -1;
-    cublasHandle_t h = gemm_handle(tensor_device(C).index);
+    cublasHandle_t h = cuda_ctx_handle(&blas_handles, tensor_device(C).index, "gemm");
     if (!h)
         return -1;
 

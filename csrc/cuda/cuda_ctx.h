@@ -40,6 +40,21 @@ int cuda_ctx_check(cudaError_t e, const char *what);
 /* After a kernel launch: the launch's error, if any (no synchronisation). */
 int cuda_ctx_launched(const char *what);
 
+/* A library's handle for each GPU (cuBLAS's, cuDNN's), made on first use by
+ * make (bound to the GPU's stream; 0, or -1 with the error set) and kept for the
+ * process's life. */
+typedef struct {
+    const char *library;   /* "cuBLAS", for messages */
+    const char *first_use; /* what first needs it: "matmul" */
+    int (*make)(void **h, cudaStream_t s, const char *op);
+    void *handles[CUDA_MAX_GPUS];
+} cuda_lib_handles;
+
+/* lib's handle for GPU index (made current), or NULL with the error set (op names
+ * the operation). The first use inside a CUDA graph capture is refused: making a
+ * handle is not something a capture can hold. */
+void *cuda_ctx_handle(cuda_lib_handles *lib, int index, const char *op);
+
 /* The GPU last made current by any thread (0 at first): where a thread that uses
  * no GPU of its own (a data loader's) pins memory. */
 int cuda_ctx_preferred_device(void);

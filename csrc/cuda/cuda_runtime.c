@@ -177,6 +177,24 @@ static gpu_state *gpu(int index)
     return rc == 0 ? g : NULL;
 }
 
+void *cuda_ctx_handle(cuda_lib_handles *lib, int index, const char *op)
+{
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    cudaStream_t stream = cuda_ctx_stream(index); /* checks index, makes it current */
+    if (!stream)
+        return NULL;
+    pthread_mutex_lock(&lock);
+    void *h = lib->handles[index];
+    if (!h && cuda_ctx_capturing(index))
+        err_set("%s: the first %s on cuda:%d came inside a CUDA graph capture (%s is set up "
+                "at its first use, which a capture cannot hold): run the captured function "
+                "once before capturing it", op, lib->first_use, index, lib->library);
+    else if (!h && lib->make(&h, stream, op) == 0)
+        lib->handles[index] = h;
+    pthread_mutex_unlock(&lock);
+    return h; /* NULL when refused or when make failed (h untouched), the error set */
+}
+
 struct cache_alloc *cuda_ctx_cache(int index)
 {
     gpu_state *g = gpu(index);

@@ -13,42 +13,26 @@
 
 /* --- handles --- */
 
-#define CG_MAX_GPUS 64
+/* A cuDNN handle bound to stream s. */
+static int handle_make(void **out, cudaStream_t stream, const char *op)
+{
+    cudnnHandle_t h = NULL;
+    cudnnStatus_t s = cudnnCreate(&h);
+    if (s != CUDNN_STATUS_SUCCESS)
+        return cg_fail(op, "cudnnCreate", s);
+    if ((s = cudnnSetStream(h, stream)) != CUDNN_STATUS_SUCCESS) {
+        cudnnDestroy(h);
+        return cg_fail(op, "cudnnSetStream", s);
+    }
+    *out = h;
+    return 0;
+}
 
-static cudnnHandle_t handles[CG_MAX_GPUS];
-static pthread_mutex_t handles_lock = PTHREAD_MUTEX_INITIALIZER;
+static cuda_lib_handles handles = {"cuDNN", "convolution", handle_make, {0}};
 
 cudnnHandle_t cg_handle(int index, const char *op)
 {
-    if (index < 0 || index >= CG_MAX_GPUS) {
-        err_set("%s: cuda:%d is beyond the %d GPUs cuDNN handles are kept for", op, index,
-                CG_MAX_GPUS);
-        return NULL;
-    }
-    cudaStream_t stream = cuda_ctx_stream(index); /* also makes the GPU current */
-    if (!stream)
-        return NULL;
-    pthread_mutex_lock(&handles_lock);
-    cudnnHandle_t h = handles[index];
-    if (!h && cuda_ctx_capturing(index)) {
-        err_set("%s: the first convolution on cuda:%d came inside a CUDA graph capture (cuDNN "
-                "is set up at its first use, which a capture cannot hold): run the captured "
-                "function once before capturing it", op, index);
-    } else if (!h) {
-        cudnnStatus_t s = cudnnCreate(&h);
-        if (s != CUDNN_STATUS_SUCCESS) {
-            cg_fail(op, "cudnnCreate", s);
-            h = NULL;
-        } else if ((s = cudnnSetStream(h, stream)) != CUDNN_STATUS_SUCCESS) {
-            cg_fail(op, "cudnnSetStream", s);
-            cudnnDestroy(h);
-            h = NULL;
-        } else {
-            handles[index] = h;
-        }
-    }
-    pthread_mutex_unlock(&handles_lock);
-    return h;
+    return cuda_ctx_handle(&handles, index, op);
 }
 
 /* --- errors and descriptors --- */
