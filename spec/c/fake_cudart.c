@@ -16,11 +16,16 @@
  *  - graphs: instantiate, launch, destroy, and kernel nodes whose parameters can be
  *    set on an instantiated graph.
  * Kernels do not run (their launches are counted), except in the emulated GPU
- * (spec/emu/), which runs them. Streams, events and graphs are for the thread
+ * (spec/emu/), which runs them. There (MILES_EMU) device memory is also fenced
+ * off from the host: it lies in one reserved range of addresses that the host can
+ * read and write only while device work (a kernel, a copy, a set, a graph) runs, so
+ * that host code touching a GPU tensor's memory (a crash on a real GPU, correct
+ * here otherwise) stops with a message. Streams, events and graphs are for the thread
  * that made them; memory calls may come from any thread (the data loader's make
  * pinned batches). */
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -125,6 +130,103 @@ static bool untrack(void *p, bool host, size_t *n)
     return found;
 }
 
+/* --- device memory (fenced off from the host in the emulated GPU) --- */
+
+#ifdef MILES_EMU
+#include <execinfo.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define ARENA_BYTES ((size_t)1 << 38) /* addresses reserved (256 GiB) */
+#define PAGE 4096u
+static char *arena;      /* the range, mapped PROT_NONE but while device work runs */
+static size_t arena_top; /* bytes handed out: blocks are carved in order, a page each
+                          * at least, never reused (the caching allocator above
+                          * reuses them; a freed one gives its pages back) */
+static int open_depth;
+
+#ifndef __SANITIZE_ADDRESS__ /* (AddressSanitizer reports such a fault itself) */
+/* A fault in the range outside device work: host code touched device memory. */
+static void on_fault(int sig, siginfo_t *info, void *uctx)
+{
+    (void)uctx;
+    char *a = info->si_addr;
+    if (a >= arena && a < arena + ARENA_BYTES) {
+        static const char msg[] = "emu: host code touched device memory (on a real GPU "
+                                  "this crashes): a CPU path was given a GPU tensor?\n";
+        if (write(2, msg, sizeof msg - 1) < 0)
+            abort();
+        void *frames[64];
+        backtrace_symbols_fd(frames, backtrace(frames, 64), 2);
+        abort();
+    }
+    signal(sig, SIG_DFL); /* not ours: the fault again, handled as usual */
+}
+#endif
+
+static void arena_init(void)
+{
+    arena = mmap(NULL, ARENA_BYTES, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                 -1, 0);
+    if (arena == MAP_FAILED) {
+        perror("emu: reserving device memory");
+        abort();
+    }
+#ifndef __SANITIZE_ADDRESS__
+    struct sigaction sa = {.sa_sigaction = on_fault, .sa_flags = SA_SIGINFO};
+    sigaction(SIGSEGV, &sa, NULL);
+#endif
+}
+
+static void *device_take(size_t n)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, arena_init);
+    size_t len = (n + PAGE - 1) / PAGE * PAGE;
+    void *p = NULL;
+    pthread_mutex_lock(&blocks_lock);
+    if (len <= ARENA_BYTES - arena_top) {
+        p = arena + arena_top;
+        arena_top += len ? len : PAGE;
+    }
+    pthread_mutex_unlock(&blocks_lock);
+    return p;
+}
+
+static void device_give(void *p, size_t n)
+{
+    madvise(p, (n + PAGE - 1) / PAGE * PAGE, MADV_DONTNEED);
+}
+
+/* Open (or close) device memory to the host, around device work. */
+static void device_open(bool on)
+{
+    if (on ? open_depth++ > 0 : --open_depth > 0)
+        return;
+    if (arena_top && mprotect(arena, arena_top, on ? PROT_READ | PROT_WRITE : PROT_NONE) != 0) {
+        perror("emu: mprotect of device memory");
+        abort();
+    }
+}
+#else
+static void *device_take(size_t n)
+{
+    return malloc(n ? n : 1);
+}
+
+static void device_give(void *p, size_t n)
+{
+    (void)n;
+    free(p);
+}
+
+static void device_open(bool on)
+{
+    (void)on;
+}
+#endif
+
 void fake_gpu_catch_up(void)
 {
     completed = issued;
@@ -177,14 +279,18 @@ static void free_graph(struct CUgraph_st *g)
     free(g);
 }
 
-int fake_capture_closure(cudaStream_t s, const void *func, unsigned grid, void (*run)(void *),
-                         void *ctx, void (*drop)(void *))
+void fake_device_work(cudaStream_t s, const void *func, unsigned grid, void (*run)(void *),
+                      void *ctx, void (*drop)(void *))
 {
-    if (!s || !s->capturing)
-        return 1;
-    capture(s, (struct CUgraphNode_st){.op = NODE_KERNEL, .func = func, .grid = grid,
-                                       .run = run, .ctx = ctx, .drop = drop});
-    return 0;
+    if (s && s->capturing) {
+        capture(s, (struct CUgraphNode_st){.op = NODE_KERNEL, .func = func, .grid = grid,
+                                           .run = run, .ctx = ctx, .drop = drop});
+        return;
+    }
+    device_open(true);
+    run(ctx);
+    device_open(false);
+    drop(ctx);
 }
 
 cudaError_t cudaGetLastError(void)
@@ -234,7 +340,8 @@ cudaError_t cudaMalloc(void **devPtr, size_t size)
         return fail(cudaErrorStreamCaptureUnsupported);
     if (fake_device_bytes() + size > fake.capacity)
         return fail(cudaErrorMemoryAllocation);
-    *devPtr = malloc(size ? size : 1);
+    if (!(*devPtr = device_take(size)))
+        return fail(cudaErrorMemoryAllocation);
     track(*devPtr, size, false);
     fake.mallocs++;
     return cudaSuccess;
@@ -251,7 +358,7 @@ cudaError_t cudaFree(void *devPtr)
         fake.bad_frees++;
         return fail(cudaErrorInvalidValue);
     }
-    free(devPtr);
+    device_give(devPtr, n);
     fake.frees++;
     return cudaSuccess;
 }
@@ -288,7 +395,9 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t count, enum cudaMemcpy
     if (capture_forbids())
         return fail(cudaErrorStreamCaptureUnsupported);
     fake_gpu_catch_up(); /* waits for everything before it */
+    device_open(true);
     memmove(dst, src, count);
+    device_open(false);
     return cudaSuccess;
 }
 
@@ -298,7 +407,9 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, enum cudaM
     if (stream && stream->capturing)
         return capture(stream, (struct CUgraphNode_st){.op = NODE_COPY, .dst = dst, .src = src,
                                                        .n = count});
+    device_open(true);
     memmove(dst, src, count); /* the bytes move now; the work counts as queued */
+    device_open(false);
     if (kind == cudaMemcpyHostToDevice)
         fake.h2d_copies++;
     return queue();
@@ -317,7 +428,9 @@ cudaError_t cudaMemsetAsync(void *devPtr, int value, size_t count, cudaStream_t 
     if (stream && stream->capturing)
         return capture(stream, (struct CUgraphNode_st){.op = NODE_SET, .dst = devPtr,
                                                        .value = value, .n = count});
+    device_open(true);
     memset(devPtr, value, count);
+    device_open(false);
     return queue();
 }
 
@@ -456,7 +569,6 @@ cudaError_t cudaStreamGetCaptureInfo(cudaStream_t stream,
 /* The emulated GPU (spec/emu/emu.cpp) runs the kernels it knows, now or as a
  * captured closure (bound to a copy of the arguments); without it (the host
  * check) kernels only count. */
-int emu_run_kernel(const void *func, dim3 grid, dim3 block, void **args) __attribute__((weak));
 int emu_bind_kernel(const void *func, dim3 grid, dim3 block, void **args,
                     void (**run)(void *), void **ctx, void (**drop)(void *))
     __attribute__((weak));
@@ -477,8 +589,12 @@ cudaError_t cudaLaunchKernel(const void *func, dim3 gridDim, dim3 blockDim, void
     if (stream && stream->capturing)
         return capture(stream, kernel_node(func, gridDim, blockDim, args));
     fake.kernels++;
-    if (emu_run_kernel && emu_run_kernel(func, gridDim, blockDim, args) != 0)
-        return fail(cudaErrorInvalidDeviceFunction);
+    if (emu_bind_kernel) {
+        struct CUgraphNode_st n = kernel_node(func, gridDim, blockDim, args);
+        if (!n.run)
+            return fail(cudaErrorInvalidDeviceFunction);
+        fake_device_work(stream, func, gridDim.x, n.run, n.ctx, n.drop);
+    }
     return queue();
 }
 
@@ -526,6 +642,7 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t graphExec, cudaStream_t stream)
     if (stream->capturing)
         return fail(cudaErrorStreamCaptureUnsupported);
     struct CUgraph_st *g = graphExec->graph;
+    device_open(true);
     for (size_t i = 0; i < g->n; i++) {
         struct CUgraphNode_st *n = g->nodes[i];
         switch (n->op) {
@@ -537,6 +654,7 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t graphExec, cudaStream_t stream)
         case NODE_SET: memset(n->dst, n->value, n->n); break;
         }
     }
+    device_open(false);
     fake.graph_launches++;
     return queue();
 }

@@ -25,9 +25,12 @@ void fake_gpu_catch_up(void);
 /* Device bytes held (cudaMalloc'd, not freed). */
 size_t fake_device_bytes(void);
 
-/* For the emulated GPU's launches: while s is captured, append a kernel node that
- * replays run(ctx) (drop(ctx) when the graph goes) and return 0; else 1. */
-int fake_capture_closure(cudaStream_t s, const void *func, unsigned grid, void (*run)(void *),
-                         void *ctx, void (*drop)(void *));
+/* Device work on stream s (the emulated GPU's kernels, the fake cuBLAS's and
+ * cuDNN's operations): while s is captured, a kernel node that replays run(ctx)
+ * (drop(ctx) when the graph goes); else run(ctx) now, then drop(ctx). In the
+ * emulated GPU, device memory is readable by the host only while device work runs
+ * (see fake_cudart.c). */
+void fake_device_work(cudaStream_t s, const void *func, unsigned grid, void (*run)(void *),
+                      void *ctx, void (*drop)(void *));
 
 #endif

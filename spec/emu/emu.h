@@ -13,7 +13,10 @@
 // here it stops the process with a message, as does a shuffle in a partial warp.
 // Blocks run in order, then in reverse order at the next launch, so that results
 // that depend on the order of blocks (atomics, races between blocks) show. __shared__ variables
-// are static: one per kernel, which the block running uses. What this does not
+// are static, all in one section (emu_shared), which the block running uses; it is
+// filled with 0xff bytes (NaN, -1) before each block, so that a block reading
+// shared memory it has not written gets garbage, as on the GPU, not the last
+// block's values. What this does not
 // model: memory ordering between threads (there is no concurrency), the
 // floating-point details of the GPU's maths library, cuBLAS and cuDNN (the CPU's
 // stand in), timing.
@@ -25,7 +28,7 @@
 #define __global__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
-#define __shared__ static
+#define __shared__ static __attribute__((section("emu_shared"), unused))
 
 #include <cuda_runtime.h>
 #include <cuda_bf16.h>
@@ -81,11 +84,8 @@ template <typename... A> struct bound_launch {
 // Run the bound launch b now, or hand it to s's capture.
 template <typename... A> void run_or_capture(bound_launch<A...> *b, cudaStream_t s)
 {
-    if (fake_capture_closure(s, reinterpret_cast<const void *>(b->kernel), b->grid.x,
-                             &bound_launch<A...>::run, b, &bound_launch<A...>::drop) != 0) {
-        bound_launch<A...>::run(b);
-        delete b;
-    }
+    fake_device_work(s, reinterpret_cast<const void *>(b->kernel), b->grid.x,
+                     &bound_launch<A...>::run, b, &bound_launch<A...>::drop);
 }
 
 template <typename... A> struct launcher {

@@ -139,9 +139,6 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handle, cublasOperation
     if (!kept)
         return CUBLAS_STATUS_ALLOC_FAILED;
     *kept = g;
-    if (fake_capture_closure(handle->stream, (const void *)gemm_run, 1, gemm_run, kept, free) != 0) {
-        gemm_run(kept); /* not captured: now */
-        free(kept);
-    }
+    fake_device_work(handle->stream, (const void *)gemm_run, 1, gemm_run, kept, free);
     return CUBLAS_STATUS_SUCCESS;
 }

@@ -710,9 +710,6 @@ cudnnStatus_t cudnnBackendExecute(cudnnHandle_t handle, cudnnBackendDescriptor_t
             }
         }
     }
-    if (fake_capture_closure(handle->stream, (const void *)run_graph, 1, run_graph, r, free) != 0) {
-        run_graph(r); /* not captured: now */
-        free(r);
-    }
+    fake_device_work(handle->stream, (const void *)run_graph, 1, run_graph, r, free);
     return CUDNN_STATUS_SUCCESS;
 }
