@@ -675,6 +675,42 @@ describe("convolution fallbacks", function()
   end)
 end)
 
+-- The cuDNN plan cache is bounded (MILES_CUDNN_PLANS): with room for 2 plans,
+-- convolutions of 4 shapes, twice over, evict and rebuild plans and stay right.
+describe("the cuDNN plan cache", function()
+  gpu_it("keeps at most MILES_CUDNN_PLANS plans, evicting the least recently used", function()
+    local script = [[
+      local miles = require "miles"
+      local F = miles.F
+      miles.cuda.allow_tf32(false)
+      miles.manual_seed(3)
+      local w = miles.randn(4, 3, 3, 3)
+      local wd = w:cuda()
+      local worst, most = 0, 0
+      for _ = 1, 2 do
+        for size = 5, 8 do
+          local x = miles.randn(2, 3, size, size)
+          local got = F.conv2d(x:cuda(), wd, nil, { padding = 1 }):cpu()
+          local want = F.conv2d(x, w, nil, { padding = 1 })
+          worst = math.max(worst, (got - want):abs():max():item())
+          most = math.max(most, miles.cuda.memory_stats().cudnn_plans)
+        end
+      end
+      print(("worst %g most %d"):format(worst, most))
+    ]]
+    local path = os.tmpname()
+    H.write_file(path, script)
+    finally(function() os.remove(path) end)
+    local p = io.popen(("MILES_CUDNN_PLANS=2 %s %s 2>&1"):format(H.miles_bin(), path))
+    local out = p:read("a")
+    p:close()
+    local worst, most = out:match("worst (%S+) most (%d+)")
+    assert.is_not_nil(worst, out)
+    assert.is_true(tonumber(worst) < 1e-4, out)
+    assert.equal(2, tonumber(most), out)
+  end)
+end)
+
 describe("devices without a GPU", function()
   local no_gpu_it = H.cuda_available and pending or it
 

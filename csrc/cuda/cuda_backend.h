@@ -26,6 +26,7 @@ void *cuda_alloc(int index, size_t nbytes);
 void cuda_release(int index, void *p, size_t nbytes);
 int64_t cuda_cached_bytes(void);
 int64_t cuda_device_allocs(void); /* cudaMalloc calls so far, all GPUs */
+int64_t cuda_cudnn_plans(void);   /* cuDNN plans cached now (cudnn_graph.c) */
 void cuda_empty_cache(void);
 
 /* dst = src between devices (cpu <-> cuda:N, or two GPUs): same shape, any

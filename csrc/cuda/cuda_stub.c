@@ -53,6 +53,11 @@ int64_t cuda_device_allocs(void)
     return 0;
 }
 
+int64_t cuda_cudnn_plans(void)
+{
+    return 0;
+}
+
 void cuda_empty_cache(void)
 {
 }

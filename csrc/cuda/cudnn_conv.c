@@ -373,7 +373,7 @@ static int conv_run(const conv_problem *pr, bool *bias_left, const char *op)
     bool tf32 = cuda_get_tf32();
     int64_t key[CG_MAX_KEY];
     int nk = conv_key(pr, tf32, key);
-    cg_plan *plan = cg_cache_find(key, nk);
+    cg_plan *plan = cg_cache_find(key, nk, pr->dev.index);
     if (!plan && cuda_ctx_capturing(pr->dev.index))
         return err_set("%s: a convolution problem first came inside a CUDA graph capture (its "
                        "engine is chosen by timing, which a capture cannot do): run the "
@@ -396,18 +396,19 @@ static int conv_run(const conv_problem *pr, bool *bias_left, const char *op)
                 plan->tag = USE_NCHW;
         }
         if (plan)
-            plan = cg_cache_insert(key, nk, plan, op);
+            plan = cg_cache_insert(key, nk, pr->dev.index, plan, op);
         if (!plan)
             return -1;
     }
-    if (plan->tag == USE_NCHW)
-        return 1;
-    cg_args a;
-    conv_args(pr, plan->tag, &a);
-    if (cg_execute(h, plan, &a, pr->dev, op) != 0)
-        return -1;
-    *bias_left = pr->b && !plan->tag;
-    return 0;
+    int rc = 1;
+    if (plan->tag != USE_NCHW) {
+        cg_args a;
+        conv_args(pr, plan->tag, &a);
+        rc = cg_execute(h, plan, &a, pr->dev, op);
+        *bias_left = rc == 0 && pr->b && !plan->tag;
+    }
+    cg_cache_release(plan);
+    return rc;
 }
 
 /* --- kernels --- */

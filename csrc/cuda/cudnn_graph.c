@@ -503,6 +503,7 @@ void cg_plan_free(cg_plan *p)
 }
 
 #define CACHE_BUCKETS 256
+#define CACHE_PLANS_DEFAULT 1024
 
 typedef struct cache_entry {
     struct cache_entry *next;
@@ -513,7 +514,25 @@ typedef struct cache_entry {
 } cache_entry;
 
 static cache_entry *buckets[CACHE_BUCKETS];
+static int64_t cached;  /* entries in all buckets */
+static uint64_t clock_; /* ticks at every find and insert */
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The bound: MILES_CUDNN_PLANS (a positive integer), else the default. */
+static int64_t cache_bound(void)
+{
+    static int64_t bound;
+    if (!bound) {
+        const char *v = getenv("MILES_CUDNN_PLANS");
+        char *end = NULL;
+        long long n = v ? strtoll(v, &end, 10) : 0;
+        bound = v && *end == '\0' && n > 0 ? n : CACHE_PLANS_DEFAULT;
+        if (v && bound != n)
+            fprintf(stderr, "miles: MILES_CUDNN_PLANS=%s is not a positive integer: the cuDNN "
+                            "plan cache keeps up to %d plans\n", v, CACHE_PLANS_DEFAULT);
+    }
+    return bound;
+}
 
 static uint64_t key_hash(const int64_t *key, int n)
 {
@@ -533,17 +552,49 @@ static cache_entry *lookup(uint64_t h, const int64_t *key, int n)
     return NULL;
 }
 
-cg_plan *cg_cache_find(const int64_t *key, int n)
+/* Hold e's plan for a caller on GPU dev (pinned when that GPU is capturing). */
+static cg_plan *hold(cache_entry *e, int dev)
+{
+    e->plan->holds++;
+    e->plan->last_use = ++clock_;
+    e->plan->pinned |= cuda_ctx_capturing(dev);
+    e->plan->dev = dev;
+    return e->plan;
+}
+
+/* Unlink the least recently used entry that may go, or return NULL (none may go
+ * while a graph is captured: freeing waits for the GPU); the caller holds
+ * cache_lock. */
+static cache_entry *evict_one(void)
+{
+    if (cuda_capturing_any())
+        return NULL;
+    cache_entry **victim = NULL;
+    for (int b = 0; b < CACHE_BUCKETS; b++)
+        for (cache_entry **e = &buckets[b]; *e; e = &(*e)->next) {
+            const cg_plan *p = (*e)->plan;
+            if (!p->holds && !p->pinned && (!victim || p->last_use < (*victim)->plan->last_use))
+                victim = e;
+        }
+    if (!victim)
+        return NULL;
+    cache_entry *gone = *victim;
+    *victim = gone->next;
+    cached--;
+    return gone;
+}
+
+cg_plan *cg_cache_find(const int64_t *key, int n, int dev)
 {
     uint64_t h = key_hash(key, n);
     pthread_mutex_lock(&cache_lock);
     cache_entry *e = lookup(h, key, n);
-    cg_plan *p = e ? e->plan : NULL;
+    cg_plan *p = e ? hold(e, dev) : NULL;
     pthread_mutex_unlock(&cache_lock);
     return p;
 }
 
-cg_plan *cg_cache_insert(const int64_t *key, int n, cg_plan *p, const char *op)
+cg_plan *cg_cache_insert(const int64_t *key, int n, int dev, cg_plan *p, const char *op)
 {
     uint64_t h = key_hash(key, n);
     cache_entry *fresh = malloc(sizeof *fresh + sizeof *key * (size_t)n);
@@ -552,23 +603,48 @@ cg_plan *cg_cache_insert(const int64_t *key, int n, cg_plan *p, const char *op)
         err_set("%s: out of memory for the cuDNN plan cache", op);
         return NULL;
     }
+    cache_entry *gone = NULL;
     pthread_mutex_lock(&cache_lock);
     cache_entry *e = lookup(h, key, n);
     if (!e) {
+        if (cached >= cache_bound())
+            gone = evict_one();
         fresh->hash = h;
         fresh->plan = p;
         fresh->n = n;
         memcpy(fresh->key, key, sizeof *key * (size_t)n);
         fresh->next = buckets[h % CACHE_BUCKETS];
         buckets[h % CACHE_BUCKETS] = fresh;
+        cached++;
         e = fresh;
         fresh = NULL;
     }
-    cg_plan *use = e->plan;
+    cg_plan *use = hold(e, dev);
     pthread_mutex_unlock(&cache_lock);
     if (fresh) { /* another thread was first: keep its plan */
         free(fresh);
         cg_plan_free(p);
     }
+    if (gone) { /* nobody holds it: free it once its enqueued executions are done */
+        cudaStream_t stream = cuda_ctx_stream(gone->plan->dev);
+        if (!stream || cudaStreamSynchronize(stream) == cudaSuccess)
+            cg_plan_free(gone->plan);
+        free(gone); /* (a failed wait leaks the plan rather than risk it) */
+    }
     return use;
+}
+
+void cg_cache_release(cg_plan *p)
+{
+    pthread_mutex_lock(&cache_lock);
+    p->holds--;
+    pthread_mutex_unlock(&cache_lock);
+}
+
+int64_t cuda_cudnn_plans(void)
+{
+    pthread_mutex_lock(&cache_lock);
+    int64_t n = cached;
+    pthread_mutex_unlock(&cache_lock);
+    return n;
 }

@@ -38,6 +38,11 @@ typedef struct {
     cg_desc plan;      /* owned by `own` */
     int64_t workspace; /* bytes of scratch memory the plan needs */
     int tag;           /* the caller's note about how the plan was built */
+    /* the cache's bookkeeping (under its lock) */
+    int holds;         /* callers using the plan now: not evicted meanwhile */
+    bool pinned;       /* used in a CUDA graph capture: never evicted */
+    int dev;           /* the GPU it runs on */
+    uint64_t last_use; /* the cache's clock at its last find or insert */
 } cg_plan;
 
 /* The buffers of one execution, by tensor UID. */
@@ -97,12 +102,18 @@ int cg_execute(cudnnHandle_t h, const cg_plan *p, const cg_args *a, device dev, 
 cg_plan *cg_plan_new(const char *op);
 void cg_plan_free(cg_plan *p);
 
-/* The plan cache: keys are arrays of n int64 values (n <= CG_MAX_KEY). find
- * returns the cached plan or NULL. insert takes p (a new plan) and returns the
- * plan to use: p, or the one another thread cached first (p is then freed); NULL
- * with the error set when out of memory (p is freed). Plans live until exit. */
+/* The plan cache: keys are arrays of n int64 values (n <= CG_MAX_KEY), for GPU
+ * dev. find returns the cached plan, held, or NULL. insert takes p (a new plan) and returns
+ * the plan to use, held: p, or the one another thread cached first (p is then
+ * freed); NULL with the error set when out of memory (p is freed). A held plan is
+ * given back with cg_cache_release once its last execution is enqueued.
+ * The cache keeps at most MILES_CUDNN_PLANS plans (default 1024; shapes that
+ * change every batch would otherwise grow it without end): an insert past that
+ * frees the least recently used plan that nobody holds and no CUDA graph capture
+ * used (a captured graph may run kernels that live in the plan). */
 #define CG_MAX_KEY 64
-cg_plan *cg_cache_find(const int64_t *key, int n);
-cg_plan *cg_cache_insert(const int64_t *key, int n, cg_plan *p, const char *op);
+cg_plan *cg_cache_find(const int64_t *key, int n, int dev);
+cg_plan *cg_cache_insert(const int64_t *key, int n, int dev, cg_plan *p, const char *op);
+void cg_cache_release(cg_plan *p);
 
 #endif

@@ -70,6 +70,10 @@ static void push_stats(lua_State *L, device_type type)
     lua_setfield(L, -2, "cached_bytes");
     lua_pushinteger(L, s.n_allocs);
     lua_setfield(L, -2, "allocations");
+    if (type == DEV_CUDA) {
+        lua_pushinteger(L, cuda_cudnn_plans());
+        lua_setfield(L, -2, "cudnn_plans");
+    }
 }
 
 /* memory() -> {cpu = {live_bytes=, peak_bytes=, ...}, cuda = {...}} */
