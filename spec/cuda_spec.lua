@@ -569,7 +569,7 @@ describe("cuda runtime", function()
     assert.equal(1000, x:sum():item())
   end)
 
-  gpu_it("a steady training loop makes no new device allocation #gpu", function()
+  gpu_it("a steady training loop makes no new device allocation and no host wait #gpu", function()
     miles.manual_seed(41)
     local net = nn.Sequential(nn.Conv2d(1, 8, 3, { padding = 1 }), nn.BatchNorm2d(8), nn.ReLU(),
       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4)):cuda()
@@ -583,9 +583,12 @@ describe("cuda runtime", function()
       collectgarbage()
     end
     for _ = 1, 3 do step() end
-    local before = miles.cuda.memory_stats().allocations
+    local before, waits = miles.cuda.memory_stats().allocations, miles.cuda.host_waits()
     for _ = 1, 10 do step() end
     assert.equal(before, miles.cuda.memory_stats().allocations)
+    assert.equal(waits, miles.cuda.host_waits())
+    F.cross_entropy(net(x), y):item() -- reading a value is a wait
+    assert.equal(waits + 1, miles.cuda.host_waits())
   end)
 
   gpu_it("TF32 is a switch, and float32 matmuls with it stay close #gpu", function()
@@ -627,6 +630,20 @@ describe("cuda runtime", function()
     for e = 1, 2 do
       assert.near(cpu[e].train_loss, gpu[e].train_loss, 1e-3 * math.abs(cpu[e].train_loss))
     end
+  end)
+
+  gpu_it("the trainer's host waits do not grow with the batches of an epoch #gpu", function()
+    local experiment = require "miles.experiment"
+    local function waits(batch_size)
+      local t = experiment.trainer({ dataset = "toy", rule = "miles", epochs = 1, quiet = true,
+                                     device = "cuda", batch_size = batch_size })
+      local before = miles.cuda.host_waits()
+      t:fit()
+      return miles.cuda.host_waits() - before
+    end
+    local small, large = waits(16), waits(32) -- (44 and 22 training batches)
+    assert.equal(small, large)
+    assert.is_true(small < 30, "waits per epoch: " .. small)
   end)
 end)
 

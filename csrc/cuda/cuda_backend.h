@@ -27,6 +27,10 @@ void cuda_release(int index, void *p, size_t nbytes);
 int64_t cuda_cached_bytes(void);
 int64_t cuda_device_allocs(void); /* cudaMalloc calls so far, all GPUs */
 int64_t cuda_cudnn_plans(void);   /* cuDNN plans cached now (cudnn_graph.c) */
+/* Times miles has made the host wait for a GPU (a synchronisation, a read of a
+ * GPU value, a staging buffer still being read): a steady training step makes
+ * none. */
+int64_t cuda_host_waits(void);
 void cuda_empty_cache(void);
 
 /* dst = src between devices (cpu <-> cuda:N, or two GPUs): same shape, any

@@ -26,6 +26,12 @@ struct cache_alloc;
  * device cannot be used. */
 cudaStream_t cuda_ctx_stream(int index);
 
+/* The host waits for the GPU: stream s's work, or event ev (no wait when it has
+ * happened). Each wait is counted (cuda_host_waits). 0, or -1 with the error set
+ * (saying what failed). */
+int cuda_ctx_wait_stream(cudaStream_t s, const char *what);
+int cuda_ctx_wait_event(cudaEvent_t ev, const char *what);
+
 /* A device int that kernels set when their input is invalid (an index out of
  * range, a class target of a loss among them); read, reported and cleared at
  * each synchronisation. */

@@ -204,7 +204,7 @@ int cuda_pinned_copied(const tensor *src, int index, cudaStream_t s)
     int rc = 0;
     if (b->gpu >= 0 && b->gpu != index) {
         /* the event is the other GPU's: that copy done, the event goes back there */
-        rc = cuda_ctx_check(cudaEventSynchronize(b->read), "cuda (pinned memory)");
+        rc = cuda_ctx_wait_event(b->read, "cuda (pinned memory)");
         pthread_mutex_lock(&lock);
         spares *sp = &spare[b->gpu];
         if (sp->n < sp->cap)
@@ -218,6 +218,6 @@ int cuda_pinned_copied(const tensor *src, int index, cudaStream_t s)
     if (rc == 0)
         rc = cuda_ctx_check(cudaEventRecord(b->read, s), "cudaEventRecord");
     if (rc != 0) /* the copy is queued: it must be done before the block can go */
-        cudaStreamSynchronize(s);
+        cuda_ctx_wait_stream(s, "cuda (pinned memory)");
     return rc;
 }

@@ -213,6 +213,28 @@ int *cuda_ctx_error_flag(int index)
     return g ? g->error_flag : NULL;
 }
 
+static _Atomic int64_t host_waits;
+
+int64_t cuda_host_waits(void)
+{
+    return host_waits;
+}
+
+int cuda_ctx_wait_stream(cudaStream_t s, const char *what)
+{
+    host_waits++;
+    return cuda_ctx_check(cudaStreamSynchronize(s), what);
+}
+
+int cuda_ctx_wait_event(cudaEvent_t ev, const char *what)
+{
+    cudaError_t q = cudaEventQuery(ev);
+    if (q != cudaErrorNotReady)
+        return cuda_ctx_check(q, what);
+    host_waits++;
+    return cuda_ctx_check(cudaEventSynchronize(ev), what);
+}
+
 int cuda_ctx_sync(int index)
 {
     gpu_state *g = gpu(index);
@@ -223,7 +245,7 @@ int cuda_ctx_sync(int index)
                        "reading a GPU value (item(), :cpu(), tostring, a metric) or a "
                        "synchronisation cannot be part of a graph; do it outside the "
                        "captured function", index);
-    if (cuda_ctx_check(cudaStreamSynchronize(g->stream), "cuda") != 0)
+    if (cuda_ctx_wait_stream(g->stream, "cuda") != 0)
         return -1;
     int flag = 0;
     if (cuda_ctx_check(cudaMemcpy(&flag, g->error_flag, sizeof flag, cudaMemcpyDeviceToHost),
@@ -287,8 +309,12 @@ const struct backend *cuda_backend_get(int index)
  * Not a CUDA graph's blocks: a replay uses them as they were at the capture. */
 #if defined(MILES_EMU) && defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
+/* The fake runtime's queued work runs first: it may use the block as it was
+ * (a stream-ordered reuse, right on a GPU). */
+void fake_gpu_catch_up(void);
 static void guard_tail(void *p, size_t asked, bool on)
 {
+    fake_gpu_catch_up();
     size_t size = cache_alloc_class(asked);
     if (on)
         ASAN_POISON_MEMORY_REGION((char *)p + asked, size - asked);
@@ -362,7 +388,7 @@ void cuda_empty_cache(void)
         /* blocks freed by work still queued must not be handed back under it */
         if (use_device(i) != 0)
             continue;
-        cudaStreamSynchronize(gpus[i].stream);
+        cuda_ctx_wait_stream(gpus[i].stream, "cuda (emptying the cache)");
         cache_alloc_empty(gpus[i].cache);
     }
 }
@@ -374,7 +400,7 @@ static void *stage_take(gpu_state *g, size_t n, cudaEvent_t *done)
 {
     stage_buf *s = &g->stage[g->next_stage];
     g->next_stage = (g->next_stage + 1) % STAGE_SLOTS;
-    if (cuda_ctx_check(cudaEventSynchronize(s->done), "cuda (staging buffer)") != 0)
+    if (cuda_ctx_wait_event(s->done, "cuda (staging buffer)") != 0)
         return NULL;
     if (s->size < n) {
         /* grown in powers of two from 1 MiB, so a run of growing copies does not

@@ -347,7 +347,7 @@ static float time_plan(cudnnHandle_t h, cg_desc plan, int64_t workspace, const c
             s = run_plan(h, plan, a, ws, &what);
         float t = 0.0f;
         if (s == CUDNN_STATUS_SUCCESS && cudaEventRecord(ev[1], stream) == cudaSuccess &&
-            cudaEventSynchronize(ev[1]) == cudaSuccess &&
+            cuda_ctx_wait_event(ev[1], "cudaEventSynchronize") == 0 &&
             cudaEventElapsedTime(&t, ev[0], ev[1]) == cudaSuccess)
             ms = t / TUNE_RUNS;
     }
@@ -627,7 +627,7 @@ cg_plan *cg_cache_insert(const int64_t *key, int n, int dev, cg_plan *p, const c
     }
     if (gone) { /* nobody holds it: free it once its enqueued executions are done */
         cudaStream_t stream = cuda_ctx_stream(gone->plan->dev);
-        if (!stream || cudaStreamSynchronize(stream) == cudaSuccess)
+        if (!stream || cuda_ctx_wait_stream(stream, "cudaStreamSynchronize") == 0)
             cg_plan_free(gone->plan);
         free(gone); /* (a failed wait leaks the plan rather than risk it) */
     }

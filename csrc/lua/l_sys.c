@@ -143,6 +143,12 @@ static int l_cuda_deterministic(lua_State *L)
     return lt_switch(L, cuda_set_deterministic, cuda_get_deterministic);
 }
 
+static int l_cuda_host_waits(lua_State *L)
+{
+    lua_pushinteger(L, cuda_host_waits());
+    return 1;
+}
+
 /* Seconds on a monotonic clock, for timing (differences only). */
 static int l_wall_time(lua_State *L)
 {
@@ -159,7 +165,7 @@ static const luaL_Reg funcs[] = {
     {"memory", l_memory}, {"empty_cache", l_empty_cache}, {"cuda_built", l_cuda_built}, {"cuda_emulated", l_cuda_emulated},
     {"cuda_device_count", l_cuda_device_count}, {"cuda_synchronize", l_cuda_synchronize},
     {"cuda_tf32", l_cuda_tf32}, {"cuda_autocast", l_cuda_autocast},
-    {"cuda_deterministic", l_cuda_deterministic},
+    {"cuda_deterministic", l_cuda_deterministic}, {"cuda_host_waits", l_cuda_host_waits},
     {"wall_time", l_wall_time}, {NULL, NULL},
 };
 

@@ -53,6 +53,10 @@ miles.cuda = {
   -- cudnn.deterministic. Without CUDA it is always off.
   deterministic = core.cuda_deterministic,
   memory_stats = function() return core.memory().cuda end,
+  --- host_waits() -> n: how many times miles has made the host wait for a GPU
+  -- (synchronize(), reading a GPU value: item(), :cpu(), a metric; a staging
+  -- buffer still being read). A steady training step makes none: it only queues.
+  host_waits = core.cuda_host_waits,
   empty_cache = core.empty_cache,
   --- graph(fn [, {device =}]) -> graph, fn's results: fn's GPU work captured,
   -- graph:replay() runs it with one launch (lua/miles/cuda_graph.lua).

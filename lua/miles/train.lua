@@ -227,8 +227,9 @@ end
 -- {head = metrics result, loss = {head = mean loss}} from accumulators and loss sums.
 -- Per-head metrics and mean losses of a pass, from the batches' detached logits
 -- and losses. They are read (tensor -> number) a bunch of batches at a time, in
--- the order they came: reading each batch's values at once would make the host
--- wait for the GPU at every step; the numbers are the same either way.
+-- the order they came, each kind joined into one tensor first: reading each
+-- batch's values would make the host wait for the GPU at every step, and every
+-- read of a GPU value is a wait; the numbers are the same either way.
 local Tally = {}
 Tally.__index = Tally
 local TALLY_BATCHES = 64
@@ -246,15 +247,36 @@ function Tally:add(logits, losses, total, y)
   if #self.pending >= TALLY_BATCHES then self:_flush() end
 end
 
+-- The batches' values of one kind (rows joined, or scalars stacked).
+local function joined(pending, get, stack)
+  local ts = {}
+  for i, b in ipairs(pending) do ts[i] = get(b) end
+  if #ts == 1 and not stack then return ts[1] end
+  return stack and core.stack(ts) or core.cat(ts, 1)
+end
+
+-- Each loss (per row, weighted by its batch's rows) added to sum, in order.
+local function add_losses(sum, losses, sizes)
+  local v = losses:cpu():totable()
+  for i, bs in ipairs(sizes) do sum = sum + v[i] * bs end
+  return sum
+end
+
 function Tally:_flush()
-  for _, b in ipairs(self.pending) do
-    local bs = b.y:shape()[1]
-    for _, h in ipairs(self.heads) do
-      self.accs[h]:add(b.logits[h], b.y)
-      self.sums[h] = self.sums[h] + b.losses[h]:item() * bs
-    end
-    if b.total then self.total = self.total + b.total:item() * bs end
-    self.n = self.n + bs
+  local p = self.pending
+  if #p == 0 then return end
+  local sizes = {}
+  for i, b in ipairs(p) do
+    sizes[i] = b.y:shape()[1]
+    self.n = self.n + sizes[i]
+  end
+  local y = joined(p, function(b) return b.y end):cpu()
+  for _, h in ipairs(self.heads) do
+    self.accs[h]:add(joined(p, function(b) return b.logits[h] end), y)
+    self.sums[h] = add_losses(self.sums[h], joined(p, function(b) return b.losses[h] end, true), sizes)
+  end
+  if p[1].total then
+    self.total = add_losses(self.total, joined(p, function(b) return b.total end, true), sizes)
   end
   self.pending = {}
 end

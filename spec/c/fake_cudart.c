@@ -5,9 +5,13 @@
  * runtime that matter to them:
  *  - device memory is host memory (so copies really copy); every block is tracked,
  *    and freeing an unknown pointer is an error; a capacity makes cudaMalloc fail;
- *  - work "queued" on a stream completes only when the host waits (stream or event
- *    synchronisation) or the check calls fake_gpu_catch_up(): events recorded in
- *    between report cudaErrorNotReady;
+ *  - work queued on a stream (kernels, copies, sets, graph launches) runs, in
+ *    order, only when the host waits for it (a stream or event synchronisation, a
+ *    blocking copy, cudaFree, or the check's fake_gpu_catch_up()): as late as a GPU
+ *    may run it. Events recorded in between report cudaErrorNotReady; host code
+ *    that reads a result without waiting gets a stale one, and host memory written
+ *    after a copy from it was queued (pinned memory; pageable memory is read at
+ *    the call, as CUDA does) reaches the device changed, as on a GPU;
  *  - stream capture: queued work becomes graph nodes instead of running; a call
  *    that is not allowed during a capture (cudaMalloc, cudaFree, a synchronisation,
  *    cudaEventQuery) fails and invalidates the capture, as the real runtime does,
@@ -38,9 +42,10 @@ struct CUstream_st {
     struct CUgraph_st *graph; /* being captured */
 };
 
-/* A captured operation, replayed by cudaGraphLaunch: a kernel (run by the
- * emulated GPU through its closure; only counted without one), a copy or a set. */
-enum node_op { NODE_KERNEL, NODE_COPY, NODE_SET };
+/* A captured or queued operation: a kernel (run by the emulated GPU through its
+ * closure; only counted without one), a copy, a set, or (queued only) a launch of
+ * graph ctx. */
+enum node_op { NODE_KERNEL, NODE_COPY, NODE_SET, NODE_GRAPH };
 
 struct CUgraphNode_st {
     enum node_op op;
@@ -52,6 +57,7 @@ struct CUgraphNode_st {
     const void *src;
     size_t n;
     int value;
+    void *owned; /* a queued copy's snapshot of pageable host memory (freed after) */
 };
 
 struct CUgraph_st {
@@ -227,9 +233,110 @@ static void device_open(bool on)
 }
 #endif
 
+/* --- the queue --- */
+
+typedef struct pending {
+    struct pending *next;
+    unsigned long long ticket;
+    struct CUgraphNode_st work;
+} pending;
+static pending *queue_head, **queue_tail = &queue_head;
+static pthread_mutex_t queue_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t gpu_lock = PTHREAD_MUTEX_INITIALIZER; /* one thread runs work */
+
+static void run_node(const struct CUgraphNode_st *n)
+{
+    switch (n->op) {
+    case NODE_KERNEL:
+        if (n->run)
+            n->run(n->ctx);
+        break;
+    case NODE_COPY: memmove(n->dst, n->src, n->n); break;
+    case NODE_SET: memset(n->dst, n->value, n->n); break;
+    case NODE_GRAPH: {
+        const struct CUgraph_st *g = n->ctx;
+        for (size_t i = 0; i < g->n; i++)
+            run_node(g->nodes[i]);
+        break;
+    }
+    }
+}
+
+/* Queue work (a copy of w) behind everything queued before. */
+static cudaError_t enqueue(struct CUgraphNode_st w)
+{
+    pending *p = malloc(sizeof *p);
+    p->next = NULL;
+    p->work = w;
+    pthread_mutex_lock(&queue_lock);
+    p->ticket = ++issued;
+    *queue_tail = p;
+    queue_tail = &p->next;
+    pthread_mutex_unlock(&queue_lock);
+    return cudaSuccess;
+}
+
+/* Run the queued work up to ticket upto, in order; the caller holds gpu_lock. */
+static void run_queue(unsigned long long upto)
+{
+    for (;;) {
+        pthread_mutex_lock(&queue_lock);
+        pending *p = queue_head;
+        if (p && p->ticket <= upto) {
+            queue_head = p->next;
+            if (!queue_head)
+                queue_tail = &queue_head;
+        } else {
+            p = NULL;
+        }
+        pthread_mutex_unlock(&queue_lock);
+        if (!p)
+            return;
+        device_open(true);
+        run_node(&p->work);
+        device_open(false);
+        if (p->work.op == NODE_KERNEL && p->work.drop)
+            p->work.drop(p->work.ctx);
+        free(p->work.owned);
+        completed = p->ticket;
+        free(p);
+    }
+}
+
+/* The host waits for the work up to ticket upto. */
+static void wait_for(unsigned long long upto)
+{
+    pthread_mutex_lock(&gpu_lock);
+    run_queue(upto);
+    pthread_mutex_unlock(&gpu_lock);
+}
+
 void fake_gpu_catch_up(void)
 {
-    completed = issued;
+    wait_for(issued);
+}
+
+/* A copy that completes before its call returns (after all queued work). */
+static void copy_now(void *dst, const void *src, size_t n)
+{
+    pthread_mutex_lock(&gpu_lock);
+    run_queue(issued);
+    device_open(true);
+    memmove(dst, src, n);
+    device_open(false);
+    pthread_mutex_unlock(&gpu_lock);
+}
+
+/* Is p in memory from cudaHostAlloc? */
+static bool is_pinned(const void *p)
+{
+    bool found = false;
+    pthread_mutex_lock(&blocks_lock);
+    for (size_t i = 0; i < nblocks && !found; i++)
+        found = blocks[i].host && (const char *)p >= (const char *)blocks[i].p &&
+                (const char *)p < (const char *)blocks[i].p + blocks[i].n;
+    pthread_mutex_unlock(&blocks_lock);
+    return found;
 }
 
 size_t fake_device_bytes(void)
@@ -257,13 +364,6 @@ static cudaError_t capture(cudaStream_t s, struct CUgraphNode_st node)
     return cudaSuccess;
 }
 
-/* Work queued on s outside a capture: "runs" now, counts as done later. */
-static cudaError_t queue(void)
-{
-    issued++;
-    return cudaSuccess;
-}
-
 static void drop_node(struct CUgraphNode_st *n)
 {
     if (n->drop)
@@ -287,10 +387,8 @@ void fake_device_work(cudaStream_t s, const void *func, unsigned grid, void (*ru
                                            .run = run, .ctx = ctx, .drop = drop});
         return;
     }
-    device_open(true);
-    run(ctx);
-    device_open(false);
-    drop(ctx);
+    enqueue((struct CUgraphNode_st){.op = NODE_KERNEL, .func = func, .grid = grid, .run = run,
+                                    .ctx = ctx, .drop = drop});
 }
 
 cudaError_t cudaGetLastError(void)
@@ -354,6 +452,7 @@ cudaError_t cudaFree(void *devPtr)
     size_t n;
     if (!devPtr)
         return cudaSuccess;
+    fake_gpu_catch_up(); /* cudaFree waits for the device */
     if (!untrack(devPtr, false, &n)) {
         fake.bad_frees++;
         return fail(cudaErrorInvalidValue);
@@ -381,6 +480,7 @@ cudaError_t cudaFreeHost(void *ptr)
         return fail(cudaErrorStreamCaptureUnsupported);
     if (!ptr)
         return cudaSuccess;
+    fake_gpu_catch_up(); /* so does cudaFreeHost */
     if (!untrack(ptr, true, &n)) {
         fake.bad_frees++;
         return fail(cudaErrorInvalidValue);
@@ -394,10 +494,7 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t count, enum cudaMemcpy
     (void)kind;
     if (capture_forbids())
         return fail(cudaErrorStreamCaptureUnsupported);
-    fake_gpu_catch_up(); /* waits for everything before it */
-    device_open(true);
-    memmove(dst, src, count);
-    device_open(false);
+    copy_now(dst, src, count); /* after everything before it */
     return cudaSuccess;
 }
 
@@ -407,12 +504,20 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, enum cudaM
     if (stream && stream->capturing)
         return capture(stream, (struct CUgraphNode_st){.op = NODE_COPY, .dst = dst, .src = src,
                                                        .n = count});
-    device_open(true);
-    memmove(dst, src, count); /* the bytes move now; the work counts as queued */
-    device_open(false);
+    if (kind == cudaMemcpyDeviceToHost && !is_pinned(dst)) {
+        copy_now(dst, src, count); /* to pageable memory: done when the call returns */
+        return cudaSuccess;
+    }
+    void *owned = NULL;
+    if (kind == cudaMemcpyHostToDevice && !is_pinned(src)) {
+        owned = malloc(count ? count : 1); /* from pageable memory: read at the call */
+        memcpy(owned, src, count);
+        src = owned;
+    }
     if (kind == cudaMemcpyHostToDevice)
         fake.h2d_copies++;
-    return queue();
+    return enqueue((struct CUgraphNode_st){.op = NODE_COPY, .dst = dst, .src = src, .n = count,
+                                           .owned = owned});
 }
 
 cudaError_t cudaMemcpyPeerAsync(void *dst, int dstDevice, const void *src, int srcDevice,
@@ -428,10 +533,8 @@ cudaError_t cudaMemsetAsync(void *devPtr, int value, size_t count, cudaStream_t 
     if (stream && stream->capturing)
         return capture(stream, (struct CUgraphNode_st){.op = NODE_SET, .dst = devPtr,
                                                        .value = value, .n = count});
-    device_open(true);
-    memset(devPtr, value, count);
-    device_open(false);
-    return queue();
+    return enqueue((struct CUgraphNode_st){.op = NODE_SET, .dst = devPtr, .value = value,
+                                           .n = count});
 }
 
 cudaError_t cudaStreamSynchronize(cudaStream_t stream)
@@ -499,7 +602,7 @@ cudaError_t cudaEventSynchronize(cudaEvent_t event)
         return fail(cudaErrorStreamCaptureUnsupported);
     if (event->ticket > completed) {
         fake.host_waits++;
-        completed = event->ticket;
+        wait_for(event->ticket);
     }
     return cudaSuccess;
 }
@@ -594,8 +697,9 @@ cudaError_t cudaLaunchKernel(const void *func, dim3 gridDim, dim3 blockDim, void
         if (!n.run)
             return fail(cudaErrorInvalidDeviceFunction);
         fake_device_work(stream, func, gridDim.x, n.run, n.ctx, n.drop);
+        return cudaSuccess;
     }
-    return queue();
+    return enqueue((struct CUgraphNode_st){.op = NODE_KERNEL, .func = func}); /* counted only */
 }
 
 cudaError_t cudaGraphInstantiate(cudaGraphExec_t *pGraphExec, cudaGraph_t graph,
@@ -627,7 +731,9 @@ cudaError_t cudaGraphExecKernelNodeSetParams(cudaGraphExec_t hGraphExec, cudaGra
         fake.bad_node_updates++;
         return fail(cudaErrorInvalidValue);
     }
-    /* (the executable graph shares the graph's nodes here: one is ever launched) */
+    /* (the executable graph shares the graph's nodes here: one is ever launched;
+     * launches still queued run with the old parameters, as on a GPU) */
+    fake_gpu_catch_up();
     struct CUgraphNode_st fresh = kernel_node(pNodeParams->func, pNodeParams->gridDim,
                                               pNodeParams->blockDim, pNodeParams->kernelParams);
     if (node->drop)
@@ -641,28 +747,15 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t graphExec, cudaStream_t stream)
 {
     if (stream->capturing)
         return fail(cudaErrorStreamCaptureUnsupported);
-    struct CUgraph_st *g = graphExec->graph;
-    device_open(true);
-    for (size_t i = 0; i < g->n; i++) {
-        struct CUgraphNode_st *n = g->nodes[i];
-        switch (n->op) {
-        case NODE_KERNEL:
-            if (n->run)
-                n->run(n->ctx);
-            break;
-        case NODE_COPY: memmove(n->dst, n->src, n->n); break;
-        case NODE_SET: memset(n->dst, n->value, n->n); break;
-        }
-    }
-    device_open(false);
     fake.graph_launches++;
-    return queue();
+    return enqueue((struct CUgraphNode_st){.op = NODE_GRAPH, .ctx = graphExec->graph});
 }
 
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t graphExec)
 {
     if (capture_forbids())
         return fail(cudaErrorStreamCaptureUnsupported);
+    fake_gpu_catch_up(); /* (a GPU frees it once its queued launches are done) */
     free(graphExec);
     fake.execs--;
     return cudaSuccess;
@@ -670,6 +763,7 @@ cudaError_t cudaGraphExecDestroy(cudaGraphExec_t graphExec)
 
 cudaError_t cudaGraphDestroy(cudaGraph_t graph)
 {
+    fake_gpu_catch_up();
     free_graph(graph);
     fake.graphs--;
     return cudaSuccess;

@@ -27,9 +27,9 @@ size_t fake_device_bytes(void);
 
 /* Device work on stream s (the emulated GPU's kernels, the fake cuBLAS's and
  * cuDNN's operations): while s is captured, a kernel node that replays run(ctx)
- * (drop(ctx) when the graph goes); else run(ctx) now, then drop(ctx). In the
- * emulated GPU, device memory is readable by the host only while device work runs
- * (see fake_cudart.c). */
+ * (drop(ctx) when the graph goes); else queued: run(ctx), then drop(ctx), when
+ * the host next waits for it. In the emulated GPU, device memory is readable by
+ * the host only while device work runs (see fake_cudart.c). */
 void fake_device_work(cudaStream_t s, const void *func, unsigned grid, void (*run)(void *),
                       void *ctx, void (*drop)(void *));
 

@@ -3,9 +3,10 @@
 // (g++ -include), after tools/emu-cu.pl has turned `k<<<grid, block, shm, s>>>(...)`
 // into `emu::launch(k, grid, block, shm, s)(...)`.
 //
-// A launch runs its blocks one after the other (at once: the stream's order is
-// kept), or, on a stream being captured, becomes a node of the fake runtime's
-// graph that each replay runs; the threads of a block are fibers
+// A launch is queued on the fake runtime's stream, which runs it (in the stream's
+// order) when the host waits for it, or, on a stream being captured, becomes a
+// node of the fake runtime's graph that each replay runs. It runs its blocks one
+// after the other; the threads of a block are fibers
 // (spec/emu/emu.cpp) that run until they finish or reach a barrier:
 // __syncthreads() waits for every thread of the block, a warp shuffle for the 32
 // lanes of its warp, as on the GPU. A barrier that not every thread reaches (one
