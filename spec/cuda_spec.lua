@@ -647,10 +647,65 @@ describe("cuda runtime", function()
   end)
 end)
 
+-- The output of a Lua script run by miles in a child process, with environment
+-- settings ("NAME=value ...").
+local function run_child(env, script)
+  local path = os.tmpname()
+  H.write_file(path, script)
+  local p = io.popen(("%s %s %s 2>&1"):format(env, H.miles_bin(), path))
+  local out = p:read("a")
+  p:close()
+  os.remove(path)
+  return out
+end
+
+-- A script that prints "worst <e>": the largest difference (relative to the
+-- largest value) between GPU and CPU of y and the gradients of x, w, b, over
+-- convolutions with padding, strides, dilation, groups, a 1x1 kernel, in float32
+-- and float64, NCHW and channels-last inputs; then "plans <n>" (cuDNN plans).
+local CONV_CASES = [[
+  local miles = require "miles"
+  local F = miles.F
+  miles.cuda.allow_tf32(false)
+  local cases = {
+    { x = { 2, 4, 9, 8 }, w = { 6, 4, 3, 3 }, o = { padding = 1 } },
+    { x = { 3, 6, 11, 10 }, w = { 4, 3, 3, 2 },
+      o = { stride = { 2, 1 }, padding = { 1, 0 }, dilation = { 2, 1 }, groups = 2 } },
+    { x = { 2, 3, 7, 7 }, w = { 5, 3, 1, 1 }, o = { stride = 2 } },
+  }
+  local worst = 0
+  for ci, c in ipairs(cases) do
+    for _, dt in ipairs({ "float32", "float64" }) do
+      for _, channels_last in ipairs({ false, true }) do
+        miles.manual_seed(ci)
+        local x = miles.randn(table.unpack(c.x)):to(dt)
+        if channels_last then x = x:permute(1, 3, 4, 2):contiguous():permute(1, 4, 2, 3) end
+        local w, b = miles.randn(table.unpack(c.w)):to(dt), miles.randn(c.w[1]):to(dt)
+        local function run(dev)
+          local l = { x:clone():to(dev), w:clone():to(dev), b:clone():to(dev) }
+          for _, t in ipairs(l) do t.requires_grad = true end
+          local y = F.conv2d(l[1], l[2], l[3], c.o)
+          miles.manual_seed(99)
+          local g = miles.randn(table.unpack(y:shape())):to(dt):to(dev)
+          ;(y * g):sum():backward()
+          return { y:cpu(), l[1].grad:cpu(), l[2].grad:cpu(), l[3].grad:cpu() }
+        end
+        local got, want = run("cuda"), run("cpu")
+        for i = 1, 4 do
+          local scale = math.max(1, want[i]:abs():max():item())
+          worst = math.max(worst, (got[i] - want[i]):abs():max():item() / scale)
+        end
+      end
+    end
+  end
+  print(("worst %g plans %d"):format(worst, miles.cuda.memory_stats().cudnn_plans))
+]]
+
 -- The fallbacks of csrc/cuda/cudnn_conv.c when no engine takes a problem: the bias
--- added by a kernel when none fuses it, NCHW when none takes channels-last. The
--- emulated GPU's fake cuDNN can refuse both (MILES_FAKE_CUDNN_REFUSE), in a child
--- process; a real cuDNN decides for itself.
+-- added by a kernel when none fuses it, NCHW when none takes channels-last,
+-- im2col + cuBLAS when none takes it at all. The emulated GPU's fake cuDNN can
+-- refuse each (MILES_FAKE_CUDNN_REFUSE), in a child process; a real cuDNN decides
+-- for itself, but MILES_CONV_GEMM=1 makes every convolution take the last one.
 describe("convolution fallbacks", function()
   ;(H.cuda_emulated and it or pending)("when no engine fuses the bias or takes channels-last #emulated-gpu", function()
     local script = [[
@@ -676,19 +731,28 @@ describe("convolution fallbacks", function()
       end
       print("worst " .. worst)
     ]]
-    local path = os.tmpname()
-    H.write_file(path, script)
-    finally(function() os.remove(path) end)
-    local cmd = ("MILES_FAKE_CUDNN_REFUSE=fused,nhwc MILES_CUDNN_VERBOSE=1 %s %s 2>&1")
-      :format(H.miles_bin(), path)
-    local p = io.popen(cmd)
-    local out = p:read("a")
-    p:close()
+    local out = run_child("MILES_FAKE_CUDNN_REFUSE=fused,nhwc MILES_CUDNN_VERBOSE=1", script)
     local worst = tonumber(out:match("worst (%S+)"))
     assert.is_not_nil(worst, out)
     assert.is_true(worst < 1e-4, out)
     assert.truthy(out:find("solving it in NCHW", 1, true), out)
     assert.truthy(out:find("no cuDNN engine can run this problem", 1, true), out) -- the fused try
+  end)
+
+  ;(H.cuda_emulated and it or pending)("when no engine takes a convolution at all #emulated-gpu", function()
+    local out = run_child("MILES_FAKE_CUDNN_REFUSE=all MILES_CUDNN_VERBOSE=1", CONV_CASES)
+    local worst = tonumber(out:match("worst (%S+)"))
+    assert.is_not_nil(worst, out)
+    assert.is_true(worst < 1e-5, out)
+    assert.truthy(out:find("running it as im2col + cuBLAS", 1, true), out)
+  end)
+
+  gpu_it("MILES_CONV_GEMM=1 runs every convolution as im2col + cuBLAS", function()
+    local out = run_child("MILES_CONV_GEMM=1", CONV_CASES)
+    local worst, plans = out:match("worst (%S+) plans (%d+)")
+    assert.is_not_nil(worst, out)
+    assert.is_true(tonumber(worst) < 1e-5, out)
+    assert.equal("0", plans, out)
   end)
 end)
 
@@ -715,12 +779,7 @@ describe("the cuDNN plan cache", function()
       end
       print(("worst %g most %d"):format(worst, most))
     ]]
-    local path = os.tmpname()
-    H.write_file(path, script)
-    finally(function() os.remove(path) end)
-    local p = io.popen(("MILES_CUDNN_PLANS=2 %s %s 2>&1"):format(H.miles_bin(), path))
-    local out = p:read("a")
-    p:close()
+    local out = run_child("MILES_CUDNN_PLANS=2", script)
     local worst, most = out:match("worst (%S+) most (%d+)")
     assert.is_not_nil(worst, out)
     assert.is_true(tonumber(worst) < 1e-4, out)

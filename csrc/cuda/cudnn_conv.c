@@ -20,13 +20,19 @@
  * process's life. The forward's bias is fused into the convolution's graph as a
  * pointwise addition when an engine accepts that; else it is added by a kernel
  * (after the output is in the caller's tensor). The bias gradient is a kernel of
- * its own (kernels/conv_bias.cu). */
+ * its own (kernels/conv_bias.cu).
+ *
+ * A problem no engine takes even in NCHW runs as im2col + cuBLAS (conv_gemm.c;
+ * remembered, as the other choices are), and every problem does when
+ * MILES_CONV_GEMM=1. */
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../error.h"
 #include "conv_bias.h"
+#include "conv_gemm.h"
 #include "convert.h"
 #include "cuda_ctx.h"
 #include "cudnn_graph.h"
@@ -357,14 +363,16 @@ static cg_plan *conv_plan(const conv_problem *pr, cudnnHandle_t h, bool fuse_bia
     return plan;
 }
 
-/* The tag of a cached entry that holds no plan: no engine took the channels-last
- * problem (float32 with TF32 off can leave none), solve it in NCHW. */
+/* The tags of cached entries that hold no plan: no engine took the channels-last
+ * problem (float32 with TF32 off can leave none), solve it in NCHW; no engine
+ * took the NCHW one either, run it as im2col + cuBLAS. */
 #define USE_NCHW (-1)
+#define USE_GEMM (-2)
 
 /* Run pr's convolution, with the forward's bias when the plan fuses it (else
  * *bias_left says the caller adds it). 0; 1 when no engine takes pr in
- * channels-last (remembered: later calls answer at once); or -1 with the error
- * set. */
+ * channels-last, 2 when none takes it at all (both remembered: later calls
+ * answer at once); or -1 with the error set. */
 static int conv_run(const conv_problem *pr, bool *bias_left, const char *op)
 {
     cudnnHandle_t h = cg_handle(pr->dev.index, op);
@@ -388,20 +396,21 @@ static int conv_run(const conv_problem *pr, bool *bias_left, const char *op)
         }
         if (!plan)
             plan = conv_plan(pr, h, false, tf32, op);
-        if (!plan && pr->nhwc) {
+        if (!plan) {
             if (cg_verbose())
-                fprintf(stderr, "miles: %s; solving it in NCHW\n", err_msg());
+                fprintf(stderr, "miles: %s; %s\n", err_msg(),
+                        pr->nhwc ? "solving it in NCHW" : "running it as im2col + cuBLAS");
             plan = cg_plan_new(op);
             if (plan)
-                plan->tag = USE_NCHW;
+                plan->tag = pr->nhwc ? USE_NCHW : USE_GEMM;
         }
         if (plan)
             plan = cg_cache_insert(key, nk, pr->dev.index, plan, op);
         if (!plan)
             return -1;
     }
-    int rc = 1;
-    if (plan->tag != USE_NCHW) {
+    int rc = plan->tag == USE_NCHW ? 1 : 2;
+    if (plan->tag >= 0) {
         cg_args a;
         conv_args(pr, plan->tag, &a);
         rc = cg_execute(h, plan, &a, pr->dev, op);
@@ -413,13 +422,39 @@ static int conv_run(const conv_problem *pr, bool *bias_left, const char *op)
 
 /* --- kernels --- */
 
+/* The convolution as im2col + cuBLAS. */
+static int conv_gemm(conv_kind kind, const tensor *x, const tensor *w, const tensor *y,
+                     const tensor *b, const conv2d_params *p)
+{
+    switch (kind) {
+    case CONV_FWD: return cuda_conv2d_gemm((tensor *)y, x, w, b, p);
+    case CONV_BWD_DATA: return cuda_conv2d_backward_data_gemm((tensor *)x, y, w, p);
+    case CONV_BWD_FILTER: return cuda_conv2d_backward_weight_gemm((tensor *)w, x, y, p);
+    }
+    return -1;
+}
+
+/* Is MILES_CONV_GEMM set (not "0")? */
+static bool gemm_forced(void)
+{
+    static int forced = -1;
+    if (forced < 0) {
+        const char *v = getenv("MILES_CONV_GEMM");
+        forced = v && *v && strcmp(v, "0") != 0;
+    }
+    return forced;
+}
+
 /* Solve one convolution kind: x, w, y as the kind reads and writes them (the
  * written one is finished from its temporaries when it had them), in
  * channels-last when the activations are or in bf16 mode, else (or when no
- * engine takes that) in NCHW; then the forward's bias if the plan left it. */
+ * engine takes that) in NCHW, else (or when forced) as im2col + cuBLAS; then the
+ * forward's bias if the plan left it. */
 static int conv_solve(conv_kind kind, const tensor *x, const tensor *w, const tensor *y,
                       const tensor *b, const conv2d_params *p, const char *op)
 {
+    if (gemm_forced())
+        return conv_gemm(kind, x, w, y, b, p);
     int rc = 1;
     for (int attempt = 0; rc == 1 && attempt < 2; attempt++) {
         conv_problem pr;
@@ -433,11 +468,9 @@ static int conv_solve(conv_kind kind, const tensor *x, const tensor *w, const te
             rc = err_prefix(op);
         if (rc == 0 && bias_left)
             rc = cuda_conv_bias_add(dst, b); /* so do these */
-        if (rc == 1 && !pr.nhwc)
-            rc = err_set("%s: no cuDNN engine runs this convolution", op);
         problem_release(&pr);
     }
-    return rc;
+    return rc == 2 ? conv_gemm(kind, x, w, y, b, p) : rc;
 }
 
 int cuda_conv2d(tensor *y, const tensor *x, const tensor *w, const tensor *b,
