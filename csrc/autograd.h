@@ -7,7 +7,7 @@
 
 #include "tensor.h"
 
-#define AG_MAX_SAVED 4
+#define AG_MAX_SAVED 5
 #define AG_MAX_ARGS 8
 
 typedef struct ag_node ag_node;

@@ -60,6 +60,14 @@ typedef struct {
     int64_t groups;
 } conv2d_params;
 
+/* What batch_norm does to its result in the same pass (a ResNet block's end):
+ * y = bn(x) + residual (when given: x's shape and layout), then max(y, 0) when
+ * relu; each step rounded to the dtype, as the separate ops would. */
+typedef struct {
+    const tensor *residual;
+    bool relu;
+} bn_epilogue;
+
 typedef struct backend {
     const char *name;
     /* dst = src elementwise with dtype conversion; both of the same shape, any
@@ -136,10 +144,12 @@ typedef struct backend {
     /* Batch norm over [N, C, ...], contiguous or channels-last (y, gx and gy in
      * x's layout): y, and the mean and 1/std used
      * (batch statistics when training, which also updates the running ones in
-     * place when given; else the running ones). w, b may be NULL. */
+     * place when given; else the running ones). w, b may be NULL; so may ep (no
+     * epilogue). */
     int (*batch_norm)(tensor *y, tensor *save_mean, tensor *save_invstd, const tensor *x,
                       const tensor *w, const tensor *b, tensor *running_mean,
-                      tensor *running_var, bool training, double momentum, double eps);
+                      tensor *running_var, bool training, double momentum, double eps,
+                      const bn_epilogue *ep);
     /* Its backward; gx, gw, gb may each be NULL when not wanted. */
     int (*batch_norm_backward)(tensor *gx, tensor *gw, tensor *gb, const tensor *gy,
                                const tensor *x, const tensor *w, const tensor *mean,

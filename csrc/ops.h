@@ -131,8 +131,11 @@ tensor *op_conv2d(tensor *x, tensor *w, tensor *b, const conv2d_params *p);
 void ops_set_channels_last(bool on);
 bool ops_get_channels_last(void);
 /* Batch statistics when training (running_mean/var, if given, are updated in
- * place with momentum); the running statistics otherwise. */
+ * place with momentum); the running statistics otherwise. Then, in the same pass,
+ * + residual (when given: x's shape) and relu (a ResNet block's end): the values
+ * and gradients of the separate ops, with fewer passes over memory. */
 tensor *op_batch_norm(tensor *x, tensor *running_mean, tensor *running_var, tensor *w,
-                      tensor *b, bool training, double momentum, double eps);
+                      tensor *b, bool training, double momentum, double eps,
+                      tensor *residual, bool relu);
 
 #endif

@@ -237,9 +237,22 @@ __device__ inline T affine(T in, const T *ex, int64_t i, T k, T m, T base)
     return ex ? kmul(in, k) + kmul(ex[i], m) + base : kmul(in, k) + base;
 }
 
+// The forward's epilogue (bn_epilogue): + res[i] (res NULL: none), then relu.
+template <typename T> struct tail {
+    const T *res;
+    bool relu;
+    __device__ T operator()(T v, int64_t i) const
+    {
+        if (res)
+            v = v + res[i];
+        return relu ? (v > T(0) ? v : T(0)) : v;
+    }
+};
+
 // Planes: blockIdx.y walks the N*C planes, the threads of blockIdx.x a plane.
 template <typename T>
-__global__ void planes_apply(T *out, const T *in, const T *ex, const double *coef, bn_geo g)
+__global__ void planes_apply(T *out, const T *in, const T *ex, const double *coef, bn_geo g,
+                             tail<T> t)
 {
     for (int64_t pl = blockIdx.y; pl < g.n * g.c; pl += gridDim.y) {
         int64_t c = pl % g.c;
@@ -247,14 +260,15 @@ __global__ void planes_apply(T *out, const T *in, const T *ex, const double *coe
         for (int64_t s = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; s < g.s;
              s += (int64_t)gridDim.x * blockDim.x) {
             int64_t i = pl * g.s + s;
-            out[i] = affine(in[i], ex, i, k, m, base);
+            out[i] = t(affine(in[i], ex, i, k, m, base), i);
         }
     }
 }
 
 // Rows: blocks of 32 channels (threadIdx.x) by BN_ROW_LANES rows (threadIdx.y).
 template <typename T>
-__global__ void rows_apply(T *out, const T *in, const T *ex, const double *coef, bn_geo g)
+__global__ void rows_apply(T *out, const T *in, const T *ex, const double *coef, bn_geo g,
+                           tail<T> t)
 {
     int64_t c = (int64_t)blockIdx.x * 32 + threadIdx.x;
     if (c >= g.c)
@@ -263,7 +277,7 @@ __global__ void rows_apply(T *out, const T *in, const T *ex, const double *coef,
     for (int64_t r = (int64_t)blockIdx.y * BN_ROW_LANES + threadIdx.y; r < g.m;
          r += (int64_t)gridDim.y * BN_ROW_LANES) {
         int64_t i = r * g.c + c;
-        out[i] = affine(in[i], ex, i, k, m, base);
+        out[i] = t(affine(in[i], ex, i, k, m, base), i);
     }
 }
 
@@ -296,21 +310,21 @@ void launch_partials(cudaStream_t s, double *part, const T *a, const T *b, const
             part, a, b, g, P);
 }
 
-// out = in * k + ex * m + base over the whole tensor.
+// out = in * k + ex * m + base over the whole tensor, then the epilogue t.
 template <typename T>
 void launch_apply(cudaStream_t s, T *out, const T *in, const T *ex, const double *coef,
-                  const bn_geo &g)
+                  const bn_geo &g, tail<T> t)
 {
     if (g.m == 0)
         return;
     if (g.rows)
         rows_apply<T><<<dim3((unsigned)((g.c + 31) / 32),
                              at_most((g.m + BN_ROW_LANES - 1) / BN_ROW_LANES, 65535)),
-                        dim3(32, BN_ROW_LANES), 0, s>>>(out, in, ex, coef, g);
+                        dim3(32, BN_ROW_LANES), 0, s>>>(out, in, ex, coef, g, t);
     else
         planes_apply<T><<<dim3(at_most((g.s + BN_THREADS - 1) / BN_THREADS, 1024),
                                at_most(g.n * g.c, 65535)),
-                          BN_THREADS, 0, s>>>(out, in, ex, coef, g);
+                          BN_THREADS, 0, s>>>(out, in, ex, coef, g, t);
 }
 
 // Scratch for P chunks of partial sums (*part: [2][P][C]) and the coefficients
@@ -333,7 +347,7 @@ tensor *scratch_for(const tensor *x, int64_t P, const bn_geo &g, double **part, 
 extern "C" int cuda_batch_norm(tensor *y, tensor *save_mean, tensor *save_invstd,
                                const tensor *x, const tensor *w, const tensor *b,
                                tensor *running_mean, tensor *running_var, bool training,
-                               double momentum, double eps)
+                               double momentum, double eps, const bn_epilogue *ep)
 {
     cudaStream_t s = kstream(x);
     if (!s)
@@ -353,7 +367,9 @@ extern "C" int cuda_batch_norm(tensor *y, tensor *save_mean, tensor *save_invstd
                                 chan_of<T>(save_invstd), training, momentum, eps};
         launch_partials<T>(s, part, (const T *)tensor_data(x), nullptr, g, P);
         forward_coefs<T><<<(unsigned)g.c, BN_THREADS, 0, s>>>(coef, part, P, g, a);
-        launch_apply<T>(s, (T *)tensor_data(y), (const T *)tensor_data(x), nullptr, coef, g);
+        tail<T> t = {ep && ep->residual ? (const T *)tensor_data(ep->residual) : nullptr,
+                     ep && ep->relu};
+        launch_apply<T>(s, (T *)tensor_data(y), (const T *)tensor_data(x), nullptr, coef, g, t);
     });
     tensor_decref(scratch);
     return rc;
@@ -383,7 +399,8 @@ extern "C" int cuda_batch_norm_backward(tensor *gx, tensor *gw, tensor *gb, cons
         launch_partials<T>(s, part, gyd, xd, g, P);
         backward_coefs<T><<<(unsigned)g.c, BN_THREADS, 0, s>>>(coef, part, P, g, a);
         if (gx)
-            launch_apply<T>(s, (T *)tensor_data(gx), gyd, training ? xd : nullptr, coef, g);
+            launch_apply<T>(s, (T *)tensor_data(gx), gyd, training ? xd : nullptr, coef, g,
+                            tail<T>{nullptr, false});
     });
     tensor_decref(scratch);
     return rc;

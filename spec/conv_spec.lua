@@ -245,6 +245,69 @@ describe("batch_norm", function()
     end
   end)
 
+  -- The epilogue {residual =, relu =} must give the separate ops' values and
+  -- gradients bit for bit (each step rounded alike), in both modes, dtypes and
+  -- layouts, with the residual in another layout than x.
+  on_devices("batch_norm's epilogue", function(dev, it)
+    it("equals batch_norm, + residual and relu as separate ops", function()
+      for _, dtype in ipairs({ "float32", "float64" }) do
+        for _, training in ipairs({ true, false }) do
+          for _, layout in ipairs({ "nchw", "nhwc" }) do
+            for _, ep in ipairs({ { relu = true }, { residual = true }, { residual = true, relu = true } }) do
+              miles.manual_seed(7)
+              local base = miles.randn(4, 3, 5, 6):to(dtype)
+              if layout == "nhwc" then base = base:permute(1, 3, 4, 2):contiguous():permute(1, 4, 2, 3) end
+              local r0, w0, b0 = miles.randn(4, 3, 5, 6):to(dtype), miles.randn(3):to(dtype), miles.randn(3):to(dtype)
+              local proj = miles.randn(4, 3, 5, 6):to(dtype):to(dev)
+              local function run(fused)
+                local x, r, w, b = leaf(base, dtype, dev), leaf(r0, dtype, dev), leaf(w0, dtype, dev), leaf(b0, dtype, dev)
+                local rm, rv = miles.zeros(3, { dtype = dtype }):to(dev), miles.ones(3, { dtype = dtype }):to(dev)
+                local y
+                if fused then
+                  y = F.batch_norm(x, rm, rv, w, b, training, 0.1, 1e-5,
+                                   { residual = ep.residual and r or nil, relu = ep.relu })
+                else
+                  y = F.batch_norm(x, rm, rv, w, b, training, 0.1, 1e-5)
+                  if ep.residual then y = y + r end
+                  if ep.relu then y = F.relu(y) end
+                end
+                ;(y * proj):sum():backward()
+                return { y, x.grad, w.grad, b.grad, ep.residual and r.grad or rm, rm, rv }
+              end
+              local got, want = run(true), run(false)
+              for i = 1, #want do
+                assert.equal(0, H.max_abs_diff(got[i]:cpu(), want[i]:cpu()),
+                  ("%s %s training=%s %s: value %d"):format(dtype, layout, training,
+                    ep.residual and (ep.relu and "residual+relu" or "residual") or "relu", i))
+              end
+            end
+          end
+        end
+      end
+    end)
+  end)
+
+  it("passes gradient checks with its epilogue", function()
+    for _, training in ipairs({ true, false }) do
+      local x, w, b, r = H.leaf(3, 2, 2, 2), H.leaf(2), H.leaf(2), H.leaf(3, 2, 2, 2)
+      local rm, rv = miles.zeros(2, { dtype = "float64" }), miles.ones(2, { dtype = "float64" })
+      H.gradcheck(function(x_, w_, b_, r_)
+        return F.batch_norm(x_, rm, rv, w_, b_, training, 0, 1e-5, { residual = r_, relu = true })
+      end, { x, w, b, r })
+    end
+  end)
+
+  it("checks the residual and the options", function()
+    local x, rm, rv = miles.randn(4, 3, 2, 2), miles.zeros(3), miles.ones(3)
+    assert.matches("the residual %[4,3,2%] is not the input's shape %[4,3,2,2%]",
+      H.error_of(F.batch_norm, x, rm, rv, nil, nil, true, 0.1, 1e-5, { residual = miles.randn(4, 3, 2) }))
+    assert.matches("the residual is float64 but the input is float32",
+      H.error_of(F.batch_norm, x, rm, rv, nil, nil, true, 0.1, 1e-5,
+        { residual = miles.randn(4, 3, 2, 2):double() }))
+    assert.matches("unknown option 'relu6'",
+      H.error_of(F.batch_norm, x, rm, rv, nil, nil, true, 0.1, 1e-5, { relu6 = true }))
+  end)
+
   it("needs more than one value per channel to train", function()
     assert.matches("more than 1 value per channel",
       H.error_of(F.batch_norm, miles.randn(1, 3), miles.zeros(3), miles.ones(3), nil, nil, true))

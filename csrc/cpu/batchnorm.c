@@ -175,11 +175,26 @@ static void affine_row_f32(float *restrict o, const float *restrict in, const fl
             o[c] = in[c] * k[c] + base[c];
 }
 
+/* The forward's epilogue over n values of out (see bn_epilogue): + res, then
+ * relu (x > 0 ? x : 0, as the relu op), each rounded to the type. */
+static void epilogue_f32(float *restrict o, const float *restrict res, bool relu, int64_t n)
+{
+    if (res)
+        for (int64_t i = 0; i < n; i++)
+            o[i] = o[i] + res[i];
+    if (relu)
+        for (int64_t i = 0; i < n; i++)
+            o[i] = o[i] > 0.0f ? o[i] : 0.0f;
+}
+
 /* out = in * k[c] + extra * m[c] + base[c] over the whole tensor, where extra is a
- * second input (the backward pass's x) or absent. float32 runs typed loops over
- * planes or rows with float coefficients; float64 the generic loop. */
+ * second input (the backward pass's x) or absent; then the epilogue (res: a
+ * residual in out's layout, or NULL; relu), run on each plane or row while it
+ * is in cache. float32 runs typed loops over planes or rows with float
+ * coefficients; float64 the generic loop. */
 static int channel_affine(const bn_shape *g, void *out, const void *in, const double *k,
-                          const void *extra, const double *m, const double *base)
+                          const void *extra, const double *m, const double *base,
+                          const void *res, bool relu)
 {
     int64_t C = g->c, total = g->n * g->c * g->s;
     if (g->f32) {
@@ -192,13 +207,15 @@ static int channel_affine(const bn_shape *g, void *out, const void *in, const do
             mf[c] = m ? (float)m[c] : 0.0f;
             bf[c] = (float)base[c];
         }
-        const float *in32 = in, *ex32 = extra;
+        const float *in32 = in, *ex32 = extra, *res32 = res;
         float *o32 = out;
         if (g->rows) {
             int64_t rows = g->n * g->s;
 #pragma omp parallel for num_threads(g->threads) schedule(static)
-            for (int64_t r = 0; r < rows; r++)
+            for (int64_t r = 0; r < rows; r++) {
                 affine_row_f32(o32 + r * C, in32 + r * C, ex32 ? ex32 + r * C : NULL, C, kf, mf, bf);
+                epilogue_f32(o32 + r * C, res32 ? res32 + r * C : NULL, relu, C);
+            }
         } else {
             int64_t planes = g->n * C;
 #pragma omp parallel for num_threads(g->threads) schedule(static)
@@ -206,6 +223,7 @@ static int channel_affine(const bn_shape *g, void *out, const void *in, const do
                 int64_t c = p % C, off = p * g->s;
                 affine_plane_f32(o32 + off, in32 + off, ex32 ? ex32 + off : NULL, g->s, kf[c],
                                  mf[c], bf[c]);
+                epilogue_f32(o32 + off, res32 ? res32 + off : NULL, relu, g->s);
             }
         }
         free(kf);
@@ -217,6 +235,10 @@ static int channel_affine(const bn_shape *g, void *out, const void *in, const do
         double v = ld(in, false, i) * k[c] + base[c];
         if (extra)
             v += m[c] * ld(extra, false, i);
+        if (res)
+            v += ld(res, false, i);
+        if (relu)
+            v = v > 0.0 ? v : 0.0;
         st(out, false, i, v);
     }
     return 0;
@@ -224,7 +246,7 @@ static int channel_affine(const bn_shape *g, void *out, const void *in, const do
 
 int cpu_batch_norm(tensor *y, tensor *save_mean, tensor *save_invstd, const tensor *x,
                    const tensor *w, const tensor *b, tensor *running_mean, tensor *running_var,
-                   bool training, double momentum, double eps)
+                   bool training, double momentum, double eps, const bn_epilogue *ep)
 {
     bn_shape g = bn_geometry(x);
     int64_t C = g.c;
@@ -263,7 +285,9 @@ int cpu_batch_norm(tensor *y, tensor *save_mean, tensor *save_invstd, const tens
         st(tensor_data(save_invstd), g.f32, c, invstd);
     }
     if (rc == 0)
-        rc = channel_affine(&g, tensor_data(y), tensor_data(x), scale, NULL, NULL, shift);
+        rc = channel_affine(&g, tensor_data(y), tensor_data(x), scale, NULL, NULL, shift,
+                            ep && ep->residual ? tensor_data(ep->residual) : NULL,
+                            ep && ep->relu);
     free(buf);
     return rc;
 }
@@ -298,7 +322,7 @@ int cpu_batch_norm_backward(tensor *gx, tensor *gw, tensor *gb, const tensor *gy
     }
     if (rc == 0 && gx)
         rc = channel_affine(&g, tensor_data(gx), tensor_data(gy), k,
-                            training ? tensor_data(x) : NULL, m, base);
+                            training ? tensor_data(x) : NULL, m, base, NULL, false);
     free(buf);
     return rc;
 }

@@ -61,7 +61,7 @@ int conv_point_backward_weight(tensor *gw, tensor *gb, const tensor *x, const te
                                const conv2d_params *p);
 int cpu_batch_norm(tensor *y, tensor *save_mean, tensor *save_invstd, const tensor *x,
                    const tensor *w, const tensor *b, tensor *running_mean, tensor *running_var,
-                   bool training, double momentum, double eps);
+                   bool training, double momentum, double eps, const bn_epilogue *ep);
 int cpu_batch_norm_backward(tensor *gx, tensor *gw, tensor *gb, const tensor *gy,
                             const tensor *x, const tensor *w, const tensor *mean,
                             const tensor *invstd, bool training);

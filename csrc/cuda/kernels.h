@@ -52,7 +52,8 @@ int cuda_interpolate2d_backward(tensor *gin, const tensor *gout, const resize_pa
 /* kernels/batchnorm.cu (twin: csrc/cpu/batchnorm.c) */
 int cuda_batch_norm(tensor *y, tensor *save_mean, tensor *save_invstd, const tensor *x,
                     const tensor *w, const tensor *b, tensor *running_mean,
-                    tensor *running_var, bool training, double momentum, double eps);
+                    tensor *running_var, bool training, double momentum, double eps,
+                    const bn_epilogue *ep);
 int cuda_batch_norm_backward(tensor *gx, tensor *gw, tensor *gb, const tensor *gy,
                              const tensor *x, const tensor *w, const tensor *mean,
                              const tensor *invstd, bool training);

@@ -53,7 +53,8 @@ static tensor *opt_tensor(lua_State *L, int idx)
     return lua_isnoneornil(L, idx) ? NULL : lt_check(L, idx);
 }
 
-/* batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps) */
+/* batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps
+ * [, {residual = t, relu = true}]) */
 static int l_batch_norm(lua_State *L)
 {
     tensor *x = lt_check(L, 1);
@@ -65,7 +66,18 @@ static int l_batch_norm(lua_State *L)
         return luaL_argerror(L, 7, "momentum must be in [0, 1]");
     if (eps <= 0)
         return luaL_argerror(L, 8, "eps must be positive");
-    return lt_push(L, op_batch_norm(x, rm, rv, w, b, training, momentum, eps));
+    tensor *residual = NULL;
+    bool relu = false;
+    if (!lua_isnoneornil(L, 9)) {
+        static const char *const known[] = {"residual", "relu", NULL};
+        luaL_checktype(L, 9, LUA_TTABLE);
+        lt_check_keys(L, 9, "batch_norm", known);
+        lua_getfield(L, 9, "residual");
+        residual = opt_tensor(L, -1);
+        lua_getfield(L, 9, "relu");
+        relu = lua_toboolean(L, -1);
+    }
+    return lt_push(L, op_batch_norm(x, rm, rv, w, b, training, momentum, eps, residual, relu));
 }
 
 /* channels_last([on]) -> on: the layout of float32 convolution outputs (NHWC in

@@ -33,6 +33,8 @@ end
 
 --- BasicBlock(inplanes, planes, stride = 1, downsample = nil): two 3x3 convs
 -- with BN, ReLU after the first and after the residual sum (ResNet-6/10/18/34).
+-- Each ReLU, and the residual sum, run in the pass of the BN before them (the
+-- `relu` modules stay, so that the model prints as torchvision's).
 local BasicBlock = nn.Module:extend("BasicBlock")
 BasicBlock.expansion = 1
 
@@ -48,15 +50,15 @@ function BasicBlock:init(inplanes, planes, stride, downsample)
 end
 
 function BasicBlock:forward(x)
-  local out = self.relu(self.bn1(self.conv1(x)))
-  out = self.bn2(self.conv2(out))
+  local out = self.bn1(self.conv1(x), { relu = true })
   local identity = self.downsample and self.downsample(x) or x
-  return self.relu(out + identity)
+  return self.bn2(self.conv2(out), { residual = identity, relu = true })
 end
 
 --- Bottleneck(inplanes, planes, stride = 1, downsample = nil): 1x1, 3x3 (with
 -- the stride, as torchvision's "v1.5") and 1x1 convs, expanding to 4 * planes
--- channels (ResNet-50 and deeper).
+-- channels (ResNet-50 and deeper). The ReLUs and the residual sum run in the
+-- BNs' passes, as in BasicBlock.
 local Bottleneck = nn.Module:extend("Bottleneck")
 Bottleneck.expansion = 4
 
@@ -74,11 +76,10 @@ function Bottleneck:init(inplanes, planes, stride, downsample)
 end
 
 function Bottleneck:forward(x)
-  local out = self.relu(self.bn1(self.conv1(x)))
-  out = self.relu(self.bn2(self.conv2(out)))
-  out = self.bn3(self.conv3(out))
+  local out = self.bn1(self.conv1(x), { relu = true })
+  out = self.bn2(self.conv2(out), { relu = true })
   local identity = self.downsample and self.downsample(x) or x
-  return self.relu(out + identity)
+  return self.bn3(self.conv3(out), { residual = identity, relu = true })
 end
 
 --- ResNet(block, layers, opts): `layers` lists the blocks per stage; see the
@@ -102,7 +103,8 @@ local function make_layer(self, block, planes, blocks, stride)
   return layer
 end
 
--- The stem: conv1, bn1, relu and maxpool (an Identity for the small stem).
+-- The stem: conv1, bn1, relu (in bn1's pass) and maxpool (an Identity for the
+-- small stem).
 local function make_stem(self, in_channels, width, stem)
   if stem == "imagenet" then
     self.conv1 = nn.Conv2d(in_channels, width, 7, { stride = 2, padding = 3, bias = false })
@@ -160,7 +162,7 @@ function ResNet:init(block, layers, opts)
 end
 
 function ResNet:forward(x)
-  x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+  x = self.maxpool(self.bn1(self.conv1(x), { relu = true }))
   for i = 1, self.num_stages do
     x = self["layer" .. i](x)
   end

@@ -46,7 +46,9 @@ end
 function BatchNorm:check_input_dim()
 end
 
-function BatchNorm:forward(x)
+--- forward(x [, {residual = r, relu = true}]): the options as F.batch_norm's,
+-- which add r and apply relu in the normalisation's pass.
+function BatchNorm:forward(x, epilogue)
   self:check_input_dim(x)
   local factor = self.momentum or 0
   if self.training and self.track_running_stats then
@@ -58,7 +60,7 @@ function BatchNorm:forward(x)
   local use_batch = self.training or self.running_mean == nil
   local track = not self.training or self.track_running_stats
   return F.batch_norm(x, track and self.running_mean or nil, track and self.running_var or nil,
-    self.weight, self.bias, use_batch, factor, self.eps)
+    self.weight, self.bias, use_batch, factor, self.eps, epilogue)
 end
 
 function BatchNorm:extra_repr()

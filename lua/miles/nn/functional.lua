@@ -48,9 +48,11 @@ F.dropout = core.dropout
 -- conv2d(x, w, b, {stride = 2, padding = 1}).
 F.conv2d = core.conv2d
 
---- batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps):
--- when training, normalises by the batch statistics and updates the running ones
--- in place; otherwise uses the running ones.
+--- batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps
+-- [, {residual = r, relu = true}]): when training, normalises by the batch
+-- statistics and updates the running ones in place; otherwise uses the running
+-- ones. The options add r (x's shape) and then apply relu in the same pass: a
+-- ResNet block's end, with the values and gradients of the separate ops.
 F.batch_norm = core.batch_norm
 
 return F
