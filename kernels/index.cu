@@ -4,6 +4,12 @@
 // not read cuda indices): an index outside [0, na) skips its element (gather and
 // index_select write 0 there) and raises the device error flag, which the host
 // reports at the next synchronisation.
+// The float additions (scatter_add, index_add) are atomic, so their rounding
+// depends on the order the additions land in; with miles.cuda.deterministic(true)
+// each output element instead adds its sources itself, in the CPU's order (the
+// same bits as the CPU), scanning all m sources: slower when m is large.
+#include <type_traits>
+
 #include "common.cuh"
 
 namespace {
@@ -61,6 +67,28 @@ template <typename T> __global__ void add_kernel(T *out, const T *src, index_arg
     }
 }
 
+// Every index checked (the flag raised for one out of range), nothing moved.
+__global__ void check_kernel(index_args x)
+{
+    KLOOP(p, x.total) { indexed_at(x, p); }
+}
+
+// out[o, k, i] += src[o, j, i] for j = 0, 1, ... whose index is k: one thread per
+// output element, in the CPU's order.
+template <typename T> __global__ void ordered_add_kernel(T *out, const T *src, index_args x)
+{
+    KLOOP(q, x.total / x.m * x.na) {
+        int64_t i = q % x.inner, k = (q / x.inner) % x.na, o = q / x.inner / x.na;
+        T acc = out[q];
+        for (int64_t j = 0; j < x.m; j++) {
+            int64_t p = (o * x.m + j) * x.inner + i;
+            if (x.ix[x.per_row ? j : p] == k)
+                acc += src[p];
+        }
+        out[q] = acc;
+    }
+}
+
 template <typename E>
 static void launch_select(void *out, const void *a, const index_args &x, cudaStream_t s)
 {
@@ -71,6 +99,14 @@ static void launch_select(void *out, const void *a, const index_args &x, cudaStr
 template <typename T>
 static void launch_add(void *out, const void *src, const index_args &x, cudaStream_t s)
 {
+    if (std::is_floating_point<T>::value && cuda_get_deterministic()) {
+        check_kernel<<<kblocks(x.total), KTHREADS, 0, s>>>(x);
+        int64_t n_out = x.total / x.m * x.na;
+        if (n_out > 0)
+            ordered_add_kernel<T><<<kblocks(n_out), KTHREADS, 0, s>>>(
+                static_cast<T *>(out), static_cast<const T *>(src), x);
+        return;
+    }
     add_kernel<T><<<kblocks(x.total), KTHREADS, 0, s>>>(static_cast<T *>(out),
                                                         static_cast<const T *>(src), x);
 }

@@ -787,6 +787,37 @@ describe("the cuDNN plan cache", function()
   end)
 end)
 
+-- Gradients of gather and index_select add repeated indices' values (scatter_add,
+-- index_add): atomically, in any order, unless deterministic, where the GPU adds
+-- in the CPU's order and gives its bits.
+describe("deterministic index additions", function()
+  gpu_it("equal the CPU's bits with miles.cuda.deterministic(true)", function()
+    local was = miles.cuda.deterministic()
+    finally(function() miles.cuda.deterministic(was) end)
+    miles.cuda.deterministic(true)
+    miles.manual_seed(11)
+    local x = miles.randn(6, 40, 3)
+    local rows = miles.randint(1, 7, { 500 })        -- index_select: rows repeat ~80 times
+    local picks = miles.randint(1, 41, { 6, 300, 3 }) -- gather along dim 2
+    local g1, g2 = miles.randn(500, 40, 3), miles.randn(6, 300, 3)
+    local function grads(dev)
+      local a = x:clone():to(dev)
+      a.requires_grad = true
+      ;(a:index_select(1, rows:to(dev)) * g1:to(dev)):sum():backward()
+      local b = x:clone():to(dev)
+      b.requires_grad = true
+      ;(b:gather(2, picks:to(dev)) * g2:to(dev)):sum():backward()
+      return a.grad:cpu(), b.grad:cpu()
+    end
+    local ca, cb = grads("cpu")
+    for _ = 1, 2 do
+      local ga, gb = grads("cuda")
+      assert.equal(0, H.max_abs_diff(ga, ca))
+      assert.equal(0, H.max_abs_diff(gb, cb))
+    end
+  end)
+end)
+
 describe("devices without a GPU", function()
   local no_gpu_it = H.cuda_available and pending or it
 

@@ -49,8 +49,10 @@ miles.cuda = {
   autocast = core.cuda_autocast,
   --- deterministic() -> on; deterministic(on): GPU convolutions repeat bit for
   -- bit from run to run (engines noted non-deterministic skipped, the first
-  -- workable one taken instead of the fastest); off by default, like PyTorch's
-  -- cudnn.deterministic. Without CUDA it is always off.
+  -- workable one taken instead of the fastest), and scatter_add/index_add (the
+  -- gradients of gather, index_select) add in the CPU's order instead of
+  -- atomically; off by default, like PyTorch's cudnn.deterministic. Without CUDA
+  -- it is always off.
   deterministic = core.cuda_deterministic,
   memory_stats = function() return core.memory().cuda end,
   --- host_waits() -> n: how many times miles has made the host wait for a GPU
