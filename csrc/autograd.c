@@ -2,7 +2,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "cuda/cuda_backend.h"
 #include "error.h"
 #include "ops.h"
 
@@ -253,13 +255,60 @@ static int accumulate_leaf(tensor *leaf, tensor *g)
     return accumulate(&leaf->grad, g);
 }
 
+/* --- profiling --- */
+
+static bool prof_on;
+static ag_profile_entry prof[AG_PROFILE_KINDS];
+static int n_prof;
+
+void ag_profile(bool on)
+{
+    prof_on = on;
+    if (on)
+        n_prof = 0;
+}
+
+int ag_profile_results(const ag_profile_entry **out)
+{
+    *out = prof;
+    return n_prof;
+}
+
+/* The time now, after t's GPU (if any) is done with what is queued. */
+static double settled_now(const tensor *t)
+{
+    device d = tensor_device(t);
+    if (d.type == DEV_CUDA)
+        cuda_synchronize(d.index); /* (an error shows again at the next wait) */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void prof_add(const char *name, double seconds)
+{
+    int i = 0;
+    while (i < n_prof && strcmp(prof[i].name, name) != 0)
+        i++;
+    if (i == n_prof) {
+        if (n_prof == AG_PROFILE_KINDS)
+            return; /* (more kinds than any model has) */
+        prof[n_prof++] = (ag_profile_entry){name, 0, 0};
+    }
+    prof[i].seconds += seconds;
+    prof[i].calls++;
+}
+
 static int run_node(ag_node *n, bool retain)
 {
     tensor *gin_small[8] = {0};
     tensor **gin = n->n_next <= 8 ? gin_small : calloc((size_t)n->n_next, sizeof *gin);
     if (!gin)
         return err_set("backward: out of memory");
+    double t0 = prof_on ? settled_now(n->grad) : 0;
     int rc = n->backward(n, n->grad, gin);
+    if (prof_on)
+        prof_add(n->name, settled_now(n->grad) - t0);
     if (rc != 0)
         err_prefix(n->name);
     for (int i = 0; i < n->n_next; i++) {

@@ -68,4 +68,17 @@ int ag_backward(tensor *root, tensor *grad, bool retain_graph);
 /* Sum a gradient of a broadcast shape back to the input's shape (edge i of n). */
 tensor *ag_reduce_to_input(ag_node *n, int i, tensor *g);
 
+/* Profiling of backward passes (miles.profile): while on, each node's backward
+ * is timed, its GPU waited for before and after (so the time is its own work),
+ * and summed by node name. Turning it on clears the sums. */
+#define AG_PROFILE_KINDS 64
+typedef struct {
+    const char *name;
+    double seconds;
+    int64_t calls;
+} ag_profile_entry;
+void ag_profile(bool on);
+/* The sums so far: *out points at n entries (valid until the next ag_profile). */
+int ag_profile_results(const ag_profile_entry **out);
+
 #endif

@@ -150,10 +150,14 @@ typedef struct backend {
                       const tensor *w, const tensor *b, tensor *running_mean,
                       tensor *running_var, bool training, double momentum, double eps,
                       const bn_epilogue *ep);
-    /* Its backward; gx, gw, gb may each be NULL when not wanted. */
+    /* Its backward; gx, gw, gb may each be NULL when not wanted. With relu_out
+     * (the forward's output after its relu), gy first goes through the relu's
+     * backward (gy * (relu_out > 0 ? 1 : 0), in the same passes), and that
+     * gradient is written to g_residual when given (the residual's). */
     int (*batch_norm_backward)(tensor *gx, tensor *gw, tensor *gb, const tensor *gy,
                                const tensor *x, const tensor *w, const tensor *mean,
-                               const tensor *invstd, bool training);
+                               const tensor *invstd, bool training, const tensor *relu_out,
+                               tensor *g_residual);
 } backend;
 
 /* The table for a device, or NULL with the error set (no GPU, CUDA=0 build). */

@@ -81,10 +81,19 @@ __device__ void block_sum2(double &u, double &v)
     }
 }
 
-// The partial sums of a and a*b (b = a when NULL) of chunk blockIdx.y (of P) of
-// the positions of channel blockIdx.x, into part: [2][P][C] doubles.
+// a[i] as the relu's backward passes it when mask is given: a[i] * 1 where
+// mask[i] > 0, a[i] * 0 elsewhere (what that op computes: the same bits).
+template <typename T> __device__ inline T masked_at(const T *a, const T *mask, int64_t i)
+{
+    return mask ? a[i] * (mask[i] > T(0) ? T(1) : T(0)) : a[i];
+}
+
+// The partial sums of a and a*b (b = a when NULL; a masked by mask when given)
+// of chunk blockIdx.y (of P) of the positions of channel blockIdx.x, into part:
+// [2][P][C] doubles.
 template <typename T>
-__global__ void planes_partial(double *part, const T *a, const T *b, bn_geo g, int64_t P)
+__global__ void planes_partial(double *part, const T *a, const T *b, const T *mask, bn_geo g,
+                               int64_t P)
 {
     int64_t c = blockIdx.x, p = blockIdx.y;
     int64_t m0 = g.m * p / P, m1 = g.m * (p + 1) / P;
@@ -94,7 +103,7 @@ __global__ void planes_partial(double *part, const T *a, const T *b, bn_geo g, i
         lo = lo > 0 ? lo : 0;
         hi = hi < g.s ? hi : g.s;
         for (int64_t k = lo + threadIdx.x; k < hi; k += blockDim.x) {
-            double av = (double)a[base + k], bv = b ? (double)b[base + k] : av;
+            double av = (double)masked_at(a, mask, base + k), bv = b ? (double)b[base + k] : av;
             u += av;
             v += av * bv;
         }
@@ -109,14 +118,16 @@ __global__ void planes_partial(double *part, const T *a, const T *b, bn_geo g, i
 // The same over rows: blocks of 32 channels (threadIdx.x, so that a warp reads
 // 32 neighbours) by BN_ROW_LANES rows at a time (threadIdx.y).
 template <typename T>
-__global__ void rows_partial(double *part, const T *a, const T *b, bn_geo g, int64_t P)
+__global__ void rows_partial(double *part, const T *a, const T *b, const T *mask, bn_geo g,
+                             int64_t P)
 {
     int64_t c = (int64_t)blockIdx.x * 32 + threadIdx.x, p = blockIdx.y;
     int64_t r0 = g.m * p / P, r1 = g.m * (p + 1) / P;
     double u = 0, v = 0;
     if (c < g.c) {
         for (int64_t r = r0 + threadIdx.y; r < r1; r += BN_ROW_LANES) {
-            double av = (double)a[r * g.c + c], bv = b ? (double)b[r * g.c + c] : av;
+            double av = (double)masked_at(a, mask, r * g.c + c);
+            double bv = b ? (double)b[r * g.c + c] : av;
             u += av;
             v += av * bv;
         }
@@ -249,10 +260,34 @@ template <typename T> struct tail {
     }
 };
 
+// The backward's start (the relu's backward): in masked by mask when given, and
+// that written to through (the residual's gradient) when given.
+template <typename T> struct head {
+    const T *mask;
+    T *through;
+    __device__ T operator()(const T *in, int64_t i) const
+    {
+        T v = masked_at(in, mask, i);
+        if (through)
+            through[i] = v;
+        return v;
+    }
+};
+
+// One element: out[i] (when out is given) from in[i] through h, affine, t.
+template <typename T>
+__device__ inline void apply_at(T *out, const T *in, const T *ex, int64_t i, T k, T m, T base,
+                                head<T> h, tail<T> t)
+{
+    T v = h(in, i);
+    if (out)
+        out[i] = t(affine(v, ex, i, k, m, base), i);
+}
+
 // Planes: blockIdx.y walks the N*C planes, the threads of blockIdx.x a plane.
 template <typename T>
 __global__ void planes_apply(T *out, const T *in, const T *ex, const double *coef, bn_geo g,
-                             tail<T> t)
+                             head<T> h, tail<T> t)
 {
     for (int64_t pl = blockIdx.y; pl < g.n * g.c; pl += gridDim.y) {
         int64_t c = pl % g.c;
@@ -260,7 +295,7 @@ __global__ void planes_apply(T *out, const T *in, const T *ex, const double *coe
         for (int64_t s = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; s < g.s;
              s += (int64_t)gridDim.x * blockDim.x) {
             int64_t i = pl * g.s + s;
-            out[i] = t(affine(in[i], ex, i, k, m, base), i);
+            apply_at(out, in, ex, i, k, m, base, h, t);
         }
     }
 }
@@ -268,7 +303,7 @@ __global__ void planes_apply(T *out, const T *in, const T *ex, const double *coe
 // Rows: blocks of 32 channels (threadIdx.x) by BN_ROW_LANES rows (threadIdx.y).
 template <typename T>
 __global__ void rows_apply(T *out, const T *in, const T *ex, const double *coef, bn_geo g,
-                           tail<T> t)
+                           head<T> h, tail<T> t)
 {
     int64_t c = (int64_t)blockIdx.x * 32 + threadIdx.x;
     if (c >= g.c)
@@ -277,7 +312,7 @@ __global__ void rows_apply(T *out, const T *in, const T *ex, const double *coef,
     for (int64_t r = (int64_t)blockIdx.y * BN_ROW_LANES + threadIdx.y; r < g.m;
          r += (int64_t)gridDim.y * BN_ROW_LANES) {
         int64_t i = r * g.c + c;
-        out[i] = t(affine(in[i], ex, i, k, m, base), i);
+        apply_at(out, in, ex, i, k, m, base, h, t);
     }
 }
 
@@ -295,36 +330,38 @@ int64_t chunks_of(const bn_geo &g)
     return at_most((g.m + per - 1) / per, BN_MAX_CHUNKS);
 }
 
-// The P chunks of partial sums of a and a*b (b = a when NULL) into part.
+// The P chunks of partial sums of a and a*b (b = a when NULL; a masked by mask
+// when given) into part.
 template <typename T>
-void launch_partials(cudaStream_t s, double *part, const T *a, const T *b, const bn_geo &g,
-                     int64_t P)
+void launch_partials(cudaStream_t s, double *part, const T *a, const T *b, const T *mask,
+                     const bn_geo &g, int64_t P)
 {
     if (P == 0)
         return;
     if (g.rows)
         rows_partial<T><<<dim3((unsigned)((g.c + 31) / 32), (unsigned)P),
-                          dim3(32, BN_ROW_LANES), 0, s>>>(part, a, b, g, P);
+                          dim3(32, BN_ROW_LANES), 0, s>>>(part, a, b, mask, g, P);
     else
         planes_partial<T><<<dim3((unsigned)g.c, (unsigned)P), BN_THREADS, 0, s>>>(
-            part, a, b, g, P);
+            part, a, b, mask, g, P);
 }
 
-// out = in * k + ex * m + base over the whole tensor, then the epilogue t.
+// out = in * k + ex * m + base over the whole tensor, in through the head h
+// first, then the epilogue t.
 template <typename T>
 void launch_apply(cudaStream_t s, T *out, const T *in, const T *ex, const double *coef,
-                  const bn_geo &g, tail<T> t)
+                  const bn_geo &g, head<T> h, tail<T> t)
 {
     if (g.m == 0)
         return;
     if (g.rows)
         rows_apply<T><<<dim3((unsigned)((g.c + 31) / 32),
                              at_most((g.m + BN_ROW_LANES - 1) / BN_ROW_LANES, 65535)),
-                        dim3(32, BN_ROW_LANES), 0, s>>>(out, in, ex, coef, g, t);
+                        dim3(32, BN_ROW_LANES), 0, s>>>(out, in, ex, coef, g, h, t);
     else
         planes_apply<T><<<dim3(at_most((g.s + BN_THREADS - 1) / BN_THREADS, 1024),
                                at_most(g.n * g.c, 65535)),
-                          BN_THREADS, 0, s>>>(out, in, ex, coef, g, t);
+                          BN_THREADS, 0, s>>>(out, in, ex, coef, g, h, t);
 }
 
 // Scratch for P chunks of partial sums (*part: [2][P][C]) and the coefficients
@@ -365,11 +402,12 @@ extern "C" int cuda_batch_norm(tensor *y, tensor *save_mean, tensor *save_invstd
         bn_forward_args<T> a = {chan_of<T>(w), chan_of<T>(b), chan_of<T>(running_mean),
                                 chan_of<T>(running_var), chan_of<T>(save_mean),
                                 chan_of<T>(save_invstd), training, momentum, eps};
-        launch_partials<T>(s, part, (const T *)tensor_data(x), nullptr, g, P);
+        launch_partials<T>(s, part, (const T *)tensor_data(x), nullptr, nullptr, g, P);
         forward_coefs<T><<<(unsigned)g.c, BN_THREADS, 0, s>>>(coef, part, P, g, a);
         tail<T> t = {ep && ep->residual ? (const T *)tensor_data(ep->residual) : nullptr,
                      ep && ep->relu};
-        launch_apply<T>(s, (T *)tensor_data(y), (const T *)tensor_data(x), nullptr, coef, g, t);
+        launch_apply<T>(s, (T *)tensor_data(y), (const T *)tensor_data(x), nullptr, coef, g,
+                        head<T>{nullptr, nullptr}, t);
     });
     tensor_decref(scratch);
     return rc;
@@ -377,13 +415,14 @@ extern "C" int cuda_batch_norm(tensor *y, tensor *save_mean, tensor *save_invstd
 
 extern "C" int cuda_batch_norm_backward(tensor *gx, tensor *gw, tensor *gb, const tensor *gy,
                                         const tensor *x, const tensor *w, const tensor *mean,
-                                        const tensor *invstd, bool training)
+                                        const tensor *invstd, bool training,
+                                        const tensor *relu_out, tensor *g_residual)
 {
     cudaStream_t s = kstream(x);
     if (!s)
         return -1;
     bn_geo g = geo_of(x);
-    if (g.c == 0 || (!gx && !gw && !gb))
+    if (g.c == 0 || (!gx && !gw && !gb && !g_residual))
         return 0;
     // the sums are needed by gw, gb and the training gx only
     int64_t P = gw || gb || (training && gx) ? chunks_of(g) : 0;
@@ -396,10 +435,13 @@ extern "C" int cuda_batch_norm_backward(tensor *gx, tensor *gw, tensor *gb, cons
         const T *gyd = (const T *)tensor_data(gy), *xd = (const T *)tensor_data(x);
         bn_backward_args<T> a = {chan_of<T>(w), chan_of<T>(mean), chan_of<T>(invstd),
                                  chan_of<T>(gw), chan_of<T>(gb), training};
-        launch_partials<T>(s, part, gyd, xd, g, P);
+        const T *mask = relu_out ? (const T *)tensor_data(relu_out) : nullptr;
+        launch_partials<T>(s, part, gyd, xd, mask, g, P);
         backward_coefs<T><<<(unsigned)g.c, BN_THREADS, 0, s>>>(coef, part, P, g, a);
-        if (gx)
-            launch_apply<T>(s, (T *)tensor_data(gx), gyd, training ? xd : nullptr, coef, g,
+        if (gx || g_residual)
+            launch_apply<T>(s, gx ? (T *)tensor_data(gx) : nullptr, gyd,
+                            training ? xd : nullptr, coef, g,
+                            head<T>{mask, g_residual ? (T *)tensor_data(g_residual) : nullptr},
                             tail<T>{nullptr, false});
     });
     tensor_decref(scratch);

@@ -4,6 +4,7 @@
  * sum and the sum of squares; per-channel results go through double arrays, so
  * both float types share everything but the innermost loops. */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -84,24 +85,59 @@ static void row_sums_f32(const float *restrict a, const float *restrict b, int64
     }
 }
 
-/* Per channel: s1 = sum(a) and s2 = sum(a * b), with b = a when b is NULL. Used
- * as (x, NULL) for sum x and sum x^2, and as (gy, x) for sum gy and sum gy x. */
-static int channel_sums(const bn_shape *g, const void *a, const void *b, double *s1, double *s2)
+/* gy as the relu's backward passes it: a * 1 where mask > 0, a * 0 elsewhere
+ * (what its op computes: the same bits), n values. */
+static void masked_f32(float *restrict out, const float *restrict a, const float *restrict mask,
+                       int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        out[i] = a[i] * (mask[i] > 0.0f ? 1.0f : 0.0f);
+}
+
+static inline double masked(const void *a, const void *mask, int64_t i)
+{
+    double v = ld(a, false, i);
+    return mask ? v * (ld(mask, false, i) > 0.0 ? 1.0 : 0.0) : v;
+}
+
+/* Scratch of n floats for each of the threads (NULL with the error set). */
+static float *thread_scratch(const bn_shape *g, int64_t n)
+{
+    float *p = malloc(sizeof(float) * (size_t)g->threads * (size_t)(n ? n : 1));
+    if (!p)
+        err_set("batch_norm: out of memory for %d x %lld scratch values", g->threads,
+                (long long)n);
+    return p;
+}
+
+/* Per channel: s1 = sum(a) and s2 = sum(a * b), with b = a when b is NULL, and a
+ * masked by mask (masked_f32) when given. Used as (x, NULL) for sum x and sum
+ * x^2, and as (gy, x) for sum gy and sum gy x. */
+static int channel_sums(const bn_shape *g, const void *a, const void *b, const void *mask,
+                        double *s1, double *s2)
 {
     int64_t C = g->c;
     if (!g->rows) {
+        float *scr = mask && g->f32 ? thread_scratch(g, g->s) : NULL;
+        if (mask && g->f32 && !scr)
+            return -1;
 #pragma omp parallel for num_threads(g->threads) schedule(static)
         for (int64_t c = 0; c < C; c++) {
             double u = 0, v = 0;
+            float *mine = scr ? scr + (size_t)omp_get_thread_num() * (size_t)g->s : NULL;
             for (int64_t i = 0; i < g->n; i++) {
                 int64_t base = (i * C + c) * g->s;
                 if (g->f32) {
-                    plane_sums_f32((const float *)a + base, b ? (const float *)b + base : NULL,
-                                   g->s, &u, &v);
+                    const float *ap = (const float *)a + base;
+                    if (mine) {
+                        masked_f32(mine, ap, (const float *)mask + base, g->s);
+                        ap = mine;
+                    }
+                    plane_sums_f32(ap, b ? (const float *)b + base : NULL, g->s, &u, &v);
                     continue;
                 }
                 for (int64_t k = 0; k < g->s; k++) {
-                    double av = ld(a, false, base + k), bv = b ? ld(b, false, base + k) : av;
+                    double av = masked(a, mask, base + k), bv = b ? ld(b, false, base + k) : av;
                     u += av;
                     v += av * bv;
                 }
@@ -109,15 +145,18 @@ static int channel_sums(const bn_shape *g, const void *a, const void *b, double 
             s1[c] = u;
             s2[c] = v;
         }
+        free(scr);
         return 0;
     }
     /* Rows of C: each thread sums a block of rows into its own arrays. */
     int nt = g->threads;
     double *part = calloc((size_t)(2 * nt) * (size_t)C, sizeof *part);
     float *fpart = malloc(sizeof(float) * (size_t)(2 * nt) * (size_t)C + 1);
-    if (!part || !fpart) {
+    float *scr = mask && g->f32 ? thread_scratch(g, ROW_BLOCK * C) : NULL;
+    if (!part || !fpart || (mask && g->f32 && !scr)) {
         free(part);
         free(fpart);
+        free(scr);
         return err_set("batch_norm: out of memory for %d x %lld partial sums", nt, (long long)C);
     }
     int64_t rows = g->n * g->s;
@@ -127,12 +166,21 @@ static int channel_sums(const bn_shape *g, const void *a, const void *b, double 
         int64_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt;
         if (g->f32) {
             float *fu = fpart + (size_t)(2 * t) * (size_t)C;
-            row_sums_f32(a, b, r0, r1, C, u, v, fu, fu + C);
+            if (!scr) {
+                row_sums_f32(a, b, r0, r1, C, u, v, fu, fu + C);
+                continue;
+            }
+            float *mine = scr + (size_t)t * (size_t)(ROW_BLOCK * C);
+            for (int64_t r = r0; r < r1; r += ROW_BLOCK) { /* a block of rows, masked */
+                int64_t n = (r + ROW_BLOCK < r1 ? ROW_BLOCK : r1 - r);
+                masked_f32(mine, (const float *)a + r * C, (const float *)mask + r * C, n * C);
+                row_sums_f32(mine, b ? (const float *)b + r * C : NULL, 0, n, C, u, v, fu, fu + C);
+            }
             continue;
         }
         for (int64_t r = r0; r < r1; r++)
             for (int64_t c = 0; c < C; c++) {
-                double av = ld(a, false, r * C + c), bv = b ? ld(b, false, r * C + c) : av;
+                double av = masked(a, mask, r * C + c), bv = b ? ld(b, false, r * C + c) : av;
                 u[c] += av;
                 v[c] += av * bv;
             }
@@ -146,6 +194,7 @@ static int channel_sums(const bn_shape *g, const void *a, const void *b, double 
     }
     free(part);
     free(fpart);
+    free(scr);
     return 0;
 }
 
@@ -187,57 +236,85 @@ static void epilogue_f32(float *restrict o, const float *restrict res, bool relu
             o[i] = o[i] > 0.0f ? o[i] : 0.0f;
 }
 
-/* out = in * k[c] + extra * m[c] + base[c] over the whole tensor, where extra is a
- * second input (the backward pass's x) or absent; then the epilogue (res: a
- * residual in out's layout, or NULL; relu), run on each plane or row while it
- * is in cache. float32 runs typed loops over planes or rows with float
- * coefficients; float64 the generic loop. */
+/* What channel_affine does besides out = in * k + extra * m + base: the
+ * forward's epilogue (+ res, a residual in out's layout; relu), or the
+ * backward's prologue (in masked by mask as the relu's backward passes it,
+ * and that masked gradient also written to through when given). */
+typedef struct {
+    const void *res;
+    bool relu;
+    const void *mask;
+    void *through;
+} affine_extras;
+
+/* out = in * k[c] + extra * m[c] + base[c] over the whole tensor (out NULL: only
+ * the masked in to through), where extra is a second input (the backward pass's
+ * x) or absent, with the extras x, run on each plane or row while it is in cache.
+ * float32 runs typed loops over planes or rows with float coefficients; float64
+ * the generic loop. */
 static int channel_affine(const bn_shape *g, void *out, const void *in, const double *k,
                           const void *extra, const double *m, const double *base,
-                          const void *res, bool relu)
+                          const affine_extras *x)
 {
     int64_t C = g->c, total = g->n * g->c * g->s;
     if (g->f32) {
+        int64_t run = g->rows ? C : g->s; /* values per plane or row */
         float *kf = malloc(sizeof(float) * 3 * (size_t)(C ? C : 1));
-        if (!kf)
+        float *scr = x->mask ? thread_scratch(g, run) : NULL;
+        if (!kf || (x->mask && !scr)) {
+            free(kf);
+            free(scr);
             return err_set("batch_norm: out of memory");
+        }
         float *mf = kf + C, *bf = kf + 2 * C;
         for (int64_t c = 0; c < C; c++) {
             kf[c] = (float)k[c];
             mf[c] = m ? (float)m[c] : 0.0f;
             bf[c] = (float)base[c];
         }
-        const float *in32 = in, *ex32 = extra, *res32 = res;
-        float *o32 = out;
-        if (g->rows) {
-            int64_t rows = g->n * g->s;
+        const float *in32 = in, *ex32 = extra, *res32 = x->res, *mask32 = x->mask;
+        float *o32 = out, *th32 = x->through;
+        int64_t runs = g->rows ? g->n * g->s : g->n * C;
 #pragma omp parallel for num_threads(g->threads) schedule(static)
-            for (int64_t r = 0; r < rows; r++) {
-                affine_row_f32(o32 + r * C, in32 + r * C, ex32 ? ex32 + r * C : NULL, C, kf, mf, bf);
-                epilogue_f32(o32 + r * C, res32 ? res32 + r * C : NULL, relu, C);
+        for (int64_t p = 0; p < runs; p++) {
+            int64_t off = p * run;
+            const float *src = in32 + off;
+            if (scr) {
+                float *mine = scr + (size_t)omp_get_thread_num() * (size_t)run;
+                masked_f32(mine, src, mask32 + off, run);
+                src = mine;
             }
-        } else {
-            int64_t planes = g->n * C;
-#pragma omp parallel for num_threads(g->threads) schedule(static)
-            for (int64_t p = 0; p < planes; p++) {
-                int64_t c = p % C, off = p * g->s;
-                affine_plane_f32(o32 + off, in32 + off, ex32 ? ex32 + off : NULL, g->s, kf[c],
-                                 mf[c], bf[c]);
-                epilogue_f32(o32 + off, res32 ? res32 + off : NULL, relu, g->s);
+            if (th32)
+                memcpy(th32 + off, src, sizeof(float) * (size_t)run);
+            if (!o32)
+                continue;
+            const float *ex = ex32 ? ex32 + off : NULL;
+            if (g->rows) {
+                affine_row_f32(o32 + off, src, ex, C, kf, mf, bf);
+            } else {
+                int64_t c = p % C;
+                affine_plane_f32(o32 + off, src, ex, g->s, kf[c], mf[c], bf[c]);
             }
+            epilogue_f32(o32 + off, res32 ? res32 + off : NULL, x->relu, run);
         }
         free(kf);
+        free(scr);
         return 0;
     }
 #pragma omp parallel for num_threads(g->threads) schedule(static)
     for (int64_t i = 0; i < total; i++) {
         int64_t c = g->rows ? i % C : (i / g->s) % C;
-        double v = ld(in, false, i) * k[c] + base[c];
+        double a = masked(in, x->mask, i);
+        if (x->through)
+            st(x->through, false, i, a);
+        if (!out)
+            continue;
+        double v = a * k[c] + base[c];
         if (extra)
             v += m[c] * ld(extra, false, i);
-        if (res)
-            v += ld(res, false, i);
-        if (relu)
+        if (x->res)
+            v += ld(x->res, false, i);
+        if (x->relu)
             v = v > 0.0 ? v : 0.0;
         st(out, false, i, v);
     }
@@ -257,7 +334,7 @@ int cpu_batch_norm(tensor *y, tensor *save_mean, tensor *save_invstd, const tens
     int rc = 0;
     if (training) {
         double cnt = (double)(g.n * g.s);
-        rc = channel_sums(&g, tensor_data(x), NULL, mean, var);
+        rc = channel_sums(&g, tensor_data(x), NULL, NULL, mean, var);
         for (int64_t c = 0; rc == 0 && c < C; c++) {
             mean[c] /= cnt;
             var[c] = fmax(var[c] / cnt - mean[c] * mean[c], 0.0);
@@ -286,8 +363,9 @@ int cpu_batch_norm(tensor *y, tensor *save_mean, tensor *save_invstd, const tens
     }
     if (rc == 0)
         rc = channel_affine(&g, tensor_data(y), tensor_data(x), scale, NULL, NULL, shift,
-                            ep && ep->residual ? tensor_data(ep->residual) : NULL,
-                            ep && ep->relu);
+                            &(affine_extras){ep && ep->residual ? tensor_data(ep->residual)
+                                                                : NULL,
+                                             ep && ep->relu, NULL, NULL});
     free(buf);
     return rc;
 }
@@ -299,7 +377,8 @@ int cpu_batch_norm(tensor *y, tensor *save_mean, tensor *save_invstd, const tens
  *   eval:     gx = k gy  (mean and invstd are constants) */
 int cpu_batch_norm_backward(tensor *gx, tensor *gw, tensor *gb, const tensor *gy,
                             const tensor *x, const tensor *w, const tensor *mean,
-                            const tensor *invstd, bool training)
+                            const tensor *invstd, bool training,
+                            const tensor *relu_out, tensor *g_residual)
 {
     bn_shape g = bn_geometry(x);
     int64_t C = g.c;
@@ -308,7 +387,8 @@ int cpu_batch_norm_backward(tensor *gx, tensor *gw, tensor *gb, const tensor *gy
     if (!buf)
         return err_set("batch_norm: out of memory");
     double *sg = buf, *sgx = buf + C, *k = buf + 2 * C, *m = buf + 3 * C, *base = buf + 4 * C;
-    int rc = channel_sums(&g, tensor_data(gy), tensor_data(x), sg, sgx);
+    const void *mask = relu_out ? tensor_data(relu_out) : NULL;
+    int rc = channel_sums(&g, tensor_data(gy), tensor_data(x), mask, sg, sgx);
     for (int64_t c = 0; rc == 0 && c < C; c++) {
         double mu = ld(tensor_data(mean), g.f32, c), is = ld(tensor_data(invstd), g.f32, c);
         double dw = (sgx[c] - mu * sg[c]) * is;
@@ -320,9 +400,11 @@ int cpu_batch_norm_backward(tensor *gx, tensor *gw, tensor *gb, const tensor *gy
         m[c] = training ? -k[c] * is * dw / M : 0.0;
         base[c] = training ? k[c] / M * (mu * is * dw - sg[c]) : 0.0;
     }
-    if (rc == 0 && gx)
-        rc = channel_affine(&g, tensor_data(gx), tensor_data(gy), k,
-                            training ? tensor_data(x) : NULL, m, base, NULL, false);
+    if (rc == 0 && (gx || g_residual))
+        rc = channel_affine(&g, gx ? tensor_data(gx) : NULL, tensor_data(gy), k,
+                            training ? tensor_data(x) : NULL, m, base,
+                            &(affine_extras){NULL, false, mask,
+                                             g_residual ? tensor_data(g_residual) : NULL});
     free(buf);
     return rc;
 }

@@ -64,6 +64,7 @@ int cpu_batch_norm(tensor *y, tensor *save_mean, tensor *save_invstd, const tens
                    bool training, double momentum, double eps, const bn_epilogue *ep);
 int cpu_batch_norm_backward(tensor *gx, tensor *gw, tensor *gb, const tensor *gy,
                             const tensor *x, const tensor *w, const tensor *mean,
-                            const tensor *invstd, bool training);
+                            const tensor *invstd, bool training,
+                            const tensor *relu_out, tensor *g_residual);
 
 #endif

@@ -56,7 +56,8 @@ int cuda_batch_norm(tensor *y, tensor *save_mean, tensor *save_invstd, const ten
                     const bn_epilogue *ep);
 int cuda_batch_norm_backward(tensor *gx, tensor *gw, tensor *gb, const tensor *gy,
                              const tensor *x, const tensor *w, const tensor *mean,
-                             const tensor *invstd, bool training);
+                             const tensor *invstd, bool training,
+                             const tensor *relu_out, tensor *g_residual);
 /* csrc/cuda/cublas_gemm.c (twin: csrc/cpu/blas.c) */
 int cuda_gemm(dtype_t dt, int64_t batch, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
               double alpha, const tensor *A, int64_t sa, int64_t lda, const tensor *B,

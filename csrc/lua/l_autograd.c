@@ -64,6 +64,28 @@ static int with_grad_mode(lua_State *L, bool on)
     return lua_gettop(L);
 }
 
+/* autograd_profile(true): start timing backward nodes (clearing the sums);
+ * autograd_profile(false) -> {name = {seconds =, calls =}}: stop, and the sums. */
+static int l_autograd_profile(lua_State *L)
+{
+    bool on = lua_toboolean(L, 1);
+    ag_profile(on);
+    if (on)
+        return 0;
+    const ag_profile_entry *e;
+    int n = ag_profile_results(&e);
+    lua_createtable(L, 0, n);
+    for (int i = 0; i < n; i++) {
+        lua_createtable(L, 0, 2);
+        lua_pushnumber(L, e[i].seconds);
+        lua_setfield(L, -2, "seconds");
+        lua_pushinteger(L, e[i].calls);
+        lua_setfield(L, -2, "calls");
+        lua_setfield(L, -2, e[i].name);
+    }
+    return 1;
+}
+
 static int l_no_grad(lua_State *L) { return with_grad_mode(L, false); }
 static int l_enable_grad(lua_State *L) { return with_grad_mode(L, true); }
 
@@ -84,7 +106,7 @@ static int l_set_grad_enabled(lua_State *L)
 static const luaL_Reg funcs[] = {
     {"no_grad", l_no_grad}, {"enable_grad", l_enable_grad},
     {"is_grad_enabled", l_is_grad_enabled}, {"set_grad_enabled", l_set_grad_enabled},
-    {"detach", l_detach}, {NULL, NULL},
+    {"detach", l_detach}, {"autograd_profile", l_autograd_profile}, {NULL, NULL},
 };
 
 static const luaL_Reg methods[] = {

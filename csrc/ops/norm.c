@@ -9,8 +9,9 @@
 enum { BN_TRAINING, BN_HAS_W, BN_RELU };
 
 /* Inputs x, w, b, residual; saved x, mean, invstd, then w if any, then y if relu
- * (its positive entries pass the gradient, as the relu op's backward). The
- * residual's gradient is the epilogue's: gy through the relu. */
+ * (its positive entries pass the gradient, as the relu op's backward, in the
+ * kernel's passes). The residual's gradient is gy through the relu, which the
+ * kernel writes too. */
 static int bn_backward(ag_node *n, tensor *gy, tensor **gin)
 {
     tensor *x = ag_saved(n, 0), *mean = ag_saved(n, 1), *invstd = ag_saved(n, 2);
@@ -19,27 +20,26 @@ static int bn_backward(ag_node *n, tensor *gy, tensor **gin)
     tensor *y = n->iarg[BN_RELU] ? ag_saved(n, next++) : NULL;
     if (!x || !mean || !invstd || (n->iarg[BN_HAS_W] && !w) || (n->iarg[BN_RELU] && !y))
         return -1;
-    tensor *through = y ? c_binary(BIN_MUL, keep(gy), op_unary(UN_STEP, y, 0, 0)) : keep(gy);
-    /* the kernel walks gy, x and gx in the same layout: x's */
-    tensor *g = !through                        ? NULL
-                : tensor_is_channels_last(x) ? tensor_channels_last(through)
-                                             : tensor_contiguous(through);
+    /* the kernel walks gy, x, y, gx and the residual's gradient in x's layout */
+    tensor *g = tensor_is_channels_last(x) ? tensor_channels_last(gy) : tensor_contiguous(gy);
     const backend *be = g ? ops_backend(x, "batch_norm") : NULL;
     int64_t C = x->shape[1];
     bool wx = ag_wants(n, 0), ww = n->n_next > 1 && ag_wants(n, 1), wb = n->n_next > 2 && ag_wants(n, 2);
+    bool wr = n->n_next > 3 && ag_wants(n, 3);
     tensor *gx = be && wx ? tensor_empty_like(x, x->dtype) : NULL;
     tensor *gw = be && ww ? tensor_empty(x->dtype, 1, &C, tensor_device(x)) : NULL;
     tensor *gb = be && wb ? tensor_empty(x->dtype, 1, &C, tensor_device(x)) : NULL;
-    int rc = be && (gx || !wx) && (gw || !ww) && (gb || !wb)
+    tensor *gr = be && wr ? tensor_empty_like(x, x->dtype) : NULL;
+    int rc = be && (gx || !wx) && (gw || !ww) && (gb || !wb) && (gr || !wr)
                  ? be->batch_norm_backward(gx, gw, gb, g, x, w, mean, invstd,
-                                           n->iarg[BN_TRAINING] != 0)
+                                           n->iarg[BN_TRAINING] != 0, y, gr)
                  : -1;
     tensor_decref(g);
     if (rc != 0) {
-        tensor_decref(through);
         tensor_decref(gx);
         tensor_decref(gw);
         tensor_decref(gb);
+        tensor_decref(gr);
         return -1;
     }
     gin[0] = gx;
@@ -47,9 +47,8 @@ static int bn_backward(ag_node *n, tensor *gy, tensor **gin)
         gin[1] = gw;
     if (n->n_next > 2)
         gin[2] = gb;
-    if (n->n_next > 3 && ag_wants(n, 3))
-        gin[3] = keep(through);
-    tensor_decref(through);
+    if (n->n_next > 3)
+        gin[3] = gr;
     return ag_check(n, gin);
 }
 

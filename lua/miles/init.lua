@@ -27,6 +27,10 @@ miles.fusion = require "miles.fusion"
 miles.rules = require "miles.rules"
 miles.train = require "miles.train"
 miles.plot = require "miles.plot"
+--- profile(fn [, {device =}]) -> report: time split of one run of fn by module
+-- class and backward op (lua/miles/profile.lua; miles.profile_format(report)).
+miles.profile = require("miles.profile").run
+miles.profile_format = require("miles.profile").format
 
 --- The GPU side: whether there is one, waiting for it, TF32 maths, bf16 autocast,
 -- determinism, memory.

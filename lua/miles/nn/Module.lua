@@ -25,6 +25,7 @@
 -- Subclasses inherit methods through `extend`; a subclass calls its parent's
 -- constructor explicitly when it needs it: `Parent.init(self, ...)`.
 local miles_core = require "miles.core"
+local profile = require "miles.profile"
 
 local Module = { __name = "Module" }
 
@@ -146,7 +147,21 @@ function Module:forward()
   error(self.__name .. ": forward is not implemented", 2)
 end
 
-Module.__call = function(self, ...) return self:forward(...) end
+-- Does m have a child module?
+local function has_children(m)
+  for _, c in pairs(rawget(m, "_modules").values) do
+    if c then return true end
+  end
+  return false
+end
+
+-- (Under miles.profile, a module without children is timed by its class.)
+Module.__call = function(self, ...)
+  if profile.active() and not has_children(self) then
+    return profile.timed("forward", self.__name, self.forward, self, ...)
+  end
+  return self:forward(...)
+end
 
 --- Register a parameter: a float leaf tensor that requires grad, or nil (a
 -- named empty slot, like PyTorch's `bias=None`). Returns the tensor.

@@ -1,0 +1,104 @@
+--- miles.profile(fn [, {device = "cuda"}]) -> report: runs fn() once, timing
+-- each leaf module's forward (by class: Conv2d, BatchNorm2d, Linear, ...) and
+-- each backward op (by autograd node: conv2d, batch_norm, ...), the device
+-- waited for before and after each (so a time is that piece's own work, and the
+-- run is slower than an unprofiled one), plus the sections fn marks with
+-- profile.section(name, f). Work outside them (ops called outside a module:
+-- losses, concatenations; the rest of the Lua) is `other`.
+--   report.rows: {phase = "forward"|"backward"|"section", name =, ms =, calls =},
+--                largest first; report.total_ms, report.other_ms
+--   profile.format(report) -> the table as text lines.
+local core = require "miles.core"
+
+local profile = {}
+
+local state -- while a profile runs: {device index or false, rows by key}
+
+-- The time now, after the profiled GPU's queued work is done.
+local function settled_now()
+  if state.gpu then core.cuda_synchronize(state.gpu) end
+  return core.wall_time()
+end
+
+local function add(phase, name, seconds)
+  local key = phase .. "\0" .. name
+  local row = state.rows[key]
+  if not row then
+    row = { phase = phase, name = name, ms = 0, calls = 0 }
+    state.rows[key] = row
+  end
+  row.ms = row.ms + seconds * 1000
+  row.calls = row.calls + 1
+end
+
+--- Is a profile running? (Module's call asks, to time leaf modules.)
+function profile.active()
+  return state ~= nil
+end
+
+--- f(...) timed as `phase` `name` when a profile runs (else just f(...)).
+function profile.timed(phase, name, f, ...)
+  if not state then return f(...) end
+  local t0 = settled_now()
+  local r = table.pack(f(...))
+  add(phase, name, settled_now() - t0)
+  return table.unpack(r, 1, r.n)
+end
+
+--- Mark a part of a profiled function (the optimizer step, say).
+function profile.section(name, f, ...)
+  return profile.timed("section", name, f, ...)
+end
+
+local function gpu_index(device)
+  if not device or device == "cpu" then return false end
+  local i = device:match("^cuda:?(%d*)$")
+  assert(i, "miles.profile: device must be 'cpu', 'cuda' or 'cuda:N', not " .. tostring(device))
+  return i == "" and 0 or tonumber(i)
+end
+
+function profile.run(fn, opts)
+  assert(type(fn) == "function", "miles.profile: expects a function to run")
+  assert(not state, "miles.profile: a profile is already running")
+  opts = opts or {}
+  for k in pairs(opts) do
+    assert(k == "device", "miles.profile: unknown option '" .. tostring(k) .. "'")
+  end
+  state = { gpu = gpu_index(opts.device), rows = {} }
+  local t0 = settled_now()
+  core.autograd_profile(true)
+  local ok, err = pcall(fn)
+  local back = core.autograd_profile(false)
+  local total = (settled_now() - t0) * 1000
+  local rows = state.rows
+  state = nil
+  if not ok then error(err, 0) end
+  local report = { rows = {}, total_ms = total }
+  for _, r in pairs(rows) do report.rows[#report.rows + 1] = r end
+  for name, b in pairs(back) do
+    report.rows[#report.rows + 1] = { phase = "backward", name = name, ms = b.seconds * 1000,
+                                      calls = b.calls }
+  end
+  table.sort(report.rows, function(a, b)
+    if a.ms ~= b.ms then return a.ms > b.ms end
+    return a.phase .. a.name < b.phase .. b.name
+  end)
+  local timed = 0
+  for _, r in ipairs(report.rows) do timed = timed + r.ms end
+  report.other_ms = math.max(total - timed, 0)
+  return report
+end
+
+function profile.format(report)
+  local lines = { ("  %-10s %-26s %10s %6s %7s"):format("phase", "name", "ms", "share", "calls") }
+  local function line(phase, name, ms, calls)
+    lines[#lines + 1] = ("  %-10s %-26s %10.3f %5.1f%% %7s"):format(phase, name, ms,
+      report.total_ms > 0 and 100 * ms / report.total_ms or 0, calls)
+  end
+  for _, r in ipairs(report.rows) do line(r.phase, r.name, r.ms, tostring(r.calls)) end
+  line("", "other", report.other_ms, "")
+  line("", "total", report.total_ms, "")
+  return table.concat(lines, "\n")
+end
+
+return profile
