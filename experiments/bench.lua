@@ -14,12 +14,16 @@
 -- On the GPU a third run of ours replays the whole training step as one CUDA graph
 -- (miles.cuda.graph), compared with PyTorch eager too: small models are bound by
 -- kernel launches, and a graph launches once per step.
+-- After each workload, the time split of one float32 step of ours by layer type
+-- (miles.profile: module classes forward, autograd ops backward, the losses and
+-- the optimizer step; each piece waited for, so the step runs slower than above).
 -- The PyTorch interpreter is $MILES_PYTHON, else /usr/bin/python3 when present,
 -- else python3.
 local miles = require "miles"
 local nn, F = miles.nn, miles.F
 local models = require "miles.models"
 local optim = require "miles.optim"
+local profile = require "miles.profile"
 
 local WORKLOADS = { -- shape A, shape B, model, classes
   smnist = { { 1, 28, 28 }, { 1, 28, 28 }, "resnet10", 10 },
@@ -125,7 +129,8 @@ end
 
 --- A timed training loop for one workload: steps/s over at least o.seconds, with
 -- bf16 autocast on when `bf16` (warm-up included, so its plans are made there),
--- the step replayed as a CUDA graph when `graph`.
+-- the step replayed as a CUDA graph when `graph`; and a function giving the time
+-- split of one (eager) step.
 local function make_runner(name, device, bf16, graph)
   local spec = WORKLOADS[name]
   miles.manual_seed(0)
@@ -136,25 +141,31 @@ local function make_runner(name, device, bf16, graph)
   local function step()
     opt:zero_grad()
     local za, zb = ea(a), eb(b)
-    local loss = F.cross_entropy(hab(miles.cat({ za, zb }, 2)), y) + F.cross_entropy(ha(za), y)
-      + F.cross_entropy(hb(zb), y)
+    local loss = profile.section("fusion and losses", function()
+      return F.cross_entropy(hab(miles.cat({ za, zb }, 2)), y) + F.cross_entropy(ha(za), y)
+        + F.cross_entropy(hb(zb), y)
+    end)
     loss:backward()
-    opt:step()
+    profile.section("optimizer step", function() opt:step() end)
+  end
+  local function split()
+    return with_autocast(bf16, function() return miles.profile(step, { device = device }) end)
   end
   local flops = step_flops(function() return hab(miles.cat({ ea(a), eb(b) }, 2)) end)
   with_autocast(bf16, function()
     for _ = 1, WARMUP do step() end
     sync(device)
   end)
+  local replay = step
   if graph then
     local g = miles.cuda.graph(step) -- the same step, captured; the inputs stay
-    step = function() g:replay() end
+    replay = function() g:replay() end
   end
   return function(seconds)
     return with_autocast(bf16, function()
       local n, t0 = 0, miles.wall_time()
       while miles.wall_time() - t0 < seconds or n < MIN_STEPS do
-        step()
+        replay()
         n = n + 1
         if n % 10 == 0 then sync(device) end -- as PyTorch's twin: a short queue
       end
@@ -162,7 +173,7 @@ local function make_runner(name, device, bf16, graph)
       local dt = miles.wall_time() - t0
       return n * BATCH / dt, dt / n * 1000, flops * n / dt / 1e12
     end)
-  end
+  end, split
 end
 
 local function python()
@@ -230,7 +241,8 @@ local function run_workload(name, o)
   local mine, list = our_runs(o), peers(o)
   local label_of = {}
   for _, m in ipairs(mine) do
-    m.run, m.rates = make_runner(name, o.device, m.bf16, m.graph), {}
+    m.run, m.split = make_runner(name, o.device, m.bf16, m.graph)
+    m.rates = {}
     label_of[m.key] = m.label
   end
   local ratios = {} -- ratios[i][key]: ours `key` / peer i, one per round
@@ -264,6 +276,9 @@ local function run_workload(name, o)
       name, o.device, what, median(m.rates), o.rounds, peak_rss_mib(), m.achieved,
       peak_note(o, m.achieved, m.bf16)))
   end
+  print(string.format("%s: time split of one step of ours (%s), each piece waited for:", name,
+    mine[1].label))
+  print(miles.profile_format(mine[1].split()))
   for i, p in ipairs(list) do
     for _, key in ipairs(p.ours) do
       local rs = ratios[i][key]

@@ -1,0 +1,73 @@
+-- miles.profile: the time split of one run by module class, backward op and
+-- marked section (lua/miles/profile.lua, csrc/autograd.c's node timing).
+local miles = require "miles"
+local H = require "helpers"
+local gpu_it = H.gpu_specs(it, describe, pending)
+local nn, F = miles.nn, miles.F
+local profile = require "miles.profile"
+
+-- One training step of a small conv net on dev, under a profile.
+local function profiled_step(dev)
+  miles.manual_seed(3)
+  local net = nn.Sequential(nn.Conv2d(2, 4, 3, { padding = 1 }), nn.BatchNorm2d(4), nn.ReLU(),
+    nn.Conv2d(4, 4, 3, { padding = 1 }), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)):to(dev)
+  local opt = miles.optim.SGD(net:parameters(), { lr = 0.1 })
+  local x, y = miles.randn(5, 2, 6, 6):to(dev), miles.randint(1, 4, { 5 }):to(dev)
+  return miles.profile(function()
+    opt:zero_grad()
+    F.cross_entropy(net(x), y):backward()
+    profile.section("optimizer", function() opt:step() end)
+  end, { device = dev })
+end
+
+local function row(report, phase, name)
+  for _, r in ipairs(report.rows) do
+    if r.phase == phase and r.name == name then return r end
+  end
+end
+
+describe("miles.profile", function()
+  it("splits a step by module class, backward op and section", function()
+    local r = profiled_step("cpu")
+    assert.equal(2, row(r, "forward", "Conv2d").calls)
+    assert.equal(1, row(r, "forward", "BatchNorm2d").calls)
+    assert.equal(1, row(r, "forward", "Linear").calls)
+    assert.is_nil(row(r, "forward", "Sequential")) -- containers are not timed twice
+    assert.equal(2, row(r, "backward", "conv2d").calls)
+    assert.equal(1, row(r, "backward", "batch_norm").calls)
+    assert.equal(1, row(r, "section", "optimizer").calls)
+    local sum = r.other_ms
+    for i, x in ipairs(r.rows) do
+      assert.is_true(x.ms >= 0)
+      if i > 1 then assert.is_true(r.rows[i - 1].ms >= x.ms) end -- largest first
+      sum = sum + x.ms
+    end
+    assert.is_true(math.abs(sum - r.total_ms) < 1e-6 * math.max(1, r.total_ms) or r.other_ms == 0)
+    local text = miles.profile_format(r)
+    assert.truthy(text:find("forward%s+Conv2d"))
+    assert.truthy(text:find("total"))
+  end)
+
+  it("leaves nothing running after it, even when the function fails", function()
+    assert.matches("boom", H.error_of(miles.profile, function() error("boom") end))
+    assert.is_false(profile.active())
+    local r = miles.profile(function() end)
+    assert.same({}, r.rows)
+  end)
+
+  it("checks its arguments", function()
+    assert.matches("expects a function", H.error_of(miles.profile, 42))
+    assert.matches("unknown option 'devcie'", H.error_of(miles.profile, function() end, { devcie = "cpu" }))
+    assert.matches("device must be", H.error_of(miles.profile, function() end, { device = "gpu" }))
+    assert.matches("already running", H.error_of(miles.profile, function()
+      miles.profile(function() end)
+    end))
+  end)
+
+  gpu_it("splits a GPU step the same way", function()
+    local r = profiled_step("cuda")
+    assert.equal(2, row(r, "forward", "Conv2d").calls)
+    assert.equal(2, row(r, "backward", "conv2d").calls)
+    assert.equal(1, row(r, "section", "optimizer").calls)
+  end)
+end)
