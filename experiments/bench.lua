@@ -293,6 +293,16 @@ local function run_workload(name, o)
   end
 end
 
+-- A ResNet block's end as the models run it: batch norm with the residual sum
+-- and the ReLU in its pass (a fixed channels-last residual of the input's shape).
+local BlockEnd = nn.Module:extend("BlockEnd")
+function BlockEnd:init(shape)
+  self.bn = nn.BatchNorm2d(shape[2])
+  local r = miles.randn(table.unpack(shape))
+  self:register_buffer("residual", r:permute(1, 3, 4, 2):contiguous():permute(1, 4, 2, 3))
+end
+function BlockEnd:forward(x) return self.bn(x, { residual = self.residual, relu = true }) end
+
 --- Forward and forward+backward time of one layer of each type at smnist/luma
 -- sizes, on channels-last float32 activations (the layout the network runs in),
 -- with a fixed output gradient.
@@ -331,6 +341,7 @@ local function layer_times(o)
   row("conv 3x3 512->512 on 1x1", nn.Conv2d(512, 512, 3, { padding = 1, bias = false }), { 64, 512, 1, 1 }, true)
   row("conv 7x7/2 1->64 on 96x96 (stem)", nn.Conv2d(1, 64, 7, { stride = 2, padding = 3, bias = false }), { 64, 1, 96, 96 }, false)
   row("batch norm 64 on 14x14", nn.BatchNorm2d(64), { 64, 64, 14, 14 }, true)
+  row("batch norm + add + relu (fused) on 14x14", BlockEnd({ 64, 64, 14, 14 }), { 64, 64, 14, 14 }, true)
   row("relu on 64x14x14", nn.ReLU(), { 64, 64, 14, 14 }, true)
   row("max pool 3x3/2 on 64x14x14", nn.MaxPool2d(3, { stride = 2, padding = 1 }), { 64, 64, 14, 14 }, true)
   row("linear 512->10", nn.Linear(512, 10), { 64, 512 }, true)
