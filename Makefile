@@ -112,8 +112,12 @@ $(BUILD)/obj/%.o: csrc/%.c Makefile
 ifeq ($(EMU),1)
 EMU_CXXFLAGS := -std=c++17 -O1 -g -ffp-contract=off -Wall -Wextra -Werror -fPIC -DMILES_CUDA \
                 -DMILES_EMU -I$(CUDA_HOME)/include -Ikernels $(PKG_CFLAGS) \
-                $(if $(filter 1,$(SAN)),$(SAN_FLAGS) -fsanitize-sections=emu_shared)
-$(BUILD)/kernels/%.o: kernels/%.cu kernels/common.cuh spec/emu/emu.h spec/emu/cu2cpp.pl Makefile
+                $(if $(filter 1,$(SAN)),$(SAN_FLAGS))
+# (the rewritten common.cuh sits beside the rewritten kernels, which find it first)
+$(BUILD)/kernels/common.cuh: kernels/common.cuh spec/emu/cu2cpp.pl
+	@mkdir -p $(dir $@)
+	perl spec/emu/cu2cpp.pl < $< > $@
+$(BUILD)/kernels/%.o: kernels/%.cu $(BUILD)/kernels/common.cuh spec/emu/emu.h spec/emu/cu2cpp.pl Makefile
 	@mkdir -p $(dir $@)
 	perl spec/emu/cu2cpp.pl < $< > $(@:.o=.cpp)
 	$(CXX) $(EMU_CXXFLAGS) -include spec/emu/emu.h -c $(@:.o=.cpp) -o $@

@@ -132,9 +132,11 @@ template <typename T, typename Op> __device__ T warp_all(T v, Op op)
     return v;
 }
 
-// One slot per warp of shared scratch for block_group<Scratch>: a single array
-// per Scratch type, whatever types all() combines in it.
-template <typename Scratch> __shared__ Scratch warp_scratch[32];
+// One slot per warp of shared scratch for block_group's all(): raw bytes, as
+// large and as aligned as the largest type it combines (best<double>), used as
+// an array of whatever type all() combines.
+#define WARP_SCRATCH_SLOT 16
+__shared__ __align__(16) unsigned char warp_scratch[32 * WARP_SCRATCH_SLOT];
 
 // A thread per row.
 struct thread_group {
@@ -171,8 +173,10 @@ template <typename Scratch> struct block_group {
     __device__ int64_t row_step() const { return gridDim.x; }
     template <typename T, typename Op> __device__ T all(T v, Op op) const
     {
-        static_assert(sizeof(T) <= sizeof(Scratch), "block_group: Scratch too small");
-        T *part = reinterpret_cast<T *>(warp_scratch<Scratch>);
+        static_assert(sizeof(T) <= sizeof(Scratch) && sizeof(Scratch) <= WARP_SCRATCH_SLOT &&
+                          alignof(Scratch) <= 16,
+                      "block_group: Scratch too small, or larger than a scratch slot");
+        T *part = reinterpret_cast<T *>(warp_scratch);
         v = warp_all(v, op);
         __syncthreads(); // the previous call's readers are done with part
         if ((threadIdx.x & 31) == 0)

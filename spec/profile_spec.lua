@@ -48,9 +48,32 @@ describe("miles.profile", function()
     assert.truthy(text:find("total"))
   end)
 
-  it("leaves nothing running after it, even when the function fails", function()
+  it("counts a piece inside another once: the outer row has its own time only", function()
+    local lin = nn.Linear(200, 200)
+    local x = miles.randn(400, 200, { requires_grad = true })
+    local r = miles.profile(function()
+      profile.section("outer", function()
+        local y = lin(x)
+        y:sum():backward()
+      end)
+    end)
+    local outer, inner, back = row(r, "section", "outer"), row(r, "forward", "Linear"), row(r, "backward", "matmul")
+    assert.is_not_nil(inner)
+    assert.is_not_nil(back)
+    local sum = 0
+    for _, x_ in ipairs(r.rows) do sum = sum + x_.ms end
+    assert.is_true(sum <= r.total_ms * 1.001 + 1e-3, ("rows %.3f ms, total %.3f ms"):format(sum, r.total_ms))
+    assert.is_true(outer.ms < inner.ms + back.ms)
+  end)
+
+  it("leaves nothing running after it, even when the function or the device fails", function()
     assert.matches("boom", H.error_of(miles.profile, function() error("boom") end))
     assert.is_false(profile.active())
+    if not H.cuda_available then
+      assert.is_not_nil(H.error_of(miles.profile, function() end, { device = "cuda" }))
+      assert.is_false(profile.active())
+      assert.is_not_nil(nn.Linear(3, 2)(miles.randn(1, 3)))
+    end
     local r = miles.profile(function() end)
     assert.same({}, r.rows)
   end)

@@ -23,8 +23,10 @@
  * its own (kernels/conv_bias.cu).
  *
  * A problem no engine takes even in NCHW runs as im2col + cuBLAS (conv_gemm.c;
- * remembered, as the other choices are), and every problem does when
- * MILES_CONV_GEMM=1. */
+ * remembered, as the other choices are, though the operands' layout copies are
+ * still made before the cache answers), and every problem does when
+ * MILES_CONV_GEMM=1. A failure that may pass (memory for an engine's
+ * workspace while tuning) is an error, and nothing is remembered. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -343,10 +345,13 @@ static int conv_key(const conv_problem *pr, bool tf32, int64_t *k)
 }
 
 /* Build pr's graph and choose its engine by timing; the plan's tag records
- * whether it adds the bias. NULL with the error set when no engine runs it. */
+ * whether it adds the bias. NULL with the error set when that fails: *why is 1
+ * when cuDNN does not take the problem (a descriptor it refuses, no engine), -1
+ * for a failure that may pass (memory, a CUDA call). */
 static cg_plan *conv_plan(const conv_problem *pr, cudnnHandle_t h, bool fuse_bias, bool tf32,
-                          const char *op)
+                          const char *op, int *why)
 {
+    *why = -1;
     cg_plan *plan = cg_plan_new(op);
     if (!plan)
         return NULL;
@@ -355,7 +360,9 @@ static cg_plan *conv_plan(const conv_problem *pr, cudnnHandle_t h, bool fuse_bia
     cg_args a;
     conv_args(pr, fuse_bias, &a);
     bool tensor_cores = pr->dt != DT_F32 || tf32 || pr->bf16;
-    if (cg_check(&s, op) != 0 || cg_autotune(plan, h, graph, tensor_cores, &a, pr->dev, op) != 0) {
+    int rc = cg_check(&s, op) != 0 ? 1 : cg_autotune(plan, h, graph, tensor_cores, &a, pr->dev, op);
+    if (rc != 0) {
+        *why = rc;
         cg_plan_free(plan);
         return NULL;
     }
@@ -389,13 +396,16 @@ static int conv_run(const conv_problem *pr, bool *bias_left, const char *op)
     if (!plan) {
         /* An engine for the fused graph if there is one; else the plain convolution.
          * No engine fuses float64; in bf16 the bias goes to the float32 output. */
+        int why = 0;
         if (pr->b && pr->dt != DT_F64 && !pr->bf16) {
-            plan = conv_plan(pr, h, true, tf32, "conv2d (bias fused)");
+            plan = conv_plan(pr, h, true, tf32, "conv2d (bias fused)", &why);
             if (!plan && cg_verbose())
                 fprintf(stderr, "miles: %s\n", err_msg());
         }
         if (!plan)
-            plan = conv_plan(pr, h, false, tf32, op);
+            plan = conv_plan(pr, h, false, tf32, op, &why);
+        if (!plan && why < 0)
+            return -1; /* nothing remembered: the next call tries again */
         if (!plan) {
             if (cg_verbose())
                 fprintf(stderr, "miles: %s; %s\n", err_msg(),

@@ -2,6 +2,7 @@
  * execution and the plan cache (see cudnn_graph.h). */
 #include "cudnn_graph.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -435,8 +436,8 @@ int cg_autotune(cg_plan *p, cudnnHandle_t h, cg_desc graph, bool allow_tensor_co
     }
     cudaEventDestroy(ev[0]);
     cudaEventDestroy(ev[1]);
-    if (!best_plan)
-        return err_set("%s: no cuDNN engine can run this problem (%d configs proposed: %d with "
+    if (!best_plan) {
+        err_set("%s: no cuDNN engine can run this problem (%d configs proposed: %d with "
                        "unwanted numerical notes, %d with unreadable notes, %d more compiling "
                        "ones skipped, %d failed to finalize, %d over the %lld MiB workspace "
                        "bound, %d without memory for their workspace, %d failed to run; last "
@@ -445,6 +446,8 @@ int cg_autotune(cg_plan *p, cudnnHandle_t h, cg_desc graph, bool allow_tensor_co
                        st.too_big, (long long)(TUNE_MAX_WORKSPACE >> 20), st.no_memory, st.failed,
                        st.last_what ? st.last_what : "none",
                        st.last_what ? cudnnGetErrorString(st.last) : "-");
+        return st.no_memory ? -1 : 1; /* (short of memory: another time may do) */
+    }
     if (cg_verbose()) {
         cg_desc engine = NULL;
         int64_t index = -1, n = 0;
@@ -525,9 +528,11 @@ static int64_t cache_bound(void)
     if (!bound) {
         const char *v = getenv("MILES_CUDNN_PLANS");
         char *end = NULL;
+        errno = 0;
         long long n = v ? strtoll(v, &end, 10) : 0;
-        bound = v && *end == '\0' && n > 0 ? n : CACHE_PLANS_DEFAULT;
-        if (v && bound != n)
+        bool ok = v && end != v && *end == '\0' && errno == 0 && n > 0;
+        bound = ok ? n : CACHE_PLANS_DEFAULT;
+        if (v && !ok)
             fprintf(stderr, "miles: MILES_CUDNN_PLANS=%s is not a positive integer: the cuDNN "
                             "plan cache keeps up to %d plans\n", v, CACHE_PLANS_DEFAULT);
     }
@@ -626,10 +631,12 @@ cg_plan *cg_cache_insert(const int64_t *key, int n, int dev, cg_plan *p, const c
         cg_plan_free(p);
     }
     if (gone) { /* nobody holds it: free it once its enqueued executions are done */
-        cudaStream_t stream = cuda_ctx_stream(gone->plan->dev);
-        if (!stream || cuda_ctx_wait_stream(stream, "cudaStreamSynchronize") == 0)
-            cg_plan_free(gone->plan);
-        free(gone); /* (a failed wait leaks the plan rather than risk it) */
+        cg_plan *old = gone->plan;
+        cudaStream_t stream = old->plan ? cuda_ctx_stream(old->dev) : NULL;
+        if (!old->plan || (stream && cuda_ctx_wait_stream(stream, "cudaStreamSynchronize") == 0))
+            cg_plan_free(old); /* (a failed wait leaks the plan rather than risk it) */
+        free(gone);
+        cuda_ctx_stream(dev); /* the caller's GPU current again (the wait made old's) */
     }
     return use;
 }

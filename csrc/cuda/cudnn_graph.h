@@ -90,8 +90,10 @@ int64_t cg_alignment(const void *p);
  * numerical notes are unwanted (inputs down-converted; tensor cores when
  * !allow_tensor_cores); each runs on a's buffers (a warm-up, then timed runs), so
  * the outputs in `a` are overwritten. The fastest plan and its engine config join
- * p->own; p->plan and p->workspace are set. 0, or -1 with the error set when no
- * engine can run the graph. */
+ * p->own; p->plan and p->workspace are set. 0; 1 with the error set when no
+ * engine can run the graph (a property of the problem, which callers may
+ * remember); -1 with the error set for a failure that may pass (memory for a
+ * workspace, a CUDA call). */
 int cg_autotune(cg_plan *p, cudnnHandle_t h, cg_desc graph, bool allow_tensor_cores,
                 const cg_args *a, device dev, const char *op);
 

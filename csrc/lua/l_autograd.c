@@ -65,15 +65,23 @@ static int with_grad_mode(lua_State *L, bool on)
 }
 
 /* autograd_profile(true): start timing backward nodes (clearing the sums);
- * autograd_profile(false) -> {name = {seconds =, calls =}}: stop, and the sums. */
+ * autograd_profile(false) -> {name = {seconds =, calls =}}: stop, and the sums;
+ * autograd_profile() -> the seconds summed so far (all nodes). */
 static int l_autograd_profile(lua_State *L)
 {
+    const ag_profile_entry *e;
+    int n = ag_profile_results(&e);
+    if (lua_isnone(L, 1)) {
+        double sum = 0;
+        for (int i = 0; i < n; i++)
+            sum += e[i].seconds;
+        lua_pushnumber(L, sum);
+        return 1;
+    }
     bool on = lua_toboolean(L, 1);
     ag_profile(on);
     if (on)
         return 0;
-    const ag_profile_entry *e;
-    int n = ag_profile_results(&e);
     lua_createtable(L, 0, n);
     for (int i = 0; i < n; i++) {
         lua_createtable(L, 0, 2);

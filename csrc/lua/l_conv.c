@@ -73,7 +73,9 @@ static int l_batch_norm(lua_State *L)
         luaL_checktype(L, 9, LUA_TTABLE);
         lt_check_keys(L, 9, "batch_norm", known);
         lua_getfield(L, 9, "residual");
-        residual = opt_tensor(L, -1);
+        if (!lua_isnil(L, -1) && !(residual = lt_test(L, -1)))
+            return luaL_error(L, "batch_norm: option 'residual' must be a tensor, got %s",
+                              luaL_typename(L, -1));
         lua_getfield(L, 9, "relu");
         relu = lua_toboolean(L, -1);
     }

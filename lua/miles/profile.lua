@@ -3,8 +3,10 @@
 -- each backward op (by autograd node: conv2d, batch_norm, ...), the device
 -- waited for before and after each (so a time is that piece's own work, and the
 -- run is slower than an unprofiled one), plus the sections fn marks with
--- profile.section(name, f). Work outside them (ops called outside a module:
--- losses, concatenations; the rest of the Lua) is `other`.
+-- profile.section(name, f). A piece inside another (a module in a section, a
+-- backward inside a section, a module whose forward calls another) counts once:
+-- the outer one's row has only its own time. Work outside all pieces (ops called
+-- outside a module: losses, concatenations; the rest of the Lua) is `other`.
 --   report.rows: {phase = "forward"|"backward"|"section", name =, ms =, calls =},
 --                largest first; report.total_ms, report.other_ms
 --   profile.format(report) -> the table as text lines.
@@ -12,7 +14,11 @@ local core = require "miles.core"
 
 local profile = {}
 
-local state -- while a profile runs: {device index or false, rows by key}
+-- While a profile runs: {gpu = index or false, rows = by key, open = the timers
+-- running, innermost last: {inner = seconds of the timed pieces inside it,
+-- child_nodes = seconds of backward nodes inside those, nodes = the node
+-- seconds at its start}}.
+local state
 
 -- The time now, after the profiled GPU's queued work is done.
 local function settled_now()
@@ -36,13 +42,26 @@ function profile.active()
   return state ~= nil
 end
 
---- f(...) timed as `phase` `name` when a profile runs (else just f(...)).
+--- f(...) timed as `phase` `name` when a profile runs (else just f(...)); its
+-- row gets the time not spent in pieces inside it (backward nodes included).
 function profile.timed(phase, name, f, ...)
   if not state then return f(...) end
+  local open = state.open
+  local timer = { inner = 0, child_nodes = 0, nodes = core.autograd_profile() }
+  open[#open + 1] = timer
   local t0 = settled_now()
-  local r = table.pack(f(...))
-  add(phase, name, settled_now() - t0)
-  return table.unpack(r, 1, r.n)
+  local r = table.pack(pcall(f, ...))
+  local dt = settled_now() - t0
+  open[#open] = nil
+  local nodes = core.autograd_profile() - timer.nodes -- (each node has its own row)
+  add(phase, name, math.max(dt - timer.inner - (nodes - timer.child_nodes), 0))
+  local parent = open[#open]
+  if parent then
+    parent.inner = parent.inner + dt
+    parent.child_nodes = parent.child_nodes + nodes
+  end
+  if not r[1] then error(r[2], 0) end
+  return table.unpack(r, 2, r.n)
 end
 
 --- Mark a part of a profiled function (the optimizer step, say).
@@ -64,12 +83,17 @@ function profile.run(fn, opts)
   for k in pairs(opts) do
     assert(k == "device", "miles.profile: unknown option '" .. tostring(k) .. "'")
   end
-  state = { gpu = gpu_index(opts.device), rows = {} }
-  local t0 = settled_now()
+  local gpu = gpu_index(opts.device)
+  if gpu then core.cuda_synchronize(gpu) end -- (a bad device fails here, before anything)
+  state = { gpu = gpu, rows = {}, open = {} }
+  local t0, total
   core.autograd_profile(true)
-  local ok, err = pcall(fn)
+  local ok, err = pcall(function()
+    t0 = settled_now()
+    fn()
+    total = (settled_now() - t0) * 1000
+  end)
   local back = core.autograd_profile(false)
-  local total = (settled_now() - t0) * 1000
   local rows = state.rows
   state = nil
   if not ok then error(err, 0) end

@@ -275,8 +275,17 @@ function Tally:_flush()
     self.accs[h]:add(joined(p, function(b) return b.logits[h] end), y)
     self.sums[h] = add_losses(self.sums[h], joined(p, function(b) return b.losses[h] end, true), sizes)
   end
-  if p[1].total then
-    self.total = add_losses(self.total, joined(p, function(b) return b.total end, true), sizes)
+  -- (a batch whose loss weights are all 0 has no total)
+  local with_total, total_sizes = {}, {}
+  for i, b in ipairs(p) do
+    if b.total then
+      with_total[#with_total + 1] = b
+      total_sizes[#total_sizes + 1] = sizes[i]
+    end
+  end
+  if #with_total > 0 then
+    self.total = add_losses(self.total, joined(with_total, function(b) return b.total end, true),
+      total_sizes)
   end
   self.pending = {}
 end

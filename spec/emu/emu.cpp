@@ -159,16 +159,17 @@ __attribute__((noinline)) void init_fiber(fiber &f)
     makecontext(&f.ctx, fiber_main, 0);
 }
 
-// The bounds of the emu_shared section (emu.h's __shared__), from the linker.
-extern "C" char __start_emu_shared[] __attribute__((weak));
-extern "C" char __stop_emu_shared[] __attribute__((weak));
-
-// Fill it with 0xff bytes (under ASan, the redzones between the variables too:
-// hence a loop of its own, which ASan neither checks nor turns into a memset).
-__attribute__((no_sanitize_address, noinline)) void poison_shared()
+// The registered __shared__ variables (see shared_guard).
+std::vector<std::pair<void *, size_t>> &shared_vars()
 {
-    for (volatile char *p = __start_emu_shared; p && p < __stop_emu_shared; p++)
-        *p = (char)0xff;
+    static std::vector<std::pair<void *, size_t>> v;
+    return v;
+}
+
+void poison_shared()
+{
+    for (auto &sv : shared_vars())
+        std::memset(sv.first, 0xff, sv.second);
 }
 
 void run_block(unsigned n, unsigned long long b)
@@ -278,6 +279,15 @@ void *lane_slot(unsigned lane)
     if ((self & ~31u) + 32 > n)
         deadlock("a warp shuffle in a partial warp (the block is not a multiple of 32 threads)");
     return fibers[(self & ~31u) + lane].slot;
+}
+
+void shared_guard(void *p, size_t n)
+{
+    for (auto &sv : shared_vars())
+        if (sv.first == p)
+            return;
+    shared_vars().emplace_back(p, n);
+    std::memset(p, 0xff, n); // (this block's first use: nobody has written it yet)
 }
 
 void note_kernel(const void *func, binder bind)

@@ -14,10 +14,10 @@
 // here it stops the process with a message, as does a shuffle in a partial warp.
 // Blocks run in order, then in reverse order at the next launch, so that results
 // that depend on the order of blocks (atomics, races between blocks) show. __shared__ variables
-// are static, all in one section (emu_shared), which the block running uses; it is
-// filled with 0xff bytes (NaN, -1) before each block, so that a block reading
-// shared memory it has not written gets garbage, as on the GPU, not the last
-// block's values. What this does not
+// are static (the block running uses them), registered by the lines cu2cpp.pl adds
+// after each declaration (shared_guard, shared_file) and filled with 0xff bytes
+// (NaN, -1) before each block, so that a block reading shared memory it has not
+// written gets garbage, as on the GPU, not the last block's values. What this does not
 // model: memory ordering between threads (there is no concurrency), the
 // floating-point details of the GPU's maths library, cuBLAS and cuDNN (the CPU's
 // stand in), timing.
@@ -29,7 +29,7 @@
 #define __global__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
-#define __shared__ static __attribute__((section("emu_shared"), unused))
+#define __shared__ static
 
 #include <cuda_runtime.h>
 #include <cuda_bf16.h>
@@ -54,6 +54,14 @@ struct thread_state {
 
 // The thread running now.
 extern thread_state *cur;
+
+// A __shared__ variable's storage, filled with 0xff before each block: a
+// function-scope one is registered (and filled) the first time a thread reaches
+// its declaration, a file-scope one at start-up.
+void shared_guard(void *p, size_t n);
+struct shared_file {
+    shared_file(void *p, size_t n) { shared_guard(p, n); }
+};
 
 // Run body() as a grid of blocks of threads (block-major, threads as fibers).
 void run_grid(dim3 grid, dim3 block, void (*body)(void *), void *ctx);
