@@ -236,6 +236,30 @@ describe("train.Trainer", function()
     assert.is_false(miles.allclose(hb, m.heads.audio.weight, 0, 0))
   end)
 
+  it("tallies a pass in bunches: per-head means in order, totals only where a batch has one", function()
+    local t = train.Trainer(args{})
+    local tally = t:_tally()
+    local heads = tally.heads
+    local sizes, totals = { 3, 5, 2, 4 }, { false, 2.5, false, 1.25 } -- (all weights 0: no total)
+    local want, n, want_total = {}, 0, 0
+    for _, h in ipairs(heads) do want[h] = 0 end
+    for i, bs in ipairs(sizes) do
+      local logits, losses = {}, {}
+      for k, h in ipairs(heads) do
+        logits[h] = miles.randn(bs, 4)
+        losses[h] = miles.tensor(0.1 * i + k)
+        want[h] = want[h] + (0.1 * i + k) * bs
+      end
+      local total = totals[i] and miles.tensor(totals[i]) or nil
+      if total then want_total = want_total + totals[i] * bs end
+      n = n + bs
+      tally:add(logits, losses, total, miles.randint(1, 5, { bs }))
+    end
+    local res, mean_total = tally:results()
+    for _, h in ipairs(heads) do assert.near(want[h] / n, res.loss[h], 1e-6) end
+    assert.near(want_total / n, mean_total, 1e-6)
+  end)
+
   it("exposes and sets group learning rates", function()
     local t = train.Trainer(args())
     assert.are.equal(1e-2, t:lr("audio"))
