@@ -247,41 +247,52 @@ describe("batch_norm", function()
 
   -- The epilogue {residual =, relu =} must give the separate ops' values and
   -- gradients bit for bit (each step rounded alike), in both modes, dtypes and
-  -- layouts, with the residual in another layout than x.
+  -- layouts, with the residual in another layout than x; and on a tensor large
+  -- enough for the CPU's threads (32768 values) in both layouts.
+  local EPILOGUE_CASES = {}
+  for _, dtype in ipairs({ "float32", "float64" }) do
+    for _, training in ipairs({ true, false }) do
+      for _, layout in ipairs({ "nchw", "nhwc" }) do
+        for _, ep in ipairs({ { relu = true }, { residual = true }, { residual = true, relu = true } }) do
+          EPILOGUE_CASES[#EPILOGUE_CASES + 1] = { { 4, 3, 5, 6 }, dtype, training, layout, ep }
+        end
+      end
+    end
+  end
+  for _, layout in ipairs({ "nchw", "nhwc" }) do
+    EPILOGUE_CASES[#EPILOGUE_CASES + 1] = { { 8, 16, 16, 16 }, "float32", true, layout,
+                                            { residual = true, relu = true } }
+  end
   on_devices("batch_norm's epilogue", function(dev, it)
     it("equals batch_norm, + residual and relu as separate ops", function()
-      for _, dtype in ipairs({ "float32", "float64" }) do
-        for _, training in ipairs({ true, false }) do
-          for _, layout in ipairs({ "nchw", "nhwc" }) do
-            for _, ep in ipairs({ { relu = true }, { residual = true }, { residual = true, relu = true } }) do
-              miles.manual_seed(7)
-              local base = miles.randn(4, 3, 5, 6):to(dtype)
-              if layout == "nhwc" then base = base:permute(1, 3, 4, 2):contiguous():permute(1, 4, 2, 3) end
-              local r0, w0, b0 = miles.randn(4, 3, 5, 6):to(dtype), miles.randn(3):to(dtype), miles.randn(3):to(dtype)
-              local proj = miles.randn(4, 3, 5, 6):to(dtype):to(dev)
-              local function run(fused)
-                local x, r, w, b = leaf(base, dtype, dev), leaf(r0, dtype, dev), leaf(w0, dtype, dev), leaf(b0, dtype, dev)
-                local rm, rv = miles.zeros(3, { dtype = dtype }):to(dev), miles.ones(3, { dtype = dtype }):to(dev)
-                local y
-                if fused then
-                  y = F.batch_norm(x, rm, rv, w, b, training, 0.1, 1e-5,
-                                   { residual = ep.residual and r or nil, relu = ep.relu })
-                else
-                  y = F.batch_norm(x, rm, rv, w, b, training, 0.1, 1e-5)
-                  if ep.residual then y = y + r end
-                  if ep.relu then y = F.relu(y) end
-                end
-                ;(y * proj):sum():backward()
-                return { y, x.grad, w.grad, b.grad, ep.residual and r.grad or rm, rm, rv }
-              end
-              local got, want = run(true), run(false)
-              for i = 1, #want do
-                assert.equal(0, H.max_abs_diff(got[i]:cpu(), want[i]:cpu()),
-                  ("%s %s training=%s %s: value %d"):format(dtype, layout, training,
-                    ep.residual and (ep.relu and "residual+relu" or "residual") or "relu", i))
-              end
-            end
+      for _, case in ipairs(EPILOGUE_CASES) do
+        local shape, dtype, training, layout, ep = table.unpack(case)
+        local C = shape[2]
+        miles.manual_seed(7)
+        local base = miles.randn(table.unpack(shape)):to(dtype)
+        if layout == "nhwc" then base = base:permute(1, 3, 4, 2):contiguous():permute(1, 4, 2, 3) end
+        local r0, w0, b0 = miles.randn(table.unpack(shape)):to(dtype), miles.randn(C):to(dtype), miles.randn(C):to(dtype)
+        local proj = miles.randn(table.unpack(shape)):to(dtype):to(dev)
+        local function run(fused)
+          local x, r, w, b = leaf(base, dtype, dev), leaf(r0, dtype, dev), leaf(w0, dtype, dev), leaf(b0, dtype, dev)
+          local rm, rv = miles.zeros(C, { dtype = dtype }):to(dev), miles.ones(C, { dtype = dtype }):to(dev)
+          local y
+          if fused then
+            y = F.batch_norm(x, rm, rv, w, b, training, 0.1, 1e-5,
+                             { residual = ep.residual and r or nil, relu = ep.relu })
+          else
+            y = F.batch_norm(x, rm, rv, w, b, training, 0.1, 1e-5)
+            if ep.residual then y = y + r end
+            if ep.relu then y = F.relu(y) end
           end
+          ;(y * proj):sum():backward()
+          return { y, x.grad, w.grad, b.grad, ep.residual and r.grad or rm, rm, rv }
+        end
+        local got, want = run(true), run(false)
+        for i = 1, #want do
+          assert.equal(0, H.max_abs_diff(got[i]:cpu(), want[i]:cpu()),
+            ("%s %s %s training=%s %s: value %d"):format(table.concat(shape, "x"), dtype, layout,
+              training, ep.residual and (ep.relu and "residual+relu" or "residual") or "relu", i))
         end
       end
     end)

@@ -642,7 +642,9 @@ describe("cuda runtime", function()
       return miles.cuda.host_waits() - before
     end
     local small, large = waits(16), waits(32) -- (44 and 22 training batches)
-    assert.equal(small, large)
+    -- (the emulated GPU is never ahead of the host, so every possible wait counts
+    -- there; a real GPU may have finished some work, so allow a little less)
+    if H.cuda_emulated then assert.equal(small, large) else assert.is_true(math.abs(small - large) <= 4) end
     assert.is_true(small < 30, "waits per epoch: " .. small)
   end)
 end)

@@ -31,6 +31,8 @@ cudaStream_t cuda_ctx_stream(int index);
  * (saying what failed). */
 int cuda_ctx_wait_stream(cudaStream_t s, const char *what);
 int cuda_ctx_wait_event(cudaEvent_t ev, const char *what);
+/* Count a wait that the caller makes itself (keeping its own error handling). */
+void cuda_ctx_count_wait(void);
 
 /* A device int that kernels set when their input is invalid (an index out of
  * range, a class target of a loss among them); read, reported and cleared at

@@ -97,10 +97,13 @@ static void recycle_locked(void)
     pinned_block **link = &pending;
     while (*link) {
         pinned_block *b = *link;
-        if (cudaEventQuery(b->read) == cudaSuccess) {
+        cudaError_t q = cudaEventQuery(b->read);
+        if (q == cudaSuccess) {
             *link = b->next;
             block_free(b);
         } else {
+            if (q == cudaErrorNotReady) /* no error: leave none for this thread's next check */
+                (void)cudaGetLastError();
             link = &b->next;
         }
     }
@@ -217,7 +220,9 @@ int cuda_pinned_copied(const tensor *src, int index, cudaStream_t s)
         b->gpu = index;
     if (rc == 0)
         rc = cuda_ctx_check(cudaEventRecord(b->read, s), "cudaEventRecord");
-    if (rc != 0) /* the copy is queued: it must be done before the block can go */
-        cuda_ctx_wait_stream(s, "cuda (pinned memory)");
+    if (rc != 0) { /* the copy is queued: it must be done before the block can go */
+        cuda_ctx_count_wait();
+        cudaStreamSynchronize(s); /* (rc's message stays the one reported) */
+    }
     return rc;
 }

@@ -348,7 +348,7 @@ static float time_plan(cudnnHandle_t h, cg_desc plan, int64_t workspace, const c
             s = run_plan(h, plan, a, ws, &what);
         float t = 0.0f;
         if (s == CUDNN_STATUS_SUCCESS && cudaEventRecord(ev[1], stream) == cudaSuccess &&
-            cuda_ctx_wait_event(ev[1], "cudaEventSynchronize") == 0 &&
+            (cuda_ctx_count_wait(), cudaEventSynchronize(ev[1])) == cudaSuccess &&
             cudaEventElapsedTime(&t, ev[0], ev[1]) == cudaSuccess)
             ms = t / TUNE_RUNS;
     }
