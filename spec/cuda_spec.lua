@@ -766,6 +766,47 @@ describe("the cuDNN plan cache", function()
   end)
 end)
 
+-- Two GPUs: each has its own stream, caches, library handles; work on one must
+-- not run on the other's stream (the fake runtime refuses that, as CUDA does).
+-- On the emulated GPU a child process is given two (MILES_FAKE_GPUS=2), with a
+-- plan cache of one plan, so that each GPU's convolutions evict the other's.
+describe("two GPUs", function()
+  local two = H.cuda_emulated or (H.cuda_available and miles.cuda.device_count() >= 2)
+  ;(two and it or pending)(H.gpu_name("train on cuda:1 and cuda:0 in turn, and move between them #gpu"), function()
+    local script = [[
+      local miles = require "miles"
+      local F, nn = miles.F, miles.nn
+      miles.cuda.allow_tf32(false)
+      local function run(dev)
+        miles.manual_seed(2)
+        local net = nn.Sequential(nn.Conv2d(3, 8, 3, { padding = 1 }), nn.BatchNorm2d(8), nn.ReLU(),
+          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4)):to(dev)
+        local opt = miles.optim.Adam(net:parameters(), { lr = 1e-2 })
+        local x, y = miles.randn(6, 3, 8, 8):to(dev), miles.randint(1, 5, { 6 }):to(dev)
+        for _ = 1, 3 do
+          opt:zero_grad()
+          F.cross_entropy(net(x), y):backward()
+          opt:step()
+        end
+        return net[1].weight:cpu()
+      end
+      local want, worst = run("cpu"), 0
+      for _, dev in ipairs({ "cuda:1", "cuda:0", "cuda:1" }) do
+        worst = math.max(worst, (run(dev) - want):abs():max():item())
+      end
+      local a = miles.randn(5, 7)
+      local b = a:to("cuda:1"):to("cuda:0"):to("cuda:1"):cpu()
+      print(("worst %g moved %g"):format(worst, (b - a):abs():max():item()))
+    ]]
+    local env = (H.cuda_emulated and "MILES_FAKE_GPUS=2 " or "") .. "MILES_CUDNN_PLANS=1"
+    local out = run_child(env, script)
+    local worst, moved = out:match("worst (%S+) moved (%S+)")
+    assert.is_not_nil(worst, out)
+    assert.is_true(tonumber(worst) < 1e-4, out)
+    assert.equal(0, tonumber(moved), out)
+  end)
+end)
+
 -- Gradients of gather and index_select add repeated indices' values (scatter_add,
 -- index_add): atomically, in any order, unless deterministic, where the GPU adds
 -- in the CPU's order and gives its bits.

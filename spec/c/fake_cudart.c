@@ -19,6 +19,12 @@
  *    thread-local mode, unless that thread switched itself to relaxed mode;
  *  - graphs: instantiate, launch, destroy, and kernel nodes whose parameters can be
  *    set on an instantiated graph.
+ *  - devices: each thread has a current one (cudaSetDevice); streams and events
+ *    belong to the device current when they were made; a kernel launched on a
+ *    stream of another device than the current one, or an event recorded on a
+ *    stream of another device than its own, fails with
+ *    cudaErrorInvalidResourceHandle, as CUDA's rules say (copies and waits may
+ *    cross devices). In the emulated GPU MILES_FAKE_GPUS=n reports n GPUs.
  * Kernels do not run (their launches are counted), except in the emulated GPU
  * (spec/emu/), which runs them. There (MILES_EMU) device memory is also fenced
  * off from the host: it lies in one reserved range of addresses that the host can
@@ -38,6 +44,7 @@
 #include "fake_cudart.h"
 
 struct CUstream_st {
+    int dev;
     bool capturing, invalidated;
     struct CUgraph_st *graph; /* being captured */
 };
@@ -70,12 +77,14 @@ struct CUgraphExec_st {
 };
 
 struct CUevent_st {
+    int dev;
     unsigned long long ticket; /* the work it waits for (0: none) */
 };
 
 fake_counts fake = {.devices = 1, .capacity = (size_t)4 << 30};
 
 static _Thread_local cudaError_t last_error = cudaSuccess;
+static _Thread_local int current_dev;
 static _Atomic unsigned long long issued, completed; /* queued work, done work */
 static _Thread_local enum cudaStreamCaptureMode thread_mode = cudaStreamCaptureModeGlobal;
 static struct CUstream_st *capturing_stream;
@@ -233,6 +242,12 @@ static void device_open(bool on)
 }
 #endif
 
+/* Is s a stream of the current device (the default stream is)? */
+static bool on_current(cudaStream_t s)
+{
+    return !s || s->dev == current_dev;
+}
+
 /* --- the queue --- */
 
 typedef struct pending {
@@ -382,6 +397,11 @@ static void free_graph(struct CUgraph_st *g)
 void fake_device_work(cudaStream_t s, const void *func, unsigned grid, void (*run)(void *),
                       void *ctx, void (*drop)(void *))
 {
+    if (!on_current(s)) { /* a launch on another device's stream */
+        fail(cudaErrorInvalidResourceHandle);
+        drop(ctx);
+        return;
+    }
     if (s && s->capturing) {
         capture(s, (struct CUgraphNode_st){.op = NODE_KERNEL, .func = func, .grid = grid,
                                            .run = run, .ctx = ctx, .drop = drop});
@@ -410,25 +430,43 @@ const char *cudaGetErrorString(cudaError_t error)
     case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
     case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
     case cudaErrorNotReady: return "device not ready";
+    case cudaErrorInvalidResourceHandle: return "invalid resource handle";
     default: return "fake error";
     }
 }
 
+#ifdef MILES_EMU
+static void read_gpu_count(void)
+{
+    const char *v = getenv("MILES_FAKE_GPUS");
+    if (v && atoi(v) > 0)
+        fake.devices = atoi(v);
+}
+#endif
+
 cudaError_t cudaGetDeviceCount(int *count)
 {
+#ifdef MILES_EMU
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, read_gpu_count);
+#endif
     *count = fake.devices;
     return fake.devices ? cudaSuccess : fail(cudaErrorNoDevice);
 }
 
 cudaError_t cudaSetDevice(int device)
 {
-    return device >= 0 && device < fake.devices ? cudaSuccess : fail(cudaErrorInvalidDevice);
+    if (device < 0 || device >= fake.devices)
+        return fail(cudaErrorInvalidDevice);
+    current_dev = device;
+    return cudaSuccess;
 }
 
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *pStream, unsigned int flags)
 {
     (void)flags;
     *pStream = calloc(1, sizeof **pStream);
+    (*pStream)->dev = current_dev;
     return cudaSuccess;
 }
 
@@ -554,6 +592,7 @@ cudaError_t cudaEventCreateWithFlags(cudaEvent_t *event, unsigned int flags)
 {
     (void)flags;
     *event = calloc(1, sizeof **event);
+    (*event)->dev = current_dev;
     return cudaSuccess;
 }
 
@@ -580,6 +619,8 @@ cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end)
 
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream)
 {
+    if (event->dev != (stream ? stream->dev : current_dev))
+        return fail(cudaErrorInvalidResourceHandle);
     if (stream && stream->capturing) {
         stream->invalidated = true; /* no event nodes in this fake */
         fake.capture_violations++;
@@ -689,6 +730,8 @@ cudaError_t cudaLaunchKernel(const void *func, dim3 gridDim, dim3 blockDim, void
                              size_t sharedMem, cudaStream_t stream)
 {
     (void)sharedMem;
+    if (!on_current(stream))
+        return fail(cudaErrorInvalidResourceHandle);
     if (stream && stream->capturing)
         return capture(stream, kernel_node(func, gridDim, blockDim, args));
     fake.kernels++;
