@@ -51,8 +51,8 @@ void alloc_note_pressure(size_t nbytes)
 
 void *alloc_bytes(device dev, size_t nbytes)
 {
-    if (dev.type == DEV_CUDA && !cuda_backend_get(dev.index))
-        return NULL; /* no such GPU, or no CUDA: that, not out of memory */
+    if (dev.type == DEV_CUDA && (!cuda_backend_get(dev.index) || cuda_alloc_check(dev.index) != 0))
+        return NULL; /* no such GPU, no CUDA, or a capture elsewhere: that, not out of memory */
     void *p = device_alloc(dev, nbytes);
     if (!p && oom_hook) {
         oom_hook(hook_ud);

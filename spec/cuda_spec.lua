@@ -796,14 +796,28 @@ describe("two GPUs", function()
       end
       local a = miles.randn(5, 7)
       local b = a:to("cuda:1"):to("cuda:0"):to("cuda:1"):cpu()
-      print(("worst %g moved %g"):format(worst, (b - a):abs():max():item()))
+      -- a capture on cuda:0 refuses cuda:1's memory and waits for cuda:1 (either
+      -- would break the capture)
+      local x0, t1, s1 = miles.randn(4):to("cuda:0"), miles.randn(4):to("cuda:1"), miles.randn(1):to("cuda:1")
+      local ok, err = pcall(miles.cuda.graph, function() local _ = x0 * 2; return t1:sum() end,
+                            { device = "cuda:0" })
+      local ok2, err2 = pcall(miles.cuda.graph, function() local _ = x0 * 2; return s1:item() end,
+                              { device = "cuda:0" })
+      local refused = not ok and err:find("no memory can be allocated there while a CUDA graph", 1, true)
+                      and not ok2 and err2:find("cannot read cuda:1 while a CUDA graph is being captured",
+                                                1, true) ~= nil
+      local after = (x0 * 2):sum():item() -- and the GPUs work on after it
+      print(("worst %g moved %g refused %s after %s"):format(worst, (b - a):abs():max():item(),
+            tostring(refused), tostring(after == after)))
     ]]
     local env = (H.cuda_emulated and "MILES_FAKE_GPUS=2 " or "") .. "MILES_CUDNN_PLANS=1"
     local out = run_child(env, script)
-    local worst, moved = out:match("worst (%S+) moved (%S+)")
+    local worst, moved, refused, after = out:match("worst (%S+) moved (%S+) refused (%S+) after (%S+)")
     assert.is_not_nil(worst, out)
     assert.is_true(tonumber(worst) < 1e-4, out)
     assert.equal(0, tonumber(moved), out)
+    assert.equal("true", refused, out)
+    assert.equal("true", after, out)
   end)
 end)
 

@@ -23,6 +23,9 @@ const struct backend *cuda_backend_get(int index);
 /* Device memory through the caching allocator (NULL without setting the error
  * when out of memory: alloc.c reports it). */
 void *cuda_alloc(int index, size_t nbytes);
+/* 0, or -1 with the error set when cuda:index's memory cannot be handed out now
+ * (a CUDA graph is being captured on another GPU: its cudaMalloc would break it). */
+int cuda_alloc_check(int index);
 void cuda_release(int index, void *p, size_t nbytes);
 int64_t cuda_cached_bytes(void);
 int64_t cuda_device_allocs(void); /* cudaMalloc calls so far, all GPUs */

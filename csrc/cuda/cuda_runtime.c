@@ -185,7 +185,7 @@ void *cuda_ctx_handle(cuda_lib_handles *lib, int index, const char *op)
         return NULL;
     pthread_mutex_lock(&lock);
     void *h = lib->handles[index];
-    if (!h && cuda_ctx_capturing(index))
+    if (!h && cuda_capturing_any()) /* (setting it up would break a capture on any GPU) */
         err_set("%s: the first %s on cuda:%d came inside a CUDA graph capture (%s is set up "
                 "at its first use, which a capture cannot hold): run the captured function "
                 "once before capturing it", op, lib->first_use, index, lib->library);
@@ -246,8 +246,8 @@ int cuda_ctx_sync(int index)
     gpu_state *g = gpu(index);
     if (!g)
         return -1;
-    if (cuda_ctx_capturing(index))
-        return err_set("cannot wait for cuda:%d while a CUDA graph is being captured on it: "
+    if (cuda_capturing_any()) /* (a wait breaks a capture on any GPU) */
+        return err_set("cannot wait for cuda:%d while a CUDA graph is being captured: "
                        "reading a GPU value (item(), :cpu(), tostring, a metric) or a "
                        "synchronisation cannot be part of a graph; do it outside the "
                        "captured function", index);
@@ -336,6 +336,15 @@ static void guard_tail(void *p, size_t asked, bool on)
     (void)on;
 }
 #endif
+
+int cuda_alloc_check(int index)
+{
+    if (cuda_ctx_capturing(index) || !cuda_capturing_any())
+        return 0;
+    return err_set("cuda:%d: no memory can be allocated there while a CUDA graph is being "
+                   "captured on another GPU (a graph holds one GPU's work): do the other GPU's "
+                   "work outside the captured function", index);
+}
 
 void *cuda_alloc(int index, size_t nbytes)
 {

@@ -389,7 +389,7 @@ static int conv_run(const conv_problem *pr, bool *bias_left, const char *op)
     int64_t key[CG_MAX_KEY];
     int nk = conv_key(pr, tf32, key);
     cg_plan *plan = cg_cache_find(key, nk, pr->dev.index);
-    if (!plan && cuda_ctx_capturing(pr->dev.index))
+    if (!plan && cuda_capturing_any()) /* (its timing would break a capture on any GPU) */
         return err_set("%s: a convolution problem first came inside a CUDA graph capture (its "
                        "engine is chosen by timing, which a capture cannot do): run the "
                        "captured function once before capturing it", op);
