@@ -7,6 +7,9 @@
 -- neighbouring runs compare fairly).
 --   build/bin/miles experiments/bench.lua [workload ...] [--threads N]
 --                                         [--seconds S] [--rounds R] [--cuda]
+--                                         [--batch B]
+-- --batch B (default 64) times a smaller batch, for a quick check of the code
+-- paths (the emulated GPU runs it); PyTorch is then left out (its twin times 64).
 -- --cuda runs ours on the GPU twice each round, in float32 (TF32 on) and with bf16
 -- autocast (miles.cuda.autocast; a second model built the same way), beside
 -- PyTorch eager and PyTorch with bf16 autocast + channels_last on the same GPU:
@@ -30,7 +33,8 @@ local WORKLOADS = { -- shape A, shape B, model, classes
   luma = { { 1, 96, 96 }, { 3, 96, 96 }, "resnet6", 50 },
   cremad = { { 1, 224, 224 }, { 3, 224, 224 }, "resnet18", 6 },
 }
-local BATCH, WARMUP, MIN_STEPS = 64, 3, 3
+local REFERENCE_BATCH, WARMUP, MIN_STEPS = 64, 3, 3
+local BATCH = REFERENCE_BATCH -- (--batch sets it)
 
 local function parse_args(argv)
   local o = { names = {}, threads = 2, seconds = 6, rounds = 3, device = "cpu" }
@@ -44,6 +48,9 @@ local function parse_args(argv)
       o.rounds, i = tonumber(argv[i + 1]), i + 1
     elseif argv[i] == "--cuda" then
       o.device = "cuda"
+    elseif argv[i] == "--batch" then
+      BATCH, i = math.tointeger(tonumber(argv[i + 1])), i + 1
+      assert(BATCH and BATCH > 0, "bench: --batch wants a positive integer")
     else
       o.names[#o.names + 1] = argv[i]
     end
@@ -161,17 +168,25 @@ local function make_runner(name, device, bf16, graph)
     local g = miles.cuda.graph(step) -- the same step, captured; the inputs stay
     replay = function() g:replay() end
   end
+  -- (on a GPU also what the steps did beyond their work: device allocations and
+  -- host waits, less the loop's own synchronisations; the issue wants 0 of each)
   return function(seconds)
     return with_autocast(bf16, function()
-      local n, t0 = 0, miles.wall_time()
+      local n, syncs, t0 = 0, 0, miles.wall_time()
+      local allocs0, waits0 = miles.cuda.memory_stats().allocations, miles.cuda.host_waits()
       while miles.wall_time() - t0 < seconds or n < MIN_STEPS do
         replay()
         n = n + 1
-        if n % 10 == 0 then sync(device) end -- as PyTorch's twin: a short queue
+        if n % 10 == 0 then -- as PyTorch's twin: a short queue
+          sync(device)
+          syncs = syncs + 1
+        end
       end
       sync(device)
       local dt = miles.wall_time() - t0
-      return n * BATCH / dt, dt / n * 1000, flops * n / dt / 1e12
+      local steady = { steps = n, allocs = miles.cuda.memory_stats().allocations - allocs0,
+                       waits = miles.cuda.host_waits() - waits0 - (device == "cpu" and 0 or syncs + 1) }
+      return n * BATCH / dt, dt / n * 1000, flops * n / dt / 1e12, steady
     end)
   end, split
 end
@@ -217,6 +232,7 @@ end
 -- compared with: its eager float32 twin (ours float32; on a GPU also ours as a
 -- CUDA graph), and on a GPU bf16 autocast + channels_last (ours bf16).
 local function peers(o)
+  if BATCH ~= REFERENCE_BATCH then return {} end -- (PyTorch's twin times the reference batch)
   if o.device == "cpu" then return { { label = "PyTorch", flags = "", ours = { "float32" } } } end
   return { { label = "PyTorch eager", flags = "--cuda", ours = { "float32", "graph" } },
            { label = "PyTorch AMP bf16 + channels_last", flags = "--cuda --amp --channels-last",
@@ -254,7 +270,7 @@ local function run_workload(name, o)
     local rate, parts = {}, {}
     for _, m in ipairs(mine) do
       local ms
-      rate[m.key], ms, m.achieved = m.run(o.seconds)
+      rate[m.key], ms, m.achieved, m.steady = m.run(o.seconds)
       m.rates[r] = rate[m.key]
       parts[#parts + 1] = string.format("%s %.1f samples/s (%.1f ms/step)", m.label, rate[m.key], ms)
     end
@@ -275,6 +291,10 @@ local function run_workload(name, o)
     print(string.format("%s on %s%s: %.1f samples/s (median of %d rounds, peak RSS %.0f MiB), %.2f TFLOP/s%s",
       name, o.device, what, median(m.rates), o.rounds, peak_rss_mib(), m.achieved,
       peak_note(o, m.achieved, m.bf16)))
+    if o.device ~= "cpu" then
+      print(string.format("  last round's %d steps: %d device allocations, %d host waits",
+        m.steady.steps, m.steady.allocs, m.steady.waits))
+    end
   end
   print(string.format("%s: time split of one step of ours (%s), each piece waited for:", name,
     mine[1].label))

@@ -61,6 +61,14 @@ MILES_CUDNN_VERBOSE=1 build/bin/miles spec/run.lua spec/cuda_spec.lua spec/cuda_
   >"$OUT/cuda_spec.log" 2>&1 # + cuDNN engine choices
 grep -E "^(Failure|Error) ->" -A4 "$OUT/cuda_spec.log" | head -80
 tail -1 "$OUT/cuda_spec.log"
+if grep -qE "^(Failure|Error) ->" "$OUT/cuda_spec.log"; then
+  # the same with every convolution as im2col + cuBLAS: tells cuDNN trouble from ours
+  echo "== GPU specs again without cuDNN (MILES_CONV_GEMM=1)"
+  MILES_CONV_GEMM=1 build/bin/miles spec/run.lua spec/cuda_spec.lua spec/cuda_graph_spec.lua \
+    >"$OUT/cuda_spec_gemm.log" 2>&1
+  grep -E "^(Failure|Error) ->" -A4 "$OUT/cuda_spec_gemm.log" | head -40
+  tail -1 "$OUT/cuda_spec_gemm.log"
+fi
 [ "$QUICK" = 1 ] && exit 0
 
 echo "== whole suite"

@@ -23,8 +23,8 @@
  * its own (kernels/conv_bias.cu).
  *
  * A problem no engine takes even in NCHW runs as im2col + cuBLAS (conv_gemm.c;
- * remembered, as the other choices are, though the operands' layout copies are
- * still made before the cache answers), and every problem does when
+ * remembered by a note on the caller's tensors, so later calls go there before
+ * any layout copy), and every problem does when
  * MILES_CONV_GEMM=1. A failure that may pass (memory for an engine's
  * workspace while tuning) is an error, and nothing is remembered. */
 #include <stdbool.h>
@@ -455,6 +455,54 @@ static bool gemm_forced(void)
     return forced;
 }
 
+/* The plan cache's note that a problem (as the caller's tensors are, before any
+ * layout copy) runs as im2col + cuBLAS: its key, marked apart from the plans'. */
+#define GEMM_NOTE (-3)
+static int gemm_note_key(conv_kind kind, const tensor *x, const tensor *w, const tensor *y,
+                         const tensor *b, const conv2d_params *p, int64_t *k)
+{
+    int n = 0;
+    k[n++] = GEMM_NOTE;
+    k[n++] = kind;
+    k[n++] = tensor_device(x).index;
+    k[n++] = x->dtype;
+    k[n++] = cuda_get_tf32();
+    k[n++] = cuda_get_bf16();
+    k[n++] = cuda_get_deterministic();
+    k[n++] = b != NULL;
+    k[n++] = strictly_channels_last(x);
+    k[n++] = strictly_channels_last(y);
+    for (int i = 0; i < 4; i++) {
+        k[n++] = x->shape[i];
+        k[n++] = w->shape[i];
+        k[n++] = y->shape[i];
+    }
+    for (int i = 0; i < 2; i++) {
+        k[n++] = p->stride[i];
+        k[n++] = p->padding[i];
+        k[n++] = p->dilation[i];
+    }
+    k[n++] = p->groups;
+    return n;
+}
+
+/* Is there such a note? With remember, make one. */
+static bool gemm_noted(conv_kind kind, const tensor *x, const tensor *w, const tensor *y,
+                       const tensor *b, const conv2d_params *p, bool remember, const char *op)
+{
+    int64_t key[CG_MAX_KEY];
+    int nk = gemm_note_key(kind, x, w, y, b, p, key);
+    int dev = tensor_device(x).index;
+    cg_plan *note = cg_cache_find(key, nk, dev);
+    if (!note && remember && (note = cg_plan_new(op)) != NULL) {
+        note->tag = USE_GEMM;
+        note = cg_cache_insert(key, nk, dev, note, op);
+    }
+    if (note)
+        cg_cache_release(note);
+    return note != NULL;
+}
+
 /* Solve one convolution kind: x, w, y as the kind reads and writes them (the
  * written one is finished from its temporaries when it had them), in
  * channels-last when the activations are or in bf16 mode, else (or when no
@@ -463,7 +511,7 @@ static bool gemm_forced(void)
 static int conv_solve(conv_kind kind, const tensor *x, const tensor *w, const tensor *y,
                       const tensor *b, const conv2d_params *p, const char *op)
 {
-    if (gemm_forced())
+    if (gemm_forced() || gemm_noted(kind, x, w, y, b, p, false, op))
         return conv_gemm(kind, x, w, y, b, p);
     int rc = 1;
     for (int attempt = 0; rc == 1 && attempt < 2; attempt++) {
@@ -480,6 +528,8 @@ static int conv_solve(conv_kind kind, const tensor *x, const tensor *w, const te
             rc = cuda_conv_bias_add(dst, b); /* so do these */
         problem_release(&pr);
     }
+    if (rc == 2)
+        gemm_noted(kind, x, w, y, b, p, true, op); /* later calls go there at once */
     return rc == 2 ? conv_gemm(kind, x, w, y, b, p) : rc;
 }
 
