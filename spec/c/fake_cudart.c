@@ -294,6 +294,7 @@ static cudaError_t enqueue(struct CUgraphNode_st w)
 /* Run the queued work up to ticket upto, in order; the caller holds gpu_lock. */
 static void run_queue(unsigned long long upto)
 {
+    bool opened = false; /* device memory opened once for the whole run */
     for (;;) {
         pthread_mutex_lock(&queue_lock);
         pending *p = queue_head;
@@ -306,16 +307,19 @@ static void run_queue(unsigned long long upto)
         }
         pthread_mutex_unlock(&queue_lock);
         if (!p)
-            return;
-        device_open(true);
+            break;
+        if (!opened)
+            device_open(true);
+        opened = true;
         run_node(&p->work);
-        device_open(false);
         if (p->work.op == NODE_KERNEL && p->work.drop)
             p->work.drop(p->work.ctx);
         free(p->work.owned);
         completed = p->ticket;
         free(p);
     }
+    if (opened)
+        device_open(false);
 }
 
 /* The host waits for the work up to ticket upto. */

@@ -149,10 +149,21 @@ bool open_barriers(unsigned n)
 // between gives other results in the two orders (a race on the GPU), which the
 // specs' comparisons with the CPU then show.
 // A fresh start of fiber f (apart from run_block: getcontext returns twice).
+// The context is a copy of one taken once (getcontext is a system call; a launch
+// starts a fiber for every thread of every block).
 __attribute__((noinline)) void init_fiber(fiber &f)
 {
+    static ucontext_t pristine;
+    static bool taken;
+    if (!taken) {
+        getcontext(&pristine);
+        taken = true;
+    }
     f.wait = RUNNING;
-    getcontext(&f.ctx);
+    f.ctx = pristine;
+#if defined(__x86_64__) && defined(__GLIBC__)
+    f.ctx.uc_mcontext.fpregs = &f.ctx.__fpregs_mem; // (it pointed into pristine)
+#endif
     f.ctx.uc_stack.ss_sp = f.stack.data();
     f.ctx.uc_stack.ss_size = f.stack.size();
     f.ctx.uc_link = &scheduler;
