@@ -227,7 +227,7 @@ void cuda_ctx_count_wait(void)
 
 int cuda_ctx_wait_stream(cudaStream_t s, const char *what)
 {
-    host_waits++;
+    cuda_ctx_count_wait();
     return cuda_ctx_check(cudaStreamSynchronize(s), what);
 }
 
@@ -237,7 +237,7 @@ int cuda_ctx_wait_event(cudaEvent_t ev, const char *what)
     if (q != cudaErrorNotReady)
         return cuda_ctx_check(q, what);
     (void)cudaGetLastError(); /* "not ready" is no error: leave none for the next check */
-    host_waits++;
+    cuda_ctx_count_wait();
     return cuda_ctx_check(cudaEventSynchronize(ev), what);
 }
 

@@ -313,6 +313,25 @@ static void conv_args(const conv_problem *pr, bool with_bias, cg_args *a)
 
 /* --- plans --- */
 
+/* A cache key's geometry part, after its n first values: the shapes of x, w and
+ * y and the convolution's parameters. Returns the new length. */
+static int key_geometry(int64_t *k, int n, const tensor *x, const tensor *w, const tensor *y,
+                        const conv2d_params *p)
+{
+    for (int i = 0; i < 4; i++) {
+        k[n++] = x->shape[i];
+        k[n++] = w->shape[i];
+        k[n++] = y->shape[i];
+    }
+    for (int i = 0; i < 2; i++) {
+        k[n++] = p->stride[i];
+        k[n++] = p->padding[i];
+        k[n++] = p->dilation[i];
+    }
+    k[n++] = p->groups;
+    return n;
+}
+
 /* The cache key: everything the plan depends on (the strides follow from the
  * shapes and the layout). */
 static int conv_key(const conv_problem *pr, bool tf32, int64_t *k)
@@ -326,17 +345,7 @@ static int conv_key(const conv_problem *pr, bool tf32, int64_t *k)
     k[n++] = cuda_get_deterministic();
     k[n++] = pr->nhwc;
     k[n++] = pr->b != NULL;
-    for (int i = 0; i < 4; i++) {
-        k[n++] = pr->x.t->shape[i];
-        k[n++] = pr->w.t->shape[i];
-        k[n++] = pr->y.t->shape[i];
-    }
-    for (int i = 0; i < 2; i++) {
-        k[n++] = pr->p->stride[i];
-        k[n++] = pr->p->padding[i];
-        k[n++] = pr->p->dilation[i];
-    }
-    k[n++] = pr->p->groups;
+    n = key_geometry(k, n, pr->x.t, pr->w.t, pr->y.t, pr->p);
     k[n++] = cg_alignment(operand_data(&pr->x));
     k[n++] = cg_alignment(operand_data(&pr->w));
     k[n++] = cg_alignment(operand_data(&pr->y));
@@ -472,18 +481,7 @@ static int gemm_note_key(conv_kind kind, const tensor *x, const tensor *w, const
     k[n++] = b != NULL;
     k[n++] = strictly_channels_last(x);
     k[n++] = strictly_channels_last(y);
-    for (int i = 0; i < 4; i++) {
-        k[n++] = x->shape[i];
-        k[n++] = w->shape[i];
-        k[n++] = y->shape[i];
-    }
-    for (int i = 0; i < 2; i++) {
-        k[n++] = p->stride[i];
-        k[n++] = p->padding[i];
-        k[n++] = p->dilation[i];
-    }
-    k[n++] = p->groups;
-    return n;
+    return key_geometry(k, n, x, w, y, p);
 }
 
 /* Is there such a note? With remember, make one. */
