@@ -1,27 +1,41 @@
 #!/bin/bash
-# Every check a GPU session makes, in one run on a GPU machine without packages
-# or network: installs the offline bundle (`make offline-bundle` here, carried as
-# offline/), builds with CUDA, runs the GPU parity specs, then the whole suite
-# and the benchmark beside PyTorch on the same GPU. Logs go to $OUT (default
-# gpu-check-out/); a summary is printed.
-#   tools/gpu-check.sh [--quick]     (--quick: build + GPU specs only)
+# Every check a GPU session makes, on a GPU machine without packages or network:
+# installs the offline bundle (`make offline-bundle` here, carried as offline/),
+# builds with CUDA, runs the GPU parity specs, the benchmark beside PyTorch on
+# the same GPU, then the whole suite. Logs go to $OUT (default gpu-check-out/);
+# a summary is printed.
+#   tools/gpu-check.sh [STAGE ...]     STAGE: build specs bench suite (default: all)
+# A device session is short: the whole run ends within $GPU_CHECK_SECONDS
+# (default 570); each stage gets its own share of what is left, so a slow one
+# cannot starve the rest. A second call on the same machine reuses the build.
 set -u
-QUICK=0
-[ "${1:-}" = "--quick" ] && QUICK=1
+START=$(date +%s)
+BUDGET="${GPU_CHECK_SECONDS:-570}"
+STAGES="${*:-build specs bench suite}"
 OUT="${OUT:-$PWD/gpu-check-out}"
 mkdir -p "$OUT"
 JOBS=$(nproc)
+has() { case " $STAGES " in *" $1 "*) return 0 ;; esac; return 1; }
+# seconds for a stage: at most $1, and never past the deadline (less $2 kept back)
+box() {
+  local left=$((BUDGET - ($(date +%s) - START) - ${2:-0}))
+  [ "$left" -lt "$1" ] && echo $((left > 10 ? left : 10)) || echo "$1"
+}
+stamp() { echo "== $1 (at $(($(date +%s) - START)) s)"; }
 
-echo "== machine"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+stamp machine
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"
 ldd --version | head -1 # the bundle's libraries need glibc >= 2.34, GLIBCXX_3.4.29
 CUDA_HOME="${CUDA_HOME:-/usr/local/cuda}"
+if [ ! -x "$CUDA_HOME/bin/nvcc" ] && command -v nvcc >/dev/null; then
+  CUDA_HOME=$(dirname "$(dirname "$(command -v nvcc)")")
+fi
 "$CUDA_HOME/bin/nvcc" --version | tail -1
 
-echo "== packages (offline bundle)"
-if ! command -v lua5.4 >/dev/null; then
+if ! command -v lua5.4 >/dev/null || ! command -v make >/dev/null; then
   [ -x offline/install.sh ] || { echo "no offline/ bundle: run make offline-bundle and carry offline/"; exit 1; }
-  offline/install.sh /tmp/miles-deps >"$OUT/install.log" 2>&1 || { tail -20 "$OUT/install.log"; exit 1; }
+  [ -e /tmp/miles-deps/env.sh ] ||
+    offline/install.sh /tmp/miles-deps >"$OUT/install.log" 2>&1 || { tail -20 "$OUT/install.log"; exit 1; }
   . /tmp/miles-deps/env.sh
 fi
 
@@ -36,8 +50,9 @@ if [ ! -e "$CUDNN_HOME/include/cudnn.h" ]; then
   ln -sfn "$pip_dir/include" "$CUDNN_HOME/include"
   for f in "$pip_dir"/lib/libcudnn*.so.*; do ln -sf "$f" "$CUDNN_HOME/lib/"; done
   ln -sf "$CUDNN_HOME/lib/libcudnn.so.9" "$CUDNN_HOME/lib/libcudnn.so"
+  export LD_LIBRARY_PATH="$CUDNN_HOME/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
-echo "cuDNN from $CUDNN_HOME"
+echo "cuDNN from $CUDNN_HOME: $(grep -hE '#define CUDNN_(MAJOR|MINOR|PATCHLEVEL) ' "$CUDNN_HOME"/include/cudnn_version.h | awk '{printf "%s ", $3}')"
 # cuBLAS is loaded when first used (dlopen, csrc/cuda/cublas_gemm.c): the
 # toolkit's, else pip's nvidia-cublas beside PyTorch, through LD_LIBRARY_PATH.
 if ! ls "$CUDA_HOME"/lib64/libcublas.so.* >/dev/null 2>&1; then
@@ -46,36 +61,52 @@ if ! ls "$CUDA_HOME"/lib64/libcublas.so.* >/dev/null 2>&1; then
   echo "cuBLAS from ${blas_dir:-nowhere: matmuls on the GPU will fail}"
 fi
 
-echo "== build"
-t0=$(date +%s)
-if ! make -j"$JOBS" CUDA=1 CUDA_HOME="$CUDA_HOME" CUDNN_HOME="$CUDNN_HOME" \
-     SYSROOT="${MILES_SYSROOT:-}" >"$OUT/build.log" 2>&1; then
-  grep -E "error|Error" "$OUT/build.log" | head -40
-  exit 1
+if has build; then
+  stamp build
+  if ! timeout -k 5 "$(box 300)" make -j"$JOBS" CUDA=1 CUDA_HOME="$CUDA_HOME" CUDNN_HOME="$CUDNN_HOME" \
+       SYSROOT="${MILES_SYSROOT:-}" >"$OUT/build.log" 2>&1; then
+    grep -E "error|Error" "$OUT/build.log" | head -40
+    tail -5 "$OUT/build.log"
+    exit 1
+  fi
 fi
-echo "built in $(( $(date +%s) - t0 )) s"
 build/bin/miles -e 'local m = require "miles"; print("GPUs seen by miles: " .. m.cuda.device_count())'
 
-echo "== GPU specs"
-MILES_CUDNN_VERBOSE=1 build/bin/miles spec/run.lua spec/cuda_spec.lua spec/cuda_graph_spec.lua \
-  >"$OUT/cuda_spec.log" 2>&1 # + cuDNN engine choices
-grep -E "^(Failure|Error) ->" -A4 "$OUT/cuda_spec.log" | head -80
-tail -1 "$OUT/cuda_spec.log"
-if grep -qE "^(Failure|Error) ->" "$OUT/cuda_spec.log"; then
-  # the same with every convolution as im2col + cuBLAS: tells cuDNN trouble from ours
-  echo "== GPU specs again without cuDNN (MILES_CONV_GEMM=1)"
-  MILES_CONV_GEMM=1 build/bin/miles spec/run.lua spec/cuda_spec.lua spec/cuda_graph_spec.lua \
-    >"$OUT/cuda_spec_gemm.log" 2>&1
-  grep -E "^(Failure|Error) ->" -A4 "$OUT/cuda_spec_gemm.log" | head -40
-  tail -1 "$OUT/cuda_spec_gemm.log"
+GEMM_ONLY=0 # set when the specs fail with cuDNN and pass as im2col + cuBLAS
+if has specs; then
+  stamp "GPU specs"
+  MILES_CUDNN_VERBOSE=1 timeout -k 5 "$(box 150 200)" build/bin/miles spec/run.lua \
+    spec/cuda_spec.lua spec/cuda_graph_spec.lua >"$OUT/cuda_spec.log" 2>&1 # + cuDNN engine choices
+  echo "exit $?"
+  grep -E "^(Failure|Error) ->" -A4 "$OUT/cuda_spec.log" | cut -c1-300 | head -60
+  tail -1 "$OUT/cuda_spec.log"
+  if grep -qE "^(Failure|Error) ->" "$OUT/cuda_spec.log"; then
+    # the same with every convolution as im2col + cuBLAS: tells cuDNN trouble from ours
+    stamp "GPU specs again without cuDNN (MILES_CONV_GEMM=1)"
+    MILES_CONV_GEMM=1 timeout -k 5 "$(box 100 200)" build/bin/miles spec/run.lua \
+      spec/cuda_spec.lua spec/cuda_graph_spec.lua >"$OUT/cuda_spec_gemm.log" 2>&1
+    grep -E "^(Failure|Error) ->" -A4 "$OUT/cuda_spec_gemm.log" | cut -c1-300 | head -30
+    tail -1 "$OUT/cuda_spec_gemm.log"
+    grep -qE "^(Failure|Error) ->" "$OUT/cuda_spec_gemm.log" || GEMM_ONLY=1
+  fi
 fi
-[ "$QUICK" = 1 ] && exit 0
 
-echo "== whole suite"
-build/bin/miles spec/run.lua >"$OUT/suite.log" 2>&1
-grep -E "^(Failure|Error) ->" -A2 "$OUT/suite.log" | head -40
-tail -1 "$OUT/suite.log"
+if has bench; then
+  stamp "benchmark (ours on the GPU beside PyTorch on the same GPU)"
+  [ "$GEMM_ONLY" = 1 ] && { export MILES_CONV_GEMM=1; echo "(convolutions as im2col + cuBLAS: cuDNN failed the specs)"; }
+  MILES_PYTHON="${MILES_PYTHON:-python3}" timeout -k 5 "$(box 300 60)" build/bin/miles \
+    experiments/bench.lua smnist cremad --cuda --threads "$JOBS" \
+    --seconds "${BENCH_SECONDS:-3}" --rounds "${BENCH_ROUNDS:-1}" >"$OUT/bench.log" 2>&1
+  echo "exit $?"
+  cut -c1-200 "$OUT/bench.log" | tail -60
+  unset MILES_CONV_GEMM
+fi
 
-echo "== benchmark (ours on the GPU beside PyTorch on the same GPU)"
-MILES_PYTHON="${MILES_PYTHON:-python3}" build/bin/miles experiments/bench.lua smnist cremad \
-  --cuda --threads "$JOBS" --seconds 5 --rounds 2 2>&1 | tee "$OUT/bench.log"
+if has suite; then
+  stamp "whole suite"
+  timeout -k 5 "$(box 400)" build/bin/miles spec/run.lua >"$OUT/suite.log" 2>&1
+  echo "exit $?"
+  grep -E "^(Failure|Error) ->" -A3 "$OUT/suite.log" | cut -c1-300 | head -60
+  tail -1 "$OUT/suite.log"
+fi
+stamp done

@@ -11,7 +11,8 @@ set -eu
 
 DIR="${1:-offline}"
 PKGS="lua5.4 liblua5.4-dev lua-busted libopenblas-openmp-dev libdnnl-dev libpng-dev
-      libjpeg62-turbo-dev libsndfile1-dev libkissfft-dev zlib1g-dev libedit-dev pkg-config"
+      libjpeg62-turbo-dev libsndfile1-dev libkissfft-dev zlib1g-dev libedit-dev pkg-config
+      make" # make: in case the node has none (it only runs, nothing links it)
 # Base system packages (glibc, gcc runtime, terminal and crypto libraries, tools)
 # and the other Lua versions busted's package would pull in.
 SKIP='^(dpkg|tar|install-info|gcc-[0-9]+-base|libc6|libc6-dev|libc-dev-bin|libcrypt1|libcrypt-dev|libgcc-s1|libgomp1|libstdc\+\+6|libacl1|libbz2-1\.0|liblzma5|libzstd1|libselinux1|libpcre2-8-0|libssl3|libcom-err2|libgssapi-krb5-2|libk5crypto3|libkeyutils1|libkrb5-3|libkrb5support0|libnsl2|libnsl-dev|libtirpc3|libtirpc-common|libtirpc-dev|rpcsvc-proto|linux-libc-dev|readline-common|libreadline8|libreadline-dev|libncurses6|libncursesw6|libncurses-dev|libtinfo6|libtinfo-dev|ncurses-bin|lua5\.1|lua5\.2|lua5\.3)$'
