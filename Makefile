@@ -20,13 +20,17 @@ LUA       ?= lua5.4
 # SYSROOT: where the packages are, when not in / (a bundle unpacked by
 # tools/offline-install.sh; its env.sh sets pkg-config's and the compiler's paths).
 SYSROOT   ?=
+comma     := ,
 # OpenBLAS built on OpenMP, so its threads and ours (and oneDNN's) are one pool
 # instead of two sets of threads fighting over the cores.
 OPENBLAS  ?= $(SYSROOT)/usr/lib/x86_64-linux-gnu/openblas-openmp
 PKGS      := lua5.4 libedit libpng libjpeg sndfile zlib kissfft-float
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null) \
               -I$(SYSROOT)/usr/include/x86_64-linux-gnu/$(notdir $(OPENBLAS))
-PKG_LIBS   := -L$(OPENBLAS) -Wl,-rpath,$(OPENBLAS) -lopenblas \
+# (A bundle's libraries first: pkg-config names no -L for /usr/lib, and a node's own
+# libjpeg 8 was linked over the bundle's 6.2 headers.)
+PKG_LIBS   := $(if $(SYSROOT),-L$(SYSROOT)/usr/lib/x86_64-linux-gnu -Wl$(comma)-rpath$(comma)$(SYSROOT)/usr/lib/x86_64-linux-gnu) \
+              -L$(OPENBLAS) -Wl,-rpath,$(OPENBLAS) -lopenblas \
               $(shell pkg-config --libs $(filter-out lua5.4,$(PKGS)) 2>/dev/null) -ldnnl -lm -lpthread
 
 CPU_LIBS := $(PKG_LIBS)

@@ -46,7 +46,7 @@ static const char *human_bytes(double n, char *buf)
 void alloc_note_pressure(size_t nbytes)
 {
     if (pressure_hook)
-        pressure_hook(hook_ud, nbytes);
+        pressure_hook(hook_ud, DEV_CPU, nbytes); /* (pinned host memory) */
 }
 
 void *alloc_bytes(device dev, size_t nbytes)
@@ -56,9 +56,11 @@ void *alloc_bytes(device dev, size_t nbytes)
     void *p = device_alloc(dev, nbytes);
     if (!p && oom_hook) {
         oom_hook(hook_ud);
-        if (dev.type == DEV_CUDA)
+        p = device_alloc(dev, nbytes); /* (from the blocks the collection gave back) */
+        if (!p && dev.type == DEV_CUDA) {
             alloc_empty_cache(DEV_CUDA);
-        p = device_alloc(dev, nbytes);
+            p = device_alloc(dev, nbytes);
+        }
     }
     if (!p) {
         char buf[16], asked[32], used[32], cached[32];
@@ -75,7 +77,7 @@ void *alloc_bytes(device dev, size_t nbytes)
         ;
     atomic_fetch_add(&nallocs[dev.type], 1);
     if (pressure_hook)
-        pressure_hook(hook_ud, nbytes);
+        pressure_hook(hook_ud, dev.type, nbytes);
     return p;
 }
 

@@ -12,7 +12,7 @@
 typedef void (*alloc_oom_hook)(void *ud);
 /* Called after every allocation with its size, so the binding can pace Lua's
  * collector by the memory that userdata hold outside Lua's heap. */
-typedef void (*alloc_pressure_hook)(void *ud, size_t nbytes);
+typedef void (*alloc_pressure_hook)(void *ud, device_type type, size_t nbytes);
 
 void alloc_set_hooks(alloc_oom_hook oom, alloc_pressure_hook pressure, void *ud);
 

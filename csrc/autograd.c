@@ -257,13 +257,14 @@ static int accumulate_leaf(tensor *leaf, tensor *g)
 
 /* --- profiling --- */
 
-static bool prof_on;
+static bool prof_on, prof_wait;
 static ag_profile_entry prof[AG_PROFILE_KINDS];
 static int n_prof;
 
-void ag_profile(bool on)
+void ag_profile(bool on, bool wait)
 {
     prof_on = on;
+    prof_wait = wait;
     if (on)
         n_prof = 0;
 }
@@ -274,11 +275,12 @@ int ag_profile_results(const ag_profile_entry **out)
     return n_prof;
 }
 
-/* The time now, after t's GPU (if any) is done with what is queued. */
+/* The time now, after t's GPU (if any) is done with what is queued (unless the
+ * profile times the host alone). */
 static double settled_now(const tensor *t)
 {
     device d = tensor_device(t);
-    if (d.type == DEV_CUDA)
+    if (d.type == DEV_CUDA && prof_wait)
         cuda_synchronize(d.index); /* (an error shows again at the next wait) */
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -77,7 +77,8 @@ typedef struct {
     double seconds;
     int64_t calls;
 } ag_profile_entry;
-void ag_profile(bool on);
+/* wait: time each node after its GPU work is done (else the host's time alone). */
+void ag_profile(bool on, bool wait);
 /* The sums so far: *out points at n entries (valid until the next ag_profile). */
 int ag_profile_results(const ag_profile_entry **out);
 

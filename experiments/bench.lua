@@ -27,6 +27,7 @@ local nn, F = miles.nn, miles.F
 local models = require "miles.models"
 local optim = require "miles.optim"
 local profile = require "miles.profile"
+local core = require "miles.core"
 
 local WORKLOADS = { -- shape A, shape B, model, classes
   smnist = { { 1, 28, 28 }, { 1, 28, 28 }, "resnet10", 10 },
@@ -155,8 +156,10 @@ local function make_runner(name, device, bf16, graph)
     loss:backward()
     profile.section("optimizer step", function() opt:step() end)
   end
-  local function split()
-    return with_autocast(bf16, function() return miles.profile(step, { device = device }) end)
+  local function split(wait)
+    return with_autocast(bf16, function()
+      return miles.profile(step, { device = device, wait = wait })
+    end)
   end
   local flops = step_flops(function() return hab(miles.cat({ ea(a), eb(b) }, 2)) end)
   with_autocast(bf16, function()
@@ -178,8 +181,12 @@ local function make_runner(name, device, bf16, graph)
       sync(device)
       local n, syncs, t0 = 0, 0, miles.wall_time()
       local allocs0, waits0 = miles.cuda.memory_stats().allocations, miles.cuda.host_waits()
+      local cycles0, gc0 = core.collector_stats()
+      local host = 0 -- seconds the host spent queuing the steps
       while miles.wall_time() - t0 < seconds or n < MIN_STEPS do
+        local h0 = miles.wall_time()
         replay()
+        host = host + miles.wall_time() - h0
         n = n + 1
         if n % 10 == 0 then -- as PyTorch's twin: a short queue
           sync(device)
@@ -190,6 +197,9 @@ local function make_runner(name, device, bf16, graph)
       local dt = miles.wall_time() - t0
       local steady = { steps = n, allocs = miles.cuda.memory_stats().allocations - allocs0,
                        waits = miles.cuda.host_waits() - waits0 - (device == "cpu" and 0 or syncs + 1) }
+      local cycles1, gc1 = core.collector_stats()
+      steady.cycles, steady.gc_ms = cycles1 - cycles0, (gc1 - gc0) * 1000
+      steady.host_ms = host / n * 1000
       return n * BATCH / dt, dt / n * 1000, flops * n / dt / 1e12, steady
     end)
   end, split
@@ -295,14 +305,19 @@ local function run_workload(name, o)
     print(string.format("%s on %s%s: %.1f samples/s (median of %d rounds, peak RSS %.0f MiB), %.2f TFLOP/s%s",
       name, o.device, what, median(m.rates), o.rounds, peak_rss_mib(), m.achieved,
       peak_note(o, m.achieved, m.bf16)))
-    if o.device ~= "cpu" then
-      print(string.format("  last round's %d steps: %d device allocations, %d host waits",
-        m.steady.steps, m.steady.allocs, m.steady.waits))
-    end
+    local gpu_part = o.device == "cpu" and "" or string.format(
+      "%d device allocations, %d host waits, %.1f ms/step queuing on the host, ", m.steady.allocs,
+      m.steady.waits, m.steady.host_ms)
+    print(string.format("  last round's %d steps: %s%d collector cycles (%.1f ms)", m.steady.steps,
+      gpu_part, m.steady.cycles, m.steady.gc_ms))
   end
   print(string.format("%s: time split of one step of ours (%s), each piece waited for:", name,
     mine[1].label))
   print(miles.profile_format(mine[1].split()))
+  if o.device ~= "cpu" then
+    print(string.format("%s: the same step's host time alone (nothing waited for):", name))
+    print(miles.profile_format(mine[1].split(false)))
+  end
   for i, p in ipairs(list) do
     for _, key in ipairs(p.ours) do
       local rs = ratios[i][key]

@@ -2,6 +2,9 @@
 -- <close> variables and :free(), and the collector is paced by the bytes tensors
 -- hold, so loops that allocate do not grow without bound.
 local miles = require "miles"
+local core = require "miles.core"
+local H = require "helpers"
+local gpu_it = H.gpu_specs(it, describe, pending)
 
 local function live()
   return miles.memory().cpu.live_bytes
@@ -145,6 +148,28 @@ describe("collector pacing", function()
       high = math.max(high, live() - base)
     end
     assert.is_true(high < 64 * 1000000, "live memory grew to " .. high .. " bytes")
+  end)
+
+  it("collects once per 32 MiB of host memory allocated", function()
+    local cycles0 = core.collector_stats()
+    for _ = 1, 60 do -- 240 MiB of garbage, 4 MiB at a time
+      local _ = miles.zeros(1024 * 1024)
+    end
+    local cycles = core.collector_stats() - cycles0
+    -- (a full cycle per 8 MB, as the pacing once did, made 30 here)
+    assert.is_true(cycles >= 7 and cycles <= 8, cycles .. " collections")
+  end)
+
+  gpu_it("collects rarely while much GPU memory is live: it waits for as many new bytes", function()
+    local held = miles.zeros(32 * 1024 * 1024, { device = "cuda" }) -- 128 MiB live
+    for _ = 1, 10 do local _ = miles.zeros(1024 * 1024, { device = "cuda" }) end -- (one cycle sees it)
+    local cycles0 = core.collector_stats()
+    for _ = 1, 60 do -- 240 MiB of garbage, 4 MiB at a time
+      local _ = miles.zeros(1024 * 1024, { device = "cuda" })
+    end
+    local cycles = core.collector_stats() - cycles0
+    assert.is_true(cycles >= 1 and cycles <= 2, cycles .. " collections")
+    held:free()
   end)
 
   it("keeps a loop of small allocations bounded too", function()

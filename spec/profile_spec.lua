@@ -7,17 +7,21 @@ local nn, F = miles.nn, miles.F
 local profile = require "miles.profile"
 
 -- One training step of a small conv net on dev, under a profile.
-local function profiled_step(dev)
+-- (host_waits: a table that gets the host waits the profiled step made, as .n)
+local function profiled_step(dev, wait, host_waits)
   miles.manual_seed(3)
   local net = nn.Sequential(nn.Conv2d(2, 4, 3, { padding = 1 }), nn.BatchNorm2d(4), nn.ReLU(),
     nn.Conv2d(4, 4, 3, { padding = 1 }), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)):to(dev)
   local opt = miles.optim.SGD(net:parameters(), { lr = 0.1 })
   local x, y = miles.randn(5, 2, 6, 6):to(dev), miles.randint(1, 4, { 5 }):to(dev)
-  return miles.profile(function()
+  local waits0 = dev ~= "cpu" and miles.cuda.host_waits()
+  local report = miles.profile(function()
     opt:zero_grad()
     F.cross_entropy(net(x), y):backward()
     profile.section("optimizer", function() opt:step() end)
-  end, { device = dev })
+  end, { device = dev, wait = wait })
+  if host_waits then host_waits.n = miles.cuda.host_waits() - waits0 end
+  return report
 end
 
 local function row(report, phase, name)
@@ -66,6 +70,16 @@ describe("miles.profile", function()
     assert.is_true(outer.ms < inner.ms + back.ms)
   end)
 
+  it("says what the collections that tensor memory paced took inside it", function()
+    local r = miles.profile(function()
+      for _ = 1, 20 do local _ = miles.zeros(1024 * 1024) end -- 80 MiB: past the 32 MiB floor
+    end)
+    assert.is_true(r.collector.cycles >= 1)
+    assert.is_true(r.collector.ms >= 0 and r.collector.ms <= r.total_ms)
+    assert.truthy(miles.profile_format(r):find("Lua collector paced by tensor memory: [%d.]+ ms in %d+ cycles"))
+    assert.equal(0, miles.profile(function() end).collector.cycles)
+  end)
+
   it("leaves nothing running after it, even when the function or the device fails", function()
     assert.matches("boom", H.error_of(miles.profile, function() error("boom") end))
     assert.is_false(profile.active())
@@ -92,5 +106,15 @@ describe("miles.profile", function()
     assert.equal(2, row(r, "forward", "Conv2d").calls)
     assert.equal(2, row(r, "backward", "conv2d").calls)
     assert.equal(1, row(r, "section", "optimizer").calls)
+  end)
+
+  gpu_it("times the host alone with wait = false: the same rows, nothing waited for", function()
+    profiled_step("cuda") -- (a first run tunes the convolutions, which waits)
+    local waits = {}
+    local r = profiled_step("cuda", false, waits)
+    assert.equal(0, waits.n)
+    assert.equal(2, row(r, "forward", "Conv2d").calls)
+    assert.equal(2, row(r, "backward", "conv2d").calls)
+    miles.cuda.synchronize()
   end)
 end)

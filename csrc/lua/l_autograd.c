@@ -64,7 +64,8 @@ static int with_grad_mode(lua_State *L, bool on)
     return lua_gettop(L);
 }
 
-/* autograd_profile(true): start timing backward nodes (clearing the sums);
+/* autograd_profile(true [, wait]): start timing backward nodes (clearing the
+ * sums), each waited for on its GPU unless wait is false;
  * autograd_profile(false) -> {name = {seconds =, calls =}}: stop, and the sums;
  * autograd_profile() -> the seconds summed so far (all nodes). */
 static int l_autograd_profile(lua_State *L)
@@ -79,7 +80,7 @@ static int l_autograd_profile(lua_State *L)
         return 1;
     }
     bool on = lua_toboolean(L, 1);
-    ag_profile(on);
+    ag_profile(on, lua_isnoneornil(L, 2) || lua_toboolean(L, 2));
     if (on)
         return 0;
     lua_createtable(L, 0, n);

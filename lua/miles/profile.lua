@@ -1,4 +1,4 @@
---- miles.profile(fn [, {device = "cuda"}]) -> report: runs fn() once, timing
+--- miles.profile(fn [, {device = "cuda", wait = true}]) -> report: runs fn() once, timing
 -- each leaf module's forward (by class: Conv2d, BatchNorm2d, Linear, ...) and
 -- each backward op (by autograd node: conv2d, batch_norm, ...), the device
 -- waited for before and after each (so a time is that piece's own work, and the
@@ -7,8 +7,14 @@
 -- backward inside a section, a module whose forward calls another) counts once:
 -- the outer one's row has only its own time. Work outside all pieces (ops called
 -- outside a module: losses, concatenations; the rest of the Lua) is `other`.
+-- wait = false times the host alone (nothing waited for): on a GPU, where the
+-- work is queued, that is what each piece costs the host, to tell a step bound
+-- by the host from one bound by the GPU.
+-- The full collections that tensor memory paced during fn (csrc/lua/l_init.c)
+-- run inside whichever piece allocated: report.collector says what they took.
 --   report.rows: {phase = "forward"|"backward"|"section", name =, ms =, calls =},
---                largest first; report.total_ms, report.other_ms
+--                largest first; report.total_ms, report.other_ms;
+--   report.collector = {cycles =, ms =}
 --   profile.format(report) -> the table as text lines.
 local core = require "miles.core"
 
@@ -81,13 +87,18 @@ function profile.run(fn, opts)
   assert(not state, "miles.profile: a profile is already running")
   opts = opts or {}
   for k in pairs(opts) do
-    assert(k == "device", "miles.profile: unknown option '" .. tostring(k) .. "'")
+    assert(k == "device" or k == "wait", "miles.profile: unknown option '" .. tostring(k) .. "'")
   end
   local gpu = gpu_index(opts.device)
-  if gpu then core.cuda_synchronize(gpu) end -- (a bad device fails here, before anything)
+  if gpu and gpu >= core.cuda_device_count() then
+    error(("miles.profile: no GPU %s (%d seen)"):format(opts.device, core.cuda_device_count()), 0)
+  end
+  if opts.wait == false then gpu = false end
+  if gpu then core.cuda_synchronize(gpu) end
   state = { gpu = gpu, rows = {}, open = {} }
   local t0, total
-  core.autograd_profile(true)
+  core.autograd_profile(true, opts.wait ~= false)
+  local cycles0, gc0 = core.collector_stats()
   local ok, err = pcall(function()
     t0 = settled_now()
     fn()
@@ -97,7 +108,9 @@ function profile.run(fn, opts)
   local rows = state.rows
   state = nil
   if not ok then error(err, 0) end
-  local report = { rows = {}, total_ms = total }
+  local cycles1, gc1 = core.collector_stats()
+  local report = { rows = {}, total_ms = total,
+                   collector = { cycles = cycles1 - cycles0, ms = (gc1 - gc0) * 1000 } }
   for _, r in pairs(rows) do report.rows[#report.rows + 1] = r end
   for name, b in pairs(back) do
     report.rows[#report.rows + 1] = { phase = "backward", name = name, ms = b.seconds * 1000,
@@ -122,6 +135,8 @@ function profile.format(report)
   for _, r in ipairs(report.rows) do line(r.phase, r.name, r.ms, tostring(r.calls)) end
   line("", "other", report.other_ms, "")
   line("", "total", report.total_ms, "")
+  lines[#lines + 1] = ("  (in these, the Lua collector paced by tensor memory: %.3f ms in %d cycles)")
+    :format(report.collector.ms, report.collector.cycles)
   return table.concat(lines, "\n")
 end
 
