@@ -13,6 +13,15 @@ PREFIX=$(cd "$PREFIX" && pwd)
 for deb in "$HERE"/debs/*.deb; do
   dpkg-deb -x "$deb" "$PREFIX"
 done
+# Debian's -dev packages may link into the base system by absolute path
+# (libz.so -> /lib/x86_64-linux-gnu/libz.so.1.2.13), which on the node is another
+# version or nothing (the linker then took libz.a): point such links into PREFIX.
+find "$PREFIX" -type l | while read -r link; do
+  target=$(readlink "$link")
+  case "$target" in
+    /*) [ -e "$PREFIX$target" ] && ln -sfn "$PREFIX$target" "$link" ;;
+  esac
+done
 LIB="$PREFIX/usr/lib/x86_64-linux-gnu"
 # Debian installs these through update-alternatives, which an unpack does not run.
 ln -sf openblas-openmp/libblas.so.3 "$LIB/libblas.so.3" 2>/dev/null || true
