@@ -9,14 +9,17 @@
 
 static alloc_oom_hook oom_hook;
 static alloc_pressure_hook pressure_hook;
+static alloc_reclaim_hook reclaim_hook;
 static void *hook_ud;
 
 static _Atomic int64_t live[DEV_TYPES], peak[DEV_TYPES], nallocs[DEV_TYPES];
 
-void alloc_set_hooks(alloc_oom_hook oom, alloc_pressure_hook pressure, void *ud)
+void alloc_set_hooks(alloc_oom_hook oom, alloc_pressure_hook pressure,
+                     alloc_reclaim_hook reclaim, void *ud)
 {
     oom_hook = oom;
     pressure_hook = pressure;
+    reclaim_hook = reclaim;
     hook_ud = ud;
 }
 
@@ -27,7 +30,14 @@ static void *device_alloc(device dev, size_t nbytes)
         size_t rounded = (nbytes + 63) & ~(size_t)63;
         return aligned_alloc(64, rounded ? rounded : 64);
     }
-    return cuda_alloc(dev.index, nbytes);
+    /* A block the GPU's cache lacks may be held by tensors that are garbage the
+     * collector has yet to reach: let it collect (the hook judges whether enough
+     * was allocated since its last cycle) and look again before asking the GPU
+     * for more, so that a steady loop stops allocating. */
+    void *p = cuda_alloc(dev.index, nbytes, false);
+    if (!p && reclaim_hook && reclaim_hook(hook_ud, dev.type))
+        p = cuda_alloc(dev.index, nbytes, false);
+    return p ? p : cuda_alloc(dev.index, nbytes, true);
 }
 
 /* "1.5 GiB" into buf (at least 32 bytes). */

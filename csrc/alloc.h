@@ -4,6 +4,7 @@
 #ifndef MILES_ALLOC_H
 #define MILES_ALLOC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -14,7 +15,12 @@ typedef void (*alloc_oom_hook)(void *ud);
  * collector by the memory that userdata hold outside Lua's heap. */
 typedef void (*alloc_pressure_hook)(void *ud, device_type type, size_t nbytes);
 
-void alloc_set_hooks(alloc_oom_hook oom, alloc_pressure_hook pressure, void *ud);
+/* Called when a device's cache has no block for a request, before the device is
+ * asked for more: true when it collected garbage (so the cache may have one now). */
+typedef bool (*alloc_reclaim_hook)(void *ud, device_type type);
+
+void alloc_set_hooks(alloc_oom_hook oom, alloc_pressure_hook pressure,
+                     alloc_reclaim_hook reclaim, void *ud);
 
 /* Tell the pressure hook about nbytes of memory allocated elsewhere (pinned host
  * memory), so that Lua's collector also paces itself by it. Thread-safe. */

@@ -85,7 +85,8 @@ void cache_alloc_free(cache_alloc *c)
     free(c);
 }
 
-void *cache_alloc_get(cache_alloc *c, size_t n)
+/* A block of n's class from its free list, else (when grow) from the device. */
+static void *get(cache_alloc *c, size_t n, bool grow)
 {
     if (n > MAX_REQUEST)
         return NULL;
@@ -98,7 +99,7 @@ void *cache_alloc_get(cache_alloc *c, size_t n)
         p = l->p[--l->n];
         c->stats.cached_bytes -= (int64_t)size;
         c->stats.hits++;
-    } else {
+    } else if (grow) {
         p = c->dev.alloc(c->dev.ud, size);
         if (!p && c->stats.cached_bytes > 0) {
             /* The cache holds memory of other sizes: give it back and try again. */
@@ -112,6 +113,16 @@ void *cache_alloc_get(cache_alloc *c, size_t n)
         c->stats.in_use_bytes += (int64_t)size;
     pthread_mutex_unlock(&c->lock);
     return p;
+}
+
+void *cache_alloc_get(cache_alloc *c, size_t n)
+{
+    return get(c, n, true);
+}
+
+void *cache_alloc_reuse(cache_alloc *c, size_t n)
+{
+    return get(c, n, false);
 }
 
 /* With the lock held: put block p of class k on its free list, or give it back to

@@ -39,6 +39,9 @@ size_t cache_alloc_class(size_t n);
 /* A block of at least n bytes, or NULL when the device is out of memory even after
  * the cached blocks were given back to it. */
 void *cache_alloc_get(cache_alloc *c, size_t n);
+/* The same from the free list alone: NULL when it has no block of n's class (the
+ * device is not asked). */
+void *cache_alloc_reuse(cache_alloc *c, size_t n);
 /* Give back a block that cache_alloc_get(c, n) returned (the same n). */
 void cache_alloc_put(cache_alloc *c, void *p, size_t n);
 /* Give the cached blocks back to the device. */

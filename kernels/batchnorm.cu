@@ -21,6 +21,7 @@
 #define BN_PLANE_CHUNK 16384 // positions per block in the planes' partial sums
 #define BN_ROW_CHUNK 1024    // rows per block in the rows' partial sums
 #define BN_MAX_CHUNKS 1024   // partial sums per channel at most
+#define BN_UNROLL 4          // elements a thread loads before it uses the first
 
 // Everything but the entry points is local to this file.
 namespace {
@@ -88,6 +89,25 @@ template <typename T> __device__ inline T masked_at(const T *a, const T *mask, i
     return mask ? a[i] * (mask[i] > T(0) ? T(1) : T(0)) : a[i];
 }
 
+// u += a[i], v += a[i] * b[i] (b = a when NULL; a masked by mask when given) for
+// the U elements i = i0, i0 + step, ..., in that order. All U are loaded before
+// the first is added, so that a thread has U loads in flight: one at a time left
+// these memory-bound passes waiting on each load.
+template <typename T, int U = BN_UNROLL>
+__device__ inline void add_group(double &u, double &v, const T *a, const T *b, const T *mask,
+                                 int64_t i0, int64_t step)
+{
+    double av[U], bv[U];
+    for (int j = 0; j < U; j++) {
+        av[j] = (double)masked_at(a, mask, i0 + j * step);
+        bv[j] = b ? (double)b[i0 + j * step] : av[j];
+    }
+    for (int j = 0; j < U; j++) {
+        u += av[j];
+        v += av[j] * bv[j];
+    }
+}
+
 // The partial sums of a and a*b (b = a when NULL; a masked by mask when given)
 // of chunk blockIdx.y (of P) of the positions of channel blockIdx.x, into part:
 // [2][P][C] doubles.
@@ -102,11 +122,11 @@ __global__ void planes_partial(double *part, const T *a, const T *b, const T *ma
         int64_t lo = m0 - n * g.s, hi = m1 - n * g.s, base = (n * g.c + c) * g.s;
         lo = lo > 0 ? lo : 0;
         hi = hi < g.s ? hi : g.s;
-        for (int64_t k = lo + threadIdx.x; k < hi; k += blockDim.x) {
-            double av = (double)masked_at(a, mask, base + k), bv = b ? (double)b[base + k] : av;
-            u += av;
-            v += av * bv;
-        }
+        int64_t k = lo + threadIdx.x;
+        for (; k + (BN_UNROLL - 1) * (int64_t)blockDim.x < hi; k += BN_UNROLL * blockDim.x)
+            add_group(u, v, a, b, mask, base + k, blockDim.x);
+        for (; k < hi; k += blockDim.x)
+            add_group<T, 1>(u, v, a, b, mask, base + k, 0);
     }
     block_sum2(u, v);
     if (threadIdx.x == 0) {
@@ -125,12 +145,11 @@ __global__ void rows_partial(double *part, const T *a, const T *b, const T *mask
     int64_t r0 = g.m * p / P, r1 = g.m * (p + 1) / P;
     double u = 0, v = 0;
     if (c < g.c) {
-        for (int64_t r = r0 + threadIdx.y; r < r1; r += BN_ROW_LANES) {
-            double av = (double)masked_at(a, mask, r * g.c + c);
-            double bv = b ? (double)b[r * g.c + c] : av;
-            u += av;
-            v += av * bv;
-        }
+        int64_t r = r0 + threadIdx.y;
+        for (; r + (BN_UNROLL - 1) * BN_ROW_LANES < r1; r += BN_UNROLL * BN_ROW_LANES)
+            add_group(u, v, a, b, mask, r * g.c + c, BN_ROW_LANES * g.c);
+        for (; r < r1; r += BN_ROW_LANES)
+            add_group<T, 1>(u, v, a, b, mask, r * g.c + c, 0);
     }
     __shared__ double su[BN_ROW_LANES][32], sv[BN_ROW_LANES][32];
     su[threadIdx.y][threadIdx.x] = u;
@@ -240,22 +259,21 @@ __global__ void backward_coefs(double *coef, const double *part, int64_t P, bn_g
 
 // --- the elementwise pass ---
 
-// in * k + ex[i] * m + base in T (ex NULL: no second term), rounded as the CPU's
+// in * k + e * m + base in T (no second term without ex), rounded as the CPU's
 // float32 loops round it.
-template <typename T>
-__device__ inline T affine(T in, const T *ex, int64_t i, T k, T m, T base)
+template <typename T> __device__ inline T affine(T in, bool ex, T e, T k, T m, T base)
 {
-    return ex ? kmul(in, k) + kmul(ex[i], m) + base : kmul(in, k) + base;
+    return ex ? kmul(in, k) + kmul(e, m) + base : kmul(in, k) + base;
 }
 
-// The forward's epilogue (bn_epilogue): + res[i] (res NULL: none), then relu.
+// The forward's epilogue (bn_epilogue): + the residual (res NULL: none), then relu.
 template <typename T> struct tail {
     const T *res;
     bool relu;
-    __device__ T operator()(T v, int64_t i) const
+    __device__ T operator()(T v, T r) const
     {
         if (res)
-            v = v + res[i];
+            v = v + r;
         return relu ? (v > T(0) ? v : T(0)) : v;
     }
 };
@@ -265,42 +283,57 @@ template <typename T> struct tail {
 template <typename T> struct head {
     const T *mask;
     T *through;
-    __device__ T operator()(const T *in, int64_t i) const
-    {
-        T v = masked_at(in, mask, i);
-        if (through)
-            through[i] = v;
-        return v;
-    }
 };
 
-// One element: out[i] (when out is given) from in[i] through h, affine, t.
+// The elements i = i0, i0 + step, ... (cnt of them, at most BN_UNROLL): out[i]
+// (when out is given) from in[i] through the head h, affine, the tail t. All are
+// loaded before the first is stored (U loads in flight, as add_group).
 template <typename T>
-__device__ inline void apply_at(T *out, const T *in, const T *ex, int64_t i, T k, T m, T base,
-                                head<T> h, tail<T> t)
+__device__ inline void apply_group(T *out, const T *in, const T *ex, int64_t i0, int64_t step,
+                                   int cnt, T k, T m, T base, head<T> h, tail<T> t)
 {
-    T v = h(in, i);
-    if (out)
-        out[i] = t(affine(v, ex, i, k, m, base), i);
+    T v[BN_UNROLL], e[BN_UNROLL], r[BN_UNROLL];
+    for (int j = 0; j < BN_UNROLL; j++) {
+        int64_t i = i0 + j * step;
+        v[j] = j < cnt ? masked_at(in, h.mask, i) : T(0);
+        e[j] = j < cnt && ex ? ex[i] : T(0);
+        r[j] = j < cnt && t.res ? t.res[i] : T(0);
+    }
+    for (int j = 0; j < BN_UNROLL && j < cnt; j++) {
+        int64_t i = i0 + j * step;
+        if (h.through)
+            h.through[i] = v[j];
+        if (out)
+            out[i] = t(affine(v[j], ex != nullptr, e[j], k, m, base), r[j]);
+    }
 }
 
-// Planes: blockIdx.y walks the N*C planes, the threads of blockIdx.x a plane.
+// How many of BN_UNROLL elements first, first + step, ... lie below end.
+__device__ inline int group_count(int64_t first, int64_t step, int64_t end)
+{
+    int64_t n = first < end ? (end - first + step - 1) / step : 0;
+    return (int)(n < BN_UNROLL ? n : BN_UNROLL);
+}
+
+// Planes: blockIdx.y walks the N*C planes, the threads of blockIdx.x a plane,
+// BN_UNROLL positions each (blockDim.x apart, so that a warp's loads coalesce).
 template <typename T>
 __global__ void planes_apply(T *out, const T *in, const T *ex, const double *coef, bn_geo g,
                              head<T> h, tail<T> t)
 {
+    int64_t span = (int64_t)BN_UNROLL * blockDim.x;
     for (int64_t pl = blockIdx.y; pl < g.n * g.c; pl += gridDim.y) {
         int64_t c = pl % g.c;
         T k = (T)coef[c], m = (T)coef[g.c + c], base = (T)coef[2 * g.c + c];
-        for (int64_t s = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; s < g.s;
-             s += (int64_t)gridDim.x * blockDim.x) {
-            int64_t i = pl * g.s + s;
-            apply_at(out, in, ex, i, k, m, base, h, t);
-        }
+        for (int64_t s = (int64_t)blockIdx.x * span + threadIdx.x; s < g.s;
+             s += (int64_t)gridDim.x * span)
+            apply_group(out, in, ex, pl * g.s + s, blockDim.x, group_count(s, blockDim.x, g.s),
+                        k, m, base, h, t);
     }
 }
 
-// Rows: blocks of 32 channels (threadIdx.x) by BN_ROW_LANES rows (threadIdx.y).
+// Rows: blocks of 32 channels (threadIdx.x) by BN_ROW_LANES rows (threadIdx.y),
+// BN_UNROLL rows each.
 template <typename T>
 __global__ void rows_apply(T *out, const T *in, const T *ex, const double *coef, bn_geo g,
                            head<T> h, tail<T> t)
@@ -309,11 +342,11 @@ __global__ void rows_apply(T *out, const T *in, const T *ex, const double *coef,
     if (c >= g.c)
         return;
     T k = (T)coef[c], m = (T)coef[g.c + c], base = (T)coef[2 * g.c + c];
-    for (int64_t r = (int64_t)blockIdx.y * BN_ROW_LANES + threadIdx.y; r < g.m;
-         r += (int64_t)gridDim.y * BN_ROW_LANES) {
-        int64_t i = r * g.c + c;
-        apply_at(out, in, ex, i, k, m, base, h, t);
-    }
+    int64_t span = (int64_t)BN_UNROLL * BN_ROW_LANES;
+    for (int64_t r = (int64_t)blockIdx.y * span + threadIdx.y; r < g.m;
+         r += (int64_t)gridDim.y * span)
+        apply_group(out, in, ex, r * g.c + c, BN_ROW_LANES * g.c,
+                    group_count(r, BN_ROW_LANES, g.m), k, m, base, h, t);
 }
 
 // --- launches ---
@@ -356,10 +389,12 @@ void launch_apply(cudaStream_t s, T *out, const T *in, const T *ex, const double
         return;
     if (g.rows)
         rows_apply<T><<<dim3((unsigned)((g.c + 31) / 32),
-                             at_most((g.m + BN_ROW_LANES - 1) / BN_ROW_LANES, 65535)),
+                             at_most((g.m + BN_UNROLL * BN_ROW_LANES - 1) /
+                                         (BN_UNROLL * BN_ROW_LANES), 65535)),
                         dim3(32, BN_ROW_LANES), 0, s>>>(out, in, ex, coef, g, h, t);
     else
-        planes_apply<T><<<dim3(at_most((g.s + BN_THREADS - 1) / BN_THREADS, 1024),
+        planes_apply<T><<<dim3(at_most((g.s + BN_UNROLL * BN_THREADS - 1) /
+                                           (BN_UNROLL * BN_THREADS), 1024),
                                at_most(g.n * g.c, 65535)),
                           BN_THREADS, 0, s>>>(out, in, ex, coef, g, h, t);
 }

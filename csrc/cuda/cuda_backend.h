@@ -21,8 +21,10 @@ int cuda_device_count(void);
 const struct backend *cuda_backend_get(int index);
 
 /* Device memory through the caching allocator (NULL without setting the error
- * when out of memory: alloc.c reports it). */
-void *cuda_alloc(int index, size_t nbytes);
+ * when out of memory: alloc.c reports it). Unless grow, only a cached block (NULL
+ * when there is none: the GPU is not asked); during a capture, grow or not, the
+ * capture's pool serves it. */
+void *cuda_alloc(int index, size_t nbytes, bool grow);
 /* 0, or -1 with the error set when cuda:index's memory cannot be handed out now
  * (a CUDA graph is being captured on another GPU: its cudaMalloc would break it). */
 int cuda_alloc_check(int index);

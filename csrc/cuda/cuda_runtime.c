@@ -346,7 +346,7 @@ int cuda_alloc_check(int index)
                    "work outside the captured function", index);
 }
 
-void *cuda_alloc(int index, size_t nbytes)
+void *cuda_alloc(int index, size_t nbytes, bool grow)
 {
     gpu_state *g = gpu(index);
     if (!g)
@@ -354,7 +354,7 @@ void *cuda_alloc(int index, size_t nbytes)
     nbytes = nbytes ? nbytes : 1;
     if (cuda_ctx_capturing(index)) /* (a graph's blocks are reused inside it: unguarded) */
         return cuda_graph_pool_alloc(index, nbytes);
-    void *p = cache_alloc_get(g->cache, nbytes);
+    void *p = grow ? cache_alloc_get(g->cache, nbytes) : cache_alloc_reuse(g->cache, nbytes);
     if (p)
         guard_tail(p, nbytes, true);
     return p;

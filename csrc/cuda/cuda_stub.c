@@ -28,10 +28,11 @@ const struct backend *cuda_backend_get(int index)
     return NULL;
 }
 
-void *cuda_alloc(int index, size_t nbytes)
+void *cuda_alloc(int index, size_t nbytes, bool grow)
 {
     (void)index;
     (void)nbytes;
+    (void)grow;
     err_set(NOT_BUILT);
     return NULL;
 }
