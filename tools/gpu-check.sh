@@ -12,6 +12,8 @@ set -u
 START=$(date +%s)
 BUDGET="${GPU_CHECK_SECONDS:-570}"
 STAGES="${*:-build specs bench suite}"
+# the spec files of the specs stage (all are in the suite stage)
+GPU_SPECS="${GPU_SPECS:-spec/cuda_spec.lua spec/cuda_graph_spec.lua}"
 OUT="${OUT:-$PWD/gpu-check-out}"
 mkdir -p "$OUT"
 JOBS=$(nproc)
@@ -76,7 +78,7 @@ GEMM_ONLY=0 # set when the specs fail with cuDNN and pass as im2col + cuBLAS
 if has specs; then
   stamp "GPU specs"
   MILES_CUDNN_VERBOSE=1 timeout -k 5 "$(box 150 200)" build/bin/miles spec/run.lua \
-    spec/cuda_spec.lua spec/cuda_graph_spec.lua >"$OUT/cuda_spec.log" 2>&1 # + cuDNN engine choices
+    $GPU_SPECS >"$OUT/cuda_spec.log" 2>&1 # + cuDNN engine choices
   echo "exit $?"
   grep -E "^(Failure|Error) ->" -A4 "$OUT/cuda_spec.log" | cut -c1-300 | head -60
   tail -1 "$OUT/cuda_spec.log"
@@ -84,7 +86,7 @@ if has specs; then
     # the same with every convolution as im2col + cuBLAS: tells cuDNN trouble from ours
     stamp "GPU specs again without cuDNN (MILES_CONV_GEMM=1)"
     MILES_CONV_GEMM=1 timeout -k 5 "$(box 100 200)" build/bin/miles spec/run.lua \
-      spec/cuda_spec.lua spec/cuda_graph_spec.lua >"$OUT/cuda_spec_gemm.log" 2>&1
+      $GPU_SPECS >"$OUT/cuda_spec_gemm.log" 2>&1
     grep -E "^(Failure|Error) ->" -A4 "$OUT/cuda_spec_gemm.log" | cut -c1-300 | head -30
     tail -1 "$OUT/cuda_spec_gemm.log"
     grep -qE "^(Failure|Error) ->" "$OUT/cuda_spec_gemm.log" || GEMM_ONLY=1
