@@ -34,25 +34,38 @@ struct at4 {
     int64_t n, c, h, w;
 };
 
+// a / b for a >= 0 and b > 0, in 32 bits when both fit: a 64-bit division costs
+// the GPU several times a 32-bit one, and the backward kernels, which do little
+// else, make about seven per element.
+__host__ __device__ inline int64_t qdiv(int64_t a, int64_t b)
+{
+    if ((uint64_t)a <= UINT32_MAX && (uint64_t)b <= UINT32_MAX)
+        return (int64_t)((uint32_t)a / (uint32_t)b);
+    return a / b;
+}
+
+// *i / d, leaving the remainder in *rem.
+__host__ __device__ inline int64_t divrem(int64_t *i, int64_t d)
+{
+    int64_t q = qdiv(*i, d), rem = *i - q * d;
+    *i = q;
+    return rem;
+}
+
 // The indices of the i-th element of d in memory order.
 __host__ __device__ inline at4 at_of(const dims4 &d, int64_t i)
 {
     at4 a;
     if (d.cl) {
-        a.c = i % d.c;
-        i /= d.c;
-        a.w = i % d.w;
-        i /= d.w;
-        a.h = i % d.h;
-        a.n = i / d.h;
+        a.c = divrem(&i, d.c);
+        a.w = divrem(&i, d.w);
+        a.h = divrem(&i, d.h);
     } else {
-        a.w = i % d.w;
-        i /= d.w;
-        a.h = i % d.h;
-        i /= d.h;
-        a.c = i % d.c;
-        a.n = i / d.c;
+        a.w = divrem(&i, d.w);
+        a.h = divrem(&i, d.h);
+        a.c = divrem(&i, d.c);
     }
+    a.n = i;
     return a;
 }
 
@@ -69,8 +82,8 @@ __host__ __device__ inline int64_t off(const dims4 &d, int64_t n, int64_t c, int
 __host__ __device__ inline void outputs_over(int64_t ip, int64_t span, int64_t stride,
                                              int64_t out, int64_t *o0, int64_t *o1)
 {
-    *o0 = ip < span ? 0 : (ip - span) / stride + 1;
-    int64_t e = ip / stride + 1;
+    *o0 = ip < span ? 0 : qdiv(ip - span, stride) + 1;
+    int64_t e = qdiv(ip, stride) + 1;
     *o1 = e < out ? e : out;
 }
 
@@ -213,12 +226,12 @@ __global__ void avg_grad_kernel(T *gin, const T *gout, dims4 gd, dims4 od, pool2
 // [floor(o * in / out), ceil((o + 1) * in / out)).
 __host__ __device__ inline int64_t adaptive_start(int64_t o, int64_t in, int64_t out)
 {
-    return o * in / out;
+    return qdiv(o * in, out);
 }
 
 __host__ __device__ inline int64_t adaptive_end(int64_t o, int64_t in, int64_t out)
 {
-    return ((o + 1) * in + out - 1) / out;
+    return qdiv((o + 1) * in + out - 1, out);
 }
 
 // The outputs [*o0, *o1) whose adaptive windows hold input index i: those with
@@ -226,8 +239,8 @@ __host__ __device__ inline int64_t adaptive_end(int64_t o, int64_t in, int64_t o
 __host__ __device__ inline void adaptive_outputs_over(int64_t i, int64_t in, int64_t out,
                                                       int64_t *o0, int64_t *o1)
 {
-    *o0 = i * out / in;
-    int64_t e = ((i + 1) * out - 1) / in + 1;
+    *o0 = qdiv(i * out, in);
+    int64_t e = qdiv((i + 1) * out - 1, in) + 1;
     *o1 = e < out ? e : out;
 }
 

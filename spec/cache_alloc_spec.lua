@@ -83,6 +83,20 @@ describe("caching allocator", function()
     assert.equal(5, s.device_releases)
   end)
 
+  -- (what csrc/alloc.c asks first, so that collecting garbage can come before the device)
+  it("reuses a cached block or gives nothing, never asking the device", function()
+    local c = miles._cache_allocator(1 << 30)
+    assert.is_nil(c:reuse(1000))
+    assert.equal(0, c:stats().device_allocs)
+    c:put(c:get(1000))
+    local b = c:reuse(900) -- the same class: the cached block, now in use
+    assert.is_not_nil(b)
+    local s = c:stats()
+    assert.same({ 0, 1024, 1, 1 }, { s.cached_bytes, s.in_use_bytes, s.device_allocs, s.hits })
+    assert.is_nil(c:reuse(1000)) -- none left in that class
+    c:put(b)
+  end)
+
   it("fails a request larger than the device", function()
     local c = miles._cache_allocator(1 << 20)
     assert.is_nil(c:get(1 << 21))

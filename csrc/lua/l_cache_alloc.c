@@ -5,6 +5,7 @@
  *
  *   local c = miles._cache_allocator(limit_bytes)
  *   local h = c:get(n)   -- a handle, or nil when out of memory
+ *   local h = c:reuse(n) -- the same from the free lists only, or nil
  *   c:put(h); c:empty(); c:stats() -> {in_use_bytes=, cached_bytes=, device_allocs=, ...}
  *   local h = c:take(n)  -- a cached block of n's class, or nil (the device is not asked)
  *   c:adopt(other, h)    -- block h held through allocator `other`, onto c's free lists
@@ -95,6 +96,13 @@ static int l_get(lua_State *L)
     return hold(L, p, cache_alloc_get(p->c, n), n);
 }
 
+static int l_reuse(lua_State *L)
+{
+    probe *p = check_probe(L);
+    size_t n = check_size(L);
+    return hold(L, p, cache_alloc_reuse(p->c, n), n);
+}
+
 static int l_take(lua_State *L)
 {
     probe *p = check_probe(L);
@@ -180,7 +188,8 @@ static int l_gc(lua_State *L)
 void l_cache_alloc_open(lua_State *L)
 {
     static const luaL_Reg methods[] = {
-        {"get", l_get},     {"put", l_put},     {"take", l_take},   {"adopt", l_adopt},
+        {"get", l_get},     {"reuse", l_reuse}, {"put", l_put},     {"take", l_take},
+        {"adopt", l_adopt},
         {"empty", l_empty}, {"stats", l_stats}, {NULL, NULL},
     };
     luaL_newmetatable(L, PROBE_MT);
