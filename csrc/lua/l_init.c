@@ -41,16 +41,20 @@ static bool on_lua_thread(void)
     return main_L && pthread_equal(pthread_self(), main_thread);
 }
 
-static void paced_collect(void)
+/* A full cycle, counted and timed, the pacing started again after it; false when
+ * Lua refused (called from a finalizer, while the collector runs). */
+static bool paced_collect(void)
 {
+    double t0 = now_seconds();
+    if (lua_gc(main_L, LUA_GCCOLLECT) < 0)
+        return false;
     for (int t = 0; t < DEV_TYPES; t++)
         atomic_store(&pending_bytes[t], 0);
-    double t0 = now_seconds();
-    lua_gc(main_L, LUA_GCCOLLECT);
     paced_seconds += now_seconds() - t0;
     paced_cycles++;
     int64_t live = alloc_get_stats(DEV_CUDA).live_bytes;
     atomic_store(&gpu_threshold, live > (int64_t)PRESSURE_MIN_BYTES ? (size_t)live : PRESSURE_MIN_BYTES);
+    return true;
 }
 
 static void on_pressure(void *ud, device_type type, size_t nbytes)
@@ -69,8 +73,7 @@ static bool on_reclaim(void *ud, device_type type)
     size_t least = half > PRESSURE_MIN_BYTES ? half : PRESSURE_MIN_BYTES;
     if (type != DEV_CUDA || atomic_load(&pending_bytes[type]) < least || !on_lua_thread())
         return false;
-    paced_collect();
-    return true;
+    return paced_collect();
 }
 
 /* core.collector_stats() -> cycles, seconds: the full collections that tensor
@@ -86,7 +89,7 @@ static void on_oom(void *ud)
 {
     (void)ud;
     if (on_lua_thread())
-        lua_gc(main_L, LUA_GCCOLLECT);
+        paced_collect();
 }
 
 int luaopen_miles_core(lua_State *L)

@@ -404,12 +404,18 @@ static loss_reduction opt_reduction(lua_State *L, int idx)
     return out;
 }
 
-/* A tensor option, or NULL. */
+/* A tensor option, or NULL. Read raw: the options table itself keeps it alive
+ * while the op runs (one that __index made up could be collected by a collection
+ * that the op's allocations start). */
 static tensor *opt_tensor(lua_State *L, int idx, const char *key)
 {
-    opt_push(L, idx, key);
+    if (!lua_istable(L, idx))
+        return NULL;
+    idx = lua_absindex(L, idx);
+    lua_pushstring(L, key);
+    lua_rawget(L, idx);
     tensor *t = lua_isnil(L, -1) ? NULL : lt_check(L, -1);
-    lua_pop(L, 1); /* the options table keeps it alive */
+    lua_pop(L, 1);
     return t;
 }
 

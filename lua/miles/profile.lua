@@ -89,6 +89,7 @@ function profile.run(fn, opts)
   for k in pairs(opts) do
     assert(k == "device" or k == "wait", "miles.profile: unknown option '" .. tostring(k) .. "'")
   end
+  assert(opts.wait == nil or type(opts.wait) == "boolean", "miles.profile: wait must be a boolean")
   local gpu = gpu_index(opts.device)
   if gpu and gpu >= core.cuda_device_count() then
     error(("miles.profile: no GPU %s (%d seen)"):format(opts.device, core.cuda_device_count()), 0)
