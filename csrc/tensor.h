@@ -52,7 +52,7 @@ tensor *tensor_scalar(dtype_t dt, double v, device dev); /* 0-dim */
 tensor *tensor_wrap(dtype_t dt, int ndim, const int64_t *shape, void *data, size_t nbytes,
                     void (*release)(storage *), void *release_ud);
 tensor *tensor_incref(tensor *t);
-void tensor_decref(tensor *t);
+void tensor_decref(tensor *t); /* (NULL: nothing to do) */
 
 /* --- shape queries --- */
 int64_t tensor_numel(const tensor *t);

@@ -70,19 +70,15 @@ int cuda_conv2d_gemm(tensor *y, const tensor *x, const tensor *w, const tensor *
         if (rc == 0) /* y[g] = w[g] col[g] */
             rc = cuda_gemm(x->dtype, s.groups, false, false, s.og, s.l, s.k, 1.0, wc, s.og * s.k,
                            s.k, col, s.k * s.l, s.l, 0.0, yn, s.og * s.l, s.l);
-        if (yn)
-            tensor_decref(yn);
+        tensor_decref(yn);
     }
     if (rc == 0 && yc != y)
         rc = tensor_copy_into(y, yc);
     if (rc == 0 && b)
         rc = cuda_conv_bias_add(y, b);
-    if (col)
-        tensor_decref(col);
-    if (yc)
-        tensor_decref(yc);
-    if (wc)
-        tensor_decref(wc);
+    tensor_decref(col);
+    tensor_decref(yc);
+    tensor_decref(wc);
     return rc == 0 ? 0 : err_prefix("conv2d (im2col + cuBLAS)");
 }
 
@@ -101,15 +97,11 @@ int cuda_conv2d_backward_data_gemm(tensor *gx, const tensor *gy, const tensor *w
                            s.k, gyn, s.og * s.l, s.l, 0.0, col, s.k * s.l, s.l);
         if (rc == 0)
             rc = cuda_col2im(gx, n, col, &s.g);
-        if (gyn)
-            tensor_decref(gyn);
+        tensor_decref(gyn);
     }
-    if (col)
-        tensor_decref(col);
-    if (gyc)
-        tensor_decref(gyc);
-    if (wc)
-        tensor_decref(wc);
+    tensor_decref(col);
+    tensor_decref(gyc);
+    tensor_decref(wc);
     return rc == 0 ? 0 : err_prefix("conv2d backward (input gradient, im2col + cuBLAS)");
 }
 
@@ -126,16 +118,12 @@ int cuda_conv2d_backward_weight_gemm(tensor *gw, const tensor *x, const tensor *
         if (rc == 0) /* gw[g] (+)= gy[g] col[g]^T */
             rc = cuda_gemm(x->dtype, s.groups, false, true, s.og, s.k, s.l, 1.0, gyn, s.og * s.l,
                            s.l, col, s.k * s.l, s.l, n == 0 ? 0.0 : 1.0, gwc, s.og * s.k, s.k);
-        if (gyn)
-            tensor_decref(gyn);
+        tensor_decref(gyn);
     }
     if (rc == 0 && gwc != gw)
         rc = tensor_copy_into(gw, gwc);
-    if (col)
-        tensor_decref(col);
-    if (gwc)
-        tensor_decref(gwc);
-    if (gyc)
-        tensor_decref(gyc);
+    tensor_decref(col);
+    tensor_decref(gwc);
+    tensor_decref(gyc);
     return rc == 0 ? 0 : err_prefix("conv2d backward (weight gradient, im2col + cuBLAS)");
 }
