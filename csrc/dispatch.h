@@ -70,6 +70,10 @@ typedef struct {
 
 typedef struct backend {
     const char *name;
+    /* The kernels of this backend that take bfloat16 tensors (a sparse table:
+     * NULL where a kernel does not). The others get float32 copies of them
+     * (widen.c). copy must be among them: the copies are made with it. */
+    const struct backend *bf16;
     /* dst = src elementwise with dtype conversion; both of the same shape, any
      * strides (src may have stride 0 from broadcasting). */
     int (*copy)(tensor *dst, const tensor *src);
@@ -160,9 +164,13 @@ typedef struct backend {
                                tensor *g_residual);
 } backend;
 
-/* The table for a device, or NULL with the error set (no GPU, CUDA=0 build). */
+/* The table the ops call for a device (widen.c's, over the device's own), or
+ * NULL with the error set (no GPU, CUDA=0 build). */
 const backend *dispatch_backend(device dev, const char *op);
+/* The device's own table, or NULL with the error set. */
+const backend *dispatch_device_table(device dev, const char *op);
 
 extern const backend cpu_backend;
+extern const backend widening_backend;
 
 #endif

@@ -16,6 +16,10 @@ tensor *op_binary_scalar(binary_op op, tensor *a, double s, bool scalar_first);
 tensor *op_where(tensor *cond, tensor *a, tensor *b);
 /* A copy converted to dt (gradients flow between float types). */
 tensor *op_to_dtype(tensor *a, dtype_t dt);
+/* bf16 autocast (ops/autocast.c; off by default): conv2d, matmul and linear run
+ * in bfloat16, softmax and the losses in float32. */
+bool op_autocast(void);
+void op_set_autocast(bool on);
 /* a on another device (a itself, a new reference, when already there); its
  * gradient goes back to a's device. */
 tensor *op_to_device(tensor *a, device dev);

@@ -11,7 +11,7 @@
 -- --batch B (default 64) times a smaller batch, for a quick check of the code
 -- paths (the emulated GPU runs it); PyTorch is then left out (its twin times 64).
 -- --cuda runs ours on the GPU twice each round, in float32 (TF32 on) and with bf16
--- autocast (miles.cuda.autocast; a second model built the same way), beside
+-- autocast (miles.autocast; a second model built the same way), beside
 -- PyTorch eager and PyTorch with bf16 autocast + channels_last on the same GPU:
 -- ours-float32 / PyTorch eager and ours-bf16 / PyTorch AMP are the two ratios.
 -- On the GPU a third run of ours replays the whole training step as one CUDA graph
@@ -127,10 +127,10 @@ local PEAK_TFLOPS = {
 
 --- f() with bf16 autocast set to `on`, then set back.
 local function with_autocast(on, f)
-  local was = miles.cuda.autocast()
-  miles.cuda.autocast(on)
+  local was = miles.autocast()
+  miles.autocast(on)
   local r = table.pack(pcall(f))
-  miles.cuda.autocast(was)
+  miles.autocast(was)
   if not r[1] then error(r[2], 0) end
   return table.unpack(r, 2, r.n)
 end

@@ -12,6 +12,11 @@
 // of squares, the biased variance to normalise, the unbiased one for the running
 // variance. Products that the CPU rounds on their own are rounded so here too
 // (kmul), so that evaluation mode, which has no sums, matches it bit for bit.
+//
+// A bfloat16 x (and y, gy, gx, residual) has float32 parameters and statistics;
+// the elementwise pass computes in float32 and rounds once (common.cuh's
+// compute_t), as the CPU's float32 copies do (csrc/widen.c). S below is the
+// activations' storage type, T the parameters'.
 #include <cmath>
 
 #include "common.cuh"
@@ -84,23 +89,26 @@ __device__ void block_sum2(double &u, double &v)
 
 // a[i] as the relu's backward passes it when mask is given: a[i] * 1 where
 // mask[i] > 0, a[i] * 0 elsewhere (what that op computes: the same bits).
-template <typename T> __device__ inline T masked_at(const T *a, const T *mask, int64_t i)
+template <typename S>
+__device__ inline compute_t<S> masked_at(const S *a, const S *mask, int64_t i)
 {
-    return mask ? a[i] * (mask[i] > T(0) ? T(1) : T(0)) : a[i];
+    using C = compute_t<S>;
+    C v = kwiden(a[i]);
+    return mask ? v * (kwiden(mask[i]) > C(0) ? C(1) : C(0)) : v;
 }
 
 // u += a[i], v += a[i] * b[i] (b = a when NULL; a masked by mask when given) for
 // the U elements i = i0, i0 + step, ..., in that order. All U are loaded before
 // the first is added, so that a thread has U loads in flight: one at a time left
 // these memory-bound passes waiting on each load.
-template <typename T, int U = BN_UNROLL>
-__device__ inline void add_group(double &u, double &v, const T *a, const T *b, const T *mask,
+template <typename S, int U = BN_UNROLL>
+__device__ inline void add_group(double &u, double &v, const S *a, const S *b, const S *mask,
                                  int64_t i0, int64_t step)
 {
     double av[U], bv[U];
     for (int j = 0; j < U; j++) {
         av[j] = (double)masked_at(a, mask, i0 + j * step);
-        bv[j] = b ? (double)b[i0 + j * step] : av[j];
+        bv[j] = b ? (double)kwiden(b[i0 + j * step]) : av[j];
     }
     for (int j = 0; j < U; j++) {
         u += av[j];
@@ -111,8 +119,8 @@ __device__ inline void add_group(double &u, double &v, const T *a, const T *b, c
 // The partial sums of a and a*b (b = a when NULL; a masked by mask when given)
 // of chunk blockIdx.y (of P) of the positions of channel blockIdx.x, into part:
 // [2][P][C] doubles.
-template <typename T>
-__global__ void planes_partial(double *part, const T *a, const T *b, const T *mask, bn_geo g,
+template <typename S>
+__global__ void planes_partial(double *part, const S *a, const S *b, const S *mask, bn_geo g,
                                int64_t P)
 {
     int64_t c = blockIdx.x, p = blockIdx.y;
@@ -126,7 +134,7 @@ __global__ void planes_partial(double *part, const T *a, const T *b, const T *ma
         for (; k + (BN_UNROLL - 1) * (int64_t)blockDim.x < hi; k += BN_UNROLL * blockDim.x)
             add_group(u, v, a, b, mask, base + k, blockDim.x);
         for (; k < hi; k += blockDim.x)
-            add_group<T, 1>(u, v, a, b, mask, base + k, 0);
+            add_group<S, 1>(u, v, a, b, mask, base + k, 0);
     }
     block_sum2(u, v);
     if (threadIdx.x == 0) {
@@ -137,8 +145,8 @@ __global__ void planes_partial(double *part, const T *a, const T *b, const T *ma
 
 // The same over rows: blocks of 32 channels (threadIdx.x, so that a warp reads
 // 32 neighbours) by BN_ROW_LANES rows at a time (threadIdx.y).
-template <typename T>
-__global__ void rows_partial(double *part, const T *a, const T *b, const T *mask, bn_geo g,
+template <typename S>
+__global__ void rows_partial(double *part, const S *a, const S *b, const S *mask, bn_geo g,
                              int64_t P)
 {
     int64_t c = (int64_t)blockIdx.x * 32 + threadIdx.x, p = blockIdx.y;
@@ -149,7 +157,7 @@ __global__ void rows_partial(double *part, const T *a, const T *b, const T *mask
         for (; r + (BN_UNROLL - 1) * BN_ROW_LANES < r1; r += BN_UNROLL * BN_ROW_LANES)
             add_group(u, v, a, b, mask, r * g.c + c, BN_ROW_LANES * g.c);
         for (; r < r1; r += BN_ROW_LANES)
-            add_group<T, 1>(u, v, a, b, mask, r * g.c + c, 0);
+            add_group<S, 1>(u, v, a, b, mask, r * g.c + c, 0);
     }
     __shared__ double su[BN_ROW_LANES][32], sv[BN_ROW_LANES][32];
     su[threadIdx.y][threadIdx.x] = u;
@@ -259,52 +267,53 @@ __global__ void backward_coefs(double *coef, const double *part, int64_t P, bn_g
 
 // --- the elementwise pass ---
 
-// in * k + e * m + base in T (no second term without ex), rounded as the CPU's
+// in * k + e * m + base in C (no second term without ex), rounded as the CPU's
 // float32 loops round it.
-template <typename T> __device__ inline T affine(T in, bool ex, T e, T k, T m, T base)
+template <typename C> __device__ inline C affine(C in, bool ex, C e, C k, C m, C base)
 {
     return ex ? kmul(in, k) + kmul(e, m) + base : kmul(in, k) + base;
 }
 
 // The forward's epilogue (bn_epilogue): + the residual (res NULL: none), then relu.
-template <typename T> struct tail {
-    const T *res;
+template <typename S> struct tail {
+    using C = compute_t<S>;
+    const S *res;
     bool relu;
-    __device__ T operator()(T v, T r) const
+    __device__ C operator()(C v, C r) const
     {
         if (res)
             v = v + r;
-        return relu ? (v > T(0) ? v : T(0)) : v;
+        return relu ? (v > C(0) ? v : C(0)) : v;
     }
 };
 
 // The backward's start (the relu's backward): in masked by mask when given, and
 // that written to through (the residual's gradient) when given.
-template <typename T> struct head {
-    const T *mask;
-    T *through;
+template <typename S> struct head {
+    const S *mask;
+    S *through;
 };
 
 // The elements i = i0, i0 + step, ... (cnt of them, at most BN_UNROLL): out[i]
 // (when out is given) from in[i] through the head h, affine, the tail t. All are
 // loaded before the first is stored (U loads in flight, as add_group).
-template <typename T>
-__device__ inline void apply_group(T *out, const T *in, const T *ex, int64_t i0, int64_t step,
-                                   int cnt, T k, T m, T base, head<T> h, tail<T> t)
+template <typename S, typename C = compute_t<S>>
+__device__ inline void apply_group(S *out, const S *in, const S *ex, int64_t i0, int64_t step,
+                                   int cnt, C k, C m, C base, head<S> h, tail<S> t)
 {
-    T v[BN_UNROLL], e[BN_UNROLL], r[BN_UNROLL];
+    C v[BN_UNROLL], e[BN_UNROLL], r[BN_UNROLL];
     for (int j = 0; j < BN_UNROLL; j++) {
         int64_t i = i0 + j * step;
-        v[j] = j < cnt ? masked_at(in, h.mask, i) : T(0);
-        e[j] = j < cnt && ex ? ex[i] : T(0);
-        r[j] = j < cnt && t.res ? t.res[i] : T(0);
+        v[j] = j < cnt ? masked_at(in, h.mask, i) : C(0);
+        e[j] = j < cnt && ex ? kwiden(ex[i]) : C(0);
+        r[j] = j < cnt && t.res ? kwiden(t.res[i]) : C(0);
     }
     for (int j = 0; j < BN_UNROLL && j < cnt; j++) {
         int64_t i = i0 + j * step;
         if (h.through)
-            h.through[i] = v[j];
+            h.through[i] = knarrow<S>(v[j]);
         if (out)
-            out[i] = t(affine(v[j], ex != nullptr, e[j], k, m, base), r[j]);
+            out[i] = knarrow<S>(t(affine(v[j], ex != nullptr, e[j], k, m, base), r[j]));
     }
 }
 
@@ -317,14 +326,15 @@ __device__ inline int group_count(int64_t first, int64_t step, int64_t end)
 
 // Planes: blockIdx.y walks the N*C planes, the threads of blockIdx.x a plane,
 // BN_UNROLL positions each (blockDim.x apart, so that a warp's loads coalesce).
-template <typename T>
-__global__ void planes_apply(T *out, const T *in, const T *ex, const double *coef, bn_geo g,
-                             head<T> h, tail<T> t)
+template <typename S>
+__global__ void planes_apply(S *out, const S *in, const S *ex, const double *coef, bn_geo g,
+                             head<S> h, tail<S> t)
 {
+    using C = compute_t<S>;
     int64_t span = (int64_t)BN_UNROLL * blockDim.x;
     for (int64_t pl = blockIdx.y; pl < g.n * g.c; pl += gridDim.y) {
         int64_t c = pl % g.c;
-        T k = (T)coef[c], m = (T)coef[g.c + c], base = (T)coef[2 * g.c + c];
+        C k = (C)coef[c], m = (C)coef[g.c + c], base = (C)coef[2 * g.c + c];
         for (int64_t s = (int64_t)blockIdx.x * span + threadIdx.x; s < g.s;
              s += (int64_t)gridDim.x * span)
             apply_group(out, in, ex, pl * g.s + s, blockDim.x, group_count(s, blockDim.x, g.s),
@@ -334,14 +344,15 @@ __global__ void planes_apply(T *out, const T *in, const T *ex, const double *coe
 
 // Rows: blocks of 32 channels (threadIdx.x) by BN_ROW_LANES rows (threadIdx.y),
 // BN_UNROLL rows each.
-template <typename T>
-__global__ void rows_apply(T *out, const T *in, const T *ex, const double *coef, bn_geo g,
-                           head<T> h, tail<T> t)
+template <typename S>
+__global__ void rows_apply(S *out, const S *in, const S *ex, const double *coef, bn_geo g,
+                           head<S> h, tail<S> t)
 {
+    using C = compute_t<S>;
     int64_t c = (int64_t)blockIdx.x * 32 + threadIdx.x;
     if (c >= g.c)
         return;
-    T k = (T)coef[c], m = (T)coef[g.c + c], base = (T)coef[2 * g.c + c];
+    C k = (C)coef[c], m = (C)coef[g.c + c], base = (C)coef[2 * g.c + c];
     int64_t span = (int64_t)BN_UNROLL * BN_ROW_LANES;
     for (int64_t r = (int64_t)blockIdx.y * span + threadIdx.y; r < g.m;
          r += (int64_t)gridDim.y * span)
@@ -365,35 +376,35 @@ int64_t chunks_of(const bn_geo &g)
 
 // The P chunks of partial sums of a and a*b (b = a when NULL; a masked by mask
 // when given) into part.
-template <typename T>
-void launch_partials(cudaStream_t s, double *part, const T *a, const T *b, const T *mask,
+template <typename S>
+void launch_partials(cudaStream_t s, double *part, const S *a, const S *b, const S *mask,
                      const bn_geo &g, int64_t P)
 {
     if (P == 0)
         return;
     if (g.rows)
-        rows_partial<T><<<dim3((unsigned)((g.c + 31) / 32), (unsigned)P),
+        rows_partial<S><<<dim3((unsigned)((g.c + 31) / 32), (unsigned)P),
                           dim3(32, BN_ROW_LANES), 0, s>>>(part, a, b, mask, g, P);
     else
-        planes_partial<T><<<dim3((unsigned)g.c, (unsigned)P), BN_THREADS, 0, s>>>(
+        planes_partial<S><<<dim3((unsigned)g.c, (unsigned)P), BN_THREADS, 0, s>>>(
             part, a, b, mask, g, P);
 }
 
 // out = in * k + ex * m + base over the whole tensor, in through the head h
 // first, then the epilogue t.
-template <typename T>
-void launch_apply(cudaStream_t s, T *out, const T *in, const T *ex, const double *coef,
-                  const bn_geo &g, head<T> h, tail<T> t)
+template <typename S>
+void launch_apply(cudaStream_t s, S *out, const S *in, const S *ex, const double *coef,
+                  const bn_geo &g, head<S> h, tail<S> t)
 {
     if (g.m == 0)
         return;
     if (g.rows)
-        rows_apply<T><<<dim3((unsigned)((g.c + 31) / 32),
+        rows_apply<S><<<dim3((unsigned)((g.c + 31) / 32),
                              at_most((g.m + BN_UNROLL * BN_ROW_LANES - 1) /
                                          (BN_UNROLL * BN_ROW_LANES), 65535)),
                         dim3(32, BN_ROW_LANES), 0, s>>>(out, in, ex, coef, g, h, t);
     else
-        planes_apply<T><<<dim3(at_most((g.s + BN_UNROLL * BN_THREADS - 1) /
+        planes_apply<S><<<dim3(at_most((g.s + BN_UNROLL * BN_THREADS - 1) /
                                            (BN_UNROLL * BN_THREADS), 1024),
                                at_most(g.n * g.c, 65535)),
                           BN_THREADS, 0, s>>>(out, in, ex, coef, g, h, t);
@@ -414,6 +425,9 @@ tensor *scratch_for(const tensor *x, int64_t P, const bn_geo &g, double **part, 
     return scratch;
 }
 
+// The parameters' type of activations of type S: float32 for bfloat16.
+template <typename S> using param_t = compute_t<S>;
+
 } // namespace
 
 extern "C" int cuda_batch_norm(tensor *y, tensor *save_mean, tensor *save_invstd,
@@ -432,17 +446,18 @@ extern "C" int cuda_batch_norm(tensor *y, tensor *save_mean, tensor *save_invstd
     tensor *scratch = scratch_for(x, P, g, &part, &coef);
     if (!scratch)
         return -1;
-    int rc = by_dtype(x->dtype, "batch_norm", [&](auto z) {
-        using T = decltype(z);
+    int rc = by_dtype_bf16(x->dtype, "batch_norm", [&](auto z) {
+        using S = decltype(z);
+        using T = param_t<S>;
         bn_forward_args<T> a = {chan_of<T>(w), chan_of<T>(b), chan_of<T>(running_mean),
                                 chan_of<T>(running_var), chan_of<T>(save_mean),
                                 chan_of<T>(save_invstd), training, momentum, eps};
-        launch_partials<T>(s, part, (const T *)tensor_data(x), nullptr, nullptr, g, P);
+        launch_partials<S>(s, part, (const S *)tensor_data(x), nullptr, nullptr, g, P);
         forward_coefs<T><<<(unsigned)g.c, BN_THREADS, 0, s>>>(coef, part, P, g, a);
-        tail<T> t = {ep && ep->residual ? (const T *)tensor_data(ep->residual) : nullptr,
+        tail<S> t = {ep && ep->residual ? (const S *)tensor_data(ep->residual) : nullptr,
                      ep && ep->relu};
-        launch_apply<T>(s, (T *)tensor_data(y), (const T *)tensor_data(x), nullptr, coef, g,
-                        head<T>{nullptr, nullptr}, t);
+        launch_apply<S>(s, (S *)tensor_data(y), (const S *)tensor_data(x), nullptr, coef, g,
+                        head<S>{nullptr, nullptr}, t);
     });
     tensor_decref(scratch);
     return rc;
@@ -465,19 +480,20 @@ extern "C" int cuda_batch_norm_backward(tensor *gx, tensor *gw, tensor *gb, cons
     tensor *scratch = scratch_for(x, P, g, &part, &coef);
     if (!scratch)
         return -1;
-    int rc = by_dtype(x->dtype, "batch_norm_backward", [&](auto z) {
-        using T = decltype(z);
-        const T *gyd = (const T *)tensor_data(gy), *xd = (const T *)tensor_data(x);
+    int rc = by_dtype_bf16(x->dtype, "batch_norm_backward", [&](auto z) {
+        using S = decltype(z);
+        using T = param_t<S>;
+        const S *gyd = (const S *)tensor_data(gy), *xd = (const S *)tensor_data(x);
         bn_backward_args<T> a = {chan_of<T>(w), chan_of<T>(mean), chan_of<T>(invstd),
                                  chan_of<T>(gw), chan_of<T>(gb), training};
-        const T *mask = relu_out ? (const T *)tensor_data(relu_out) : nullptr;
-        launch_partials<T>(s, part, gyd, xd, mask, g, P);
+        const S *mask = relu_out ? (const S *)tensor_data(relu_out) : nullptr;
+        launch_partials<S>(s, part, gyd, xd, mask, g, P);
         backward_coefs<T><<<(unsigned)g.c, BN_THREADS, 0, s>>>(coef, part, P, g, a);
         if (gx || g_residual)
-            launch_apply<T>(s, gx ? (T *)tensor_data(gx) : nullptr, gyd,
+            launch_apply<S>(s, gx ? (S *)tensor_data(gx) : nullptr, gyd,
                             training ? xd : nullptr, coef, g,
-                            head<T>{mask, g_residual ? (T *)tensor_data(g_residual) : nullptr},
-                            tail<T>{nullptr, false});
+                            head<S>{mask, g_residual ? (S *)tensor_data(g_residual) : nullptr},
+                            tail<S>{nullptr, false});
     });
     tensor_decref(scratch);
     return rc;

@@ -1,11 +1,13 @@
 // What every kernel file shares: the core's headers, tensor geometry passed to
-// kernels by value, grid-stride loops, the float/double dispatch, unfused
-// products, and the thread groups that reduce a row together.
+// kernels by value, grid-stride loops, the float/double (and bfloat16) dispatch,
+// unfused products, and the thread groups that reduce a row together.
 #ifndef MILES_KERNELS_COMMON_CUH
 #define MILES_KERNELS_COMMON_CUH
 
 #include <cstdint>
+#include <type_traits>
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 extern "C" {
@@ -78,6 +80,48 @@ template <typename F> int by_dtype(dtype_t dt, const char *what, F f)
     default:
         return err_set("%s: no CUDA kernel for %s", what, dtype_name(dt));
     }
+    return cuda_ctx_launched(what);
+}
+
+// bfloat16 is a storage type: a kernel computes in compute_t of its element type
+// (float32 for bfloat16, else the type itself), reading each element through
+// kwiden and storing each result through knarrow (to nearest, ties to even), as
+// csrc/widen.c's float32 copies do on the CPU.
+template <typename T> struct kcompute {
+    using type = T;
+};
+template <> struct kcompute<__nv_bfloat16> {
+    using type = float;
+};
+template <typename T> using compute_t = typename kcompute<T>::type;
+
+__host__ __device__ inline float kwiden(__nv_bfloat16 x)
+{
+    return __bfloat162float(x);
+}
+__host__ __device__ inline float kwiden(float x)
+{
+    return x;
+}
+__host__ __device__ inline double kwiden(double x)
+{
+    return x;
+}
+
+template <typename T> __host__ __device__ inline T knarrow(compute_t<T> v)
+{
+    if constexpr (std::is_same<T, __nv_bfloat16>::value)
+        return __float2bfloat16_rn(v);
+    else
+        return v;
+}
+
+// by_dtype with bfloat16 too: f gets a value of its storage type.
+template <typename F> int by_dtype_bf16(dtype_t dt, const char *what, F f)
+{
+    if (dt != DT_BF16)
+        return by_dtype(dt, what, f);
+    f(__nv_bfloat16());
     return cuda_ctx_launched(what);
 }
 

@@ -5,7 +5,8 @@
 //
 // The gradient is deterministic: each block sums a fixed part of one channel's
 // values into a partial sum (in a fixed order), and a second kernel adds a
-// channel's partials in order. Sums are accumulated in double.
+// channel's partials in order. Sums are accumulated in double (bfloat16 read and
+// rounded as common.cuh's compute_t says).
 #include "common.cuh"
 
 extern "C" {
@@ -57,7 +58,7 @@ template <typename T> __global__ void bias_add_kernel(T *y, const T *b, geom4 g,
             c = r % g.c;
             off = (r / g.c) * g.sn + c * g.sc + h * g.sh + w * g.sw;
         }
-        y[off] += b[c];
+        y[off] = knarrow<T>(kwiden(y[off]) + kwiden(b[c]));
     }
 }
 
@@ -70,16 +71,11 @@ extern "C" int cuda_conv_bias_add(tensor *y, const tensor *b)
     if (!s)
         return -1;
     geom4 g = geom4_of(y);
-    if (y->dtype == DT_F32)
-        bias_add_kernel<float><<<kblocks(total), KTHREADS, 0, s>>>(
-            (float *)tensor_data(y), (const float *)tensor_data(b), g, total);
-    else if (y->dtype == DT_F64)
-        bias_add_kernel<double><<<kblocks(total), KTHREADS, 0, s>>>(
-            (double *)tensor_data(y), (const double *)tensor_data(b), g, total);
-    else
-        return err_set("conv2d: the bias addition wants float32 or float64, got %s",
-                       dtype_name(y->dtype));
-    return cuda_ctx_launched("conv2d (bias addition)");
+    return by_dtype_bf16(y->dtype, "conv2d (bias addition)", [&](auto z) {
+        using T = decltype(z);
+        bias_add_kernel<T><<<kblocks(total), KTHREADS, 0, s>>>(
+            (T *)tensor_data(y), (const T *)tensor_data(b), g, total);
+    });
 }
 
 // --- gb = sum of gy over n, h, w ---
@@ -108,7 +104,7 @@ __global__ void bias_grad_nhwc(const T *gy, double *part, int64_t C, int64_t row
     double s = 0.0;
     if (c < C)
         for (int64_t r = r0 + row; r < r1; r += KTHREADS / 32)
-            s += (double)gy[r * C + c];
+            s += (double)kwiden(gy[r * C + c]);
     acc[threadIdx.x] = s;
     __syncthreads();
     if (row == 0 && c < C) {
@@ -131,7 +127,7 @@ __global__ void bias_grad_nchw(const T *gy, double *part, int64_t N, int64_t C, 
     for (int64_t n = n0; n < n1; n++) {
         const T *plane = gy + (n * C + c) * HW;
         for (int64_t i = threadIdx.x; i < HW; i += KTHREADS)
-            s += (double)plane[i];
+            s += (double)kwiden(plane[i]);
     }
     acc[threadIdx.x] = s;
     __syncthreads();
@@ -151,7 +147,7 @@ __global__ void bias_grad_strided(const T *gy, double *part, geom4 g, int64_t ro
     double s = 0.0;
     for (int64_t r = r0 + threadIdx.x; r < r1; r += KTHREADS) {
         int64_t w = r % g.w, q = r / g.w, h = q % g.h, n = q / g.h;
-        s += (double)gy[n * g.sn + c * g.sc + h * g.sh + w * g.sw];
+        s += (double)kwiden(gy[n * g.sn + c * g.sc + h * g.sh + w * g.sw]);
     }
     acc[threadIdx.x] = s;
     __syncthreads();
@@ -169,7 +165,7 @@ __global__ void bias_grad_final(T *gb, const double *part, int64_t C, int64_t P)
         double s = 0.0;
         for (int64_t p = 0; p < P; p++)
             s += part[p * C + c];
-        gb[c] = (T)s;
+        gb[c] = knarrow<T>((compute_t<T>)s);
     }
 }
 
@@ -234,6 +230,8 @@ extern "C" int cuda_conv_bias_grad(tensor *gb, const tensor *gy)
         return bias_grad_launch<float>(gb, gy, s);
     if (gy->dtype == DT_F64)
         return bias_grad_launch<double>(gb, gy, s);
-    return err_set("conv2d backward: the bias gradient wants float32 or float64, got %s",
-                   dtype_name(gy->dtype));
+    if (gy->dtype == DT_BF16)
+        return bias_grad_launch<__nv_bfloat16>(gb, gy, s);
+    return err_set("conv2d backward: the bias gradient wants float32, float64 or bfloat16, got "
+                   "%s", dtype_name(gy->dtype));
 }

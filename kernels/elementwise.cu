@@ -2,9 +2,11 @@
 // CPU twin: csrc/cpu/elementwise.c, whose results these kernels reproduce: the same
 // dtype conversions, wrapping integer arithmetic and NaN rules. Float arithmetic,
 // sqrt and division round as on the CPU; exp, log, tanh, pow and log1p may differ
-// from glibc's in the last bit or two.
+// from glibc's in the last bit or two. bfloat16 is computed in float32 and rounded
+// once, as the CPU's float32 copies of it are (csrc/widen.c).
 #include "common.cuh"
 
+#include <cuda_bf16.h>
 #include <math.h>
 
 #include <type_traits>
@@ -18,6 +20,7 @@ template <> struct ktype<DT_U8> { using T = uint8_t; };
 template <> struct ktype<DT_I64> { using T = int64_t; };
 template <> struct ktype<DT_F32> { using T = float; };
 template <> struct ktype<DT_F64> { using T = double; };
+template <> struct ktype<DT_BF16> { using T = __nv_bfloat16; };
 template <dtype_t DT> using elem_t = typename ktype<DT>::T;
 
 // Call f with dtype_c<DT>() for dt's DT (f reads it as d.value) and return what
@@ -32,6 +35,7 @@ template <typename F> static int with_dtype(dtype_t dt, const char *what, F f)
     case DT_I64: return f(dtype_c<DT_I64>());
     case DT_F32: return f(dtype_c<DT_F32>());
     case DT_F64: return f(dtype_c<DT_F64>());
+    case DT_BF16: return f(dtype_c<DT_BF16>());
     default: return err_set("%s: unknown dtype %d", what, (int)dt);
     }
 }
@@ -48,6 +52,8 @@ template <dtype_t DT> __host__ __device__ static inline double load_d(elem_t<DT>
 {
     if constexpr (DT == DT_BOOL)
         return x != 0;
+    else if constexpr (DT == DT_BF16)
+        return (double)__bfloat162float(x);
     else
         return (double)x;
 }
@@ -61,6 +67,8 @@ template <dtype_t DT> __host__ __device__ static inline elem_t<DT> from_d(double
         return (uint8_t)d2i64(v);
     else if constexpr (DT == DT_I64)
         return d2i64(v);
+    else if constexpr (DT == DT_BF16) // through float32, as the CPU's dtype_store
+        return __float2bfloat16_rn((float)v);
     else
         return (elem_t<DT>)v;
 }
@@ -290,14 +298,17 @@ template <unary_op OP> __device__ static inline int64_t unary_int(int64_t x, dou
     else return x;
 }
 
-// Floats in their own type; int64 as integers; uint8 and bool through the CPU's
-// dtype_load and dtype_store.
+// Floats in their own type (bfloat16 in float32, rounded once); int64 as integers;
+// uint8 and bool through the CPU's dtype_load and dtype_store.
 template <unary_op OP, dtype_t DT>
 __device__ static inline elem_t<DT> unary_elem(elem_t<DT> x, double p0, double p1)
 {
     using T = elem_t<DT>;
     if constexpr (DT == DT_F32 || DT == DT_F64)
         return unary_float<OP, T>(x, (T)p0, (T)p1);
+    else if constexpr (DT == DT_BF16)
+        return __float2bfloat16_rn(
+            unary_float<OP, float>(__bfloat162float(x), (float)p0, (float)p1));
     else if constexpr (DT == DT_I64)
         return unary_int<OP>(x, p0, p1);
     else
@@ -407,6 +418,12 @@ __device__ static inline binary_out_t<OP, DT> binary_elem(elem_t<DT> x, elem_t<D
 {
     if constexpr (DT == DT_F32 || DT == DT_F64) {
         return binary_float<OP>(x, y);
+    } else if constexpr (DT == DT_BF16) { // in float32, rounded once
+        auto r = binary_float<OP>(__bfloat162float(x), __bfloat162float(y));
+        if constexpr (OP >= BIN_EQ)
+            return r;
+        else
+            return __float2bfloat16_rn(r);
     } else {
         int64_t r = binary_int<OP>((int64_t)x, (int64_t)y);
         if constexpr (OP >= BIN_EQ || DT == DT_BOOL)

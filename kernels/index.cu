@@ -139,6 +139,7 @@ static int run_index(const char *what, bool add, tensor *out, const tensor *a,
         switch (a->dtype) {
         case DT_BOOL:
         case DT_U8: launch_select<uint8_t>(o, src, x, s); break;
+        case DT_BF16: launch_select<uint16_t>(o, src, x, s); break;
         case DT_F32: launch_select<uint32_t>(o, src, x, s); break;
         case DT_I64:
         case DT_F64: launch_select<uint64_t>(o, src, x, s); break;

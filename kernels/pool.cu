@@ -1,7 +1,8 @@
 // 2-D pooling on the GPU: max, average and adaptive average over [N,C,H,W]
 // (twin: csrc/cpu/pool.c, whose plain loops these kernels follow).
 //
-// Tensors come contiguous or (float32) channels-last. Each kernel walks the
+// Tensors come contiguous or (float32, bfloat16) channels-last; bfloat16 is
+// computed in float32 and rounded once (common.cuh). Each kernel walks the
 // tensor it writes in memory order and reaches the others through their strides,
 // so either layout, or a mix, works. Windows are summed in double, as in the
 // CPU's loops. The backward kernels gather rather than scatter: each input
@@ -96,8 +97,9 @@ template <typename T>
 __host__ __device__ void max_one(int64_t i, T *out, int64_t *ws, const T *x, const dims4 &od,
                                  const dims4 &wd, const dims4 &xd, const pool2d_params &p)
 {
+    using C = compute_t<T>;
     at4 o = at_of(od, i);
-    T best = (T)-INFINITY;
+    C best = (C)-INFINITY;
     int64_t at = -1;
     for (int64_t a = 0; a < p.kh; a++) {
         int64_t ih = o.h * p.sh - p.pad_t + a * p.dh;
@@ -105,14 +107,14 @@ __host__ __device__ void max_one(int64_t i, T *out, int64_t *ws, const T *x, con
             int64_t iw = o.w * p.sw - p.pad_l + b * p.dw;
             if (iw < 0 || iw >= p.in_w)
                 continue;
-            T v = x[off(xd, o.n, o.c, ih, iw)];
+            C v = kwiden(x[off(xd, o.n, o.c, ih, iw)]);
             if (at < 0 || v > best || isnan(v)) {
                 best = v;
                 at = ih * p.in_w + iw;
             }
         }
     }
-    out[off(od, o.n, o.c, o.h, o.w)] = best;
+    out[off(od, o.n, o.c, o.h, o.w)] = knarrow<T>(best);
     ws[off(wd, o.n, o.c, o.h, o.w)] = at;
 }
 
@@ -126,12 +128,12 @@ __host__ __device__ void max_grad_one(int64_t i, T *gin, const T *gout, const in
     int64_t here = q.h * p.in_w + q.w, oh0, oh1, ow0, ow1;
     outputs_over(q.h + p.pad_t, (p.kh - 1) * p.dh + 1, p.sh, p.out_h, &oh0, &oh1);
     outputs_over(q.w + p.pad_l, (p.kw - 1) * p.dw + 1, p.sw, p.out_w, &ow0, &ow1);
-    T acc = 0;
+    compute_t<T> acc = 0;
     for (int64_t oh = oh0; oh < oh1; oh++)
         for (int64_t ow = ow0; ow < ow1; ow++)
             if (ws[off(wd, q.n, q.c, oh, ow)] == here)
-                acc += gout[off(od, q.n, q.c, oh, ow)];
-    gin[off(gd, q.n, q.c, q.h, q.w)] = acc;
+                acc += kwiden(gout[off(od, q.n, q.c, oh, ow)]);
+    gin[off(gd, q.n, q.c, q.h, q.w)] = knarrow<T>(acc);
 }
 
 template <typename T>
@@ -185,8 +187,9 @@ __host__ __device__ void avg_one(int64_t i, T *out, const T *x, const dims4 &od,
     double s = 0;
     for (int64_t ih = w.h0; ih < w.h1; ih++)
         for (int64_t iw = w.w0; iw < w.w1; iw++)
-            s += (double)x[off(xd, o.n, o.c, ih, iw)];
-    out[off(od, o.n, o.c, o.h, o.w)] = (T)(w.h0 < w.h1 && w.w0 < w.w1 ? s / w.div : 0);
+            s += (double)kwiden(x[off(xd, o.n, o.c, ih, iw)]);
+    out[off(od, o.n, o.c, o.h, o.w)] =
+        knarrow<T>((compute_t<T>)(w.h0 < w.h1 && w.w0 < w.w1 ? s / w.div : 0));
 }
 
 // Input element i of gin: each window holding it gives gout / divisor, added in
@@ -199,12 +202,13 @@ __host__ __device__ void avg_grad_one(int64_t i, T *gin, const T *gout, const di
     int64_t oh0, oh1, ow0, ow1;
     outputs_over(q.h + p.pad_t, p.kh, p.sh, p.out_h, &oh0, &oh1);
     outputs_over(q.w + p.pad_l, p.kw, p.sw, p.out_w, &ow0, &ow1);
-    T acc = 0;
+    using C = compute_t<T>;
+    C acc = 0;
     for (int64_t oh = oh0; oh < oh1; oh++)
         for (int64_t ow = ow0; ow < ow1; ow++)
-            acc = (T)((double)acc +
-                      (double)gout[off(od, q.n, q.c, oh, ow)] / avg_window_at(oh, ow, p).div);
-    gin[off(gd, q.n, q.c, q.h, q.w)] = acc;
+            acc = (C)((double)acc + (double)kwiden(gout[off(od, q.n, q.c, oh, ow)]) /
+                                        avg_window_at(oh, ow, p).div);
+    gin[off(gd, q.n, q.c, q.h, q.w)] = knarrow<T>(acc);
 }
 
 template <typename T>
@@ -255,8 +259,9 @@ __host__ __device__ void adaptive_one(int64_t i, T *out, const T *x, const dims4
     double s = 0;
     for (int64_t ih = h0; ih < h1; ih++)
         for (int64_t iw = w0; iw < w1; iw++)
-            s += (double)x[off(xd, o.n, o.c, ih, iw)];
-    out[off(od, o.n, o.c, o.h, o.w)] = (T)(s / (double)((h1 - h0) * (w1 - w0)));
+            s += (double)kwiden(x[off(xd, o.n, o.c, ih, iw)]);
+    out[off(od, o.n, o.c, o.h, o.w)] =
+        knarrow<T>((compute_t<T>)(s / (double)((h1 - h0) * (w1 - w0))));
 }
 
 // Input element i of gin: each window holding it gives gout / its size, added in
@@ -269,16 +274,17 @@ __host__ __device__ void adaptive_grad_one(int64_t i, T *gin, const T *gout, con
     int64_t oh0, oh1, ow0, ow1;
     adaptive_outputs_over(q.h, gd.h, od.h, &oh0, &oh1);
     adaptive_outputs_over(q.w, gd.w, od.w, &ow0, &ow1);
-    T acc = 0;
+    using C = compute_t<T>;
+    C acc = 0;
     for (int64_t oh = oh0; oh < oh1; oh++) {
         int64_t rows = adaptive_end(oh, gd.h, od.h) - adaptive_start(oh, gd.h, od.h);
         for (int64_t ow = ow0; ow < ow1; ow++) {
             int64_t cols = adaptive_end(ow, gd.w, od.w) - adaptive_start(ow, gd.w, od.w);
-            acc = (T)((double)acc +
-                      (double)gout[off(od, q.n, q.c, oh, ow)] / (double)(rows * cols));
+            acc = (C)((double)acc +
+                      (double)kwiden(gout[off(od, q.n, q.c, oh, ow)]) / (double)(rows * cols));
         }
     }
-    gin[off(gd, q.n, q.c, q.h, q.w)] = acc;
+    gin[off(gd, q.n, q.c, q.h, q.w)] = knarrow<T>(acc);
 }
 
 template <typename T>
@@ -309,7 +315,7 @@ extern "C" int cuda_max_pool2d(tensor *out, tensor **ws, const tensor *x,
     int64_t n = tensor_numel(out);
     int64_t *w = (int64_t *)tensor_data(*ws);
     dims4 od = dims_of(out), wd = dims_of(*ws), xd = dims_of(x);
-    int rc = by_dtype(x->dtype, "max_pool2d", [&](auto z) {
+    int rc = by_dtype_bf16(x->dtype, "max_pool2d", [&](auto z) {
         using T = decltype(z);
         max_kernel<T><<<kblocks(n), KTHREADS, 0, s>>>((T *)tensor_data(out), w,
                                                       (const T *)tensor_data(x), od, wd, xd,
@@ -331,7 +337,7 @@ extern "C" int cuda_max_pool2d_backward(tensor *gin, const tensor *gout, const t
     int64_t n = tensor_numel(gin);
     const int64_t *w = (const int64_t *)tensor_data(ws);
     dims4 gd = dims_of(gin), od = dims_of(gout), wd = dims_of(ws);
-    return by_dtype(gin->dtype, "max_pool2d", [&](auto z) {
+    return by_dtype_bf16(gin->dtype, "max_pool2d", [&](auto z) {
         using T = decltype(z);
         max_grad_kernel<T><<<kblocks(n), KTHREADS, 0, s>>>(
             (T *)tensor_data(gin), (const T *)tensor_data(gout), w, gd, od, wd, *p, n);
@@ -345,7 +351,7 @@ extern "C" int cuda_avg_pool2d(tensor *out, const tensor *x, const pool2d_params
         return -1;
     int64_t n = tensor_numel(out);
     dims4 od = dims_of(out), xd = dims_of(x);
-    return by_dtype(x->dtype, "avg_pool2d", [&](auto z) {
+    return by_dtype_bf16(x->dtype, "avg_pool2d", [&](auto z) {
         using T = decltype(z);
         avg_kernel<T><<<kblocks(n), KTHREADS, 0, s>>>((T *)tensor_data(out),
                                                       (const T *)tensor_data(x), od, xd, *p, n);
@@ -359,7 +365,7 @@ extern "C" int cuda_avg_pool2d_backward(tensor *gin, const tensor *gout, const p
         return -1;
     int64_t n = tensor_numel(gin);
     dims4 gd = dims_of(gin), od = dims_of(gout);
-    return by_dtype(gin->dtype, "avg_pool2d", [&](auto z) {
+    return by_dtype_bf16(gin->dtype, "avg_pool2d", [&](auto z) {
         using T = decltype(z);
         avg_grad_kernel<T><<<kblocks(n), KTHREADS, 0, s>>>(
             (T *)tensor_data(gin), (const T *)tensor_data(gout), gd, od, *p, n);
@@ -373,7 +379,7 @@ extern "C" int cuda_adaptive_avg_pool2d(tensor *out, const tensor *x)
         return -1;
     int64_t n = tensor_numel(out);
     dims4 od = dims_of(out), xd = dims_of(x);
-    return by_dtype(x->dtype, "adaptive_avg_pool2d", [&](auto z) {
+    return by_dtype_bf16(x->dtype, "adaptive_avg_pool2d", [&](auto z) {
         using T = decltype(z);
         adaptive_kernel<T><<<kblocks(n), KTHREADS, 0, s>>>(
             (T *)tensor_data(out), (const T *)tensor_data(x), od, xd, n);
@@ -387,7 +393,7 @@ extern "C" int cuda_adaptive_avg_pool2d_backward(tensor *gin, const tensor *gout
         return -1;
     int64_t n = tensor_numel(gin);
     dims4 gd = dims_of(gin), od = dims_of(gout);
-    return by_dtype(gin->dtype, "adaptive_avg_pool2d", [&](auto z) {
+    return by_dtype_bf16(gin->dtype, "adaptive_avg_pool2d", [&](auto z) {
         using T = decltype(z);
         adaptive_grad_kernel<T><<<kblocks(n), KTHREADS, 0, s>>>(
             (T *)tensor_data(gin), (const T *)tensor_data(gout), gd, od, n);

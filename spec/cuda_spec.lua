@@ -328,14 +328,15 @@ describe("cuda parity with the cpu", function()
   end
 end)
 
--- bf16 autocast (miles.cuda.autocast): on a GPU, float32 convolutions and
--- matmuls round their inputs to bf16 and accumulate in float32. These cases run
--- on the GPU with it on and are compared with the cpu's float32 results. How
--- close they can be was measured by emulating autocast in PyTorch on a cpu (the
--- inputs of every convolution and matmul, forward and backward, rounded to
--- bf16, and the convolutions' outputs too, as cuDNN writes them in bf16; sums in
--- float64) over these cases with 40 to 60 seeds:
--- * Single ops, and a network's forward outputs, elementwise: |gpu - cpu| <=
+-- bf16 autocast (miles.autocast): float32 convolutions and matmuls run in
+-- bfloat16 (their inputs rounded to bf16, float32 accumulation, bf16 outputs),
+-- and what follows them (batch norm, relu, pooling, additions) in bf16 too, as
+-- PyTorch's AMP. These cases run with it on and are compared with the cpu's
+-- float32 results. How close they can be was measured by emulating autocast in
+-- PyTorch on a cpu (the inputs of every convolution and matmul, forward and
+-- backward, rounded to bf16, and the convolutions' outputs too; sums in float64)
+-- over these cases with 40 to 60 seeds:
+-- * Single ops, and a network's forward outputs, elementwise: |got - cpu| <=
 --   AMP_TOL * (max|cpu| + |cpu|), AMP_TOL = 3e-2. bf16 keeps 8 significant bits
 --   (a rounding error up to 2^-9 per value); that left at most 0.6% (conv) and
 --   0.7% (matmul) of max|cpu|, and 0.54 of this tolerance for the ResNet's
@@ -409,10 +410,10 @@ end)
 
 -- Run a case on dev as run does, with bf16 autocast on.
 local function run_autocast(c, dev)
-  local was = miles.cuda.autocast()
-  miles.cuda.autocast(true)
+  local was = miles.autocast()
+  miles.autocast(true)
   local ok, outs = pcall(run, c, dev)
-  miles.cuda.autocast(was)
+  miles.autocast(was)
   if not ok then error(outs, 0) end
   return outs
 end
@@ -432,80 +433,93 @@ local function compare_normwise(got, want)
   end)
 end
 
+-- A case's results under autocast (got, on dev) against the cpu's float32 ones
+-- (want): the dtypes of `dtypes` (the cpu's results under autocast), the values
+-- within the AMP tolerances above.
+local function assert_amp(c, want, got, dtypes, dev)
+  assert.equal(#want, #got, c.name .. ": number of results")
+  for i = 1, #want do
+    assert.equal(dev, got[i]:device(), c.name .. ": result " .. i .. " device")
+    assert.equal(dtypes[i]:dtype(), got[i]:dtype(), c.name .. ": result " .. i .. " dtype")
+    H.assert_close(got[i]:cpu():float(), want[i], AMP_TOL, AMP_TOL * max_abs(want[i]),
+      c.name .. ": result " .. i)
+  end
+  if not want.grads then return end
+  assert.equal(#want.grads, #got.grads, c.name .. ": number of gradients")
+  local sum = 0
+  for i, g in ipairs(want.grads) do
+    assert.equal(g:dtype(), got.grads[i]:dtype(), c.name .. ": gradient " .. i .. " dtype")
+    local e, cos = compare_normwise(got.grads[i], g)
+    assert.is_true(cos >= AMP_GRAD_COS, string.format(
+      "%s: gradient %d has a cosine of %.3g with the cpu's (at least %g; it differs by %.3g "
+      .. "of its norm)", c.name, i, cos, AMP_GRAD_COS, e))
+    sum = sum + e
+  end
+  local mean = sum / #want.grads
+  assert.is_true(mean <= AMP_GRAD_MEAN, string.format(
+    "%s: the gradients differ by %.3g of their norms on average (at most %g)", c.name, mean,
+    AMP_GRAD_MEAN))
+end
+
+-- matmul and conv2d on dev with autocast on and off, against the cpu's float32:
+-- on, they err by a bf16 rounding of their inputs; off, by float32's.
+local function check_switch(dev)
+  local was, tf32 = miles.autocast(), miles.cuda.allow_tf32()
+  finally(function()
+    miles.autocast(was)
+    miles.cuda.allow_tf32(tf32)
+  end)
+  miles.cuda.allow_tf32(false)
+  miles.manual_seed(71)
+  local a, b = miles.randn(256, 256), miles.randn(256, 256)
+  local x, w = miles.randn(4, 64, 12, 12), miles.randn(64, 64, 3, 3) * 0.05
+  local ops = {
+    { "matmul", function(d) return miles.matmul(a:to(d), b:to(d)) end },
+    { "conv2d", function(d) return F.conv2d(x:to(d), w:to(d), nil, { padding = 1 }) end },
+  }
+  for _, op in ipairs(ops) do
+    local name, f = op[1], op[2]
+    local want = f("cpu")
+    local scale = max_abs(want)
+    assert.is_true(miles.autocast(true))
+    local y = f(dev)
+    assert.equal("bfloat16", y:dtype())
+    local on = H.max_abs_diff(y:cpu():float(), want)
+    assert.is_false(miles.autocast(false))
+    local off = H.max_abs_diff(f(dev):cpu(), want)
+    -- bf16 inputs (and output) err by 2.3e-3 to 5e-3 of the scale (both ops),
+    -- TF32 by ~3e-4, float32 by ~6e-7
+    assert.is_true(on > 1e-3 * scale and on < 1.5e-2 * scale,
+      string.format("%s with autocast: max |diff| %.3g for a scale of %.3g", name, on, scale))
+    assert.is_true(off < 5e-4 * scale,
+      string.format("%s without autocast: max |diff| %.3g for a scale of %.3g", name, off, scale))
+  end
+end
+
 describe("bf16 autocast", function()
-  it("is off by default, and the cpu's results do not depend on it", function()
-    assert.is_false(miles.cuda.autocast())
-    local was = miles.cuda.autocast()
-    finally(function() miles.cuda.autocast(was) end)
-    local off = {}
-    for i, c in ipairs(amp_cases) do off[i] = run(c, "cpu") end
-    -- without the CUDA backend there is no autocast: setting it leaves it off
-    assert.equal(miles.cuda.is_built(), miles.cuda.autocast(true))
-    for i, c in ipairs(amp_cases) do
-      local on = run(c, "cpu")
-      local want, got = off[i], on
-      for _, key in ipairs({ false, "grads" }) do
-        if key then want, got = off[i][key] or {}, on[key] or {} end
-        assert.equal(#want, #got, c.name .. ": number of results")
-        for j = 1, #want do
-          assert.equal("cpu", got[j]:device())
-          H.assert_close(got[j], want[j], 0, 0, c.name .. ": result " .. j .. " with autocast on")
-        end
-      end
-    end
-    assert.is_false(miles.cuda.autocast(false))
+  it("is off by default, and a switch", function()
+    assert.is_false(miles.autocast())
+    finally(function() miles.autocast(false) end)
+    assert.is_true(miles.autocast(true))
+    assert.is_true(miles.autocast())
+    assert.is_false(miles.autocast(false))
+  end)
+
+  it("is a switch that rounds float32 matmuls and convolutions to bf16 on the cpu", function()
+    check_switch("cpu")
   end)
 
   gpu_it("is a switch that rounds float32 matmuls and convolutions to bf16 #gpu", function()
-    local was, tf32 = miles.cuda.autocast(), miles.cuda.allow_tf32()
-    finally(function()
-      miles.cuda.autocast(was)
-      miles.cuda.allow_tf32(tf32)
-    end)
-    miles.cuda.allow_tf32(false)
-    miles.manual_seed(71)
-    local a, b = miles.randn(256, 256), miles.randn(256, 256)
-    local x, w = miles.randn(4, 64, 12, 12), miles.randn(64, 64, 3, 3) * 0.05
-    local ops = {
-      { "matmul", function(d) return miles.matmul(a:to(d), b:to(d)) end },
-      { "conv2d", function(d) return F.conv2d(x:to(d), w:to(d), nil, { padding = 1 }) end },
-    }
-    for _, op in ipairs(ops) do
-      local name, f = op[1], op[2]
-      local want = f("cpu")
-      local scale = max_abs(want)
-      assert.is_true(miles.cuda.autocast(true))
-      local on = H.max_abs_diff(f("cuda"):cpu(), want)
-      assert.is_false(miles.cuda.autocast(false))
-      local off = H.max_abs_diff(f("cuda"):cpu(), want)
-      -- emulated: bf16 inputs err by 2.3e-3 to 2.6e-3 of the scale (both ops),
-      -- TF32 by ~3e-4, float32 by ~6e-7
-      assert.is_true(on > 1e-3 * scale and on < 1e-2 * scale,
-        string.format("%s with autocast: max |diff| %.3g for a scale of %.3g", name, on, scale))
-      assert.is_true(off < 5e-4 * scale,
-        string.format("%s without autocast: max |diff| %.3g for a scale of %.3g", name, off, scale))
-    end
+    check_switch("cuda")
   end)
 
   for _, c in ipairs(amp_cases) do
+    it(c.name .. " under autocast on the cpu", function()
+      local got = run_autocast(c, "cpu")
+      assert_amp(c, run(c, "cpu"), got, got, "cpu")
+    end)
     gpu_it(c.name .. " under autocast #gpu", function()
-      local want, got = run(c, "cpu"), run_autocast(c, "cuda")
-      assert_results(c.name, want, got, AMP_TOL, function(t) return AMP_TOL * max_abs(t) end)
-      if want.grads then
-        assert.equal(#want.grads, #got.grads, c.name .. ": number of gradients")
-        local sum = 0
-        for i, g in ipairs(want.grads) do
-          local e, cos = compare_normwise(got.grads[i], g)
-          assert.is_true(cos >= AMP_GRAD_COS, string.format(
-            "%s: gradient %d has a cosine of %.3g with the cpu's (at least %g; it differs by %.3g "
-            .. "of its norm)", c.name, i, cos, AMP_GRAD_COS, e))
-          sum = sum + e
-        end
-        local mean = sum / #want.grads
-        assert.is_true(mean <= AMP_GRAD_MEAN, string.format(
-          "%s: the gradients differ by %.3g of their norms on average (at most %g)", c.name, mean,
-          AMP_GRAD_MEAN))
-      end
+      assert_amp(c, run(c, "cpu"), run_autocast(c, "cuda"), run_autocast(c, "cpu"), "cuda:0")
     end)
   end
 

@@ -35,8 +35,8 @@ static void copy_cast(char **p, const int64_t *s, int64_t n, void *vctx)
     } else if (c->dst == DT_F64 && c->src == DT_F32) {
         for (int64_t i = 0; i < n; i++)
             *(double *)(p[0] + i * s[0]) = *(float *)(p[1] + i * s[1]);
-    } else if (c->dst == DT_I64 && c->src != DT_F32 && c->src != DT_F64) {
-        for (int64_t i = 0; i < n; i++) /* exact for every integer source */
+    } else if (c->dst == DT_I64 && (c->src == DT_BOOL || c->src == DT_U8)) {
+        for (int64_t i = 0; i < n; i++) /* exact for every byte source */
             *(int64_t *)(p[0] + i * s[0]) = c->src == DT_BOOL ? *(uint8_t *)(p[1] + i * s[1]) != 0
                                                              : *(uint8_t *)(p[1] + i * s[1]);
     } else {
@@ -64,6 +64,7 @@ typedef struct {
         float f;
         double d;
         int64_t i;
+        uint16_t h;
         uint8_t b;
     } v;
 } fill_ctx;
@@ -75,6 +76,7 @@ static void fill_run(char **p, const int64_t *s, int64_t n, void *vctx)
     case DT_F32: for (int64_t i = 0; i < n; i++) *(float *)(p[0] + i * s[0]) = c->v.f; break;
     case DT_F64: for (int64_t i = 0; i < n; i++) *(double *)(p[0] + i * s[0]) = c->v.d; break;
     case DT_I64: for (int64_t i = 0; i < n; i++) *(int64_t *)(p[0] + i * s[0]) = c->v.i; break;
+    case DT_BF16: for (int64_t i = 0; i < n; i++) *(uint16_t *)(p[0] + i * s[0]) = c->v.h; break;
     default: for (int64_t i = 0; i < n; i++) *(uint8_t *)(p[0] + i * s[0]) = c->v.b; break;
     }
 }
@@ -86,6 +88,7 @@ int cpu_fill(tensor *t, double v)
     case DT_F32: c.v.f = (float)v; break;
     case DT_F64: c.v.d = v; break;
     case DT_I64: c.v.i = (int64_t)v; break;
+    case DT_BF16: c.v.h = bf16_from_f32((float)v); break;
     case DT_BOOL: c.v.b = v != 0; break;
     default: c.v.b = (uint8_t)(int64_t)v; break;
     }

@@ -1,8 +1,34 @@
 /* The CUDA backend's entry in the dispatch table. */
 #include "kernels.h"
 
+/* The kernels that take bfloat16 (computing in float32, rounding once): those of
+ * autocast's steps. The others get float32 copies (csrc/widen.c). */
+static const backend cuda_bf16 = {
+    .name = "cuda",
+    .copy = cuda_copy,
+    .fill = cuda_fill,
+    .unary = cuda_unary,
+    .binary = cuda_binary,
+    .where = cuda_where,
+    .gemm = cuda_gemm,
+    .gather = cuda_gather,
+    .index_select = cuda_index_select,
+    .max_pool2d = cuda_max_pool2d,
+    .max_pool2d_backward = cuda_max_pool2d_backward,
+    .avg_pool2d = cuda_avg_pool2d,
+    .avg_pool2d_backward = cuda_avg_pool2d_backward,
+    .adaptive_avg_pool2d = cuda_adaptive_avg_pool2d,
+    .adaptive_avg_pool2d_backward = cuda_adaptive_avg_pool2d_backward,
+    .conv2d = cuda_conv2d,
+    .conv2d_backward_data = cuda_conv2d_backward_data,
+    .conv2d_backward_weight = cuda_conv2d_backward_weight,
+    .batch_norm = cuda_batch_norm,
+    .batch_norm_backward = cuda_batch_norm_backward,
+};
+
 const backend cuda_backend = {
     .name = "cuda",
+    .bf16 = &cuda_bf16,
     .copy = cuda_copy,
     .fill = cuda_fill,
     .unary = cuda_unary,

@@ -5,9 +5,8 @@
  * same ld), so C = op(A) op(B) is computed as C^T = op(B)^T op(A)^T: the operands
  * swap places, the sizes m and n swap, and the transpose flags stay as they are.
  *
- * bf16 autocast (cuda_get_bf16): a float32 product reads bf16 copies of the
- * parts of A and B it uses (rounded to nearest even) and accumulates in float32
- * into C, which stays float32 with its beta. */
+ * bfloat16 (autocast's matmuls): A, B and C in bfloat16, float32 accumulation and
+ * alpha, beta; C rounded once. */
 #include <dlfcn.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -19,7 +18,6 @@
 #include <cublas_v2.h>
 
 #include "../error.h"
-#include "convert.h"
 #include "cuda_ctx.h"
 #include "kernels.h"
 
@@ -113,21 +111,13 @@ static int fits_int(int64_t v, const char *name)
     return err_set("gemm: %s = %" PRId64 " does not fit cuBLAS's 32-bit int arguments", name, v);
 }
 
-/* The elements a strided-batched call reads of one operand, from its first: the
- * last element of the last of `batch` matrices `stride` apart, each `rows` x
- * `cols` as stored (row-major) with leading dimension ld, plus one. */
-static int64_t operand_span(int64_t batch, int64_t stride, int64_t rows, int64_t cols,
-                            int64_t ld)
-{
-    return (batch - 1) * stride + (rows - 1) * ld + cols;
-}
-
 int cuda_gemm(dtype_t dt, int64_t batch, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
               double alpha, const tensor *A, int64_t sa, int64_t lda, const tensor *B,
               int64_t sb, int64_t ldb, double beta, tensor *C, int64_t sc, int64_t ldc)
 {
-    if (dt != DT_F32 && dt != DT_F64)
-        return err_set("gemm: cuBLAS kernel wants float32 or float64, got %s", dtype_name(dt));
+    if (dt != DT_F32 && dt != DT_F64 && dt != DT_BF16)
+        return err_set("gemm: cuBLAS kernel wants float32, float64 or bfloat16, got %s",
+                       dtype_name(dt));
     if (batch <= 0 || m <= 0 || n <= 0)
         return 0;
     /* With k = 0 nothing of A or B is read (C = beta * C): cuBLAS still checks
@@ -151,42 +141,26 @@ int cuda_gemm(dtype_t dt, int64_t batch, bool ta, bool tb, int64_t m, int64_t n,
     cublasOperation_t opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
     float alpha_f = (float)alpha, beta_f = (float)beta;
     const void *palpha = &alpha, *pbeta = &beta;
-    cudaDataType type = CUDA_R_64F, ab_type = CUDA_R_64F; /* ab_type: of A and B */
+    cudaDataType type = CUDA_R_64F;
     cublasComputeType_t compute = CUBLAS_COMPUTE_64F;
     const char *what = "cublasGemmStridedBatchedEx (float64)";
     if (dt == DT_F32) {
         palpha = &alpha_f;
         pbeta = &beta_f;
-        type = ab_type = CUDA_R_32F;
+        type = CUDA_R_32F;
         compute = cuda_get_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
         what = "cublasGemmStridedBatchedEx (float32)";
-    }
-    const void *a = tensor_data(A), *b = tensor_data(B);
-    void *a16 = NULL, *b16 = NULL;
-    int64_t na = 0, nb = 0;
-    if (dt == DT_F32 && k > 0 && cuda_get_bf16()) {
-        /* bf16 autocast: A and B as stored are ta ? k x m : m x k and tb ? n x k : k x n */
-        na = operand_span(batch, sa, ta ? k : m, ta ? m : k, lda);
-        nb = operand_span(batch, sb, tb ? n : k, tb ? k : n, ldb);
-        if (!(a16 = cuda_bf16_copy(A, na)))
-            return err_prefix("gemm");
-        if (!(b16 = cuda_bf16_copy(B, nb))) {
-            cuda_bf16_free(tensor_device(A), a16, na);
-            return err_prefix("gemm");
-        }
-        a = a16;
-        b = b16;
-        ab_type = CUDA_R_16BF;
+    } else if (dt == DT_BF16) {
+        palpha = &alpha_f;
+        pbeta = &beta_f;
+        type = CUDA_R_16BF;
         compute = CUBLAS_COMPUTE_32F;
-        what = "cublasGemmStridedBatchedEx (bf16 autocast)";
+        what = "cublasGemmStridedBatchedEx (bfloat16)";
     }
     /* Column-major C^T (n x m) = op(B)^T (n x k) op(A)^T (k x m). */
     cublasStatus_t s = blas.gemm(
-        h, opb, opa, (int)n, (int)m, (int)k, palpha, b, ab_type, (int)ldb, (long long)sb, a,
-        ab_type, (int)lda, (long long)sa, pbeta, tensor_data(C), type, (int)ldc, (long long)sc,
-        (int)batch, compute, CUBLAS_GEMM_DEFAULT);
-    /* The call is enqueued on the stream: later users of the memory come after it. */
-    cuda_bf16_free(tensor_device(A), a16, na);
-    cuda_bf16_free(tensor_device(B), b16, nb);
+        h, opb, opa, (int)n, (int)m, (int)k, palpha, tensor_data(B), type, (int)ldb,
+        (long long)sb, tensor_data(A), type, (int)lda, (long long)sa, pbeta, tensor_data(C), type,
+        (int)ldc, (long long)sc, (int)batch, compute, CUBLAS_GEMM_DEFAULT);
     return blas_check(s, what);
 }

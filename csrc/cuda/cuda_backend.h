@@ -78,12 +78,6 @@ bool cuda_capturing_any(void);
 bool cuda_get_tf32(void);
 void cuda_set_tf32(bool on);
 
-/* bf16 autocast for float32 matmuls and convolutions on a GPU (off by default):
- * inputs rounded to bf16, float32 accumulation and outputs. A CPU-only build has
- * none: always off, and setting it does nothing. */
-bool cuda_get_bf16(void);
-void cuda_set_bf16(bool on);
-
 /* Deterministic convolutions (off by default): cuDNN engines that note
  * non-determinism are skipped and the first workable engine of the heuristics'
  * order is used instead of the fastest by timing, so a run repeats bit for bit

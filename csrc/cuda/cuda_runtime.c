@@ -38,7 +38,6 @@ extern const backend cuda_backend;
 static gpu_state gpus[CUDA_MAX_GPUS];
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool tf32 = true;
-static bool bf16 = false;
 static bool deterministic = false;
 
 int cuda_ctx_check(cudaError_t e, const char *what)
@@ -280,16 +279,6 @@ bool cuda_get_tf32(void)
 void cuda_set_tf32(bool on)
 {
     tf32 = on;
-}
-
-bool cuda_get_bf16(void)
-{
-    return bf16;
-}
-
-void cuda_set_bf16(bool on)
-{
-    bf16 = on;
 }
 
 bool cuda_get_deterministic(void)

@@ -108,16 +108,6 @@ void cuda_set_tf32(bool on)
     (void)on;
 }
 
-bool cuda_get_bf16(void)
-{
-    return false;
-}
-
-void cuda_set_bf16(bool on)
-{
-    (void)on;
-}
-
 bool cuda_get_deterministic(void)
 {
     return false;

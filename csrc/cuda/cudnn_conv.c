@@ -1,21 +1,19 @@
 /* 2-D convolution on the GPU through cuDNN's graph API (twin: csrc/cpu/conv.c).
  *
  * Layout: cuDNN's fastest (tensor-core) engines want every tensor in one layout,
- * the weights included (NHWC activations with KRSC weights). A float32 problem
- * whose activations are channels-last (or any, under bf16 autocast) is run
- * channels-last, with the weights given in that layout too; otherwise (float64,
- * or all activations contiguous) it runs NCHW. A tensor not already in the chosen layout goes through a copy in it.
+ * the weights included (NHWC activations with KRSC weights). A bfloat16 problem,
+ * and a float32 one whose activations are channels-last, is run channels-last,
+ * with the weights given in that layout too; otherwise (float64, or float32 with
+ * all activations contiguous) it runs NCHW. A tensor not already in the chosen
+ * layout goes through a copy in it.
  * cuDNN gets each tensor's real strides: the packed ones of the layout (a size-1
  * dim's stride, which addresses nothing, is given its packed value).
  *
- * bf16 autocast (cuda_get_bf16): a float32 problem runs channels-last with x, w
- * and y in bf16 (float32 compute type): each input in the layout is rounded into
- * a bf16 temporary, and the written one is computed into a bf16 temporary, then
- * widened into its float32 tensor. The bias is then not fused (it is added to
- * the float32 output).
+ * bfloat16 (autocast's convolutions): x, w, y and the bias in bfloat16, the
+ * compute type float32.
  *
  * Plans: a finalized plan per problem (kind, device, dtype, shapes, layout,
- * geometry, pointer alignments, TF32, bf16 and deterministic settings), chosen once by timing
+ * geometry, pointer alignments, TF32 and deterministic settings), chosen once by timing
  * the engine configs the heuristics propose (cg_autotune) and cached for the
  * process's life. The forward's bias is fused into the convolution's graph as a
  * pointwise addition when an engine accepts that; else it is added by a kernel
@@ -35,7 +33,6 @@
 #include "../error.h"
 #include "conv_bias.h"
 #include "conv_gemm.h"
-#include "convert.h"
 #include "cuda_ctx.h"
 #include "cudnn_graph.h"
 #include "kernels.h"
@@ -45,12 +42,10 @@ typedef enum { CONV_FWD, CONV_BWD_DATA, CONV_BWD_FILTER } conv_kind;
 /* Tensor UIDs: x is the input side (x or gx), y the output side (y or gy). */
 enum { UID_X = 1, UID_W = 2, UID_Y = 3, UID_B = 4, UID_CONV_OUT = 5 };
 
-/* A tensor as cuDNN sees it: the caller's, or a copy in the problem's layout;
- * in bf16 mode, cuDNN gets a bf16 copy of that. */
+/* A tensor as cuDNN sees it: the caller's, or a copy in the problem's layout. */
 typedef struct {
     const tensor *t;   /* the tensor cuDNN reads or writes */
     tensor *tmp;       /* the copy (owned), or NULL */
-    void *bf16;        /* bf16 mode: t's values in bf16 (owned, t's numel of them) */
     int64_t stride[4]; /* t's strides */
 } conv_operand;
 
@@ -59,7 +54,6 @@ typedef struct {
     dtype_t dt;
     device dev;
     bool nhwc; /* the layout of all of x, w and y */
-    bool bf16; /* float32 run as bf16 (autocast) */
     const conv2d_params *p;
     conv_operand x, w, y;
     const tensor *b; /* the forward's bias, or NULL */
@@ -89,9 +83,8 @@ static void layout_strides(const int64_t *shape, bool nhwc, int64_t *st)
 }
 
 /* Give cuDNN t in the layout: t itself, or a new tensor in it, which holds t's
- * values when t is an input; with bf16, a bf16 buffer of that tensor's (dense)
- * values, rounded from them when t is an input. */
-static int operand_init(conv_operand *o, const tensor *t, bool nhwc, bool bf16, bool input)
+ * values when t is an input. */
+static int operand_init(conv_operand *o, const tensor *t, bool nhwc, bool input)
 {
     o->t = t;
     layout_strides(t->shape, nhwc, o->stride);
@@ -104,34 +97,23 @@ static int operand_init(conv_operand *o, const tensor *t, bool nhwc, bool bf16, 
         if (input && cuda_copy(o->tmp, t) != 0)
             return -1;
     }
-    if (!bf16)
-        return 0;
-    int64_t n = tensor_numel(o->t);
-    o->bf16 = input ? cuda_bf16_copy(o->t, n) : cuda_bf16_alloc(tensor_device(o->t), n);
-    return o->bf16 ? 0 : -1;
+    return 0;
 }
 
 /* The buffer cuDNN reads or writes for o. */
 static void *operand_data(const conv_operand *o)
 {
-    return o->bf16 ? o->bf16 : tensor_data(o->t);
+    return tensor_data(o->t);
 }
 
-/* An output computed in bf16 is widened into its float32 tensor; one computed in
- * a copy goes back into the caller's tensor. */
+/* An output computed in a copy goes back into the caller's tensor. */
 static int operand_finish(conv_operand *o, tensor *dst)
 {
-    if (o->bf16 && cuda_bf16_to_f32(tensor_device(o->t), tensor_data(o->t), o->bf16,
-                                    tensor_numel(o->t)) != 0)
-        return -1;
     return o->tmp ? cuda_copy(dst, o->tmp) : 0;
 }
 
-/* (The work that reads or writes the temporaries is enqueued: see convert.h.) */
 static void operand_release(conv_operand *o)
 {
-    if (o->bf16)
-        cuda_bf16_free(tensor_device(o->t), o->bf16, tensor_numel(o->t));
     tensor_decref(o->tmp);
 }
 
@@ -143,8 +125,8 @@ static void problem_release(conv_problem *pr)
 }
 
 /* Set up pr for x (input side), w and y (output side); the kind says which of
- * them is written, the others are read. The layout is channels-last when, in
- * float32, either activation is, or bf16 autocast is on (tensor cores want it). */
+ * them is written, the others are read. The layout is channels-last in bfloat16
+ * (tensor cores want it) and, in float32, when either activation is. */
 static int problem_init(conv_problem *pr, conv_kind kind, const tensor *x, const tensor *w,
                         const tensor *y, const tensor *b, const conv2d_params *p, bool allow_nhwc)
 {
@@ -154,12 +136,11 @@ static int problem_init(conv_problem *pr, conv_kind kind, const tensor *x, const
     pr->dev = tensor_device(x);
     pr->p = p;
     pr->b = b;
-    pr->bf16 = pr->dt == DT_F32 && cuda_get_bf16();
-    pr->nhwc = allow_nhwc && pr->dt == DT_F32 &&
-               (pr->bf16 || strictly_channels_last(x) || strictly_channels_last(y));
-    if (operand_init(&pr->x, x, pr->nhwc, pr->bf16, kind != CONV_BWD_DATA) != 0 ||
-        operand_init(&pr->w, w, pr->nhwc, pr->bf16, kind != CONV_BWD_FILTER) != 0 ||
-        operand_init(&pr->y, y, pr->nhwc, pr->bf16, kind != CONV_FWD) != 0)
+    pr->nhwc = allow_nhwc && (pr->dt == DT_BF16 || (pr->dt == DT_F32 && (strictly_channels_last(x) ||
+                                                                       strictly_channels_last(y))));
+    if (operand_init(&pr->x, x, pr->nhwc, kind != CONV_BWD_DATA) != 0 ||
+        operand_init(&pr->w, w, pr->nhwc, kind != CONV_BWD_FILTER) != 0 ||
+        operand_init(&pr->y, y, pr->nhwc, kind != CONV_FWD) != 0)
         return -1;
     return 0;
 }
@@ -194,17 +175,21 @@ static const struct {
                          CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_BETA},
 };
 
+/* The type of the tensors, and the one computed in (and of the intermediate). */
 static cudnnDataType_t cudnn_type(dtype_t dt)
 {
-    return dt == DT_F32 ? CUDNN_DATA_FLOAT : CUDNN_DATA_DOUBLE;
+    return dt == DT_BF16 ? CUDNN_DATA_BFLOAT16 : dt == DT_F32 ? CUDNN_DATA_FLOAT : CUDNN_DATA_DOUBLE;
 }
 
-/* x, w and y are in bf16 in bf16 mode; the compute type stays cudnn_type(dt). */
+static cudnnDataType_t compute_type(dtype_t dt)
+{
+    return dt == DT_F64 ? CUDNN_DATA_DOUBLE : CUDNN_DATA_FLOAT;
+}
+
 static cg_desc operand_desc(cg_owner *o, cg_status *s, int64_t uid, const conv_problem *pr,
                             const conv_operand *op)
 {
-    cudnnDataType_t dt = pr->bf16 ? CUDNN_DATA_BFLOAT16 : cudnn_type(pr->dt);
-    return cg_tensor(o, s, uid, dt, 4, op->t->shape, op->stride,
+    return cg_tensor(o, s, uid, cudnn_type(pr->dt), 4, op->t->shape, op->stride,
                      cg_alignment(operand_data(op)), false);
 }
 
@@ -212,7 +197,7 @@ static cg_desc operand_desc(cg_owner *o, cg_status *s, int64_t uid, const conv_p
  * same padding after as before (the output size is then PyTorch's). */
 static cg_desc conv_desc(cg_owner *o, cg_status *s, const conv_problem *pr)
 {
-    cudnnDataType_t comp = cudnn_type(pr->dt);
+    cudnnDataType_t comp = compute_type(pr->dt);
     cudnnConvolutionMode_t mode = CUDNN_CROSS_CORRELATION;
     int64_t spatial = 2;
     cg_desc c = cg_new(o, s, CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR,
@@ -236,24 +221,24 @@ static cg_desc conv_desc(cg_owner *o, cg_status *s, const conv_problem *pr)
 }
 
 /* The operation graph of pr into o: the convolution (alpha 1, beta 0: outputs
- * are overwritten), and with fuse_bias (never in bf16 mode) the forward's output
- * goes through a virtual tensor into a pointwise addition of the bias
+ * are overwritten), and with fuse_bias the forward's output goes through a
+ * virtual tensor (of the compute type) into a pointwise addition of the bias
  * [1, OC, 1, 1]. */
 static cg_desc conv_graph(cg_owner *o, cg_status *s, cudnnHandle_t h, const conv_problem *pr,
                           bool fuse_bias)
 {
-    cudnnDataType_t dt = cudnn_type(pr->dt);
+    cudnnDataType_t comp = compute_type(pr->dt);
     cg_desc tx = operand_desc(o, s, UID_X, pr, &pr->x);
     cg_desc tw = operand_desc(o, s, UID_W, pr, &pr->w);
     cg_desc ty = operand_desc(o, s, UID_Y, pr, &pr->y);
     cg_desc tout = ty;
     if (fuse_bias)
-        tout = cg_tensor(o, s, UID_CONV_OUT, dt, 4, pr->y.t->shape, pr->y.stride, 16, true);
+        tout = cg_tensor(o, s, UID_CONV_OUT, comp, 4, pr->y.t->shape, pr->y.stride, 16, true);
     cg_desc cd = conv_desc(o, s, pr);
 
     float alpha_f = 1.0f, beta_f = 0.0f;
     double alpha_d = 1.0, beta_d = 0.0;
-    bool f32 = pr->dt == DT_F32;
+    bool f32 = comp == CUDNN_DATA_FLOAT;
     cudnnBackendAttributeType_t ab = f32 ? CUDNN_TYPE_FLOAT : CUDNN_TYPE_DOUBLE;
     const void *alpha = f32 ? (const void *)&alpha_f : (const void *)&alpha_d;
     const void *beta = f32 ? (const void *)&beta_f : (const void *)&beta_d;
@@ -272,13 +257,13 @@ static cg_desc conv_graph(cg_owner *o, cg_status *s, cudnnHandle_t h, const conv
 
     int64_t bshape[4] = {1, pr->y.t->shape[1], 1, 1}, bstride[4];
     layout_strides(bshape, pr->nhwc, bstride);
-    cg_desc tb = cg_tensor(o, s, UID_B, dt, 4, bshape, bstride, cg_alignment(tensor_data(pr->b)),
-                           false);
+    cg_desc tb = cg_tensor(o, s, UID_B, cudnn_type(pr->dt), 4, bshape, bstride,
+                           cg_alignment(tensor_data(pr->b)), false);
     cudnnPointwiseMode_t add = CUDNN_POINTWISE_ADD;
     cg_desc pw = cg_new(o, s, CUDNN_BACKEND_POINTWISE_DESCRIPTOR, "bias addition");
     cg_set(s, pw, CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &add,
            "bias addition mode");
-    cg_set(s, pw, CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &dt,
+    cg_set(s, pw, CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &comp,
            "bias addition precision");
     cg_finalize(s, pw, "bias addition finalization");
     what = "bias addition operation";
@@ -341,7 +326,6 @@ static int conv_key(const conv_problem *pr, bool tf32, int64_t *k)
     k[n++] = pr->dev.index;
     k[n++] = pr->dt;
     k[n++] = tf32;
-    k[n++] = pr->bf16;
     k[n++] = cuda_get_deterministic();
     k[n++] = pr->nhwc;
     k[n++] = pr->b != NULL;
@@ -368,7 +352,7 @@ static cg_plan *conv_plan(const conv_problem *pr, cudnnHandle_t h, bool fuse_bia
     cg_desc graph = conv_graph(&plan->own, &s, h, pr, fuse_bias);
     cg_args a;
     conv_args(pr, fuse_bias, &a);
-    bool tensor_cores = pr->dt != DT_F32 || tf32 || pr->bf16;
+    bool tensor_cores = pr->dt != DT_F32 || tf32;
     int rc = cg_check(&s, op) != 0 ? 1 : cg_autotune(plan, h, graph, tensor_cores, &a, pr->dev, op);
     if (rc != 0) {
         *why = rc;
@@ -404,9 +388,9 @@ static int conv_run(const conv_problem *pr, bool *bias_left, const char *op)
                        "captured function once before capturing it", op);
     if (!plan) {
         /* An engine for the fused graph if there is one; else the plain convolution.
-         * No engine fuses float64; in bf16 the bias goes to the float32 output. */
+         * No engine fuses float64. */
         int why = 0;
-        if (pr->b && pr->dt != DT_F64 && !pr->bf16) {
+        if (pr->b && pr->dt != DT_F64) {
             plan = conv_plan(pr, h, true, tf32, "conv2d (bias fused)", &why);
             if (!plan && cg_verbose())
                 fprintf(stderr, "miles: %s\n", err_msg());
@@ -476,7 +460,6 @@ static int gemm_note_key(conv_kind kind, const tensor *x, const tensor *w, const
     k[n++] = tensor_device(x).index;
     k[n++] = x->dtype;
     k[n++] = cuda_get_tf32();
-    k[n++] = cuda_get_bf16();
     k[n++] = cuda_get_deterministic();
     k[n++] = b != NULL;
     k[n++] = strictly_channels_last(x);
@@ -502,8 +485,8 @@ static bool gemm_noted(conv_kind kind, const tensor *x, const tensor *w, const t
 }
 
 /* Solve one convolution kind: x, w, y as the kind reads and writes them (the
- * written one is finished from its temporaries when it had them), in
- * channels-last when the activations are or in bf16 mode, else (or when no
+ * written one is finished from its temporary when it had one), in
+ * channels-last in bfloat16 or when the activations are, else (or when no
  * engine takes that) in NCHW, else (or when forced) as im2col + cuBLAS; then the
  * forward's bias if the plan left it. */
 static int conv_solve(conv_kind kind, const tensor *x, const tensor *w, const tensor *y,

@@ -559,6 +559,9 @@ int io_npy_save(const char *path, const tensor *t)
         return io_file_err(path, "save: move the tensor to the cpu first (it is on %s)",
                            device_str(tensor_device(t), dev));
     }
+    if (t->dtype == DT_BF16)
+        return io_file_err(path, "save: NumPy has no bfloat16 (convert with :float(), or "
+                                 "save as safetensors)");
     /* tensor_contiguous only takes a reference or copies; t itself is not changed. */
     tensor *c = tensor_contiguous((tensor *)t);
     if (!c)

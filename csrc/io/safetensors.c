@@ -30,7 +30,7 @@ static const struct {
     const char *name;
     dtype_t dt;
 } st_dtypes[] = {
-    {"F32", DT_F32}, {"F64", DT_F64}, {"I64", DT_I64}, {"U8", DT_U8}, {"BOOL", DT_BOOL},
+    {"F32", DT_F32}, {"F64", DT_F64}, {"BF16", DT_BF16}, {"I64", DT_I64}, {"U8", DT_U8}, {"BOOL", DT_BOOL},
 };
 
 /* The safetensors name of a dtype. */
@@ -343,7 +343,7 @@ static int p_dtype(io_cur *c, st_info *ti)
     int dt = st_dtype_parse(s);
     if (dt < 0) {
         io_file_err(c->path, "tensor '%s' has dtype '%.32s', which miles does not read (F32, F64, "
-                    "I64, U8, BOOL)", ti->name, s);
+                    "BF16, I64, U8, BOOL)", ti->name, s);
         free(s);
         return -1;
     }

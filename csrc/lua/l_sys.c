@@ -2,6 +2,7 @@
 #include "../alloc.h"
 #include "../cpu/iter.h"
 #include "../cuda/cuda_backend.h"
+#include "../ops.h"
 #include "../rng.h"
 #include "l_tensor.h"
 
@@ -129,11 +130,10 @@ static int l_cuda_tf32(lua_State *L)
     return lt_switch(L, cuda_set_tf32, cuda_get_tf32);
 }
 
-/* cuda_autocast([on]) -> whether bf16 autocast is on (after setting it when
- * given); always false in a build without CUDA */
-static int l_cuda_autocast(lua_State *L)
+/* autocast([on]) -> whether bf16 autocast is on (after setting it when given) */
+static int l_autocast(lua_State *L)
 {
-    return lt_switch(L, cuda_set_bf16, cuda_get_bf16);
+    return lt_switch(L, op_set_autocast, op_autocast);
 }
 
 /* cuda_deterministic([on]) -> whether GPU convolutions repeat bit for bit (after
@@ -164,7 +164,7 @@ static const luaL_Reg funcs[] = {
     {"set_num_threads", l_set_num_threads}, {"get_num_threads", l_get_num_threads},
     {"memory", l_memory}, {"empty_cache", l_empty_cache}, {"cuda_built", l_cuda_built}, {"cuda_emulated", l_cuda_emulated},
     {"cuda_device_count", l_cuda_device_count}, {"cuda_synchronize", l_cuda_synchronize},
-    {"cuda_tf32", l_cuda_tf32}, {"cuda_autocast", l_cuda_autocast},
+    {"cuda_tf32", l_cuda_tf32}, {"autocast", l_autocast},
     {"cuda_deterministic", l_cuda_deterministic}, {"cuda_host_waits", l_cuda_host_waits},
     {"wall_time", l_wall_time}, {NULL, NULL},
 };

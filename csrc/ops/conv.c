@@ -23,7 +23,7 @@ bool ops_get_channels_last(void)
 
 static bool wants_channels_last(const tensor *x)
 {
-    return x->dtype == DT_F32 && channels_last;
+    return (x->dtype == DT_F32 || x->dtype == DT_BF16) && channels_last;
 }
 
 static tensor *as_conv_layout(tensor *t)
@@ -106,6 +106,14 @@ static int conv_check(const tensor *x, const tensor *w, const tensor *b, const c
 
 tensor *op_conv2d(tensor *x, tensor *w, tensor *b, const conv2d_params *p)
 {
+    tensor *in[3] = {x, w, b}, *lo[3];
+    if (autocast_casts(3, in, DT_F32)) { /* runs again on the bfloat16 casts */
+        if (autocast_all(3, in, lo, DT_F32, DT_BF16) != 0)
+            return NULL;
+        tensor *y = op_conv2d(lo[0], lo[1], lo[2], p);
+        autocast_release(3, lo);
+        return y;
+    }
     if (conv_check(x, w, b, p) != 0)
         return NULL;
     int64_t out[2];
@@ -128,7 +136,6 @@ tensor *op_conv2d(tensor *x, tensor *w, tensor *b, const conv2d_params *p)
               : wants_channels_last(x) ? tensor_empty_channels_last(x->dtype, shape, tensor_device(x))
                                        : tensor_empty(x->dtype, 4, shape, tensor_device(x));
     int rc = y && x->shape[0] > 0 ? be->conv2d(y, xc, wc, bc, p) : (y ? 0 : -1);
-    tensor *in[3] = {x, w, b};
     if (rc == 0 && ag_needs(b ? 3 : 2, in)) {
         ag_node *n = ag_node_new("conv2d", conv_backward, b ? 3 : 2, in);
         rc = n ? ag_save(n, xc) : -1;

@@ -16,6 +16,14 @@ static inline tensor *keep(tensor *t)
     return tensor_incref(t);
 }
 
+/* bf16 autocast (autocast.c): is it on, and is one of the n tensors (NULLs
+ * skipped) of dtype `from`? */
+bool autocast_casts(int n, tensor *const *ts, dtype_t from);
+/* out[i] = ts[i] cast to `to` when of dtype `from`, else ts[i] (new references;
+ * NULL stays NULL). -1 with nothing held when a cast fails. */
+int autocast_all(int n, tensor *const *ts, tensor **out, dtype_t from, dtype_t to);
+void autocast_release(int n, tensor **ts);
+
 tensor *c_unary(unary_op op, tensor *a, double p0, double p1);
 tensor *c_binary(binary_op op, tensor *a, tensor *b);
 tensor *c_scalar(binary_op op, tensor *a, double s);

@@ -159,7 +159,14 @@ static tensor *matmul_nd(tensor *a, tensor *b)
 
 tensor *op_matmul(tensor *a, tensor *b)
 {
-    tensor *in[2] = {a, b};
+    tensor *in[2] = {a, b}, *lo[2];
+    if (autocast_casts(2, in, DT_F32)) { /* runs again on the bfloat16 casts */
+        if (autocast_all(2, in, lo, DT_F32, DT_BF16) != 0)
+            return NULL;
+        tensor *y = op_matmul(lo[0], lo[1]);
+        autocast_release(2, lo);
+        return y;
+    }
     if (ops_same_device("matmul", 2, in, (const char *const[]){"the first operand", "the second operand"}) != 0)
         return NULL;
     if (a->ndim == 0 || b->ndim == 0) {
@@ -206,6 +213,14 @@ tensor *op_bmm(tensor *a, tensor *b)
 
 tensor *op_linear(tensor *x, tensor *w, tensor *b)
 {
+    tensor *in[3] = {x, w, b}, *lo[3];
+    if (autocast_casts(3, in, DT_F32)) { /* the bias too: the sum stays bfloat16 */
+        if (autocast_all(3, in, lo, DT_F32, DT_BF16) != 0)
+            return NULL;
+        tensor *y = op_linear(lo[0], lo[1], lo[2]);
+        autocast_release(3, lo);
+        return y;
+    }
     if (w->ndim != 2) {
         char b1[128];
         err_set("linear: weight must be 2-D [out, in], got %s", tensor_shape_str(w, b1, sizeof b1));
@@ -223,7 +238,6 @@ tensor *op_linear(tensor *x, tensor *w, tensor *b)
                 tensor_shape_str(b, b1, sizeof b1));
         return NULL;
     }
-    tensor *in[3] = {x, w, b};
     if (ops_same_device("linear", b ? 3 : 2, in, (const char *const[]){"input", "weight", "bias"}) != 0)
         return NULL;
     tensor *wt = op_transpose(w, 0, 1);

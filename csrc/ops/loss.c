@@ -79,6 +79,14 @@ static int kept_targets(tensor *target, int64_t ignore_index, dtype_t dt, tensor
 tensor *op_nll_loss(tensor *logp, tensor *target, tensor *weight, loss_reduction r,
                     int64_t ignore_index)
 {
+    tensor *up;
+    if (autocast_casts(1, &logp, DT_BF16)) { /* runs again on the float32 cast */
+        if (autocast_all(1, &logp, &up, DT_BF16, DT_F32) != 0)
+            return NULL;
+        tensor *l = op_nll_loss(up, target, weight, r, ignore_index);
+        tensor_decref(up);
+        return l;
+    }
     if (ops_need_float("nll_loss", logp, "input") != 0 ||
         check_class_target("nll_loss", logp, target, ignore_index) != 0)
         return NULL;
@@ -197,6 +205,14 @@ tensor *op_cross_entropy(tensor *logits, tensor *target, tensor *weight, loss_re
 tensor *op_bce_with_logits(tensor *x, tensor *y, tensor *weight, tensor *pos_weight,
                            loss_reduction r)
 {
+    tensor *in[2] = {x, y}, *up[2];
+    if (autocast_casts(2, in, DT_BF16)) { /* runs again on the float32 casts */
+        if (autocast_all(2, in, up, DT_BF16, DT_F32) != 0)
+            return NULL;
+        tensor *l = op_bce_with_logits(up[0], up[1], weight, pos_weight, r);
+        autocast_release(2, up);
+        return l;
+    }
     if (ops_need_float("binary_cross_entropy_with_logits", x, "input") != 0 ||
         ops_need_float("binary_cross_entropy_with_logits", y, "target") != 0)
         return NULL;

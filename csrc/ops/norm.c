@@ -8,6 +8,13 @@
 /* The node's integer arguments. */
 enum { BN_TRAINING, BN_HAS_W, BN_RELU };
 
+/* The dtype of the statistics: x's, or float32 for a bfloat16 x (as cuDNN and
+ * PyTorch keep them). */
+static dtype_t stat_dtype(const tensor *x)
+{
+    return x->dtype == DT_BF16 ? DT_F32 : x->dtype;
+}
+
 /* Inputs x, w, b, residual; saved x, mean, invstd, then w if any, then y if relu
  * (its positive entries pass the gradient, as the relu op's backward, in the
  * kernel's passes). The residual's gradient is gy through the relu, which the
@@ -27,8 +34,8 @@ static int bn_backward(ag_node *n, tensor *gy, tensor **gin)
     bool wx = ag_wants(n, 0), ww = n->n_next > 1 && ag_wants(n, 1), wb = n->n_next > 2 && ag_wants(n, 2);
     bool wr = n->n_next > 3 && ag_wants(n, 3);
     tensor *gx = be && wx ? tensor_empty_like(x, x->dtype) : NULL;
-    tensor *gw = be && ww ? tensor_empty(x->dtype, 1, &C, tensor_device(x)) : NULL;
-    tensor *gb = be && wb ? tensor_empty(x->dtype, 1, &C, tensor_device(x)) : NULL;
+    tensor *gw = be && ww ? tensor_empty(stat_dtype(x), 1, &C, tensor_device(x)) : NULL;
+    tensor *gb = be && wb ? tensor_empty(stat_dtype(x), 1, &C, tensor_device(x)) : NULL;
     tensor *gr = be && wr ? tensor_empty_like(x, x->dtype) : NULL;
     int rc = be && (gx || !wx) && (gw || !ww) && (gb || !wb) && (gr || !wr)
                  ? be->batch_norm_backward(gx, gw, gb, g, x, w, mean, invstd,
@@ -52,7 +59,7 @@ static int bn_backward(ag_node *n, tensor *gy, tensor **gin)
     return ag_check(n, gin);
 }
 
-/* A per-channel tensor argument must be [C] of x's dtype (or absent). */
+/* A per-channel tensor argument must be [C] of the statistics' dtype (or absent). */
 static int check_channel(const tensor *t, const tensor *x, const char *name)
 {
     if (!t)
@@ -61,9 +68,10 @@ static int check_channel(const tensor *t, const tensor *x, const char *name)
     if (t->ndim != 1 || t->shape[0] != x->shape[1])
         return err_set("batch_norm: %s must have shape [%" PRId64 "], got %s", name, x->shape[1],
                        tensor_shape_str(t, b1, sizeof b1));
-    if (t->dtype != x->dtype)
-        return err_set("batch_norm: %s is %s but the input is %s", name, dtype_name(t->dtype),
-                       dtype_name(x->dtype));
+    if (t->dtype != stat_dtype(x))
+        return err_set("batch_norm: %s is %s but the input is %s%s", name, dtype_name(t->dtype),
+                       dtype_name(x->dtype),
+                       x->dtype == DT_BF16 ? " (whose parameters and statistics are float32)" : "");
     if (!device_eq(tensor_device(t), tensor_device(x))) {
         char d1[16], d2[16];
         return err_set("batch_norm: %s is on %s but the input is on %s", name,
@@ -129,8 +137,8 @@ tensor *op_batch_norm(tensor *x, tensor *rm, tensor *rv, tensor *w, tensor *b, b
     tensor *rc_ = xc && residual ? in_layout_of(residual, xc) : NULL;
     const backend *be = xc && (rc_ || !residual) ? ops_backend(x, "batch_norm") : NULL;
     tensor *y = be ? tensor_empty_like(xc, x->dtype) : NULL;
-    tensor *mean = y ? tensor_empty(x->dtype, 1, &C, tensor_device(x)) : NULL;
-    tensor *invstd = mean ? tensor_empty(x->dtype, 1, &C, tensor_device(x)) : NULL;
+    tensor *mean = y ? tensor_empty(stat_dtype(x), 1, &C, tensor_device(x)) : NULL;
+    tensor *invstd = mean ? tensor_empty(stat_dtype(x), 1, &C, tensor_device(x)) : NULL;
     bn_epilogue ep = {rc_, relu};
     int rc = invstd ? be->batch_norm(y, mean, invstd, xc, w, b, rm, rv, training, momentum, eps,
                                      &ep)

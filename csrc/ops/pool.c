@@ -136,7 +136,8 @@ static int make_params(pool2d_params *p, const pool2d_args *a, const tensor *x, 
 
 static bool keeps_channels_last(const tensor *x)
 {
-    return x->dtype == DT_F32 && !tensor_is_contiguous(x) && tensor_is_channels_last(x);
+    return (x->dtype == DT_F32 || x->dtype == DT_BF16) && !tensor_is_contiguous(x) &&
+           tensor_is_channels_last(x);
 }
 
 /* x itself when it keeps its layout, else a contiguous copy. */

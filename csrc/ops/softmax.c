@@ -21,6 +21,14 @@ static int softmax_backward(ag_node *n, tensor *g, tensor **gin)
 
 tensor *op_softmax(tensor *a, int dim, bool log)
 {
+    tensor *up;
+    if (autocast_casts(1, &a, DT_BF16)) { /* runs again on the float32 cast */
+        if (autocast_all(1, &a, &up, DT_BF16, DT_F32) != 0)
+            return NULL;
+        tensor *y = op_softmax(up, dim, log);
+        tensor_decref(up);
+        return y;
+    }
     const char *name = log ? "log_softmax" : "softmax";
     int d = dim_wrap(dim, a->ndim > 0 ? a->ndim : 1, name);
     if (d < 0 || ops_need_float(name, a, "input") != 0)

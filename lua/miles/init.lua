@@ -32,8 +32,18 @@ miles.plot = require "miles.plot"
 miles.profile = require("miles.profile").run
 miles.profile_format = require("miles.profile").format
 
---- The GPU side: whether there is one, waiting for it, TF32 maths, bf16 autocast,
--- determinism, memory.
+--- autocast() -> on; autocast(on): bf16 autocast, off by default (PyTorch's
+-- torch.autocast with dtype=bfloat16, on every device). While on, conv2d, matmul
+-- and linear cast float32 operands to bfloat16 and give bfloat16 results
+-- (float32 accumulation inside); softmax, log_softmax, nll_loss and
+-- binary_cross_entropy_with_logits cast bfloat16 inputs to float32; other ops run
+-- in their inputs' dtype (bfloat16 activations stay so; batch norm keeps float32
+-- parameters and statistics). The casts are differentiable, so float32 weights
+-- get float32 gradients.
+miles.autocast = core.autocast
+
+--- The GPU side: whether there is one, waiting for it, TF32 maths, determinism,
+-- memory.
 miles.cuda = {
   is_available = function() return core.cuda_device_count() > 0 end,
   device_count = core.cuda_device_count,
@@ -45,12 +55,6 @@ miles.cuda = {
   --- allow_tf32() -> on; allow_tf32(on): TF32 tensor-core maths for float32
   -- matmuls and convolutions (on by default, like PyTorch's for convolutions).
   allow_tf32 = core.cuda_tf32,
-  --- autocast() -> on; autocast(on): bf16 autocast (off by default). Float32
-  -- convolutions and matmuls on a GPU round their inputs to bf16 and run on bf16
-  -- tensor cores with float32 accumulation; their outputs, like every tensor,
-  -- stay float32 (PyTorch's AMP numerics for these ops). Float64 and the CPU are
-  -- unaffected; without CUDA it is always off.
-  autocast = core.cuda_autocast,
   --- deterministic() -> on; deterministic(on): GPU convolutions repeat bit for
   -- bit from run to run (engines noted non-deterministic skipped, the first
   -- workable one taken instead of the fastest), and scatter_add/index_add (the
@@ -115,6 +119,7 @@ local T = core.Tensor
 T.allclose = miles.allclose
 function T:float() return self:to("float32") end
 function T:double() return self:to("float64") end
+function T:bfloat16() return self:to("bfloat16") end
 function T:long() return self:to("int64") end
 function T:bool() return self:to("bool") end
 function T:byte() return self:to("uint8") end
