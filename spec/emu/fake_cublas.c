@@ -4,8 +4,9 @@
  * cublasGemmStridedBatchedEx, is computed from cuBLAS's documented semantics, not
  * from our code's: column-major matrices, C = alpha op(A) op(B) + beta C, op(X) =
  * X or X^T by its flag, each of `batch` products `stride` elements apart; A and B
- * float32, float64 or bf16, C float32 or float64, in the type combinations of the
- * cublasGemmEx table; TF32 compute rounds float32 inputs to TF32; sums in double.
+ * float32, float64 or bf16, C float32, float64 or bf16, in the type combinations
+ * of the cublasGemmEx table; TF32 compute rounds float32 inputs to TF32; sums in
+ * double, a float32 or bf16 C rounded from float32 (bf16 to nearest even).
  * The checks on the leading dimensions are made as the real library makes them. */
 #include <cublas_v2.h>
 
@@ -70,6 +71,17 @@ static double load(const void *p, cudaDataType t, long long i)
     }
 }
 
+/* x rounded to float32, then to bf16 (to nearest, ties to even), as bits. */
+static uint16_t to_bf16(double x)
+{
+    float f = (float)x;
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    if ((bits & 0x7fffffffu) > 0x7f800000u) /* NaN: quiet */
+        return (uint16_t)((bits >> 16) | 0x40);
+    return (uint16_t)((bits + 0x7fffu + ((bits >> 16) & 1)) >> 16);
+}
+
 /* One call's arguments, kept for a graph node while the stream is captured. */
 typedef struct {
     bool ta, tb, tf32;
@@ -100,6 +112,8 @@ static void gemm_run(void *p)
                 double c = g->beta == 0 ? 0 : g->beta * load(g->C, g->ct, ci);
                 if (g->ct == CUDA_R_32F)
                     ((float *)g->C)[ci] = (float)(g->alpha * sum + c);
+                else if (g->ct == CUDA_R_16BF)
+                    ((uint16_t *)g->C)[ci] = to_bf16(g->alpha * sum + c);
                 else
                     ((double *)g->C)[ci] = g->alpha * sum + c;
             }
@@ -127,7 +141,8 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handle, cublasOperation
               ((computeType == CUBLAS_COMPUTE_64F && Atype == CUDA_R_64F && Ctype == CUDA_R_64F) ||
                ((computeType == CUBLAS_COMPUTE_32F || computeType == CUBLAS_COMPUTE_32F_FAST_TF32) &&
                 Atype == CUDA_R_32F && Ctype == CUDA_R_32F) ||
-               (computeType == CUBLAS_COMPUTE_32F && Atype == CUDA_R_16BF && Ctype == CUDA_R_32F));
+               (computeType == CUBLAS_COMPUTE_32F && Atype == CUDA_R_16BF &&
+                (Ctype == CUDA_R_32F || Ctype == CUDA_R_16BF)));
     if (!ok)
         return CUBLAS_STATUS_NOT_SUPPORTED;
     bool dcompute = computeType == CUBLAS_COMPUTE_64F;
