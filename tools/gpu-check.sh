@@ -13,7 +13,7 @@ START=$(date +%s)
 BUDGET="${GPU_CHECK_SECONDS:-570}"
 STAGES="${*:-build specs bench suite}"
 # the spec files of the specs stage (all are in the suite stage)
-GPU_SPECS="${GPU_SPECS:-spec/cuda_spec.lua spec/cuda_graph_spec.lua}"
+GPU_SPECS="${GPU_SPECS:-spec/cuda_spec.lua spec/cuda_graph_spec.lua spec/bf16_spec.lua}"
 OUT="${OUT:-$PWD/gpu-check-out}"
 mkdir -p "$OUT"
 JOBS=$(nproc)
