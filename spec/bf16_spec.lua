@@ -167,12 +167,12 @@ case("batch norm: training and evaluation, residual and relu, channels-last", fu
   local b = miles.randn(3):to(pt):to(dev)
   b.requires_grad = true
   local rm, rv = miles.zeros(3, { dtype = pt }):to(dev), miles.ones(3, { dtype = pt }):to(dev)
-  local y = F.batch_norm(x, rm, rv, w, b, { training = true })
-  local e = F.batch_norm(x, rm, rv, w, b, { training = false })
-  local f = F.batch_norm(channels_last(x:detach()), nil, nil, w, b,
-                         { training = true, residual = channels_last(r:detach()), relu = true })
+  local y = F.batch_norm(x, rm, rv, w, b, true)
+  local e = F.batch_norm(x, rm, rv, w, b, false)
+  local f = F.batch_norm(channels_last(x:detach()), nil, nil, w, b, true, 0.1, 1e-5,
+                         { residual = channels_last(r:detach()), relu = true })
   local outs = { y, e, f, rm, rv }
-  local yy = F.batch_norm(x, nil, nil, w, b, { training = true, residual = r, relu = true })
+  local yy = F.batch_norm(x, nil, nil, w, b, true, 0.1, 1e-5, { residual = r, relu = true })
   return outs, grads_of(yy, dt, dev, x, w, b, r)
 end, { outputs = { 4, 5 }, grads = { 2, 3 } })
 
@@ -265,6 +265,62 @@ describe("bfloat16 kernels on the GPU", function()
   end
 end)
 
+-- The ops of spec/fixtures/make_bf16_fixtures.py's cases: fn(inputs) -> output;
+-- f32: the inputs that are float32 there (batch norm's parameters and statistics).
+local torch_ops = {
+  conv2d_pad1 = { fn = function(I) return F.conv2d(I[1], I[2], I[3], { padding = 1 }) end },
+  conv2d_stride2 = { fn = function(I) return F.conv2d(I[1], I[2], nil, { stride = 2 }) end },
+  linear = { fn = function(I) return F.linear(I[1], I[2], I[3]) end },
+  matmul = { fn = function(I) return miles.matmul(I[1], I[2]) end },
+  batch_norm_train = { f32 = { 2, 3, 4, 5 }, fn = function(I)
+    return F.batch_norm(I[1], I[4], I[5], I[2], I[3], true, 0.1)
+  end },
+  batch_norm_eval = { f32 = { 2, 3, 4, 5 }, fn = function(I)
+    return F.batch_norm(I[1], I[4], I[5], I[2], I[3], false)
+  end },
+  relu = { fn = function(I) return F.relu(I[1]) end },
+  add = { fn = function(I) return I[1] + I[2] end },
+  max_pool2d = { fn = function(I) return F.max_pool2d(I[1], 3, { stride = 2, padding = 1 }) end },
+  avg_pool2d = { fn = function(I) return F.avg_pool2d(I[1], 2) end },
+  adaptive_avg_pool2d = { fn = function(I) return F.adaptive_avg_pool2d(I[1], { 3, 2 }) end },
+}
+
+describe("bfloat16 ops against PyTorch (1.13, cpu, bf16)", function()
+  local torch_cases = dofile(H.fixtures .. "bf16/cases.lua")
+  -- PyTorch and miles both compute in float32 and round once; their sums run in
+  -- other orders, so a result may land one bf16 ulp (2^-8 relative) away.
+  local RTOL = 2 ^ -7
+  for _, c in ipairs(torch_cases) do
+    it(c.name, function()
+      local op = torch_ops[c.op]
+      local f32 = {}
+      for _, i in ipairs(op.f32 or {}) do f32[i] = true end
+      local function fx(suffix) return H.fixture("bf16/" .. c.name .. "_" .. suffix) end
+      local I, grads = {}, {}
+      for _, i in ipairs(c.grads) do grads[i] = true end
+      for i = 1, c.inputs do
+        I[i] = f32[i] and fx("in" .. i) or fx("in" .. i):bfloat16()
+        I[i].requires_grad = grads[i] or false
+      end
+      local out = op.fn(I)
+      assert.equal("bfloat16", out:dtype())
+      local want = fx("out")
+      H.assert_close(out, want, RTOL, RTOL * scale_of(want), c.name .. ": output")
+      local loss = (out:float() * fx("r")):sum()
+      loss:backward()
+      for _, i in ipairs(c.grads) do
+        assert.equal(f32[i] and "float32" or "bfloat16", I[i].grad:dtype())
+        local g = fx("g" .. i)
+        H.assert_close(I[i].grad, g, RTOL, RTOL * scale_of(g), c.name .. ": gradient " .. i)
+      end
+      for i = 1, c.stats do -- running statistics, updated in place (float32)
+        local s = fx("st" .. i)
+        H.assert_close(I[3 + i], s, 1e-6, 1e-6, c.name .. ": running statistic " .. i)
+      end
+    end)
+  end
+end)
+
 describe("bfloat16 and autograd", function()
   it("a float32 leaf cast to bf16 gets a float32 gradient; a bf16 leaf a bf16 one", function()
     local w = miles.randn(3, 4)
@@ -350,7 +406,7 @@ describe("bfloat16 files and errors", function()
     H.raises(function() miles.save(dir .. "/t.npy", miles.ones(2):bfloat16()) end,
       "NumPy has no bfloat16")
     local x = miles.randn(2, 3, 4, 4):bfloat16()
-    H.raises(function() F.batch_norm(x, nil, nil, miles.ones(3):bfloat16(), nil, { training = true }) end,
+    H.raises(function() F.batch_norm(x, nil, nil, miles.ones(3):bfloat16(), nil, true) end,
       "batch_norm: weight is bfloat16 but the input is bfloat16 (whose parameters and statistics are float32)")
     local p = miles.randn(3):bfloat16()
     p.requires_grad = true

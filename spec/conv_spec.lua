@@ -192,6 +192,12 @@ local bn_cases = {
 }
 
 describe("batch_norm", function()
+  it("takes training as a boolean: an options table in its place is an error", function()
+    local x = miles.randn(2, 3, 4, 4)
+    H.raises(function() F.batch_norm(x, nil, nil, nil, nil, { training = false }) end,
+      "training must be a boolean (the options table is argument 9)")
+  end)
+
   on_devices("batch_norm fixtures", function(dev, it)
     for case, o in pairs(bn_cases) do
       for _, dtype in ipairs({ "float64", "float32" }) do

@@ -60,6 +60,8 @@ static int l_batch_norm(lua_State *L)
     tensor *x = lt_check(L, 1);
     tensor *rm = opt_tensor(L, 2), *rv = opt_tensor(L, 3);
     tensor *w = opt_tensor(L, 4), *b = opt_tensor(L, 5);
+    if (!lua_isnoneornil(L, 6) && !lua_isboolean(L, 6)) /* an options table here is a slip */
+        return luaL_argerror(L, 6, "training must be a boolean (the options table is argument 9)");
     bool training = lua_toboolean(L, 6);
     double momentum = luaL_optnumber(L, 7, 0.1), eps = luaL_optnumber(L, 8, 1e-5);
     if (momentum < 0 || momentum > 1)
