@@ -160,6 +160,32 @@ describe("train.Trainer", function()
     os.execute("rm -rf '" .. dir .. "'")
   end)
 
+  it("trains under bf16 autocast with autocast = true: bf16 activations, float32 weights and "
+     .. "metrics, close to float32 training, the switch restored", function()
+    local seen = {}
+    local m = model({ bn = true })
+    local fwd = m.forward
+    m.forward = function(self, inputs) -- what the encoders give, each step
+      local out = fwd(self, inputs)
+      seen[#seen + 1] = out.fused:dtype()
+      return out
+    end
+    local t = train.Trainer(args{ model = m, autocast = true, epochs = 2 })
+    assert.is_false(miles.autocast())
+    local s = t:fit()
+    assert.is_false(miles.autocast())
+    assert.equal("bfloat16", seen[1])
+    for _, p in ipairs(m:parameters()) do assert.equal("float32", p:dtype()) end
+    local ref = train.Trainer(args{ model = model({ bn = true }), epochs = 2 }):fit()
+    for _, k in ipairs({ "fused", "audio", "image" }) do
+      assert.is_number(s.test[k])
+      assert(math.abs(s.test[k] - ref.test[k]) < 0.1,
+        ("%s: test accuracy %.3f under autocast, %.3f in float32"):format(k, s.test[k], ref.test[k]))
+    end
+    assert.has_error(function() train.Trainer(args{ autocast = "yes" }) end,
+      "train.Trainer: autocast must be a boolean, got string")
+  end)
+
   it("writes NaN as null in JSONL and empty in CSV (vanilla has no u)", function()
     local dir = tmpdir()
     local t = train.Trainer(args{ log_dir = dir, rule = rules.vanilla(), epochs = 1 })

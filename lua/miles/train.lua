@@ -27,6 +27,9 @@
 -- device = "cuda" moves the model there (in place) and each batch as it comes;
 -- cuda_graph = true then replays each training step as one captured CUDA graph
 -- (miles.train_graph: for small models, whose steps are bound by kernel launches).
+-- autocast = true runs each epoch (training, evaluations, the rule's hooks) and
+-- evaluate() under bf16 autocast (miles.autocast): activations in bfloat16, the
+-- weights, their gradients, the losses and the metrics in float32.
 --
 -- A checkpoint (one safetensors file, atomic) holds the model, the optimizer, the
 -- best epoch's weights ("best/<key>"), the rules' group snapshots
@@ -92,7 +95,8 @@ train.Trainer_class = Trainer
 
 local KNOWN = { model = 1, dataset = 1, rule = 1, rule_opts = 1, lr = 1, epochs = 1, batch_size = 1,
                 seed = 1, workers = 1, loader_opts = 1, metric = 1, log_dir = 1, checkpoint = 1,
-                eval_batch_size = 1, quiet = 1, stream = 1, device = 1, cuda_graph = 1 }
+                eval_batch_size = 1, quiet = 1, stream = 1, device = 1, cuda_graph = 1,
+                autocast = 1 }
 
 local NAN = 0 / 0
 
@@ -125,6 +129,10 @@ function train.Trainer(args)
     error("train.Trainer: cuda_graph needs a GPU device (device = 'cuda'), not the cpu", 2)
   end
   if self.device ~= "cpu" then self.model:to(self.device) end
+  self.autocast = args.autocast or false
+  if type(self.autocast) ~= "boolean" then
+    error("train.Trainer: autocast must be a boolean, got " .. type(self.autocast), 2)
+  end
   self.rule = rules.get(args.rule or "vanilla", args.rule_opts)
   self.rule.state = self.rule.state or {}
   self.alpha = args.lr or 1e-3
@@ -242,7 +250,11 @@ function Trainer:_tally()
 end
 
 -- logits and losses: head -> tensor (detached); total: the weighted loss or nil.
+-- (bf16 logits, from autocast, are scored as float32.)
 function Tally:add(logits, losses, total, y)
+  for h, l in pairs(logits) do
+    if l:dtype() == "bfloat16" then logits[h] = l:float() end
+  end
   self.pending[#self.pending + 1] = { logits = logits, losses = losses, total = total, y = y }
   if #self.pending >= TALLY_BATCHES then self:_flush() end
 end
@@ -323,9 +335,19 @@ function Trainer:_evaluate(model, split)
   return (tally:results())
 end
 
+-- f(...) with bf16 autocast on or off as the trainer's option says, then as it was.
+function Trainer:_autocast(f, ...)
+  local was = core.autocast()
+  core.autocast(self.autocast)
+  local r = table.pack(pcall(f, ...))
+  core.autocast(was)
+  if not r[1] then error(r[2], 0) end
+  return table.unpack(r, 2, r.n)
+end
+
 --- Evaluate every head on a split: {fused = result, <name> = result, loss = {head = mean}}.
 function Trainer:evaluate(split)
-  return self:_evaluate(self.model, split or "val")
+  return self:_autocast(self._evaluate, self, self.model, split or "val")
 end
 
 -- Training mode for `model`, with the frozen groups' modules in eval mode.
@@ -412,6 +434,10 @@ end
 --- One epoch of training, validation, the rule's epoch hooks, a log row, the best
 -- model and a checkpoint. Returns the row.
 function Trainer:epoch()
+  return self:_autocast(self._epoch, self)
+end
+
+function Trainer:_epoch()
   local e = self.epoch_done + 1
   local ctx = self.ctx
   ctx.epoch, ctx.log, ctx.metrics = e, {}, {}
