@@ -107,13 +107,13 @@ describe("dtype errors", function()
 
   it("refuse ops that need floats", function()
     raises(function() return miles.matmul(miles.zeros(2, 2, { dtype = "int64" }), miles.zeros(2, 2)) end,
-      "matmul: the first operand must be float32 or float64, got int64")
+      "matmul: the first operand must be float32, float64 or bfloat16, got int64")
     raises(function() return miles.matmul(miles.zeros(2, 2), miles.zeros(2, 2, { dtype = "float64" })) end,
       "matmul: operands have different dtypes (float32 and float64)")
     raises(function() return miles.zeros(2, { dtype = "int64" }):mean() end,
-      "mean: input must be float32 or float64, got int64")
+      "mean: input must be float32, float64 or bfloat16, got int64")
     raises(function() return miles.rand(2, { dtype = "int64" }) end,
-      "rand: dtype must be float32 or float64, got int64")
+      "rand: dtype must be float32, float64 or bfloat16, got int64")
     raises(function() return miles.where(miles.zeros(2), miles.zeros(2), 2) end,
       "where: the condition must be a bool tensor, got float32")
   end)

@@ -184,7 +184,7 @@ describe("pooling arguments", function()
     assert.matches("max_pool2d: unknown option 'strides'", H.error_of(F.max_pool2d, x, 3, { strides = 2 }))
     assert.matches("given twice", H.error_of(F.max_pool2d, x, 3, 2, { stride = 2 }))
     assert.matches("kernel_size must be an integer", H.error_of(F.max_pool2d, x, "3"))
-    assert.matches("must be float32 or float64", H.error_of(F.max_pool2d, miles.zeros(1, 1, 4, 4, { dtype = "int64" }), 2))
+    assert.matches("must be float32, float64 or bfloat16", H.error_of(F.max_pool2d, miles.zeros(1, 1, 4, 4, { dtype = "int64" }), 2))
     assert.matches("adaptive_avg_pool2d: output_size must be non%-negative",
       H.error_of(F.adaptive_avg_pool2d, x, { 2, -1 }))
   end)

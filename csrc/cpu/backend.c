@@ -1,16 +1,15 @@
 /* The CPU backend's entry in the dispatch table. */
 #include "cpu.h"
 
-/* Those that move or store elements by their type; the arithmetic kernels get
+/* Those that only move or store elements by their type; the arithmetic kernels
+ * (scatter_add and index_add too: they would round at each addition) get
  * float32 copies (widen.c). */
 static const backend cpu_bf16 = {
     .name = "cpu",
     .copy = cpu_copy,
     .fill = cpu_fill,
     .gather = cpu_gather,
-    .scatter_add = cpu_scatter_add,
     .index_select = cpu_index_select,
-    .index_add = cpu_index_add,
 };
 
 const backend cpu_backend = {

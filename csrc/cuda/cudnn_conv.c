@@ -425,16 +425,55 @@ static int conv_run(const conv_problem *pr, bool *bias_left, const char *op)
 
 /* --- kernels --- */
 
-/* The convolution as im2col + cuBLAS. */
+static int conv_gemm_widened(conv_kind kind, const tensor *x, const tensor *w, const tensor *y,
+                             const tensor *b, const conv2d_params *p);
+
+/* The convolution as im2col + cuBLAS (a bfloat16 one on float32 copies). */
 static int conv_gemm(conv_kind kind, const tensor *x, const tensor *w, const tensor *y,
                      const tensor *b, const conv2d_params *p)
 {
+    if (x->dtype == DT_BF16)
+        return conv_gemm_widened(kind, x, w, y, b, p);
     switch (kind) {
     case CONV_FWD: return cuda_conv2d_gemm((tensor *)y, x, w, b, p);
     case CONV_BWD_DATA: return cuda_conv2d_backward_data_gemm((tensor *)x, y, w, p);
     case CONV_BWD_FILTER: return cuda_conv2d_backward_weight_gemm((tensor *)w, x, y, p);
     }
     return -1;
+}
+
+/* A float32 copy of t in its layout, holding t's values when read. */
+static tensor *f32_copy(const tensor *t, bool read)
+{
+    tensor *c = tensor_empty_like(t, DT_F32);
+    if (c && read && cuda_copy(c, t) != 0) {
+        tensor_decref(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* A bfloat16 convolution as im2col + cuBLAS: that path's kernels are float32's,
+ * and its weight gradient sums the images one by one into the output (which in
+ * bf16 would round at each), so it runs on float32 copies and the written
+ * tensor is rounded once, as csrc/widen.c does for the kernels without bf16. */
+static int conv_gemm_widened(conv_kind kind, const tensor *x, const tensor *w, const tensor *y,
+                             const tensor *b, const conv2d_params *p)
+{
+    tensor *xf = f32_copy(x, kind != CONV_BWD_DATA);
+    tensor *wf = xf ? f32_copy(w, kind != CONV_BWD_FILTER) : NULL;
+    tensor *yf = wf ? f32_copy(y, kind != CONV_FWD) : NULL;
+    tensor *bf = yf && b ? f32_copy(b, true) : NULL;
+    int rc = yf && (bf || !b) ? conv_gemm(kind, xf, wf, yf, bf, p) : -1;
+    if (rc == 0)
+        rc = kind == CONV_FWD ? cuda_copy((tensor *)y, yf)
+             : kind == CONV_BWD_DATA ? cuda_copy((tensor *)x, xf)
+                                     : cuda_copy((tensor *)w, wf);
+    tensor_decref(xf);
+    tensor_decref(wf);
+    tensor_decref(yf);
+    tensor_decref(bf);
+    return rc;
 }
 
 /* Is MILES_CONV_GEMM set (not "0")? */

@@ -1,8 +1,8 @@
 /* bf16 autocast, as PyTorch's torch.autocast(dtype=torch.bfloat16): while it is
  * on, the ops that tensor cores speed up (conv2d, matmul, linear) run in
  * bfloat16, their float32 operands cast down, and the ops that need float32's
- * range and precision (softmax, log-softmax, the losses that do not go through
- * it) take their bfloat16 inputs cast up. Every other op runs in its inputs'
+ * range and precision (softmax, log-softmax, nll, binary cross-entropy with
+ * logits, mse) take their bfloat16 inputs cast up. Every other op runs in its inputs'
  * dtype. The casts are op_to_dtype's, so a float32 weight gets a float32
  * gradient: the master weights stay float32. One switch for every device. */
 #include "internal.h"

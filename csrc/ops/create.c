@@ -65,7 +65,7 @@ static tensor *random_float(int ndim, const int64_t *shape, dtype_t dt, device d
         return NULL;
     }
     if (!dtype_is_float(dt)) {
-        err_set("%s: dtype must be float32 or float64, got %s", op, dtype_name(dt));
+        err_set("%s: dtype must be float32, float64 or bfloat16, got %s", op, dtype_name(dt));
         return NULL;
     }
     tensor *t = tensor_empty(dt, ndim, shape, dev);

@@ -17,6 +17,12 @@ tensor *op_dropout(tensor *x, double p, bool training)
         return tensor_incref(x);
     if (p == 1) /* x * 0 keeps NaNs and the graph, as PyTorch */
         return op_binary_scalar(BIN_MUL, x, 0, false);
+    if (x->dtype == DT_BF16) { /* masked and scaled in float32, rounded once */
+        tensor *xf = op_to_dtype(x, DT_F32);
+        tensor *y = xf ? op_dropout(xf, p, training) : NULL;
+        tensor_decref(xf);
+        return c_to_bf16(y);
+    }
     /* keep where u >= p, for u uniform in [0, 1): probability 1 - p */
     tensor *u = op_rand(x->ndim, x->shape, x->dtype, tensor_device(x));
     tensor *kept = u ? op_binary_scalar(BIN_GE, u, p, false) : NULL;

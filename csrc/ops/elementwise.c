@@ -407,6 +407,15 @@ tensor *op_binary(binary_op op, tensor *a, tensor *b)
 
 tensor *op_binary_scalar(binary_op op, tensor *a, double s, bool scalar_first)
 {
+    /* A scalar that bfloat16 cannot hold (0.1, 1/257) meets a bf16 tensor in
+     * float32, the result rounded once, as PyTorch computes it. */
+    float sf = (float)s;
+    if (a->dtype == DT_BF16 && !isnan(s) && bf16_to_f32(bf16_from_f32(sf)) != sf) {
+        tensor *af = op_to_dtype(a, DT_F32);
+        tensor *r = af ? op_binary_scalar(op, af, s, scalar_first) : NULL;
+        tensor_decref(af);
+        return c_to_bf16(r);
+    }
     /* A Lua number does not widen a tensor of the same kind: float32 + 0.5 stays
      * float32 and int64 + 2 stays int64, but int64 + 0.5 is float32. */
     dtype_t st;

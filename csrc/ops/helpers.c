@@ -32,6 +32,15 @@ tensor *c_where(tensor *cond, tensor *a, tensor *b)
     return r;
 }
 
+tensor *c_to_bf16(tensor *r)
+{
+    if (!r || r->dtype != DT_F32)
+        return r;
+    tensor *out = op_to_dtype(r, DT_BF16);
+    tensor_decref(r);
+    return out;
+}
+
 tensor *c_sum_to_input(ag_node *n, int i, tensor *g)
 {
     tensor *r = g ? ag_reduce_to_input(n, i, g) : NULL;
@@ -66,7 +75,8 @@ int ops_need_float(const char *op, const tensor *t, const char *name)
 {
     if (dtype_is_float(t->dtype))
         return 0;
-    return err_set("%s: %s must be float32 or float64, got %s", op, name, dtype_name(t->dtype));
+    return err_set("%s: %s must be float32, float64 or bfloat16, got %s", op, name,
+                   dtype_name(t->dtype));
 }
 
 const backend *ops_backend(const tensor *t, const char *op)

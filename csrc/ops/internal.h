@@ -24,6 +24,10 @@ bool autocast_casts(int n, tensor *const *ts, dtype_t from);
 int autocast_all(int n, tensor *const *ts, tensor **out, dtype_t from, dtype_t to);
 void autocast_release(int n, tensor **ts);
 
+/* r rounded to bfloat16 when it is float32, else r itself (r consumed): the end of
+ * an op that runs a bfloat16 input in float32. */
+tensor *c_to_bf16(tensor *r);
+
 tensor *c_unary(unary_op op, tensor *a, double p0, double p1);
 tensor *c_binary(binary_op op, tensor *a, tensor *b);
 tensor *c_scalar(binary_op op, tensor *a, double s);

@@ -235,6 +235,14 @@ tensor *op_bce_with_logits(tensor *x, tensor *y, tensor *weight, tensor *pos_wei
 
 tensor *op_mse_loss(tensor *a, tensor *b, loss_reduction r)
 {
+    tensor *in[2] = {a, b}, *up[2];
+    if (autocast_casts(2, in, DT_BF16)) { /* runs again on the float32 casts */
+        if (autocast_all(2, in, up, DT_BF16, DT_F32) != 0)
+            return NULL;
+        tensor *l = op_mse_loss(up[0], up[1], r);
+        autocast_release(2, up);
+        return l;
+    }
     if (!tensor_same_shape(a, b)) {
         char b1[128], b2[128];
         err_set("mse_loss: input %s and target %s must have the same shape",

@@ -253,6 +253,12 @@ static int64_t reduced_count(const tensor *a, int ndims, const int *dims)
 
 tensor *op_mean(tensor *a, int ndims, const int *dims, bool keepdim)
 {
+    if (a->dtype == DT_BF16) { /* sum and division in float32, rounded once */
+        tensor *af = op_to_dtype(a, DT_F32);
+        tensor *m = af ? op_mean(af, ndims, dims, keepdim) : NULL;
+        tensor_decref(af);
+        return c_to_bf16(m);
+    }
     if (ops_need_float("mean", a, "input") != 0)
         return NULL;
     int64_t n = reduced_count(a, ndims, dims);

@@ -29,7 +29,8 @@
 -- (miles.train_graph: for small models, whose steps are bound by kernel launches).
 -- autocast = true runs each epoch (training, evaluations, the rule's hooks) and
 -- evaluate() under bf16 autocast (miles.autocast): activations in bfloat16, the
--- weights, their gradients, the losses and the metrics in float32.
+-- weights, their gradients, the losses and the metrics in float32; false runs
+-- them without; unset leaves the switch as the caller set it.
 --
 -- A checkpoint (one safetensors file, atomic) holds the model, the optimizer, the
 -- best epoch's weights ("best/<key>"), the rules' group snapshots
@@ -129,8 +130,8 @@ function train.Trainer(args)
     error("train.Trainer: cuda_graph needs a GPU device (device = 'cuda'), not the cpu", 2)
   end
   if self.device ~= "cpu" then self.model:to(self.device) end
-  self.autocast = args.autocast or false
-  if type(self.autocast) ~= "boolean" then
+  self.autocast = args.autocast
+  if self.autocast ~= nil and type(self.autocast) ~= "boolean" then
     error("train.Trainer: autocast must be a boolean, got " .. type(self.autocast), 2)
   end
   self.rule = rules.get(args.rule or "vanilla", args.rule_opts)
@@ -335,8 +336,10 @@ function Trainer:_evaluate(model, split)
   return (tally:results())
 end
 
--- f(...) with bf16 autocast on or off as the trainer's option says, then as it was.
+-- f(...) with bf16 autocast on or off as the trainer's option says (when given),
+-- then as it was.
 function Trainer:_autocast(f, ...)
+  if self.autocast == nil then return f(...) end
   local was = core.autocast()
   core.autocast(self.autocast)
   local r = table.pack(pcall(f, ...))
