@@ -23,7 +23,9 @@
 -- run during a replay, with one exception: the optimizers' steps taken inside the
 -- capture run again before each replay, so that the learning rates and bias
 -- corrections of that step are the current ones (set_lr works between replays;
--- freezing a group or adding parameters needs a new capture).
+-- freezing a group or adding parameters needs a new capture). Settings read while
+-- the ops are queued (bf16 autocast, TF32, channels-last) are those of the
+-- capture: changing them later changes no replay.
 --
 -- Refused inside the capture, with a message: reading a GPU value (item(), :cpu(),
 -- printing, metrics), copying host data to the GPU, random numbers (dropout),
