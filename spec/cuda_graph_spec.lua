@@ -90,6 +90,37 @@ describe("cuda graphs", function()
     end)
   end)
 
+  gpu_it("a step captured under bf16 autocast replays the eager autocast steps #gpu", function()
+    with_determinism(function()
+      local was = miles.autocast()
+      finally(function() miles.autocast(was) end)
+      miles.autocast(true)
+      local net, opt, batches = setup()
+      local eager = {}
+      for i, b in ipairs(batches) do eager[i] = step_fn(net, opt, b.x:cuda(), b.y:cuda())():item() end
+      local want = net:state_dict()
+      local gnet, gopt = setup()
+      step_fn(gnet, gopt, batches[1].x:cuda(), batches[1].y:cuda())()
+      local x, y = batches[2].x:cuda(), batches[2].y:cuda()
+      local g, loss = miles.cuda.graph(step_fn(gnet, gopt, x, y))
+      miles.autocast(false) -- a replay runs as captured, whatever the switch says now
+      for i = 2, 6 do
+        if i > 2 then
+          x:copy_(batches[i].x)
+          y:copy_(batches[i].y)
+        end
+        g:replay()
+        assert.equal("float32", loss:dtype())
+        assert.near(eager[i], loss:item(), 1e-6 * math.abs(eager[i]), "loss of step " .. i)
+      end
+      for k, t in pairs(gnet:state_dict()) do
+        assert.equal(want[k]:dtype(), t:dtype(), k)
+        H.assert_close(t:cpu(), want[k]:cpu(), 1e-6, 1e-6, k)
+      end
+      g:free()
+    end)
+  end)
+
   gpu_it("a replay loop makes no device allocation #gpu", function()
     local net, opt, batches = setup()
     local x, y = batches[1].x:cuda(), batches[1].y:cuda()
