@@ -98,7 +98,7 @@ end)
 
 -- --- CREMA-D -------------------------------------------------------------------
 
-describe("data.cremad", function()
+H.describe_needing("ffmpeg", describe, pending)("data.cremad", function()
   local root, frames_root, cache_a, cache_b
   local RED, BLUE, GREEN = { 200, 40, 40 }, { 40, 40, 200 }, { 40, 200, 40 }
   -- ids in sorted order, their labels (NEU 1, HAP 2, ANG 6) and colours; the last
@@ -503,7 +503,7 @@ end)
 
 -- --- MM-IMDb -------------------------------------------------------------------
 
-describe("data.mmimdb", function()
+H.describe_needing("ffmpeg", describe, pending)("data.mmimdb", function()
   local root, cache_a
   local MOVIES = {
     { "0000001", '{"plot": ["A dog and a cat.", "The dog chases the cat; the cat runs!"], '

@@ -33,6 +33,21 @@ function H.gpu_specs(it_, describe_, pending_)
   return wrap(it_, H.cuda_available), wrap(describe_, H.cuda_available), wrap(it_, H.real_gpu)
 end
 
+--- describe(name, fn) for specs that run an outside program (ffmpeg, gnuplot,
+-- espeak-ng): where it is missing they fail with its name, as CI must have it;
+-- with MILES_SPECS_SKIP_MISSING=1 (tools/gpu-check.sh on a bare GPU node) they
+-- are reported as skipped instead, the program named.
+--   H.describe_needing("ffmpeg", describe, pending)("data.cremad", function() ... end)
+function H.describe_needing(program, describe_, pending_)
+  return function(name, fn)
+    if require("miles.fs").have(program) or os.getenv("MILES_SPECS_SKIP_MISSING") ~= "1" then
+      describe_(name, fn)
+    else
+      pending_(name .. " (needs " .. program .. ", not installed)")
+    end
+  end
+end
+
 --- Directory of the committed fixtures.
 H.fixtures = "spec/fixtures/"
 

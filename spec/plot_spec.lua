@@ -73,7 +73,7 @@ describe("plot.columns and plot.load", function()
   end)
 end)
 
-describe("plot.fig2", function()
+H.describe_needing("gnuplot", describe, pending)("plot.fig2", function()
   it("writes a PNG of the requested size (names with quotes and spaces too)", function()
     local dir = H.tmpdir()
     local path = dir .. "/it's fig 2.png"

@@ -18,7 +18,7 @@ local function bytes_of(t)
   return miles.no_grad(function() return t:contiguous():totable() end)
 end
 
-describe("spoken_fashion", function()
+H.describe_needing("espeak-ng", describe, pending)("spoken_fashion", function()
   local dir_a, dir_b, ds
   setup(function()
     dir_a, dir_b = H.tmpdir(), H.tmpdir()
