@@ -91,9 +91,8 @@ describe("cuda graphs", function()
   end)
 
   gpu_it("a step captured under bf16 autocast replays the eager autocast steps #gpu", function()
-    with_determinism(function()
-      local was = miles.autocast()
-      finally(function() miles.autocast(was) end)
+    local was = miles.autocast()
+    local ok, err = pcall(with_determinism, function() -- (with_determinism holds the finally)
       miles.autocast(true)
       local net, opt, batches = setup()
       local eager = {}
@@ -119,6 +118,8 @@ describe("cuda graphs", function()
       end
       g:free()
     end)
+    miles.autocast(was)
+    if not ok then error(err, 0) end
   end)
 
   gpu_it("a replay loop makes no device allocation #gpu", function()
