@@ -42,6 +42,14 @@ PHILOX_FN float philox_u01f(uint32_t w)
     return (float)(w >> 8) * (1.0f / 16777216.0f);
 }
 
+/* Uniform in [0, 1) with 8 random bits: a bfloat16 draw (exact in it, as
+ * PyTorch's, whose bf16 numbers in [0, 1) are multiples of 2^-8 below 1; 24 bits
+ * rounded to bf16 would give 1 about once in 500). */
+PHILOX_FN float philox_u01h(uint32_t w)
+{
+    return (float)(w >> 24) * (1.0f / 256.0f);
+}
+
 /* Uniform in [0, 1) with 53 random bits from two words. */
 PHILOX_FN double philox_u01d(uint32_t w0, uint32_t w1)
 {

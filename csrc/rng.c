@@ -39,6 +39,11 @@ void rng_philox(uint64_t counter, uint64_t key, uint32_t out[4])
     philox_4x32(counter, key, out);
 }
 
+float rng_u01h(uint32_t w)
+{
+    return philox_u01h(w);
+}
+
 float rng_u01f(uint32_t w)
 {
     return philox_u01f(w);

@@ -16,7 +16,9 @@ void rng_set_state(uint64_t seed, uint64_t offset);
 
 /* Four 32-bit random words for one counter under a 64-bit key. */
 void rng_philox(uint64_t counter, uint64_t key, uint32_t out[4]);
-/* Uniform in [0, 1) with 24 (float) or 53 (double) random bits, from the words. */
+/* Uniform in [0, 1) with 8 (bfloat16), 24 (float) or 53 (double) random bits,
+ * from the words. */
+float rng_u01h(uint32_t w);
 float rng_u01f(uint32_t w);
 double rng_u01d(uint32_t w0, uint32_t w1);
 

@@ -22,8 +22,10 @@ template <typename T>
 __device__ static inline double rand_draw(rand_dist dist, const uint32_t w[4], double a, double b)
 {
     if (dist == RAND_UNIFORM) {
-        // float32 draws use one word, as on the CPU
-        double u = std::is_same_v<T, float> ? (double)philox_u01f(w[0]) : philox_u01d(w[0], w[1]);
+        // float32 and bfloat16 draws use one word, as on the CPU
+        double u = std::is_same_v<T, __nv_bfloat16> ? (double)philox_u01h(w[0])
+                   : std::is_same_v<T, float>       ? (double)philox_u01f(w[0])
+                                                    : philox_u01d(w[0], w[1]);
         return __dadd_rn(a, __dmul_rn(b - a, u));
     }
     double u1 = 1.0 - philox_u01d(w[0], w[1]); // in (0, 1]: log is finite
@@ -40,11 +42,11 @@ __global__ void rand_kernel(T *out, int64_t n, uint64_t seed, uint64_t offset, r
     {
         uint32_t w[4];
         philox_4x32(offset + (uint64_t)i, seed, w);
-        out[i] = (T)rand_draw<T>(dist, w, a, b);
+        out[i] = knarrow<T>((compute_t<T>)rand_draw<T>(dist, w, a, b));
     }
 }
 
-// Fill contiguous float32 or float64 out, element i from counter offset + i.
+// Fill contiguous float32, float64 or bfloat16 out, element i from counter offset + i.
 static int rand_fill(tensor *out, uint64_t seed, uint64_t offset, rand_dist dist, double a,
                      double b, const char *what)
 {
@@ -62,6 +64,10 @@ static int rand_fill(tensor *out, uint64_t seed, uint64_t offset, rand_dist dist
     case DT_F64:
         rand_kernel<double><<<kblocks(n), KTHREADS, 0, s>>>((double *)tensor_data(out), n, seed,
                                                             offset, dist, a, b);
+        break;
+    case DT_BF16:
+        rand_kernel<__nv_bfloat16><<<kblocks(n), KTHREADS, 0, s>>>(
+            (__nv_bfloat16 *)tensor_data(out), n, seed, offset, dist, a, b);
         break;
     default: return err_set("%s: expected a float tensor, got %s", what, dtype_name(out->dtype));
     }

@@ -10,6 +10,8 @@ static const backend cpu_bf16 = {
     .fill = cpu_fill,
     .gather = cpu_gather,
     .index_select = cpu_index_select,
+    .uniform = cpu_uniform, /* (bf16's own draws: see csrc/philox.h) */
+    .normal = cpu_normal,
 };
 
 const backend cpu_backend = {
