@@ -5,6 +5,7 @@
 // NaN, else the first maximum (minimum). Only the order of the operations differs:
 // each row is combined as a fixed tree, not left to right, so float sums and
 // products may differ from the CPU's in the last bits (the same on every run).
+// bfloat16 is read as float32 and each result rounded once (common.cuh).
 #include <cmath>
 #include <type_traits>
 
@@ -77,22 +78,24 @@ struct col_group {
     }
 };
 
-// The float reductions of x[0], x[st], ..., x[(n-1) st] (reduce_run on the CPU);
-// *arg gets the position of the max/min.
+// The float reductions of x[0], x[st], ..., x[(n-1) st] (reduce_run on the CPU;
+// bfloat16 read as float32); *arg gets the position of the max/min.
 template <typename G, typename T>
 __device__ double reduce_float(const G &g, reduce_op op, const T *x, int64_t n, int64_t st,
                                double p0, int64_t *arg)
 {
-    auto at = [=](int64_t j) { return (double)x[j * st]; };
+    using C = compute_t<T>;
+    auto at = [=](int64_t j) { return (double)kwiden(x[j * st]); };
     switch (op) {
     case RED_SUM: return group_reduce(g, n, 0.0, at, add_op());
     case RED_PROD: return group_reduce(g, n, 1.0, at, mul_op());
     case RED_MAX:
     case RED_MIN: {
         bool is_max = op == RED_MAX;
-        best<T> none = {is_max ? (T)-INFINITY : (T)INFINITY, NONE};
-        best<T> b = group_reduce(
-            g, n, none, [=](int64_t j) { return best<T>{x[j * st], j}; }, better_op{is_max});
+        best<C> none = {is_max ? (C)-INFINITY : (C)INFINITY, NONE};
+        best<C> b = group_reduce(
+            g, n, none, [=](int64_t j) { return best<C>{kwiden(x[j * st]), j}; },
+            better_op{is_max});
         if (b.i == NONE) // n == 0: the CPU gives NaN at 0
             return NAN;
         *arg = b.i;
@@ -177,10 +180,10 @@ __device__ void reduce_row(const G &g, const red_args &p, const T *x, int64_t n,
 {
     int64_t arg = 0;
     bool lead = live && g.rank() == 0;
-    if constexpr (std::is_floating_point_v<T>) {
+    if constexpr (std::is_floating_point_v<compute_t<T>>) { // bfloat16's is float
         double v = reduce_float(g, p.op, x, n, p.inner, p.p0, &arg);
         if (lead)
-            static_cast<T *>(p.out)[r] = (T)v;
+            static_cast<T *>(p.out)[r] = knarrow<T>((compute_t<T>)v);
     } else {
         int64_t v = reduce_int(g, p.op, x, n, p.inner, &arg);
         if (lead)
@@ -261,6 +264,7 @@ extern "C" int cuda_reduce(reduce_op op, tensor *out, tensor *idx, const tensor 
     switch (a->dtype) {
     case DT_F32: return launch_reduce(p, static_cast<const float *>(x), s);
     case DT_F64: return launch_reduce(p, static_cast<const double *>(x), s);
+    case DT_BF16: return launch_reduce(p, static_cast<const __nv_bfloat16 *>(x), s);
     case DT_BOOL:
     case DT_U8: return launch_reduce(p, static_cast<const uint8_t *>(x), s);
     case DT_I64: return launch_reduce(p, static_cast<const int64_t *>(x), s);

@@ -10,6 +10,7 @@ static const backend cuda_bf16 = {
     .unary = cuda_unary,
     .binary = cuda_binary,
     .where = cuda_where,
+    .reduce = cuda_reduce,
     .gemm = cuda_gemm,
     .gather = cuda_gather,
     .index_select = cuda_index_select,
