@@ -54,10 +54,13 @@ typedef struct {
     double scale_h, scale_w;
 } resize_params;
 
-/* Geometry of a 2-D convolution (index 0: height, 1: width). */
+/* Geometry of a 2-D convolution (index 0: height, 1: width); relu: the forward
+ * gives max(conv + b, 0) (a fusion where the library has one; the backward
+ * kernels ignore it: the op masks their gradient first). */
 typedef struct {
     int64_t stride[2], padding[2], dilation[2];
     int64_t groups;
+    bool relu;
 } conv2d_params;
 
 /* What batch_norm does to its result in the same pass (a ResNet block's end):

@@ -48,6 +48,51 @@ local conv_cases = {
 }
 
 describe("conv2d", function()
+  -- relu = true: the relu fused into the convolution (cuDNN's pointwise op on a
+  -- GPU when an engine takes it): relu(conv2d(...)), its values and gradients.
+  on_devices("conv2d with relu = true", function(dev, it)
+    for _, dtype in ipairs({ "float64", "float32", "bfloat16" }) do
+      for _, o in ipairs({ { padding = 1 }, { stride = 2, groups = 2 } }) do
+        it(("gives relu(conv2d), values and gradients (%s, %s)"):format(dtype, o.stride and
+          "strided, grouped, no bias" or "bias"), function()
+          miles.manual_seed(41)
+          local x0, w0 = miles.randn(2, 4, 7, 6):to(dtype), miles.randn(6, 4 / (o.groups or 1), 3, 3):to(dtype)
+          local b0 = not o.stride and miles.randn(6):to(dtype) or nil
+          local function run(relu)
+            local x, w = leaf(x0, dtype, dev), leaf(w0, dtype, dev)
+            local b = b0 and leaf(b0, dtype, dev) or nil
+            local opts = { stride = o.stride, padding = o.padding, groups = o.groups, relu = relu or nil }
+            local y = F.conv2d(x, w, b, opts)
+            if not relu then y = F.relu(y) end
+            miles.manual_seed(42)
+            local g = miles.randn(table.unpack(y:shape())):to(dtype):to(dev)
+            local loss = (y * g):sum()
+            loss:backward()
+            return { y, x.grad, w.grad, b and b.grad }
+          end
+          local fused, apart = run(true), run(false)
+          -- the same kernels but the relu's place: equal, but for a GPU's
+          -- fused epilogue rounding (bf16: its intermediate stays float32)
+          local tol = dev == "cpu" and 0 or dtype == "bfloat16" and 2 ^ -7 or 1e-6
+          for i = 1, 4 do
+            if apart[i] then
+              assert.equal(apart[i]:dtype(), fused[i]:dtype())
+              H.assert_close(fused[i]:cpu(), apart[i]:cpu(), tol, tol, "result " .. i)
+            end
+          end
+          assert.is_true(fused[1]:cpu():to("float64"):min():item() >= 0)
+        end)
+      end
+    end
+  end)
+
+  it("refuses an unknown option and a relu that is not a boolean", function()
+    local x, w = miles.randn(1, 2, 5, 5), miles.randn(3, 2, 3, 3)
+    H.raises(function() F.conv2d(x, w, nil, { reul = true }) end, "conv2d: unknown option 'reul'")
+    H.raises(function() F.conv2d(x, w, nil, { relu = 1 }) end,
+      "conv2d: option 'relu' must be a boolean, got number")
+  end)
+
   on_devices("conv2d fixtures", function(dev, it)
     for case, opts in pairs(conv_cases) do
       for _, dtype in ipairs({ "float64", "float32" }) do

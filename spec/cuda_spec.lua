@@ -679,7 +679,8 @@ end
 
 -- A script that prints "worst <e>": the largest difference (relative to the
 -- largest value) between GPU and CPU of y and the gradients of x, w, b, over
--- convolutions with padding, strides, dilation, groups, a 1x1 kernel, in float32
+-- convolutions with padding, strides, dilation, groups, a 1x1 kernel, a fused
+-- relu, in float32
 -- and float64, NCHW and channels-last inputs; then "worst16 <e>", the same in
 -- bfloat16 (where a sum may round one bf16 ulp, 2^-8, apart); then "plans <n>"
 -- (cuDNN plans).
@@ -692,6 +693,7 @@ local CONV_CASES = [[
     { x = { 3, 6, 11, 10 }, w = { 4, 3, 3, 2 },
       o = { stride = { 2, 1 }, padding = { 1, 0 }, dilation = { 2, 1 }, groups = 2 } },
     { x = { 2, 3, 7, 7 }, w = { 5, 3, 1, 1 }, o = { stride = 2 } },
+    { x = { 2, 4, 6, 7 }, w = { 5, 4, 3, 3 }, o = { padding = 1, relu = true } },
   }
   local worst, worst16 = 0, 0
   for ci, c in ipairs(cases) do
@@ -728,6 +730,16 @@ local CONV_CASES = [[
 -- refuse each (MILES_FAKE_CUDNN_REFUSE), in a child process; a real cuDNN decides
 -- for itself, but MILES_CONV_GEMM=1 makes every convolution take the last one.
 describe("convolution fallbacks", function()
+  ;(H.cuda_emulated and it or pending)("none needed: the bias and relu fused into the graph #emulated-gpu", function()
+    local out = run_child("MILES_CUDNN_VERBOSE=1", CONV_CASES)
+    local worst, worst16 = out:match("worst (%S+) worst16 (%S+)")
+    assert.is_not_nil(worst, out)
+    assert.is_true(tonumber(worst) < 1e-5, out)
+    assert.is_true(tonumber(worst16) < 2 ^ -7, out)
+    assert.truthy(out:find("conv2d (bias and relu fused): cuDNN engine", 1, true), out)
+    assert.falsy(out:find("no cuDNN engine can run", 1, true), out)
+  end)
+
   ;(H.cuda_emulated and it or pending)("when no engine fuses the bias or takes channels-last #emulated-gpu", function()
     local out = run_child("MILES_FAKE_CUDNN_REFUSE=fused,nhwc MILES_CUDNN_VERBOSE=1", CONV_CASES)
     local worst, worst16 = out:match("worst (%S+) worst16 (%S+)")

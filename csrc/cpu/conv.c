@@ -275,8 +275,8 @@ static void conv_f64(conv_dir dir, double *x, double *wt, double *y, int64_t n, 
 
 /* --- kernels --- */
 
-int cpu_conv2d(tensor *y, const tensor *x, const tensor *w, const tensor *b,
-               const conv2d_params *p)
+static int conv_forward(tensor *y, const tensor *x, const tensor *w, const tensor *b,
+                        const conv2d_params *p)
 {
     if (conv_point_applies(x, w, y, p))
         return conv_point_forward(y, x, w, b, p);
@@ -289,6 +289,14 @@ int cpu_conv2d(tensor *y, const tensor *x, const tensor *w, const tensor *b,
     conv_f64(DIR_FWD, tensor_data(x), tensor_data(w), yd, x->shape[0], x->shape[1],
              x->shape[2], x->shape[3], oc, y->shape[2], y->shape[3], w->shape[2], w->shape[3], p);
     return 0;
+}
+
+/* (p->relu: the relu in place after, as the separate op computes it) */
+int cpu_conv2d(tensor *y, const tensor *x, const tensor *w, const tensor *b,
+               const conv2d_params *p)
+{
+    int rc = conv_forward(y, x, w, b, p);
+    return rc == 0 && p->relu ? cpu_unary(UN_RELU, y, y, 0, 0) : rc;
 }
 
 int cpu_conv2d_backward_data(tensor *gx, const tensor *gy, const tensor *w,

@@ -15,9 +15,10 @@
  * Plans: a finalized plan per problem (kind, device, dtype, shapes, layout,
  * geometry, pointer alignments, TF32 and deterministic settings), chosen once by timing
  * the engine configs the heuristics propose (cg_autotune) and cached for the
- * process's life. The forward's bias is fused into the convolution's graph as a
- * pointwise addition when an engine accepts that; else it is added by a kernel
- * (after the output is in the caller's tensor). The bias gradient is a kernel of
+ * process's life. The forward's bias and relu (conv2d_params.relu) are fused into
+ * the convolution's graph as pointwise operations when an engine accepts that;
+ * else a kernel adds the bias and one applies the relu (after the output is in the
+ * caller's tensor). The bias gradient is a kernel of
  * its own (kernels/conv_bias.cu).
  *
  * A problem no engine takes even in NCHW runs as im2col + cuBLAS (conv_gemm.c;
@@ -40,7 +41,7 @@
 typedef enum { CONV_FWD, CONV_BWD_DATA, CONV_BWD_FILTER } conv_kind;
 
 /* Tensor UIDs: x is the input side (x or gx), y the output side (y or gy). */
-enum { UID_X = 1, UID_W = 2, UID_Y = 3, UID_B = 4, UID_CONV_OUT = 5 };
+enum { UID_X = 1, UID_W = 2, UID_Y = 3, UID_B = 4, UID_CONV_OUT = 5, UID_BIAS_OUT = 6 };
 
 /* A tensor as cuDNN sees it: the caller's, or a copy in the problem's layout. */
 typedef struct {
@@ -54,6 +55,7 @@ typedef struct {
     dtype_t dt;
     device dev;
     bool nhwc; /* the layout of all of x, w and y */
+    bool relu; /* the forward's output goes through a relu */
     const conv2d_params *p;
     conv_operand x, w, y;
     const tensor *b; /* the forward's bias, or NULL */
@@ -136,6 +138,7 @@ static int problem_init(conv_problem *pr, conv_kind kind, const tensor *x, const
     pr->dev = tensor_device(x);
     pr->p = p;
     pr->b = b;
+    pr->relu = kind == CONV_FWD && p->relu;
     pr->nhwc = allow_nhwc && (pr->dt == DT_BF16 || (pr->dt == DT_F32 && (strictly_channels_last(x) ||
                                                                        strictly_channels_last(y))));
     if (operand_init(&pr->x, x, pr->nhwc, kind != CONV_BWD_DATA) != 0 ||
@@ -220,19 +223,41 @@ static cg_desc conv_desc(cg_owner *o, cg_status *s, const conv_problem *pr)
     return c;
 }
 
+/* A pointwise operation of the graph: y = mode(x[, b]), in the compute type. */
+static cg_desc pointwise_op(cg_owner *o, cg_status *s, cudnnPointwiseMode_t mode,
+                            cudnnDataType_t comp, cg_desc x, const cg_desc *b, cg_desc y,
+                            const char *what)
+{
+    cg_desc pw = cg_new(o, s, CUDNN_BACKEND_POINTWISE_DESCRIPTOR, what);
+    cg_set(s, pw, CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &mode, what);
+    cg_set(s, pw, CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &comp, what);
+    cg_finalize(s, pw, what);
+    cg_desc op = cg_new(o, s, CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR, what);
+    cg_set(s, op, CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+           &pw, what);
+    cg_set(s, op, CUDNN_ATTR_OPERATION_POINTWISE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x, what);
+    if (b)
+        cg_set(s, op, CUDNN_ATTR_OPERATION_POINTWISE_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, b,
+               what);
+    cg_set(s, op, CUDNN_ATTR_OPERATION_POINTWISE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y, what);
+    cg_finalize(s, op, what);
+    return op;
+}
+
 /* The operation graph of pr into o: the convolution (alpha 1, beta 0: outputs
- * are overwritten), and with fuse_bias the forward's output goes through a
- * virtual tensor (of the compute type) into a pointwise addition of the bias
- * [1, OC, 1, 1]. */
+ * are overwritten), and with fuse the forward's epilogue after it, each step's
+ * output a virtual tensor (of the compute type) but the last: the addition of
+ * the bias [1, OC, 1, 1] when there is one, then the relu when asked. */
 static cg_desc conv_graph(cg_owner *o, cg_status *s, cudnnHandle_t h, const conv_problem *pr,
-                          bool fuse_bias)
+                          bool fuse)
 {
     cudnnDataType_t comp = compute_type(pr->dt);
+    bool bias = fuse && pr->b, relu = fuse && pr->relu;
     cg_desc tx = operand_desc(o, s, UID_X, pr, &pr->x);
     cg_desc tw = operand_desc(o, s, UID_W, pr, &pr->w);
     cg_desc ty = operand_desc(o, s, UID_Y, pr, &pr->y);
     cg_desc tout = ty;
-    if (fuse_bias)
+    if (fuse)
         tout = cg_tensor(o, s, UID_CONV_OUT, comp, 4, pr->y.t->shape, pr->y.stride, 16, true);
     cg_desc cd = conv_desc(o, s, pr);
 
@@ -243,7 +268,8 @@ static cg_desc conv_graph(cg_owner *o, cg_status *s, cudnnHandle_t h, const conv
     const void *alpha = f32 ? (const void *)&alpha_f : (const void *)&alpha_d;
     const void *beta = f32 ? (const void *)&beta_f : (const void *)&beta_d;
     const char *what = "convolution operation";
-    cg_desc ops[2];
+    cg_desc ops[3];
+    int nops = 1;
     ops[0] = cg_new(o, s, conv_ops[pr->kind].type, what);
     cg_set(s, ops[0], conv_ops[pr->kind].x, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &tx, what);
     cg_set(s, ops[0], conv_ops[pr->kind].w, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &tw, what);
@@ -252,37 +278,27 @@ static cg_desc conv_graph(cg_owner *o, cg_status *s, cudnnHandle_t h, const conv
     cg_set(s, ops[0], conv_ops[pr->kind].alpha, ab, 1, alpha, "convolution alpha");
     cg_set(s, ops[0], conv_ops[pr->kind].beta, ab, 1, beta, "convolution beta");
     cg_finalize(s, ops[0], "convolution operation finalization");
-    if (!fuse_bias)
-        return cg_graph(o, s, h, 1, ops);
-
-    int64_t bshape[4] = {1, pr->y.t->shape[1], 1, 1}, bstride[4];
-    layout_strides(bshape, pr->nhwc, bstride);
-    cg_desc tb = cg_tensor(o, s, UID_B, cudnn_type(pr->dt), 4, bshape, bstride,
-                           cg_alignment(tensor_data(pr->b)), false);
-    cudnnPointwiseMode_t add = CUDNN_POINTWISE_ADD;
-    cg_desc pw = cg_new(o, s, CUDNN_BACKEND_POINTWISE_DESCRIPTOR, "bias addition");
-    cg_set(s, pw, CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &add,
-           "bias addition mode");
-    cg_set(s, pw, CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &comp,
-           "bias addition precision");
-    cg_finalize(s, pw, "bias addition finalization");
-    what = "bias addition operation";
-    ops[1] = cg_new(o, s, CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR, what);
-    cg_set(s, ops[1], CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, CUDNN_TYPE_BACKEND_DESCRIPTOR,
-           1, &pw, what);
-    cg_set(s, ops[1], CUDNN_ATTR_OPERATION_POINTWISE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
-           &tout, what);
-    cg_set(s, ops[1], CUDNN_ATTR_OPERATION_POINTWISE_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &tb,
-           what);
-    cg_set(s, ops[1], CUDNN_ATTR_OPERATION_POINTWISE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &ty,
-           what);
-    cg_finalize(s, ops[1], "bias addition operation finalization");
-    return cg_graph(o, s, h, 2, ops);
+    if (bias) {
+        int64_t bshape[4] = {1, pr->y.t->shape[1], 1, 1}, bstride[4];
+        layout_strides(bshape, pr->nhwc, bstride);
+        cg_desc tb = cg_tensor(o, s, UID_B, cudnn_type(pr->dt), 4, bshape, bstride,
+                               cg_alignment(tensor_data(pr->b)), false);
+        cg_desc tsum = relu ? cg_tensor(o, s, UID_BIAS_OUT, comp, 4, pr->y.t->shape,
+                                        pr->y.stride, 16, true)
+                            : ty;
+        ops[nops++] = pointwise_op(o, s, CUDNN_POINTWISE_ADD, comp, tout, &tb, tsum,
+                                   "bias addition");
+        tout = tsum;
+    }
+    if (relu)
+        ops[nops++] = pointwise_op(o, s, CUDNN_POINTWISE_RELU_FWD, comp, tout, NULL, ty, "relu");
+    return cg_graph(o, s, h, nops, ops);
 }
 
 /* The buffers of pr by UID (the bias only when the plan adds it). */
-static void conv_args(const conv_problem *pr, bool with_bias, cg_args *a)
+static void conv_args(const conv_problem *pr, bool fused, cg_args *a)
 {
+    bool with_bias = fused && pr->b;
     a->n = 0;
     a->uid[a->n] = UID_X;
     a->ptr[a->n++] = operand_data(&pr->x);
@@ -329,6 +345,7 @@ static int conv_key(const conv_problem *pr, bool tf32, int64_t *k)
     k[n++] = cuda_get_deterministic();
     k[n++] = pr->nhwc;
     k[n++] = pr->b != NULL;
+    k[n++] = pr->relu;
     n = key_geometry(k, n, pr->x.t, pr->w.t, pr->y.t, pr->p);
     k[n++] = cg_alignment(operand_data(&pr->x));
     k[n++] = cg_alignment(operand_data(&pr->w));
@@ -338,10 +355,10 @@ static int conv_key(const conv_problem *pr, bool tf32, int64_t *k)
 }
 
 /* Build pr's graph and choose its engine by timing; the plan's tag records
- * whether it adds the bias. NULL with the error set when that fails: *why is 1
+ * whether it fuses the epilogue (bias, relu). NULL with the error set when that fails: *why is 1
  * when cuDNN does not take the problem (a descriptor it refuses, no engine), -1
  * for a failure that may pass (memory, a CUDA call). */
-static cg_plan *conv_plan(const conv_problem *pr, cudnnHandle_t h, bool fuse_bias, bool tf32,
+static cg_plan *conv_plan(const conv_problem *pr, cudnnHandle_t h, bool fuse, bool tf32,
                           const char *op, int *why)
 {
     *why = -1;
@@ -349,9 +366,9 @@ static cg_plan *conv_plan(const conv_problem *pr, cudnnHandle_t h, bool fuse_bia
     if (!plan)
         return NULL;
     cg_status s = {0};
-    cg_desc graph = conv_graph(&plan->own, &s, h, pr, fuse_bias);
+    cg_desc graph = conv_graph(&plan->own, &s, h, pr, fuse);
     cg_args a;
-    conv_args(pr, fuse_bias, &a);
+    conv_args(pr, fuse, &a);
     bool tensor_cores = pr->dt != DT_F32 || tf32;
     int rc = cg_check(&s, op) != 0 ? 1 : cg_autotune(plan, h, graph, tensor_cores, &a, pr->dev, op);
     if (rc != 0) {
@@ -359,7 +376,7 @@ static cg_plan *conv_plan(const conv_problem *pr, cudnnHandle_t h, bool fuse_bia
         cg_plan_free(plan);
         return NULL;
     }
-    plan->tag = fuse_bias;
+    plan->tag = fuse;
     return plan;
 }
 
@@ -369,11 +386,11 @@ static cg_plan *conv_plan(const conv_problem *pr, cudnnHandle_t h, bool fuse_bia
 #define USE_NCHW (-1)
 #define USE_GEMM (-2)
 
-/* Run pr's convolution, with the forward's bias when the plan fuses it (else
- * *bias_left says the caller adds it). 0; 1 when no engine takes pr in
- * channels-last, 2 when none takes it at all (both remembered: later calls
- * answer at once); or -1 with the error set. */
-static int conv_run(const conv_problem *pr, bool *bias_left, const char *op)
+/* Run pr's convolution, with the forward's bias and relu when the plan fuses
+ * them (else *epilogue_left says the caller applies them). 0; 1 when no engine
+ * takes pr in channels-last, 2 when none takes it at all (both remembered: later
+ * calls answer at once); or -1 with the error set. */
+static int conv_run(const conv_problem *pr, bool *epilogue_left, const char *op)
 {
     cudnnHandle_t h = cg_handle(pr->dev.index, op);
     if (!h)
@@ -390,8 +407,8 @@ static int conv_run(const conv_problem *pr, bool *bias_left, const char *op)
         /* An engine for the fused graph if there is one; else the plain convolution.
          * No engine fuses float64. */
         int why = 0;
-        if (pr->b && pr->dt != DT_F64) {
-            plan = conv_plan(pr, h, true, tf32, "conv2d (bias fused)", &why);
+        if ((pr->b || pr->relu) && pr->dt != DT_F64) {
+            plan = conv_plan(pr, h, true, tf32, "conv2d (bias and relu fused)", &why);
             if (!plan && cg_verbose())
                 fprintf(stderr, "miles: %s\n", err_msg());
         }
@@ -417,13 +434,20 @@ static int conv_run(const conv_problem *pr, bool *bias_left, const char *op)
         cg_args a;
         conv_args(pr, plan->tag, &a);
         rc = cg_execute(h, plan, &a, pr->dev, op);
-        *bias_left = rc == 0 && pr->b && !plan->tag;
+        *epilogue_left = rc == 0 && (pr->b || pr->relu) && !plan->tag;
     }
     cg_cache_release(plan);
     return rc;
 }
 
 /* --- kernels --- */
+
+/* The forward's bias (when b is given) and relu (p->relu) applied to y by kernels. */
+static int conv_epilogue(tensor *y, const tensor *b, const conv2d_params *p)
+{
+    int rc = b ? cuda_conv_bias_add(y, b) : 0;
+    return rc == 0 && p->relu ? cuda_unary(UN_RELU, y, y, 0, 0) : rc;
+}
 
 static int conv_gemm_widened(conv_kind kind, const tensor *x, const tensor *w, const tensor *y,
                              const tensor *b, const conv2d_params *p);
@@ -435,7 +459,10 @@ static int conv_gemm(conv_kind kind, const tensor *x, const tensor *w, const ten
     if (x->dtype == DT_BF16)
         return conv_gemm_widened(kind, x, w, y, b, p);
     switch (kind) {
-    case CONV_FWD: return cuda_conv2d_gemm((tensor *)y, x, w, b, p);
+    case CONV_FWD: { /* (its bias added, the relu after) */
+        int rc = cuda_conv2d_gemm((tensor *)y, x, w, b, p);
+        return rc == 0 && p->relu ? cuda_unary(UN_RELU, (tensor *)y, y, 0, 0) : rc;
+    }
     case CONV_BWD_DATA: return cuda_conv2d_backward_data_gemm((tensor *)x, y, w, p);
     case CONV_BWD_FILTER: return cuda_conv2d_backward_weight_gemm((tensor *)w, x, y, p);
     }
@@ -539,13 +566,13 @@ static int conv_solve(conv_kind kind, const tensor *x, const tensor *w, const te
         rc = problem_init(&pr, kind, x, w, y, b, p, attempt == 0) == 0 ? 0 : err_prefix(op);
         conv_operand *out = kind == CONV_FWD ? &pr.y : kind == CONV_BWD_DATA ? &pr.x : &pr.w;
         tensor *dst = (tensor *)(kind == CONV_FWD ? y : kind == CONV_BWD_DATA ? x : w);
-        bool bias_left = false;
+        bool epilogue_left = false;
         if (rc == 0)
-            rc = conv_run(&pr, &bias_left, op); /* its messages name the op */
+            rc = conv_run(&pr, &epilogue_left, op); /* its messages name the op */
         if (rc == 0 && operand_finish(out, dst) != 0)
             rc = err_prefix(op);
-        if (rc == 0 && bias_left)
-            rc = cuda_conv_bias_add(dst, b); /* so do these */
+        if (rc == 0 && epilogue_left)
+            rc = conv_epilogue(dst, b, p); /* so do these */
         problem_release(&pr);
     }
     if (rc == 2)
@@ -562,7 +589,7 @@ int cuda_conv2d(tensor *y, const tensor *x, const tensor *w, const tensor *b,
     if (tensor_numel(x) == 0 || tensor_numel(w) == 0) { /* no input channels: y = b */
         if (cuda_fill(y, 0.0) != 0)
             return err_prefix(op);
-        return b ? cuda_conv_bias_add(y, b) : 0;
+        return conv_epilogue(y, b, p);
     }
     return conv_solve(CONV_FWD, x, w, y, b, p, op);
 }

@@ -24,21 +24,29 @@ static void read_pair(lua_State *L, int idx, int64_t def, int64_t *out, const ch
 }
 
 /* conv2d(x, w, b, stride, padding, dilation, groups), or with the options in a
- * table: conv2d(x, w, b, {stride=, padding=, dilation=, groups=}). */
+ * table: conv2d(x, w, b, {stride=, padding=, dilation=, groups=, relu=}); relu =
+ * true gives relu(conv2d(...)), fused where cuDNN has an engine for it. */
 static int l_conv2d(lua_State *L)
 {
     tensor *x = lt_check(L, 1), *w = lt_check(L, 2);
     tensor *b = lua_isnoneornil(L, 3) ? NULL : lt_check(L, 3);
-    conv2d_params p;
+    conv2d_params p = {.relu = false};
     if (lua_istable(L, 4) && lua_rawlen(L, 4) == 0 && !lt_test(L, 4)) {
+        static const char *const known[] = {"stride", "padding", "dilation", "groups", "relu", NULL};
+        lt_check_keys(L, 4, "conv2d", known);
         lua_getfield(L, 4, "stride");
         lua_getfield(L, 4, "padding");
         lua_getfield(L, 4, "dilation");
         lua_getfield(L, 4, "groups");
-        read_pair(L, -4, 1, p.stride, "stride");
-        read_pair(L, -3, 0, p.padding, "padding");
-        read_pair(L, -2, 1, p.dilation, "dilation");
-        p.groups = luaL_optinteger(L, -1, 1);
+        lua_getfield(L, 4, "relu");
+        read_pair(L, -5, 1, p.stride, "stride");
+        read_pair(L, -4, 0, p.padding, "padding");
+        read_pair(L, -3, 1, p.dilation, "dilation");
+        p.groups = luaL_optinteger(L, -2, 1);
+        if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
+            return luaL_error(L, "conv2d: option 'relu' must be a boolean, got %s",
+                              luaL_typename(L, -1));
+        p.relu = lua_toboolean(L, -1);
     } else {
         read_pair(L, 4, 1, p.stride, "stride");
         read_pair(L, 5, 0, p.padding, "padding");

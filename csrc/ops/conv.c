@@ -33,14 +33,19 @@ static tensor *as_conv_layout(tensor *t)
     return tensor_contiguous(t);
 }
 
+/* Saved: x, w, and y when the forward applied a relu (its positive entries pass
+ * the gradient, as the relu op's backward). */
 static int conv_backward(ag_node *n, tensor *gy, tensor **gin)
 {
-    tensor *x = ag_saved(n, 0), *w = ag_saved(n, 1);
-    if (!x || !w)
+    bool relu = n->iarg[7] != 0;
+    tensor *x = ag_saved(n, 0), *w = ag_saved(n, 1), *y = relu ? ag_saved(n, 2) : NULL;
+    if (!x || !w || (relu && !y))
         return -1;
     conv2d_params p = {{n->iarg[0], n->iarg[1]}, {n->iarg[2], n->iarg[3]},
-                       {n->iarg[4], n->iarg[5]}, n->iarg[6]};
-    tensor *g = as_conv_layout(gy);
+                       {n->iarg[4], n->iarg[5]}, n->iarg[6], false};
+    tensor *masked = relu ? c_binary(BIN_MUL, keep(gy), op_unary(UN_STEP, y, 0, 0)) : keep(gy);
+    tensor *g = masked ? as_conv_layout(masked) : NULL;
+    tensor_decref(masked);
     const backend *be = g ? ops_backend(x, "conv2d") : NULL;
     if (!be) {
         tensor_decref(g);
@@ -141,10 +146,12 @@ tensor *op_conv2d(tensor *x, tensor *w, tensor *b, const conv2d_params *p)
         rc = n ? ag_save(n, xc) : -1;
         if (rc == 0)
             rc = ag_save(n, wc);
+        if (rc == 0 && p->relu)
+            rc = ag_save(n, y);
         if (rc == 0) {
-            int64_t a[7] = {p->stride[0], p->stride[1], p->padding[0], p->padding[1],
-                            p->dilation[0], p->dilation[1], p->groups};
-            for (int i = 0; i < 7; i++)
+            int64_t a[8] = {p->stride[0], p->stride[1], p->padding[0], p->padding[1],
+                            p->dilation[0], p->dilation[1], p->groups, p->relu};
+            for (int i = 0; i < 8; i++)
                 n->iarg[i] = a[i];
             ag_attach(y, n);
         } else {

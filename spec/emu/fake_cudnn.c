@@ -7,8 +7,9 @@
  *  - convolution forward y = x (*) w, backward data dx = dy (*)^T w, backward
  *    filter dw = x (*) dy, cross-correlation with pre/post paddings, strides and
  *    dilations, alpha 1 and beta 0 only (what miles asks);
- *  - a pointwise addition with broadcasting (a bias [1, C, 1, 1]) after a
- *    convolution whose output is virtual;
+ *  - pointwise operations after a convolution whose output is virtual: an
+ *    addition with broadcasting (a bias [1, C, 1, 1]) and a relu (max(x, 0),
+ *    lower clip 0), each reading the virtual output of the one before;
  *  - heuristics propose engine configs (three in mode A, with tensor-core and
  *    non-deterministic notes on two of them; one in fallback mode), plans have a
  *    workspace that execution must be given.
@@ -285,11 +286,11 @@ static int64_t offset4(const ftensor *t, int64_t a, int64_t b, int64_t c, int64_
 
 /* --- operations --- */
 
-typedef enum { OP_FWD, OP_BWD_DATA, OP_BWD_FILTER, OP_ADD } op_kind;
+typedef enum { OP_FWD, OP_BWD_DATA, OP_BWD_FILTER, OP_ADD, OP_RELU } op_kind;
 
 typedef struct {
     op_kind kind;
-    ftensor x, w, y; /* conv: x (or dx), w (or dw), y (or dy); add: x + w -> y */
+    ftensor x, w, y; /* conv: x (or dx), w (or dw), y (or dy); add: x + w -> y; relu: x -> y */
     int64_t pre[2], post[2], stride[2], dil[2];
 } fop;
 
@@ -320,13 +321,15 @@ static bool op_of(const fdesc *d, fop *o)
         ac = CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_CONV_DESC;
         break;
     case CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR: {
-        o->kind = OP_ADD;
         const fdesc *pw = child(d, CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR);
         const cudnnPointwiseMode_t *m =
             pw ? want(pw, CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1) : NULL;
-        return m && *m == CUDNN_POINTWISE_ADD && pw->finalized &&
-               tensor_of(child(d, CUDNN_ATTR_OPERATION_POINTWISE_XDESC), &o->x) &&
-               tensor_of(child(d, CUDNN_ATTR_OPERATION_POINTWISE_BDESC), &o->w) &&
+        if (!m || !pw->finalized || (*m != CUDNN_POINTWISE_ADD && *m != CUDNN_POINTWISE_RELU_FWD))
+            return false;
+        o->kind = *m == CUDNN_POINTWISE_ADD ? OP_ADD : OP_RELU;
+        return tensor_of(child(d, CUDNN_ATTR_OPERATION_POINTWISE_XDESC), &o->x) &&
+               (o->kind == OP_RELU ||
+                tensor_of(child(d, CUDNN_ATTR_OPERATION_POINTWISE_BDESC), &o->w)) &&
                tensor_of(child(d, CUDNN_ATTR_OPERATION_POINTWISE_YDESC), &o->y);
     }
     default: return false;
@@ -395,6 +398,12 @@ static cudnnStatus_t finalize_op(const fdesc *d)
     if (!op_of(d, &o))
         return fail(CUDNN_STATUS_BAD_PARAM, "operation %d: an operand or descriptor is missing "
                     "or not finalized", d->type);
+    if (o.kind == OP_RELU) {
+        for (int i = 0; i < o.x.nd; i++)
+            if (o.y.nd != o.x.nd || o.y.dim[i] != o.x.dim[i])
+                return fail(CUDNN_STATUS_BAD_PARAM, "pointwise: y is not x's shape");
+        return CUDNN_STATUS_SUCCESS;
+    }
     if (o.kind == OP_ADD) {
         for (int i = 0; i < o.x.nd; i++)
             if (o.w.nd != o.x.nd || o.y.nd != o.x.nd || o.y.dim[i] != o.x.dim[i] ||
@@ -509,11 +518,26 @@ static void run_add(const fop *o, place X, place B, place Y)
                 }
 }
 
+static void run_relu(const fop *o, place X, place Y)
+{
+    const ftensor *x = &o->x, *y = &o->y;
+    for (int64_t i0 = 0; i0 < x->dim[0]; i0++)
+        for (int64_t i1 = 0; i1 < x->dim[1]; i1++)
+            for (int64_t i2 = 0; i2 < x->dim[2]; i2++)
+                for (int64_t i3 = 0; i3 < x->dim[3]; i3++) {
+                    double v = load(X.p, X.dt, offset4(x, i0, i1, i2, i3));
+                    store(Y.p, Y.dt, offset4(y, i0, i1, i2, i3), v > 0 ? v : 0);
+                }
+}
+
 static void run_graph(void *p)
 {
     const run_t *r = p;
     const attr *ops = get(r->graph, CUDNN_ATTR_OPERATIONGRAPH_OPS);
-    double *virt = NULL; /* the one virtual tensor (a fused convolution's output) */
+    /* the virtual tensors (the outputs of all but the last op), in double, by UID */
+    int64_t vuid[MAX_OPS];
+    double *virt[MAX_OPS];
+    int nv = 0;
     for (int64_t i = 0; i < ops->count; i++) {
         fop o;
         op_of(((fdesc *const *)ops->values)[i], &o);
@@ -521,19 +545,27 @@ static void run_graph(void *p)
         const ftensor *ts[3] = {&o.x, &o.w, &o.y};
         for (int j = 0; j < 3; j++) {
             if (ts[j]->is_virtual) {
-                if (!virt)
-                    virt = calloc((size_t)span_of(ts[j]), sizeof *virt);
-                pl[j] = (place){virt, CUDNN_DATA_DOUBLE};
+                int v = 0;
+                while (v < nv && vuid[v] != ts[j]->uid)
+                    v++;
+                if (v == nv) {
+                    vuid[nv] = ts[j]->uid;
+                    virt[nv++] = calloc((size_t)span_of(ts[j]), sizeof(double));
+                }
+                pl[j] = (place){virt[v], CUDNN_DATA_DOUBLE};
             } else {
                 pl[j] = (place){find(&r->pack, ts[j]->uid), ts[j]->dt};
             }
         }
         if (o.kind == OP_ADD)
             run_add(&o, pl[0], pl[1], pl[2]);
+        else if (o.kind == OP_RELU)
+            run_relu(&o, pl[0], pl[2]);
         else
             run_conv(&o, pl[0], pl[1], pl[2]);
     }
-    free(virt);
+    for (int v = 0; v < nv; v++)
+        free(virt[v]);
 }
 
 /* --- finalization, queries, execution --- */
@@ -712,7 +744,7 @@ cudnnStatus_t cudnnBackendExecute(cudnnHandle_t handle, cudnnBackendDescriptor_t
         op_of(((fdesc *const *)ops->values)[i], &o);
         const ftensor *ts[3] = {&o.x, &o.w, &o.y};
         for (int j = 0; j < 3; j++) {
-            if (ts[j]->is_virtual)
+            if (ts[j]->is_virtual || (o.kind == OP_RELU && j == 1)) /* (a relu has no b) */
                 continue;
             void *buf = find(&r->pack, ts[j]->uid);
             if (!buf || (uintptr_t)buf % (uintptr_t)ts[j]->align != 0) {

@@ -45,7 +45,8 @@ F.dropout = core.dropout
 
 --- conv2d(x, weight, bias, stride, padding, dilation, groups): each of stride,
 -- padding and dilation a number or {h, w}; or the options as a table:
--- conv2d(x, w, b, {stride = 2, padding = 1}).
+-- conv2d(x, w, b, {stride = 2, padding = 1}), where relu = true gives
+-- relu(conv2d(...)) in one op (fused into cuDNN's graph when an engine takes it).
 F.conv2d = core.conv2d
 
 --- batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps
