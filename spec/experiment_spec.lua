@@ -39,6 +39,12 @@ describe("experiment.run", function()
     assert.is_true(u.test.image >= 0 and u.test.image <= 1)
   end)
 
+  it("hands autocast to the trainer", function()
+    local t = experiment.trainer({ dataset = "toy", epochs = 1, quiet = true, autocast = true })
+    assert.is_true(t.autocast)
+    assert.is_nil(experiment.trainer({ dataset = "toy", epochs = 1, quiet = true }).autocast)
+  end)
+
   it("fills the defaults into the configuration it returns", function()
     assert.are.equal("toy", s.config.dataset)
     assert.are.equal("concat", s.config.fusion)

@@ -99,6 +99,10 @@ describe("miles.sweep.space", function()
     local big = sweep.plan(opts("/nonexistent", { trials = 4 }))
     for i = 1, 2 do assert.are.same(small.trials[i].config, big.trials[i].config) end
     assert.are.equal(8, #big.trials)
+    assert.is_nil(small.trials[1].config.run.autocast)
+    local amp = sweep.plan(opts("/nonexistent", { trials = 2, device = "cuda", autocast = true }))
+    assert.is_true(amp.trials[1].config.run.autocast) -- what the trial's trainer is given
+    assert.are.equal("cuda", amp.trials[1].config.run.device)
     assert.matches("no search space for method 'bogus'", H.error_of(sweep.plan, opts("/x", { methods = { "bogus" } })))
     assert.matches("fusion must be 'concat' or 'sum', got cat",
       H.error_of(sweep.plan, opts("/x", { fusions = { "cat" } })))

@@ -23,6 +23,7 @@ cli.FLAGS = {
   threads = { "int", "CPU threads per trial process (default: cores / workers)" },
   batch_size = { "int", "batch size" },
   device = { "string", "where each trial trains: cpu (default), cuda or cuda:N" },
+  autocast = { "bool", "train under bf16 autocast (miles.autocast; float32 weights)" },
   lr = { "number", "fix the learning rate (no lr search)" },
   sample_seed = { "int", "seed of the configuration sampler" },
   values = { "values", "the values of the ablated option" },

@@ -41,7 +41,7 @@ function study.sweep_opts(o, cells)
   return { out = o.out, cells = cells, datasets = o.dataset, fusions = o.fusion, methods = o.methods,
            trials = o.trials, seeds = o.seeds, epochs = o.epochs, batch_size = o.batch_size,
            sample_seed = o.sample_seed, fixed = o.lr and { lr = o.lr } or nil,
-           keep_checkpoints = o.keep_checkpoints, device = o.device }
+           keep_checkpoints = o.keep_checkpoints, device = o.device, autocast = o.autocast }
 end
 
 --- Run the sweep of sopts as the flags say: --slurm writes job arrays (returns

@@ -22,7 +22,7 @@
 --   modalities  a list of modality names to train on (default: all; one name
 --               gives a unimodal model: its encoder and one linear head)
 --   lr, epochs, batch_size, seed, workers, log_dir, checkpoint, quiet, device,
---   cuda_graph (see miles.train)
+--   cuda_graph, autocast (see miles.train)
 -- A run with a checkpoint path resumes from it when the file exists.
 local miles = require "miles"
 local nn = miles.nn
@@ -157,7 +157,7 @@ function experiment.trainer(cfg, ds, kind)
     rule_opts = cfg.rule_opts, lr = cfg.lr, epochs = cfg.epochs, batch_size = cfg.batch_size,
     seed = cfg.seed, workers = cfg.workers, loader_opts = { normalize = experiment.normalize(ds) },
     log_dir = cfg.log_dir, checkpoint = cfg.checkpoint, quiet = cfg.quiet, device = cfg.device,
-    cuda_graph = cfg.cuda_graph }
+    cuda_graph = cfg.cuda_graph, autocast = cfg.autocast }
   if cfg.checkpoint and fs.exists(cfg.checkpoint) then return train.resume(cfg.checkpoint, args), cfg end
   return train.Trainer(args), cfg
 end

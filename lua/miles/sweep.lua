@@ -16,7 +16,8 @@
 -- fusions (or fusion) and methods; trials (configurations per cell, default 1;
 -- miles.sweep.space says what is sampled), seeds (default {0}: each configuration
 -- runs once per seed), epochs (10), batch_size (64), sample_seed (0, the
--- sampler's), fixed (for every cell), keep_checkpoints (false).
+-- sampler's), fixed (for every cell), keep_checkpoints (false), device ("cpu"),
+-- autocast (nil: the trials train under bf16 autocast when true).
 -- Cells of MSLR methods get the unimodal stage of their data set (the cell
 -- "<dataset>/unimodal/search", see miles.sweep.space) and wait for it.
 --

@@ -142,7 +142,7 @@ local function build_plan(opts)
                          seed = seed, unimodal_lrs = cell.after, keep_checkpoints = opts.keep_checkpoints or nil,
                          run = { dataset = cell.dataset, fusion = cell.fusion, rule = cell.method,
                                  rule_opts = s.rule_opts, lr = s.lr, epochs = epochs, batch_size = batch,
-                                 seed = seed, device = opts.device } }
+                                 seed = seed, device = opts.device, autocast = opts.autocast } }
         trials[#trials + 1] = { id = id, dir = out .. "/" .. id, cell = cell.id, index = index, seed = seed,
                                 after = cell.after, config = config }
       end
