@@ -10,7 +10,9 @@
  *
  * A copy covers the tensor's whole span of storage, from its first element to
  * its last, with the same strides: kernels that address a storage through
- * strides of their own (gemm's leading dimensions) read the same elements. */
+ * strides of their own (gemm's leading dimensions) read the same elements. An
+ * input with gaps (a column of a matrix) is copied densely instead, but for gemm:
+ * its span can be far larger than its elements. */
 #include "dispatch.h"
 
 #include "error.h"
@@ -31,6 +33,7 @@ typedef struct {
     tensor *orig[WIDEN_MAX];
     tensor *wide[WIDEN_MAX];
     use how[WIDEN_MAX];
+    bool keep_layout; /* the kernel addresses its inputs by strides of its own */
     bool failed;
 } widening;
 
@@ -74,10 +77,18 @@ static tensor *widen(widening *w, const tensor *t, use how)
         return NULL;
     }
     int64_t n = span_of(t);
-    tensor *store = tensor_empty(DT_F32, 1, &n, tensor_device(t));
-    tensor *wide = store ? tensor_as_strided(store, t->ndim, t->shape, t->stride, 0) : NULL;
-    int rc = wide ? 0 : -1;
-    if (rc == 0 && how != USE_OUT) {
+    tensor *store, *wide;
+    int rc;
+    if (how == USE_IN && !w->keep_layout && n > tensor_numel(t) && !tensor_is_dense(t)) {
+        store = NULL; /* (gaps: a dense copy of the elements alone) */
+        wide = tensor_empty(DT_F32, t->ndim, t->shape, tensor_device(t));
+        rc = wide ? w->be->copy(wide, t) : -1;
+    } else {
+        store = tensor_empty(DT_F32, 1, &n, tensor_device(t));
+        wide = store ? tensor_as_strided(store, t->ndim, t->shape, t->stride, 0) : NULL;
+        rc = wide ? 0 : -1;
+    }
+    if (rc == 0 && store && how != USE_OUT) {
         tensor *src = flat_span(t, n);
         rc = src ? w->be->copy(store, src) : -1;
         tensor_decref(src);
@@ -197,6 +208,7 @@ static int w_gemm(dtype_t dt, int64_t batch, bool ta, bool tb, int64_t m, int64_
     DEVICE_TABLE(C);
     DIRECT(gemm, (A, B, C),
            (dt, batch, ta, tb, m, n, k, alpha, A, sa, lda, B, sb, ldb, beta, C, sc, ldc));
+    w.keep_layout = true;
     tensor *a = W(A, USE_IN), *b = W(B, USE_IN), *c = W(C, USE_INOUT);
     return narrow(&w, w.failed ? -1
                                : w.be->gemm(DT_F32, batch, ta, tb, m, n, k, alpha, a, sa, lda,

@@ -149,8 +149,9 @@ end)
 case("binary ops with broadcasting, where, comparisons", function(dt, dev)
   miles.manual_seed(11)
   local a, b = input(dt, dev, 4, 1, 6), input(dt, dev, 5, 1)
+  local m = input(dt, dev, 6, 9) -- columns: views with gaps
   local outs = { a + b, a * b, a / b, miles.maximum(a, b), a:gt(b),
-                 miles.where(a:gt(0), a, b) }
+                 miles.where(a:gt(0), a, b), m:select(2, 3) + m:select(2, 5) }
   return outs, grads_of(a * b, dt, dev, a, b)
 end)
 
