@@ -17,7 +17,8 @@
 -- On the GPU a third run of ours replays the whole training step as one CUDA graph
 -- (miles.cuda.graph), compared with PyTorch eager too: small models are bound by
 -- kernel launches, and a graph launches once per step.
--- After each workload, the time split of one float32 step of ours by layer type
+-- After each workload, the time split of one float32 (and on a GPU one bf16) step
+-- of ours by layer type
 -- (miles.profile: module classes forward, autograd ops backward, the losses and
 -- the optimizer step; each piece waited for, so the step runs slower than above).
 -- The PyTorch interpreter is $MILES_PYTHON, else /usr/bin/python3 when present,
@@ -311,12 +312,17 @@ local function run_workload(name, o)
     print(string.format("  last round's %d steps: %s%d collector cycles (%.1f ms)", m.steady.steps,
       gpu_part, m.steady.cycles, m.steady.gc_ms))
   end
-  print(string.format("%s: time split of one step of ours (%s), each piece waited for:", name,
-    mine[1].label))
-  print(miles.profile_format(mine[1].split()))
-  if o.device ~= "cpu" then
-    print(string.format("%s: the same step's host time alone (nothing waited for):", name))
-    print(miles.profile_format(mine[1].split(false)))
+  -- the eager runners' splits (float32, and on a GPU bf16 autocast too)
+  for _, m in ipairs(mine) do
+    if not m.graph then
+      print(string.format("%s: time split of one step of ours (%s), each piece waited for:", name,
+        m.label))
+      print(miles.profile_format(m.split()))
+      if o.device ~= "cpu" then
+        print(string.format("%s: the same step's host time alone (nothing waited for):", name))
+        print(miles.profile_format(m.split(false)))
+      end
+    end
   end
   for i, p in ipairs(list) do
     for _, key in ipairs(p.ours) do
