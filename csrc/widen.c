@@ -12,7 +12,9 @@
  * its last, with the same strides: kernels that address a storage through
  * strides of their own (gemm's leading dimensions) read the same elements. An
  * input with gaps (a column of a matrix) is copied densely instead, but for gemm:
- * its span can be far larger than its elements. */
+ * its span can be far larger than its elements. (Such an input reaches only the
+ * kernels that walk each operand by its own strides; those that want the inputs
+ * laid out like the output get dense ones, which keep their layout.) */
 #include "dispatch.h"
 
 #include "error.h"

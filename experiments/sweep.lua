@@ -17,7 +17,7 @@
 -- nothing. gather: reads <out>/sweep.json and every result.json. run and gather
 -- write <out>/summary.md and <out>/summary.json (or --md, --json).
 -- Flags: --dataset, --methods (all = the paper's nine), --fusion, --trials,
--- --epochs, --seeds, --workers, --threads, --batch-size, --device, --lr, --sample-seed,
+-- --epochs, --seeds, --workers, --threads, --batch-size, --device, --autocast, --lr, --sample-seed,
 -- --out, --keep-checkpoints, --md, --json and the Slurm ones (--partition, --time,
 -- --cpus, --mem, --gpus, --account, --array-max, --throttle); defaults in --help.
 package.path = "./experiments/?.lua;" .. package.path
@@ -26,7 +26,7 @@ local space = require "miles.sweep.space"
 local cli = require "lib.cli"
 local study = require "lib.study"
 
-local FLAGS = { "dataset", "methods", "fusion", "trials", "epochs", "seeds", "workers", "threads", "batch_size", "device",
+local FLAGS = { "dataset", "methods", "fusion", "trials", "epochs", "seeds", "workers", "threads", "batch_size", "device", "autocast",
                 "lr", "sample_seed", "out", "keep_checkpoints", "md", "json", "slurm", "partition", "time",
                 "cpus", "mem", "gpus", "account", "array_max", "throttle" }
 local o = cli.parse(arg, FLAGS, { dataset = { "spoken_fashion" }, methods = { "vanilla", "miles" },

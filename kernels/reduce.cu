@@ -5,7 +5,8 @@
 // NaN, else the first maximum (minimum). Only the order of the operations differs:
 // each row is combined as a fixed tree, not left to right, so float sums and
 // products may differ from the CPU's in the last bits (the same on every run).
-// bfloat16 is read as float32 and each result rounded once (common.cuh).
+// bfloat16 is read as float32; a result is rounded to float32, then to bf16, as
+// the CPU's float32 copies of it are (common.cuh).
 #include <cmath>
 #include <type_traits>
 

@@ -10,6 +10,7 @@ describe("experiment scripts", function()
       local ok = p:close()
       assert(ok, name .. " --help failed:\n" .. out)
       assert(out:find("--epochs", 1, true), name .. " --help lacks --epochs:\n" .. out)
+      assert(out:find("--autocast", 1, true), name .. " --help lacks --autocast:\n" .. out)
     end)
   end
 end)

@@ -21,7 +21,7 @@ local cli = require "lib.cli"
 local study = {}
 
 --- The flags every study script takes.
-study.FLAGS = { "dataset", "epochs", "seeds", "trials", "workers", "threads", "batch_size", "device", "lr", "sample_seed",
+study.FLAGS = { "dataset", "epochs", "seeds", "trials", "workers", "threads", "batch_size", "device", "autocast", "lr", "sample_seed",
                 "out", "md", "json", "gather", "slurm", "keep_checkpoints", "partition", "time", "cpus", "mem",
                 "gpus", "account", "array_max", "throttle" }
 
