@@ -399,6 +399,7 @@ static int conv_run(const conv_problem *pr, bool *epilogue_left, const char *op)
     int64_t key[CG_MAX_KEY];
     int nk = conv_key(pr, tf32, key);
     cg_plan *plan = cg_cache_find(key, nk, pr->dev.index);
+    bool retry_fused = false; /* the fused try failed in a way that may pass: keep nothing */
     if (!plan && cuda_capturing_any()) /* (its timing would break a capture on any GPU) */
         return err_set("%s: a convolution problem first came inside a CUDA graph capture (its "
                        "engine is chosen by timing, which a capture cannot do): run the "
@@ -409,6 +410,7 @@ static int conv_run(const conv_problem *pr, bool *epilogue_left, const char *op)
         int why = 0;
         if ((pr->b || pr->relu) && pr->dt != DT_F64) {
             plan = conv_plan(pr, h, true, tf32, "conv2d (bias and relu fused)", &why);
+            retry_fused = !plan && why < 0;
             if (!plan && cg_verbose())
                 fprintf(stderr, "miles: %s\n", err_msg());
         }
@@ -424,7 +426,7 @@ static int conv_run(const conv_problem *pr, bool *epilogue_left, const char *op)
             if (plan)
                 plan->tag = pr->nhwc ? USE_NCHW : USE_GEMM;
         }
-        if (plan)
+        if (plan && !retry_fused)
             plan = cg_cache_insert(key, nk, pr->dev.index, plan, op);
         if (!plan)
             return -1;
@@ -436,7 +438,10 @@ static int conv_run(const conv_problem *pr, bool *epilogue_left, const char *op)
         rc = cg_execute(h, plan, &a, pr->dev, op);
         *epilogue_left = rc == 0 && (pr->b || pr->relu) && !plan->tag;
     }
-    cg_cache_release(plan);
+    if (retry_fused) /* (used once: the next call tries the fused graph again) */
+        cg_plan_free_when_done(plan);
+    else
+        cg_cache_release(plan);
     return rc;
 }
 

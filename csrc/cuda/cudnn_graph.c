@@ -599,6 +599,13 @@ cg_plan *cg_cache_find(const int64_t *key, int n, int dev)
     return p;
 }
 
+void cg_plan_free_when_done(cg_plan *p)
+{
+    cudaStream_t stream = p->plan ? cuda_ctx_stream(p->dev) : NULL;
+    if (!p->plan || (stream && cuda_ctx_wait_stream(stream, "cudaStreamSynchronize") == 0))
+        cg_plan_free(p); /* (a failed wait leaks the plan rather than risk it) */
+}
+
 cg_plan *cg_cache_insert(const int64_t *key, int n, int dev, cg_plan *p, const char *op)
 {
     uint64_t h = key_hash(key, n);
@@ -630,11 +637,8 @@ cg_plan *cg_cache_insert(const int64_t *key, int n, int dev, cg_plan *p, const c
         free(fresh);
         cg_plan_free(p);
     }
-    if (gone) { /* nobody holds it: free it once its enqueued executions are done */
-        cg_plan *old = gone->plan;
-        cudaStream_t stream = old->plan ? cuda_ctx_stream(old->dev) : NULL;
-        if (!old->plan || (stream && cuda_ctx_wait_stream(stream, "cudaStreamSynchronize") == 0))
-            cg_plan_free(old); /* (a failed wait leaks the plan rather than risk it) */
+    if (gone) { /* nobody holds it */
+        cg_plan_free_when_done(gone->plan);
         free(gone);
         cuda_ctx_stream(dev); /* the caller's GPU current again (the wait made old's) */
     }

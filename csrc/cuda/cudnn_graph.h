@@ -103,6 +103,9 @@ int cg_execute(cudnnHandle_t h, const cg_plan *p, const cg_args *a, device dev, 
 /* A new, empty plan (calloc), or NULL with the error set. */
 cg_plan *cg_plan_new(const char *op);
 void cg_plan_free(cg_plan *p);
+/* cg_plan_free once the work queued on the plan's GPU is done (its kernels may be
+ * among it): a host wait. */
+void cg_plan_free_when_done(cg_plan *p);
 
 /* The plan cache: keys are arrays of n int64 values (n <= CG_MAX_KEY), for GPU
  * dev. find returns the cached plan, held, or NULL. insert takes p (a new plan) and returns
