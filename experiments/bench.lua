@@ -126,15 +126,6 @@ local PEAK_TFLOPS = {
   { "H200", tf32 = 494.7, bf16 = 989.4 },
 }
 
---- f() with bf16 autocast set to `on`, then set back.
-local function with_autocast(on, f)
-  local was = miles.autocast()
-  miles.autocast(on)
-  local r = table.pack(pcall(f))
-  miles.autocast(was)
-  if not r[1] then error(r[2], 0) end
-  return table.unpack(r, 2, r.n)
-end
 
 --- A timed training loop for one workload: steps/s over at least o.seconds, with
 -- bf16 autocast on when `bf16` (warm-up included, so its plans are made there),
@@ -158,12 +149,12 @@ local function make_runner(name, device, bf16, graph)
     profile.section("optimizer step", function() opt:step() end)
   end
   local function split(wait)
-    return with_autocast(bf16, function()
+    return miles.autocast(bf16, function()
       return miles.profile(step, { device = device, wait = wait })
     end)
   end
   local flops = step_flops(function() return hab(miles.cat({ ea(a), eb(b) }, 2)) end)
-  with_autocast(bf16, function()
+  miles.autocast(bf16, function()
     for _ = 1, WARMUP do step() end
     sync(device)
   end)
@@ -175,7 +166,7 @@ local function make_runner(name, device, bf16, graph)
   -- (on a GPU also what the steps did beyond their work: device allocations and
   -- host waits, less the loop's own synchronisations; the issue wants 0 of each)
   return function(seconds)
-    return with_autocast(bf16, function()
+    return miles.autocast(bf16, function()
       -- one untimed step first: the other runners, run between, leave the caches
       -- in another state (a graph's pool holds blocks), so the next step settles
       replay()

@@ -390,13 +390,7 @@ describe("bfloat16 and autograd", function()
 end)
 
 describe("bf16 autocast's casts", function()
-  local function with_autocast(f)
-    local was = miles.autocast()
-    miles.autocast(true)
-    local ok, err = pcall(f)
-    miles.autocast(was)
-    if not ok then error(err, 0) end
-  end
+  local function with_autocast(f) return miles.autocast(true, f) end
 
   it("runs conv2d, matmul and linear in bf16, softmax and the losses in float32", function()
     with_autocast(function()
@@ -428,6 +422,23 @@ describe("bf16 autocast's casts", function()
         assert.equal("float32", t.grad:dtype())
       end
     end)
+  end)
+
+  it("runs a function with the switch set, then sets it back, after an error too", function()
+    assert.is_false(miles.autocast())
+    local a, b = miles.autocast(true, function(x, y) return miles.autocast(), x + y end, 2, 3)
+    assert.is_true(a)
+    assert.equal(5, b)
+    assert.is_false(miles.autocast())
+    local ok, err = pcall(miles.autocast, true, function() error("inside") end)
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("inside", 1, true))
+    assert.is_false(miles.autocast())
+    assert.is_true(miles.autocast(true))
+    assert.is_false(miles.autocast(false, function() return miles.autocast() end))
+    assert.is_true(miles.autocast())
+    miles.autocast(false)
+    H.raises(function() miles.autocast(1, function() end) end, "boolean expected")
   end)
 
   it("leaves float64 alone and is undone when turned off", function()

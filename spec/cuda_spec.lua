@@ -410,12 +410,7 @@ end)
 
 -- Run a case on dev as run does, with bf16 autocast on.
 local function run_autocast(c, dev)
-  local was = miles.autocast()
-  miles.autocast(true)
-  local ok, outs = pcall(run, c, dev)
-  miles.autocast(was)
-  if not ok then error(outs, 0) end
-  return outs
+  return miles.autocast(true, run, c, dev)
 end
 
 local function max_abs(t)

@@ -130,10 +130,22 @@ static int l_cuda_tf32(lua_State *L)
     return lt_switch(L, cuda_set_tf32, cuda_get_tf32);
 }
 
-/* autocast([on]) -> whether bf16 autocast is on (after setting it when given) */
+/* autocast([on]) -> whether bf16 autocast is on (after setting it when given);
+ * autocast(on, fn, ...) -> fn(...)'s results, run with the switch set to on and
+ * then set back as it was (after an error too, which goes on up). */
 static int l_autocast(lua_State *L)
 {
-    return lt_switch(L, op_set_autocast, op_autocast);
+    if (lua_isnoneornil(L, 2))
+        return lt_switch(L, op_set_autocast, op_autocast);
+    luaL_checktype(L, 1, LUA_TBOOLEAN);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    bool was = op_autocast();
+    op_set_autocast(lua_toboolean(L, 1));
+    int rc = lua_pcall(L, lua_gettop(L) - 2, LUA_MULTRET, 0); /* fn (index 2) and its args */
+    op_set_autocast(was);
+    if (rc != LUA_OK)
+        return lua_error(L);
+    return lua_gettop(L) - 1; /* its results, after `on` */
 }
 
 /* cuda_deterministic([on]) -> whether GPU convolutions repeat bit for bit (after

@@ -33,7 +33,8 @@ miles.profile = require("miles.profile").run
 miles.profile_format = require("miles.profile").format
 
 --- autocast() -> on; autocast(on): bf16 autocast, off by default (PyTorch's
--- torch.autocast with dtype=bfloat16, on every device). While on, conv2d, matmul
+-- torch.autocast with dtype=bfloat16, on every device); autocast(on, fn, ...):
+-- fn(...) with the switch set to on, then set back (its `with` block). While on, conv2d, matmul
 -- and linear cast float32 operands to bfloat16 and give bfloat16 results
 -- (float32 accumulation inside); softmax, log_softmax, nll_loss and
 -- binary_cross_entropy_with_logits cast bfloat16 inputs to float32; other ops run

@@ -340,12 +340,7 @@ end
 -- then as it was.
 function Trainer:_autocast(f, ...)
   if self.autocast == nil then return f(...) end
-  local was = core.autocast()
-  core.autocast(self.autocast)
-  local r = table.pack(pcall(f, ...))
-  core.autocast(was)
-  if not r[1] then error(r[2], 0) end
-  return table.unpack(r, 2, r.n)
+  return core.autocast(self.autocast, f, ...)
 end
 
 --- Evaluate every head on a split: {fused = result, <name> = result, loss = {head = mean}}.
