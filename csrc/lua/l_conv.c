@@ -92,7 +92,7 @@ static int l_batch_norm(lua_State *L)
     return lt_push(L, op_batch_norm(x, rm, rv, w, b, training, momentum, eps, residual, relu));
 }
 
-/* channels_last([on]) -> on: the layout of float32 convolution outputs (NHWC in
+/* channels_last([on]) -> on: the layout of float32 and bfloat16 convolution outputs (NHWC in
  * memory when on, the default; contiguous NCHW when off), after setting it. */
 static int l_channels_last(lua_State *L)
 {
