@@ -75,7 +75,8 @@ typedef struct backend {
     const char *name;
     /* The kernels of this backend that take bfloat16 tensors (a sparse table:
      * NULL where a kernel does not). The others get float32 copies of them
-     * (widen.c). copy must be among them: the copies are made with it. */
+     * (widen.c). copy, fill, gather, index_select, uniform and normal must take
+     * bfloat16 in every backend (the copies are made with copy). */
     const struct backend *bf16;
     /* dst = src elementwise with dtype conversion; both of the same shape, any
      * strides (src may have stride 0 from broadcasting). */

@@ -137,6 +137,25 @@ static bool any_bf16(int n, const tensor *const *ts)
     return false;
 }
 
+/* The kernels every backend runs on bfloat16 itself (dispatch.h): straight to the
+ * device's own. */
+#define PASS(entry, first, params, args)                                                   \
+    static int w_##entry params                                                            \
+    {                                                                                      \
+        const backend *be = own_table(first);                                              \
+        return be ? be->entry args : -1;                                                   \
+    }
+PASS(copy, dst, (tensor *dst, const tensor *src), (dst, src))
+PASS(fill, t, (tensor *t, double v), (t, v))
+PASS(gather, out, (tensor *out, const tensor *a, const tensor *idx, int64_t outer, int64_t na,
+                   int64_t m, int64_t inner), (out, a, idx, outer, na, m, inner))
+PASS(index_select, out, (tensor *out, const tensor *a, const tensor *idx, int64_t outer,
+                         int64_t na, int64_t m, int64_t inner), (out, a, idx, outer, na, m, inner))
+PASS(uniform, out, (tensor *out, uint64_t seed, uint64_t offset, double lo, double hi),
+     (out, seed, offset, lo, hi))
+PASS(normal, out, (tensor *out, uint64_t seed, uint64_t offset, double mean, double std),
+     (out, seed, offset, mean, std))
+
 /* The body shared by the entries: `first` picks the device; when no listed tensor
  * is bfloat16, or the device has a bfloat16 kernel for entry, that kernel runs on
  * the tensors as given; else CALL runs between W(...) widenings and the narrowing. */
@@ -154,21 +173,6 @@ static bool any_bf16(int n, const tensor *const *ts)
     } while (0)
 #define UNPAREN(...) __VA_ARGS__
 #define W(t, how) widen(&w, (t), (how))
-
-static int w_copy(tensor *dst, const tensor *src)
-{
-    DEVICE_TABLE(dst);
-    DIRECT(copy, (dst, src), (dst, src));
-    return err_set("copy: no bfloat16 copy on %s", w.be->name);
-}
-
-static int w_fill(tensor *t, double v)
-{
-    DEVICE_TABLE(t);
-    DIRECT(fill, (t), (t, v));
-    tensor *o = W(t, USE_OUT);
-    return narrow(&w, w.failed ? -1 : w.be->fill(o, v));
-}
 
 static int w_unary(unary_op op, tensor *out, const tensor *a, double p0, double p1)
 {
@@ -235,15 +239,6 @@ static int w_softmax_backward(tensor *gin, const tensor *gout, const tensor *y, 
     return narrow(&w, w.failed ? -1 : w.be->softmax_backward(gi, go, yy, outer, n, inner, log));
 }
 
-static int w_gather(tensor *out, const tensor *a, const tensor *idx, int64_t outer, int64_t na,
-                    int64_t m, int64_t inner)
-{
-    DEVICE_TABLE(out);
-    DIRECT(gather, (out, a), (out, a, idx, outer, na, m, inner));
-    tensor *o = W(out, USE_OUT), *x = W(a, USE_IN);
-    return narrow(&w, w.failed ? -1 : w.be->gather(o, x, idx, outer, na, m, inner));
-}
-
 static int w_scatter_add(tensor *out, const tensor *src, const tensor *idx, int64_t outer,
                          int64_t na, int64_t m, int64_t inner)
 {
@@ -253,15 +248,6 @@ static int w_scatter_add(tensor *out, const tensor *src, const tensor *idx, int6
     return narrow(&w, w.failed ? -1 : w.be->scatter_add(o, s, idx, outer, na, m, inner));
 }
 
-static int w_index_select(tensor *out, const tensor *a, const tensor *idx, int64_t outer,
-                          int64_t na, int64_t m, int64_t inner)
-{
-    DEVICE_TABLE(out);
-    DIRECT(index_select, (out, a), (out, a, idx, outer, na, m, inner));
-    tensor *o = W(out, USE_OUT), *x = W(a, USE_IN);
-    return narrow(&w, w.failed ? -1 : w.be->index_select(o, x, idx, outer, na, m, inner));
-}
-
 static int w_index_add(tensor *out, const tensor *src, const tensor *idx, int64_t outer,
                        int64_t na, int64_t m, int64_t inner)
 {
@@ -269,22 +255,6 @@ static int w_index_add(tensor *out, const tensor *src, const tensor *idx, int64_
     DIRECT(index_add, (out, src), (out, src, idx, outer, na, m, inner));
     tensor *o = W(out, USE_INOUT), *s = W(src, USE_IN);
     return narrow(&w, w.failed ? -1 : w.be->index_add(o, s, idx, outer, na, m, inner));
-}
-
-static int w_uniform(tensor *out, uint64_t seed, uint64_t offset, double lo, double hi)
-{
-    DEVICE_TABLE(out);
-    DIRECT(uniform, (out), (out, seed, offset, lo, hi));
-    tensor *o = W(out, USE_OUT);
-    return narrow(&w, w.failed ? -1 : w.be->uniform(o, seed, offset, lo, hi));
-}
-
-static int w_normal(tensor *out, uint64_t seed, uint64_t offset, double mean, double std)
-{
-    DEVICE_TABLE(out);
-    DIRECT(normal, (out), (out, seed, offset, mean, std));
-    tensor *o = W(out, USE_OUT);
-    return narrow(&w, w.failed ? -1 : w.be->normal(o, seed, offset, mean, std));
 }
 
 /* The workspace is the widened kernel's, and its backward runs widened too. */

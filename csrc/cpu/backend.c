@@ -1,22 +1,11 @@
 /* The CPU backend's entry in the dispatch table. */
 #include "cpu.h"
 
-/* Those that only move or store elements by their type; the arithmetic kernels
- * (scatter_add and index_add too: they would round at each addition) get
- * float32 copies (widen.c). */
-static const backend cpu_bf16 = {
-    .name = "cpu",
-    .copy = cpu_copy,
-    .fill = cpu_fill,
-    .gather = cpu_gather,
-    .index_select = cpu_index_select,
-    .uniform = cpu_uniform, /* (bf16's own draws: see csrc/philox.h) */
-    .normal = cpu_normal,
-};
-
+/* No arithmetic kernel here takes bfloat16 (.bf16 is NULL): widen.c gives them
+ * float32 copies, scatter_add and index_add included (they would round at each
+ * addition). copy, fill, gather, index_select, uniform and normal take it. */
 const backend cpu_backend = {
     .name = "cpu",
-    .bf16 = &cpu_bf16,
     .copy = cpu_copy,
     .fill = cpu_fill,
     .unary = cpu_unary,

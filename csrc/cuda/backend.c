@@ -1,21 +1,16 @@
 /* The CUDA backend's entry in the dispatch table. */
 #include "kernels.h"
 
-/* The kernels that take bfloat16 (computing in float32, rounding once): those of
- * autocast's steps. The others get float32 copies (csrc/widen.c). */
+/* The arithmetic kernels that take bfloat16 (computing in float32, rounding
+ * once): those of autocast's steps. The others get float32 copies (csrc/widen.c);
+ * copy, fill, gather, index_select, uniform and normal take every dtype. */
 static const backend cuda_bf16 = {
     .name = "cuda",
-    .copy = cuda_copy,
-    .fill = cuda_fill,
     .unary = cuda_unary,
     .binary = cuda_binary,
     .where = cuda_where,
     .reduce = cuda_reduce,
     .gemm = cuda_gemm,
-    .gather = cuda_gather,
-    .index_select = cuda_index_select,
-    .uniform = cuda_uniform,
-    .normal = cuda_normal,
     .max_pool2d = cuda_max_pool2d,
     .max_pool2d_backward = cuda_max_pool2d_backward,
     .avg_pool2d = cuda_avg_pool2d,
