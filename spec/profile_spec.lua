@@ -55,19 +55,26 @@ describe("miles.profile", function()
   it("counts a piece inside another once: the outer row has its own time only", function()
     local lin = nn.Linear(200, 200)
     local x = miles.randn(400, 200, { requires_grad = true })
-    local r = miles.profile(function()
-      profile.section("outer", function()
-        local y = lin(x)
-        y:sum():backward()
+    -- (timings: on a loaded machine a preemption can land in the outer row's own
+    -- few statements, so the comparison of times gets three tries)
+    local own_less
+    for _ = 1, 3 do
+      local r = miles.profile(function()
+        profile.section("outer", function()
+          local y = lin(x)
+          y:sum():backward()
+        end)
       end)
-    end)
-    local outer, inner, back = row(r, "section", "outer"), row(r, "forward", "Linear"), row(r, "backward", "matmul")
-    assert.is_not_nil(inner)
-    assert.is_not_nil(back)
-    local sum = 0
-    for _, x_ in ipairs(r.rows) do sum = sum + x_.ms end
-    assert.is_true(sum <= r.total_ms * 1.001 + 1e-3, ("rows %.3f ms, total %.3f ms"):format(sum, r.total_ms))
-    assert.is_true(outer.ms < inner.ms + back.ms)
+      local outer, inner, back = row(r, "section", "outer"), row(r, "forward", "Linear"), row(r, "backward", "matmul")
+      assert.is_not_nil(inner)
+      assert.is_not_nil(back)
+      local sum = 0
+      for _, x_ in ipairs(r.rows) do sum = sum + x_.ms end
+      assert.is_true(sum <= r.total_ms * 1.001 + 1e-3, ("rows %.3f ms, total %.3f ms"):format(sum, r.total_ms))
+      own_less = outer.ms < inner.ms + back.ms
+      if own_less then break end
+    end
+    assert.is_true(own_less)
   end)
 
   it("says what the collections that tensor memory paced took inside it", function()
