@@ -158,7 +158,8 @@ PASS(normal, out, (tensor *out, uint64_t seed, uint64_t offset, double mean, dou
 
 /* The body shared by the entries: `first` picks the device; when no listed tensor
  * is bfloat16, or the device has a bfloat16 kernel for entry, that kernel runs on
- * the tensors as given; else CALL runs between W(...) widenings and the narrowing. */
+ * the tensors as given; else the entry widens its tensors with W(...), calls the
+ * kernel on the copies and narrows the results back. */
 #define DEVICE_TABLE(first)                                                                \
     widening w = {.be = own_table(first)};                                                 \
     if (!w.be)                                                                             \

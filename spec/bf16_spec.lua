@@ -238,11 +238,6 @@ case("indexing: index_select, gather, cat, their gradients", function(dt, dev)
   return outs, grads_of(x:index_select(1, idx) + x:gather(2, gidx):sum(), dt, dev, x)
 end)
 
-local function run(c, dt, dev)
-  local outs, grads = c.fn(dt, dev)
-  return outs, grads
-end
-
 -- The dtype of the bf16 run's result i, of dtype dt in the float32 run.
 local function dtype16(dt, i, keep)
   for _, k in ipairs(keep) do
@@ -258,8 +253,8 @@ end
 describe("bfloat16 kernels on the cpu", function()
   for _, c in ipairs(cases) do
     it(c.name .. ": the float32 kernel's results, rounded once", function()
-      local o16, g16 = run(c, "bfloat16", "cpu")
-      local o32, g32 = run(c, "float32", "cpu")
+      local o16, g16 = c.fn("bfloat16", "cpu")
+      local o32, g32 = c.fn("float32", "cpu")
       assert.equal(#o32, #o16)
       for i = 1, #o32 do
         local dt = dtype16(o32[i]:dtype(), i, c.keep32.outputs)
@@ -282,8 +277,8 @@ describe("bfloat16 kernels on the GPU", function()
     -- cuDNN, cuBLAS and our reductions sum in other orders than the cpu: a sum
     -- rounded to bf16 may land one ulp (2^-8 relative) away.
     gpu_it(c.name .. ": the cpu's results within a bf16 rounding #gpu", function()
-      local og, gg = run(c, "bfloat16", "cuda")
-      local oc, gc = run(c, "bfloat16", "cpu")
+      local og, gg = c.fn("bfloat16", "cuda")
+      local oc, gc = c.fn("bfloat16", "cpu")
       assert.equal(#oc, #og)
       assert.equal(#gc, #gg)
       for i = 1, #oc do

@@ -724,42 +724,39 @@ local CONV_CASES = [[
 -- im2col + cuBLAS when none takes it at all. The emulated GPU's fake cuDNN can
 -- refuse each (MILES_FAKE_CUDNN_REFUSE), in a child process; a real cuDNN decides
 -- for itself, but MILES_CONV_GEMM=1 makes every convolution take the last one.
+--
+-- run_conv_cases(env): CONV_CASES in a child with env, its worst differences
+-- checked (float32/float64 within 1e-5, bfloat16 within 2^-7); its output and
+-- the count of cuDNN plans.
+local function run_conv_cases(env)
+  local out = run_child(env, CONV_CASES)
+  local worst, worst16, plans = out:match("worst (%S+) worst16 (%S+) plans (%d+)")
+  assert.is_not_nil(worst, out)
+  assert.is_true(tonumber(worst) < 1e-5, out)
+  assert.is_true(tonumber(worst16) < 2 ^ -7, out)
+  return out, plans
+end
+
 describe("convolution fallbacks", function()
   ;(H.cuda_emulated and it or pending)("none needed: the bias and relu fused into the graph #emulated-gpu", function()
-    local out = run_child("MILES_CUDNN_VERBOSE=1", CONV_CASES)
-    local worst, worst16 = out:match("worst (%S+) worst16 (%S+)")
-    assert.is_not_nil(worst, out)
-    assert.is_true(tonumber(worst) < 1e-5, out)
-    assert.is_true(tonumber(worst16) < 2 ^ -7, out)
+    local out = run_conv_cases("MILES_CUDNN_VERBOSE=1")
     assert.truthy(out:find("conv2d (bias and relu fused): cuDNN engine", 1, true), out)
     assert.falsy(out:find("no cuDNN engine can run", 1, true), out)
   end)
 
   ;(H.cuda_emulated and it or pending)("when no engine fuses the bias or takes channels-last #emulated-gpu", function()
-    local out = run_child("MILES_FAKE_CUDNN_REFUSE=fused,nhwc MILES_CUDNN_VERBOSE=1", CONV_CASES)
-    local worst, worst16 = out:match("worst (%S+) worst16 (%S+)")
-    assert.is_not_nil(worst, out)
-    assert.is_true(tonumber(worst) < 1e-5, out)
-    assert.is_true(tonumber(worst16) < 2 ^ -7, out)
+    local out = run_conv_cases("MILES_FAKE_CUDNN_REFUSE=fused,nhwc MILES_CUDNN_VERBOSE=1")
     assert.truthy(out:find("solving it in NCHW", 1, true), out)
     assert.truthy(out:find("no cuDNN engine can run this problem", 1, true), out) -- the fused try
   end)
 
   ;(H.cuda_emulated and it or pending)("when no engine takes a convolution at all #emulated-gpu", function()
-    local out = run_child("MILES_FAKE_CUDNN_REFUSE=all MILES_CUDNN_VERBOSE=1", CONV_CASES)
-    local worst, worst16 = out:match("worst (%S+) worst16 (%S+)")
-    assert.is_not_nil(worst, out)
-    assert.is_true(tonumber(worst) < 1e-5, out)
-    assert.is_true(tonumber(worst16) < 2 ^ -7, out)
+    local out = run_conv_cases("MILES_FAKE_CUDNN_REFUSE=all MILES_CUDNN_VERBOSE=1")
     assert.truthy(out:find("running it as im2col + cuBLAS", 1, true), out)
   end)
 
   gpu_it("MILES_CONV_GEMM=1 runs every convolution as im2col + cuBLAS", function()
-    local out = run_child("MILES_CONV_GEMM=1", CONV_CASES)
-    local worst, worst16, plans = out:match("worst (%S+) worst16 (%S+) plans (%d+)")
-    assert.is_not_nil(worst, out)
-    assert.is_true(tonumber(worst) < 1e-5, out)
-    assert.is_true(tonumber(worst16) < 2 ^ -7, out)
+    local out, plans = run_conv_cases("MILES_CONV_GEMM=1")
     assert.equal("0", plans, out)
   end)
 end)

@@ -102,28 +102,17 @@ static int operand_init(conv_operand *o, const tensor *t, bool nhwc, bool input)
     return 0;
 }
 
-/* The buffer cuDNN reads or writes for o. */
-static void *operand_data(const conv_operand *o)
-{
-    return tensor_data(o->t);
-}
-
 /* An output computed in a copy goes back into the caller's tensor. */
 static int operand_finish(conv_operand *o, tensor *dst)
 {
     return o->tmp ? cuda_copy(dst, o->tmp) : 0;
 }
 
-static void operand_release(conv_operand *o)
-{
-    tensor_decref(o->tmp);
-}
-
 static void problem_release(conv_problem *pr)
 {
-    operand_release(&pr->x);
-    operand_release(&pr->w);
-    operand_release(&pr->y);
+    tensor_decref(pr->x.tmp);
+    tensor_decref(pr->w.tmp);
+    tensor_decref(pr->y.tmp);
 }
 
 /* Set up pr for x (input side), w and y (output side); the kind says which of
@@ -193,7 +182,7 @@ static cg_desc operand_desc(cg_owner *o, cg_status *s, int64_t uid, const conv_p
                             const conv_operand *op)
 {
     return cg_tensor(o, s, uid, cudnn_type(pr->dt), 4, op->t->shape, op->stride,
-                     cg_alignment(operand_data(op)), false);
+                     cg_alignment(tensor_data(op->t)), false);
 }
 
 /* The convolution's geometry: cross-correlation (PyTorch's convolution), the
@@ -301,11 +290,11 @@ static void conv_args(const conv_problem *pr, bool fused, cg_args *a)
     bool with_bias = fused && pr->b;
     a->n = 0;
     a->uid[a->n] = UID_X;
-    a->ptr[a->n++] = operand_data(&pr->x);
+    a->ptr[a->n++] = tensor_data(pr->x.t);
     a->uid[a->n] = UID_W;
-    a->ptr[a->n++] = operand_data(&pr->w);
+    a->ptr[a->n++] = tensor_data(pr->w.t);
     a->uid[a->n] = UID_Y;
-    a->ptr[a->n++] = operand_data(&pr->y);
+    a->ptr[a->n++] = tensor_data(pr->y.t);
     if (with_bias) {
         a->uid[a->n] = UID_B;
         a->ptr[a->n++] = tensor_data(pr->b);
@@ -347,9 +336,9 @@ static int conv_key(const conv_problem *pr, bool tf32, int64_t *k)
     k[n++] = pr->b != NULL;
     k[n++] = pr->relu;
     n = key_geometry(k, n, pr->x.t, pr->w.t, pr->y.t, pr->p);
-    k[n++] = cg_alignment(operand_data(&pr->x));
-    k[n++] = cg_alignment(operand_data(&pr->w));
-    k[n++] = cg_alignment(operand_data(&pr->y));
+    k[n++] = cg_alignment(tensor_data(pr->x.t));
+    k[n++] = cg_alignment(tensor_data(pr->w.t));
+    k[n++] = cg_alignment(tensor_data(pr->y.t));
     k[n++] = pr->b ? cg_alignment(tensor_data(pr->b)) : 0;
     return n;
 }
