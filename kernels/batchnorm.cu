@@ -1,4 +1,6 @@
-// Batch normalisation on the GPU (twin: csrc/cpu/batchnorm.c).
+// Batch normalisation on the GPU (twin: csrc/cpu/batchnorm.c): our kernels, for
+// the problems csrc/cuda/cudnn_norm.c does not give cuDNN (and the statistics
+// of an evaluation that cuDNN normalises).
 //
 // x is contiguous [N, C, ...] ("planes": N*C runs of S positions, S the product
 // of the spatial dims) or channels-last [N, C, H, W] ("rows": N*S rows of C
@@ -430,10 +432,10 @@ template <typename S> using param_t = compute_t<S>;
 
 } // namespace
 
-extern "C" int cuda_batch_norm(tensor *y, tensor *save_mean, tensor *save_invstd,
-                               const tensor *x, const tensor *w, const tensor *b,
-                               tensor *running_mean, tensor *running_var, bool training,
-                               double momentum, double eps, const bn_epilogue *ep)
+extern "C" int cuda_batch_norm_kernel(tensor *y, tensor *save_mean, tensor *save_invstd,
+                                      const tensor *x, const tensor *w, const tensor *b,
+                                      tensor *running_mean, tensor *running_var, bool training,
+                                      double momentum, double eps, const bn_epilogue *ep)
 {
     cudaStream_t s = kstream(x);
     if (!s)
@@ -463,10 +465,36 @@ extern "C" int cuda_batch_norm(tensor *y, tensor *save_mean, tensor *save_invstd
     return rc;
 }
 
-extern "C" int cuda_batch_norm_backward(tensor *gx, tensor *gw, tensor *gb, const tensor *gy,
-                                        const tensor *x, const tensor *w, const tensor *mean,
-                                        const tensor *invstd, bool training,
-                                        const tensor *relu_out, tensor *g_residual)
+extern "C" int cuda_batch_norm_eval_stats(tensor *save_mean, tensor *save_invstd,
+                                           const tensor *x, const tensor *running_mean,
+                                           const tensor *running_var, double eps)
+{
+    cudaStream_t s = kstream(x);
+    if (!s)
+        return -1;
+    bn_geo g = geo_of(x);
+    if (g.c == 0)
+        return 0;
+    double *part, *coef;
+    tensor *scratch = scratch_for(x, 0, g, &part, &coef);
+    if (!scratch)
+        return -1;
+    int rc = by_dtype_bf16(x->dtype, "batch_norm", [&](auto z) {
+        using T = param_t<decltype(z)>;
+        bn_forward_args<T> a = {{nullptr, 0}, {nullptr, 0}, chan_of<T>(running_mean),
+                                chan_of<T>(running_var), chan_of<T>(save_mean),
+                                chan_of<T>(save_invstd), false, 0.0, eps};
+        forward_coefs<T><<<(unsigned)g.c, BN_THREADS, 0, s>>>(coef, part, 0, g, a);
+    });
+    tensor_decref(scratch);
+    return rc;
+}
+
+extern "C" int cuda_batch_norm_backward_kernel(tensor *gx, tensor *gw, tensor *gb,
+                                               const tensor *gy, const tensor *x,
+                                               const tensor *w, const tensor *mean,
+                                               const tensor *invstd, bool training,
+                                               const tensor *relu_out, tensor *g_residual)
 {
     cudaStream_t s = kstream(x);
     if (!s)

@@ -761,6 +761,104 @@ describe("convolution fallbacks", function()
   end)
 end)
 
+-- A script that prints "worst <e> worst16 <e> plans <n>": the largest difference
+-- (relative to the largest value) between GPU and CPU over batch norms in
+-- float32 (worst) and bfloat16 with float32 parameters (worst16): NCHW and
+-- channels-last; training with and without running statistics, and evaluation;
+-- plain, with a relu, with a residual and a relu (the ResNet block's end); the
+-- output, the updated running statistics and the gradients of x, the weight,
+-- the bias and the residual.
+local BN_CASES = [[
+  local miles = require "miles"
+  local F = miles.F
+  local worst, worst16 = 0, 0
+  local n = 0
+  for _, dt in ipairs({ "float32", "bfloat16" }) do
+    for _, channels_last in ipairs({ false, true }) do
+      for _, mode in ipairs({ "train", "train-nostats", "eval" }) do
+        for _, ep in ipairs({ "none", "relu", "residual" }) do
+          n = n + 1
+          miles.manual_seed(n)
+          local function act(t)
+            t = (t * 2 + 0.5):to(dt)
+            return channels_last and t:permute(1, 3, 4, 2):contiguous():permute(1, 4, 2, 3) or t
+          end
+          local x, r = act(miles.randn(3, 6, 5, 7)), act(miles.randn(3, 6, 5, 7))
+          local w, b = miles.randn(6) + 1, miles.randn(6)
+          local rm, rv = miles.randn(6) * 0.1, miles.rand(6) + 0.5
+          local function run(dev)
+            local l = { x:clone():to(dev), w:clone():to(dev), b:clone():to(dev), r:clone():to(dev) }
+            for _, t in ipairs(l) do t.requires_grad = true end
+            local m, v = rm:clone():to(dev), rv:clone():to(dev)
+            if mode == "train-nostats" then m, v = nil, nil end
+            local opts = ep == "relu" and { relu = true }
+              or ep == "residual" and { residual = l[4], relu = true } or nil
+            local y = F.batch_norm(l[1], m, v, l[2], l[3], mode ~= "eval", 0.1, 1e-5, opts)
+            miles.manual_seed(99)
+            local g = miles.randn(table.unpack(y:shape())):to(dt):to(dev)
+            ;(y * g):sum():backward()
+            local out = { y:cpu(), l[1].grad:cpu(), l[2].grad:cpu(), l[3].grad:cpu() }
+            if ep == "residual" then out[#out + 1] = l[4].grad:cpu() end
+            if m then out[#out + 1] = m:cpu(); out[#out + 1] = v:cpu() end
+            return out
+          end
+          local got, want = run("cuda"), run("cpu")
+          for i = 1, #want do
+            local scale = math.max(1, want[i]:abs():max():item())
+            local e = ((got[i] - want[i]):abs():max():item()) / scale
+            if dt == "bfloat16" then worst16 = math.max(worst16, e) else worst = math.max(worst, e) end
+          end
+        end
+      end
+    end
+  end
+  print(("worst %g worst16 %g plans %d"):format(worst, worst16, miles.cuda.memory_stats().cudnn_plans))
+]]
+
+-- run_bn_cases(env): BN_CASES in a child with env, its worst differences checked
+-- (float32 within 1e-5; bfloat16 within 2^-7, one rounding); its output and the
+-- count of cuDNN plans.
+local function run_bn_cases(env)
+  local out = run_child(env, BN_CASES)
+  local worst, worst16, plans = out:match("worst (%S+) worst16 (%S+) plans (%d+)")
+  assert.is_not_nil(worst, out)
+  assert.is_true(tonumber(worst) < 1e-5, out)
+  assert.is_true(tonumber(worst16) < 2 ^ -7, out)
+  return out, plans
+end
+
+-- Batch norm through cuDNN's graph API (csrc/cuda/cudnn_norm.c), the epilogue
+-- (residual, relu; the relu's backward) fused into the graph; our kernels run what
+-- no engine takes, and everything with MILES_CUDNN_NORM=0. On a real GPU the
+-- engines decide which problems they take; the numbers must hold either way.
+describe("batch norm through cuDNN", function()
+  gpu_it("gives the CPU's outputs, running statistics and gradients", function()
+    local out = run_bn_cases("MILES_CUDNN_VERBOSE=1")
+    if H.cuda_emulated then -- (the fake takes every graph)
+      assert.truthy(out:find("batch_norm: cuDNN engine", 1, true), out)
+      assert.truthy(out:find("batch_norm_backward: cuDNN engine", 1, true), out)
+      assert.falsy(out:find("running it on our kernels", 1, true), out)
+    end
+  end)
+
+  ;(H.cuda_emulated and it or pending)("when no engine takes a batch norm, our kernels run it #emulated-gpu", function()
+    local out = run_bn_cases("MILES_FAKE_CUDNN_REFUSE=norm MILES_CUDNN_VERBOSE=1")
+    assert.truthy(out:find("running it on our kernels", 1, true), out)
+    assert.falsy(out:find("batch_norm: cuDNN engine", 1, true), out)
+  end)
+
+  ;(H.cuda_emulated and it or pending)("when no engine fuses the epilogue, our kernels run those #emulated-gpu", function()
+    local out = run_bn_cases("MILES_FAKE_CUDNN_REFUSE=fused MILES_CUDNN_VERBOSE=1")
+    assert.truthy(out:find("running it on our kernels", 1, true), out)
+    assert.truthy(out:find("batch_norm: cuDNN engine", 1, true), out) -- the plain ones
+  end)
+
+  gpu_it("MILES_CUDNN_NORM=0 runs every batch norm on our kernels", function()
+    local _, plans = run_bn_cases("MILES_CUDNN_NORM=0")
+    assert.equal("0", plans)
+  end)
+end)
+
 -- The cuDNN plan cache is bounded (MILES_CUDNN_PLANS): with room for 2 plans,
 -- convolutions of 4 shapes, twice over, evict and rebuild plans and stay right.
 describe("the cuDNN plan cache", function()

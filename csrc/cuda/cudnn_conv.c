@@ -74,22 +74,12 @@ static bool strictly_channels_last(const tensor *t)
     return tensor_is_channels_last(t) && !tensor_is_contiguous(t);
 }
 
-/* The packed strides of a 4-D shape in the layout. */
-static void layout_strides(const int64_t *shape, bool nhwc, int64_t *st)
-{
-    int64_t c = shape[1], h = shape[2], w = shape[3];
-    st[0] = c * h * w;
-    st[1] = nhwc ? 1 : h * w;
-    st[2] = nhwc ? w * c : w;
-    st[3] = nhwc ? c : 1;
-}
-
 /* Give cuDNN t in the layout: t itself, or a new tensor in it, which holds t's
  * values when t is an input. */
 static int operand_init(conv_operand *o, const tensor *t, bool nhwc, bool input)
 {
     o->t = t;
-    layout_strides(t->shape, nhwc, o->stride);
+    cg_layout_strides(t->shape, nhwc, o->stride);
     if (!in_layout(t, nhwc)) {
         o->tmp = nhwc ? tensor_empty_channels_last(t->dtype, t->shape, tensor_device(t))
                       : tensor_empty(t->dtype, 4, t->shape, tensor_device(t));
@@ -182,7 +172,7 @@ static cg_desc operand_desc(cg_owner *o, cg_status *s, int64_t uid, const conv_p
                             const conv_operand *op)
 {
     return cg_tensor(o, s, uid, cudnn_type(pr->dt), 4, op->t->shape, op->stride,
-                     cg_alignment(tensor_data(op->t)), false);
+                     cg_alignment(tensor_data(op->t)), 0);
 }
 
 /* The convolution's geometry: cross-correlation (PyTorch's convolution), the
@@ -212,27 +202,6 @@ static cg_desc conv_desc(cg_owner *o, cg_status *s, const conv_problem *pr)
     return c;
 }
 
-/* A pointwise operation of the graph: y = mode(x[, b]), in the compute type. */
-static cg_desc pointwise_op(cg_owner *o, cg_status *s, cudnnPointwiseMode_t mode,
-                            cudnnDataType_t comp, cg_desc x, const cg_desc *b, cg_desc y,
-                            const char *what)
-{
-    cg_desc pw = cg_new(o, s, CUDNN_BACKEND_POINTWISE_DESCRIPTOR, what);
-    cg_set(s, pw, CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &mode, what);
-    cg_set(s, pw, CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &comp, what);
-    cg_finalize(s, pw, what);
-    cg_desc op = cg_new(o, s, CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR, what);
-    cg_set(s, op, CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
-           &pw, what);
-    cg_set(s, op, CUDNN_ATTR_OPERATION_POINTWISE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x, what);
-    if (b)
-        cg_set(s, op, CUDNN_ATTR_OPERATION_POINTWISE_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, b,
-               what);
-    cg_set(s, op, CUDNN_ATTR_OPERATION_POINTWISE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y, what);
-    cg_finalize(s, op, what);
-    return op;
-}
-
 /* The operation graph of pr into o: the convolution (alpha 1, beta 0: outputs
  * are overwritten), and with fuse the forward's epilogue after it, each step's
  * output a virtual tensor (of the compute type) but the last: the addition of
@@ -247,7 +216,7 @@ static cg_desc conv_graph(cg_owner *o, cg_status *s, cudnnHandle_t h, const conv
     cg_desc ty = operand_desc(o, s, UID_Y, pr, &pr->y);
     cg_desc tout = ty;
     if (fuse)
-        tout = cg_tensor(o, s, UID_CONV_OUT, comp, 4, pr->y.t->shape, pr->y.stride, 16, true);
+        tout = cg_tensor(o, s, UID_CONV_OUT, comp, 4, pr->y.t->shape, pr->y.stride, 16, CG_VIRTUAL);
     cg_desc cd = conv_desc(o, s, pr);
 
     float alpha_f = 1.0f, beta_f = 0.0f;
@@ -269,18 +238,18 @@ static cg_desc conv_graph(cg_owner *o, cg_status *s, cudnnHandle_t h, const conv
     cg_finalize(s, ops[0], "convolution operation finalization");
     if (bias) {
         int64_t bshape[4] = {1, pr->y.t->shape[1], 1, 1}, bstride[4];
-        layout_strides(bshape, pr->nhwc, bstride);
+        cg_layout_strides(bshape, pr->nhwc, bstride);
         cg_desc tb = cg_tensor(o, s, UID_B, cudnn_type(pr->dt), 4, bshape, bstride,
-                               cg_alignment(tensor_data(pr->b)), false);
+                               cg_alignment(tensor_data(pr->b)), 0);
         cg_desc tsum = relu ? cg_tensor(o, s, UID_BIAS_OUT, comp, 4, pr->y.t->shape,
-                                        pr->y.stride, 16, true)
+                                        pr->y.stride, 16, CG_VIRTUAL)
                             : ty;
-        ops[nops++] = pointwise_op(o, s, CUDNN_POINTWISE_ADD, comp, tout, &tb, tsum,
+        ops[nops++] = cg_pointwise(o, s, CUDNN_POINTWISE_ADD, comp, tout, &tb, tsum,
                                    "bias addition");
         tout = tsum;
     }
     if (relu)
-        ops[nops++] = pointwise_op(o, s, CUDNN_POINTWISE_RELU_FWD, comp, tout, NULL, ty, "relu");
+        ops[nops++] = cg_pointwise(o, s, CUDNN_POINTWISE_RELU_FWD, comp, tout, NULL, ty, "relu");
     return cg_graph(o, s, h, nops, ops);
 }
 

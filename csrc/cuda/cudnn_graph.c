@@ -111,8 +111,9 @@ void cg_owner_free(cg_owner *o)
 }
 
 cg_desc cg_tensor(cg_owner *o, cg_status *s, int64_t uid, cudnnDataType_t dt, int nd,
-                  const int64_t *dims, const int64_t *strides, int64_t align, bool is_virtual)
+                  const int64_t *dims, const int64_t *strides, int64_t align, unsigned flags)
 {
+    bool is_virtual = flags & CG_VIRTUAL, by_value = flags & CG_BY_VALUE;
     cg_desc t = cg_new(o, s, CUDNN_BACKEND_TENSOR_DESCRIPTOR, "tensor descriptor creation");
     cg_set(s, t, CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &dt, "tensor data type");
     cg_set(s, t, CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, nd, dims, "tensor dimensions");
@@ -123,8 +124,63 @@ cg_desc cg_tensor(cg_owner *o, cg_status *s, int64_t uid, cudnnDataType_t dt, in
     if (is_virtual)
         cg_set(s, t, CUDNN_ATTR_TENSOR_IS_VIRTUAL, CUDNN_TYPE_BOOLEAN, 1, &is_virtual,
                "tensor virtual flag");
+    if (by_value)
+        cg_set(s, t, CUDNN_ATTR_TENSOR_IS_BY_VALUE, CUDNN_TYPE_BOOLEAN, 1, &by_value,
+               "tensor by-value flag");
     cg_finalize(s, t, "tensor descriptor finalization");
     return s->status == CUDNN_STATUS_SUCCESS ? t : NULL;
+}
+
+void cg_layout_strides(const int64_t *shape, bool nhwc, int64_t *st)
+{
+    int64_t c = shape[1], h = shape[2], w = shape[3];
+    st[0] = c * h * w;
+    st[1] = nhwc ? 1 : h * w;
+    st[2] = nhwc ? w * c : w;
+    st[3] = nhwc ? c : 1;
+}
+
+/* The pointwise descriptor of an operation: its mode, computed in comp. */
+static cg_desc pointwise_desc(cg_owner *o, cg_status *s, cudnnPointwiseMode_t mode,
+                              cudnnDataType_t comp, const char *what)
+{
+    cg_desc pw = cg_new(o, s, CUDNN_BACKEND_POINTWISE_DESCRIPTOR, what);
+    cg_set(s, pw, CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &mode, what);
+    cg_set(s, pw, CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &comp, what);
+    cg_finalize(s, pw, what);
+    return pw;
+}
+
+cg_desc cg_pointwise(cg_owner *o, cg_status *s, cudnnPointwiseMode_t mode, cudnnDataType_t comp,
+                     cg_desc x, const cg_desc *b, cg_desc y, const char *what)
+{
+    cg_desc pw = pointwise_desc(o, s, mode, comp, what);
+    cg_desc op = cg_new(o, s, CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR, what);
+    cg_set(s, op, CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+           &pw, what);
+    cg_set(s, op, CUDNN_ATTR_OPERATION_POINTWISE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x, what);
+    if (b)
+        cg_set(s, op, CUDNN_ATTR_OPERATION_POINTWISE_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, b,
+               what);
+    cg_set(s, op, CUDNN_ATTR_OPERATION_POINTWISE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y, what);
+    cg_finalize(s, op, what);
+    return op;
+}
+
+cg_desc cg_relu_backward(cg_owner *o, cg_status *s, cudnnDataType_t comp, cg_desc x, cg_desc dy,
+                         cg_desc dx, const char *what)
+{
+    cg_desc pw = pointwise_desc(o, s, CUDNN_POINTWISE_RELU_BWD, comp, what);
+    cg_desc op = cg_new(o, s, CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR, what);
+    cg_set(s, op, CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+           &pw, what);
+    cg_set(s, op, CUDNN_ATTR_OPERATION_POINTWISE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x, what);
+    cg_set(s, op, CUDNN_ATTR_OPERATION_POINTWISE_DYDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &dy,
+           what);
+    cg_set(s, op, CUDNN_ATTR_OPERATION_POINTWISE_DXDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &dx,
+           what);
+    cg_finalize(s, op, what);
+    return op;
 }
 
 cg_desc cg_graph(cg_owner *o, cg_status *s, cudnnHandle_t h, int nops, const cg_desc *ops)

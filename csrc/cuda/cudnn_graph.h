@@ -26,7 +26,7 @@ typedef struct {
 } cg_status;
 
 /* Descriptors that live and die together, destroyed in reverse order. */
-#define CG_MAX_DESCS 24
+#define CG_MAX_DESCS 40
 typedef struct {
     int n;
     cg_desc d[CG_MAX_DESCS];
@@ -46,7 +46,7 @@ typedef struct {
 } cg_plan;
 
 /* The buffers of one execution, by tensor UID. */
-#define CG_MAX_ARGS 8
+#define CG_MAX_ARGS 16
 typedef struct {
     int n;
     int64_t uid[CG_MAX_ARGS];
@@ -73,10 +73,24 @@ void cg_set(cg_status *s, cg_desc d, cudnnBackendAttributeName_t name,
 void cg_finalize(cg_status *s, cg_desc d, const char *what);
 void cg_owner_free(cg_owner *o);
 
+/* cg_tensor's flags: a virtual tensor (an intermediate of the graph, with no
+ * buffer); a scalar passed by value (its variant-pack pointer is a host pointer
+ * to the value, read when the plan is executed). */
+enum { CG_VIRTUAL = 1, CG_BY_VALUE = 2 };
+
 /* A finalized tensor descriptor of `nd` dims. `align` is the byte alignment of
  * its data pointer (the largest power of two, up to 16, dividing it). */
 cg_desc cg_tensor(cg_owner *o, cg_status *s, int64_t uid, cudnnDataType_t dt, int nd,
-                  const int64_t *dims, const int64_t *strides, int64_t align, bool is_virtual);
+                  const int64_t *dims, const int64_t *strides, int64_t align, unsigned flags);
+/* The packed strides of a 4-D shape, NCHW or (nhwc) channels-last. */
+void cg_layout_strides(const int64_t *shape, bool nhwc, int64_t *strides);
+/* A finalized pointwise operation y = mode(x[, b]) computed in comp (b NULL for
+ * the unary modes). */
+cg_desc cg_pointwise(cg_owner *o, cg_status *s, cudnnPointwiseMode_t mode, cudnnDataType_t comp,
+                     cg_desc x, const cg_desc *b, cg_desc y, const char *what);
+/* A finalized relu backward: dx = dy where x > 0, else 0. */
+cg_desc cg_relu_backward(cg_owner *o, cg_status *s, cudnnDataType_t comp, cg_desc x, cg_desc dy,
+                         cg_desc dx, const char *what);
 /* A finalized operation graph of `nops` finalized operations. */
 cg_desc cg_graph(cg_owner *o, cg_status *s, cudnnHandle_t h, int nops, const cg_desc *ops);
 

@@ -49,7 +49,8 @@ int cuda_adaptive_avg_pool2d_backward(tensor *gin, const tensor *gout);
 /* kernels/resize.cu (twin: csrc/cpu/resize.c) */
 int cuda_interpolate2d(tensor *out, const tensor *x, const resize_params *p);
 int cuda_interpolate2d_backward(tensor *gin, const tensor *gout, const resize_params *p);
-/* kernels/batchnorm.cu (twin: csrc/cpu/batchnorm.c) */
+/* csrc/cuda/cudnn_norm.c (twin: csrc/cpu/batchnorm.c): cuDNN's graph API, or
+ * our kernels where cuDNN does not take the problem */
 int cuda_batch_norm(tensor *y, tensor *save_mean, tensor *save_invstd, const tensor *x,
                     const tensor *w, const tensor *b, tensor *running_mean,
                     tensor *running_var, bool training, double momentum, double eps,
@@ -58,6 +59,20 @@ int cuda_batch_norm_backward(tensor *gx, tensor *gw, tensor *gb, const tensor *g
                              const tensor *x, const tensor *w, const tensor *mean,
                              const tensor *invstd, bool training,
                              const tensor *relu_out, tensor *g_residual);
+/* kernels/batchnorm.cu (twin: csrc/cpu/batchnorm.c): our kernels, with the
+ * contracts above; eval_stats writes an evaluation's mean and 1/std (the
+ * running statistics') alone */
+int cuda_batch_norm_kernel(tensor *y, tensor *save_mean, tensor *save_invstd, const tensor *x,
+                           const tensor *w, const tensor *b, tensor *running_mean,
+                           tensor *running_var, bool training, double momentum, double eps,
+                           const bn_epilogue *ep);
+int cuda_batch_norm_backward_kernel(tensor *gx, tensor *gw, tensor *gb, const tensor *gy,
+                                    const tensor *x, const tensor *w, const tensor *mean,
+                                    const tensor *invstd, bool training,
+                                    const tensor *relu_out, tensor *g_residual);
+int cuda_batch_norm_eval_stats(tensor *save_mean, tensor *save_invstd, const tensor *x,
+                               const tensor *running_mean, const tensor *running_var,
+                               double eps);
 /* csrc/cuda/cublas_gemm.c (twin: csrc/cpu/blas.c) */
 int cuda_gemm(dtype_t dt, int64_t batch, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
               double alpha, const tensor *A, int64_t sa, int64_t lda, const tensor *B,

@@ -1,26 +1,37 @@
 /* A fake cuDNN for the emulated GPU (make EMU=1): the backend (graph) API calls
- * that csrc/cuda/cudnn_graph.c and cudnn_conv.c make, so that their descriptors,
- * layouts, engine choice, bias fusion and bf16 temporaries are checked on any
- * machine. It follows cuDNN's documented conventions, not our code's:
+ * that csrc/cuda/cudnn_graph.c, cudnn_conv.c and cudnn_norm.c make, so that their
+ * descriptors, layouts, engine choice and fusions are checked on any machine. It
+ * follows cuDNN's documented conventions, not our code's:
  *  - tensors: dimensions in N, C, H, W order (filters K, C/groups, R, S) whatever
  *    the memory layout, which the strides give; groups = x's C / w's C;
  *  - convolution forward y = x (*) w, backward data dx = dy (*)^T w, backward
  *    filter dw = x (*) dy, cross-correlation with pre/post paddings, strides and
  *    dilations, alpha 1 and beta 0 only (what miles asks);
- *  - pointwise operations after a convolution whose output is virtual: an
- *    addition with broadcasting (a bias [1, C, 1, 1]) and a relu (max(x, 0),
- *    lower clip 0), each reading the virtual output of the one before;
+ *  - pointwise operations after a convolution or a batch norm whose output is
+ *    virtual: an addition with broadcasting (a bias [1, C, 1, 1], a residual)
+ *    and a relu (max(x, 0), lower clip 0), each reading the virtual output of
+ *    the one before; a relu backward (dx = dy where x > 0) before a batch norm
+ *    backward;
+ *  - batch norm (the norm operations in CUDNN_BATCH_NORM mode): per-channel
+ *    tensors [1, C, 1, 1]; in training the batch's mean and 1/sqrt(var + eps)
+ *    (the biased variance) are outputs, epsilon and the running average's
+ *    factor are by-value scalars, and the running statistics, when given (all
+ *    four), are next = (1 - factor) * previous + factor * batch, with the
+ *    unbiased variance (as cuDNN's legacy batch norm and PyTorch's running
+ *    variance); in inference the mean and 1/std are inputs; the backward gives
+ *    dx, dscale and dbias from the saved mean and 1/std;
  *  - heuristics propose engine configs (three in mode A, with tensor-core and
  *    non-deterministic notes on two of them; one in fallback mode), plans have a
  *    workspace that execution must be given.
  * A descriptor set up against these rules fails to finalize with a message
  * (cudnnGetLastErrorString). MILES_FAKE_CUDNN_REFUSE lists what no engine takes,
  * as real engines sometimes do not, so that our fallbacks run: "fused" (a graph
- * of more than the convolution), "nhwc" (channels-last activations), "all" (every
- * graph). Execution computes in double, on the fake runtime's
+ * of more than the convolution or batch norm), "nhwc" (channels-last
+ * activations), "norm" (a graph with a batch norm), "all" (every graph). Execution computes in double, on the fake runtime's
  * host memory, at once or as a node of a CUDA graph being captured. */
 #include <cudnn.h>
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -32,6 +43,7 @@
 
 #define MAX_ATTRS 24
 #define MAX_OPS 4
+#define MAX_PACK 16
 #define N_ENGINES 3
 #define ENGINE_WORKSPACE 4096
 
@@ -138,6 +150,8 @@ cudnnStatus_t cudnnBackendDestroyDescriptor(cudnnBackendDescriptor_t descriptor)
         d->type == CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_DATA_DESCRIPTOR ||
         d->type == CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_FILTER_DESCRIPTOR ||
         d->type == CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR ||
+        d->type == CUDNN_BACKEND_OPERATION_NORM_FORWARD_DESCRIPTOR ||
+        d->type == CUDNN_BACKEND_OPERATION_NORM_BACKWARD_DESCRIPTOR ||
         d->type == CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR || d->type == CUDNN_BACKEND_POINTWISE_DESCRIPTOR)
         fake_gpu_catch_up();
     for (int i = 0; i < d->nattr; i++)
@@ -208,7 +222,7 @@ typedef struct {
     const int64_t *dim, *stride;
     int64_t uid, align;
     cudnnDataType_t dt;
-    bool is_virtual;
+    bool is_virtual, by_value;
 } ftensor;
 
 static bool tensor_of(const fdesc *d, ftensor *t)
@@ -224,6 +238,8 @@ static bool tensor_of(const fdesc *d, ftensor *t)
     t->dt = *(const cudnnDataType_t *)want(d, CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1);
     const bool *v = want(d, CUDNN_ATTR_TENSOR_IS_VIRTUAL, CUDNN_TYPE_BOOLEAN, 1);
     t->is_virtual = v && *v;
+    const bool *bv = want(d, CUDNN_ATTR_TENSOR_IS_BY_VALUE, CUDNN_TYPE_BOOLEAN, 1);
+    t->by_value = bv && *bv;
     return true;
 }
 
@@ -239,6 +255,10 @@ static cudnnStatus_t finalize_tensor(fdesc *d)
                                             "are required, dims and strides alike");
     if (*dt != CUDNN_DATA_FLOAT && *dt != CUDNN_DATA_DOUBLE && *dt != CUDNN_DATA_BFLOAT16)
         return fail(CUDNN_STATUS_NOT_SUPPORTED, "tensor: data type %d", *dt);
+    const bool *v = want(d, CUDNN_ATTR_TENSOR_IS_VIRTUAL, CUDNN_TYPE_BOOLEAN, 1),
+               *bv = want(d, CUDNN_ATTR_TENSOR_IS_BY_VALUE, CUDNN_TYPE_BOOLEAN, 1);
+    if (v && *v && bv && *bv)
+        return fail(CUDNN_STATUS_BAD_PARAM, "tensor: virtual and by value");
     const int64_t *dv = dims->values, *sv = st->values;
     for (int64_t i = 0; i < dims->count; i++)
         if (dv[i] < 1 || sv[i] < 1)
@@ -286,13 +306,73 @@ static int64_t offset4(const ftensor *t, int64_t a, int64_t b, int64_t c, int64_
 
 /* --- operations --- */
 
-typedef enum { OP_FWD, OP_BWD_DATA, OP_BWD_FILTER, OP_ADD, OP_RELU } op_kind;
+typedef enum {
+    OP_FWD, OP_BWD_DATA, OP_BWD_FILTER, OP_ADD, OP_RELU, OP_RELU_BWD, OP_NORM_FWD, OP_NORM_BWD
+} op_kind;
+
+/* An operation's tensors by slot. Convolutions: x (or dx), w (or dw), y (or dy);
+ * add: x, b, y; relu: x, -, y; relu backward: x, dy, dx; the norms: below. */
+enum { CX, CW, CY };
+enum {
+    NF_X, NF_SCALE, NF_BIAS, NF_EPS, NF_FACTOR, NF_RMEAN_IN, NF_RVAR_IN, NF_RMEAN_OUT,
+    NF_RVAR_OUT, NF_MEAN, NF_INVSTD, NF_Y, N_SLOTS
+};
+enum { NB_X, NB_DY, NB_SCALE, NB_MEAN, NB_INVSTD, NB_DSCALE, NB_DBIAS, NB_DX };
 
 typedef struct {
     op_kind kind;
-    ftensor x, w, y; /* conv: x (or dx), w (or dw), y (or dy); add: x + w -> y; relu: x -> y */
-    int64_t pre[2], post[2], stride[2], dil[2];
+    ftensor t[N_SLOTS];
+    bool has[N_SLOTS];
+    bool training;                               /* the norm forward's phase */
+    int64_t pre[2], post[2], stride[2], dil[2]; /* a convolution's geometry */
 } fop;
+
+/* The norm operations' tensor attributes by slot. */
+static const cudnnBackendAttributeName_t norm_fwd_attrs[N_SLOTS] = {
+    [NF_X] = CUDNN_ATTR_OPERATION_NORM_FWD_XDESC,
+    [NF_SCALE] = CUDNN_ATTR_OPERATION_NORM_FWD_SCALE_DESC,
+    [NF_BIAS] = CUDNN_ATTR_OPERATION_NORM_FWD_BIAS_DESC,
+    [NF_EPS] = CUDNN_ATTR_OPERATION_NORM_FWD_EPSILON_DESC,
+    [NF_FACTOR] = CUDNN_ATTR_OPERATION_NORM_FWD_EXP_AVG_FACTOR_DESC,
+    [NF_RMEAN_IN] = CUDNN_ATTR_OPERATION_NORM_FWD_INPUT_RUNNING_MEAN_DESC,
+    [NF_RVAR_IN] = CUDNN_ATTR_OPERATION_NORM_FWD_INPUT_RUNNING_VAR_DESC,
+    [NF_RMEAN_OUT] = CUDNN_ATTR_OPERATION_NORM_FWD_OUTPUT_RUNNING_MEAN_DESC,
+    [NF_RVAR_OUT] = CUDNN_ATTR_OPERATION_NORM_FWD_OUTPUT_RUNNING_VAR_DESC,
+    [NF_MEAN] = CUDNN_ATTR_OPERATION_NORM_FWD_MEAN_DESC,
+    [NF_INVSTD] = CUDNN_ATTR_OPERATION_NORM_FWD_INV_VARIANCE_DESC,
+    [NF_Y] = CUDNN_ATTR_OPERATION_NORM_FWD_YDESC,
+};
+static const cudnnBackendAttributeName_t norm_bwd_attrs[NB_DX + 1] = {
+    [NB_X] = CUDNN_ATTR_OPERATION_NORM_BWD_XDESC,
+    [NB_DY] = CUDNN_ATTR_OPERATION_NORM_BWD_DYDESC,
+    [NB_SCALE] = CUDNN_ATTR_OPERATION_NORM_BWD_SCALE_DESC,
+    [NB_MEAN] = CUDNN_ATTR_OPERATION_NORM_BWD_MEAN_DESC,
+    [NB_INVSTD] = CUDNN_ATTR_OPERATION_NORM_BWD_INV_VARIANCE_DESC,
+    [NB_DSCALE] = CUDNN_ATTR_OPERATION_NORM_BWD_DSCALE_DESC,
+    [NB_DBIAS] = CUDNN_ATTR_OPERATION_NORM_BWD_DBIAS_DESC,
+    [NB_DX] = CUDNN_ATTR_OPERATION_NORM_BWD_DXDESC,
+};
+
+/* Slot i from attribute name when d has it: false when it is there but is not
+ * a finalized tensor. */
+static bool slot(const fdesc *d, fop *o, int i, cudnnBackendAttributeName_t name)
+{
+    if (!get(d, name))
+        return true;
+    o->has[i] = true;
+    return tensor_of(child(d, name), &o->t[i]);
+}
+
+/* Slots 0, 1, 2 from these attributes (0: none). */
+static bool slots3(const fdesc *d, fop *o, cudnnBackendAttributeName_t a0,
+                   cudnnBackendAttributeName_t a1, cudnnBackendAttributeName_t a2)
+{
+    const cudnnBackendAttributeName_t a[3] = {a0, a1, a2};
+    for (int i = 0; i < 3; i++)
+        if (a[i] && (!get(d, a[i]) || !slot(d, o, i, a[i])))
+            return false;
+    return true;
+}
 
 static bool op_of(const fdesc *d, fop *o)
 {
@@ -324,19 +404,47 @@ static bool op_of(const fdesc *d, fop *o)
         const fdesc *pw = child(d, CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR);
         const cudnnPointwiseMode_t *m =
             pw ? want(pw, CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1) : NULL;
-        if (!m || !pw->finalized || (*m != CUDNN_POINTWISE_ADD && *m != CUDNN_POINTWISE_RELU_FWD))
+        if (!m || !pw->finalized)
             return false;
-        o->kind = *m == CUDNN_POINTWISE_ADD ? OP_ADD : OP_RELU;
-        return tensor_of(child(d, CUDNN_ATTR_OPERATION_POINTWISE_XDESC), &o->x) &&
-               (o->kind == OP_RELU ||
-                tensor_of(child(d, CUDNN_ATTR_OPERATION_POINTWISE_BDESC), &o->w)) &&
-               tensor_of(child(d, CUDNN_ATTR_OPERATION_POINTWISE_YDESC), &o->y);
+        switch (*m) {
+        case CUDNN_POINTWISE_ADD:
+            o->kind = OP_ADD;
+            return slots3(d, o, CUDNN_ATTR_OPERATION_POINTWISE_XDESC,
+                          CUDNN_ATTR_OPERATION_POINTWISE_BDESC, CUDNN_ATTR_OPERATION_POINTWISE_YDESC);
+        case CUDNN_POINTWISE_RELU_FWD:
+            o->kind = OP_RELU;
+            return slots3(d, o, CUDNN_ATTR_OPERATION_POINTWISE_XDESC, 0,
+                          CUDNN_ATTR_OPERATION_POINTWISE_YDESC);
+        case CUDNN_POINTWISE_RELU_BWD:
+            o->kind = OP_RELU_BWD;
+            return slots3(d, o, CUDNN_ATTR_OPERATION_POINTWISE_XDESC,
+                          CUDNN_ATTR_OPERATION_POINTWISE_DYDESC,
+                          CUDNN_ATTR_OPERATION_POINTWISE_DXDESC);
+        default: return false;
+        }
+    }
+    case CUDNN_BACKEND_OPERATION_NORM_FORWARD_DESCRIPTOR:
+    case CUDNN_BACKEND_OPERATION_NORM_BACKWARD_DESCRIPTOR: {
+        bool fwd = d->type == CUDNN_BACKEND_OPERATION_NORM_FORWARD_DESCRIPTOR;
+        const cudnnBackendNormMode_t *mode =
+            want(d, fwd ? CUDNN_ATTR_OPERATION_NORM_FWD_MODE : CUDNN_ATTR_OPERATION_NORM_BWD_MODE,
+                 CUDNN_TYPE_NORM_MODE, 1);
+        const cudnnBackendNormFwdPhase_t *phase =
+            want(d, CUDNN_ATTR_OPERATION_NORM_FWD_PHASE, CUDNN_TYPE_NORM_FWD_PHASE, 1);
+        if (!mode || *mode != CUDNN_BATCH_NORM || (fwd && !phase))
+            return false;
+        o->kind = fwd ? OP_NORM_FWD : OP_NORM_BWD;
+        o->training = fwd && *phase == CUDNN_NORM_FWD_TRAINING;
+        int n = fwd ? N_SLOTS : NB_DX + 1;
+        for (int i = 0; i < n; i++)
+            if (!slot(d, o, i, fwd ? norm_fwd_attrs[i] : norm_bwd_attrs[i]))
+                return false;
+        return true;
     }
     default: return false;
     }
     const fdesc *c = child(d, ac);
-    if (!c || !c->finalized || !tensor_of(child(d, ax), &o->x) || !tensor_of(child(d, aw), &o->w) ||
-        !tensor_of(child(d, ay), &o->y))
+    if (!c || !c->finalized || !slots3(d, o, ax, aw, ay))
         return false;
     memcpy(o->pre, get(c, CUDNN_ATTR_CONVOLUTION_PRE_PADDINGS)->values, sizeof o->pre);
     memcpy(o->post, get(c, CUDNN_ATTR_CONVOLUTION_POST_PADDINGS)->values, sizeof o->post);
@@ -368,7 +476,7 @@ static cudnnStatus_t finalize_conv_desc(const fdesc *d)
 /* The documented shape rules of a convolution operation. */
 static cudnnStatus_t check_conv(const fop *o)
 {
-    const ftensor *x = &o->x, *w = &o->w, *y = &o->y;
+    const ftensor *x = &o->t[CX], *w = &o->t[CW], *y = &o->t[CY];
     if (x->nd != 4 || w->nd != 4 || y->nd != 4)
         return fail(CUDNN_STATUS_NOT_SUPPORTED, "convolution: 4-D tensors only (faked)");
     if (x->dt != w->dt || (!y->is_virtual && y->dt != x->dt))
@@ -392,26 +500,105 @@ static cudnnStatus_t check_conv(const fop *o)
     return CUDNN_STATUS_SUCCESS;
 }
 
+static bool same_shape(const ftensor *a, const ftensor *b)
+{
+    if (a->nd != b->nd)
+        return false;
+    for (int i = 0; i < a->nd; i++)
+        if (a->dim[i] != b->dim[i])
+            return false;
+    return true;
+}
+
+/* A batch norm's per-channel tensor: [1, C, 1, 1] of float32 (the type miles
+ * gives; faked as the only one). */
+static bool channel_tensor(const ftensor *t, int64_t c)
+{
+    return t->nd == 4 && t->dim[0] == 1 && t->dim[1] == c && t->dim[2] == 1 && t->dim[3] == 1 &&
+           t->dt == CUDNN_DATA_FLOAT && !t->is_virtual && !t->by_value;
+}
+
+/* A by-value float32 scalar [1, 1, 1, 1]. */
+static bool scalar_tensor(const ftensor *t)
+{
+    return t->nd == 4 && t->dim[0] == 1 && t->dim[1] == 1 && t->dim[2] == 1 && t->dim[3] == 1 &&
+           t->dt == CUDNN_DATA_FLOAT && t->by_value;
+}
+
+/* x and its like (y, dy, dx): 4-D activations of x's shape, bf16 or float32. */
+static bool activation_pair(const ftensor *x, const ftensor *y)
+{
+    return x->nd == 4 && same_shape(x, y) && !x->by_value && !y->by_value &&
+           (x->dt == CUDNN_DATA_FLOAT || x->dt == CUDNN_DATA_BFLOAT16);
+}
+
+static cudnnStatus_t check_norm_fwd(const fop *o)
+{
+    const char *need = o->training ? "x, scale, bias, epsilon, mean, inv_variance and y"
+                                   : "x, scale, bias, mean, inv_variance and y";
+    const int train[] = {NF_X, NF_SCALE, NF_BIAS, NF_EPS, NF_MEAN, NF_INVSTD, NF_Y};
+    for (size_t i = 0; i < sizeof train / sizeof *train; i++)
+        if (!o->has[train[i]] && (o->training || train[i] != NF_EPS))
+            return fail(CUDNN_STATUS_BAD_PARAM, "batch norm forward: %s are required", need);
+    int running = o->has[NF_FACTOR] + o->has[NF_RMEAN_IN] + o->has[NF_RVAR_IN] +
+                  o->has[NF_RMEAN_OUT] + o->has[NF_RVAR_OUT];
+    if (running != 0 && (running != 5 || !o->training))
+        return fail(CUDNN_STATUS_BAD_PARAM, "batch norm forward: the running statistics take "
+                    "the factor and all four tensors, in training");
+    if (!activation_pair(&o->t[NF_X], &o->t[NF_Y]))
+        return fail(CUDNN_STATUS_BAD_PARAM, "batch norm forward: x and y 4-D, of one shape");
+    int64_t c = o->t[NF_X].dim[1];
+    for (int i = NF_SCALE; i <= NF_INVSTD; i++)
+        if (o->has[i] && (i == NF_EPS || i == NF_FACTOR ? !scalar_tensor(&o->t[i])
+                                                        : !channel_tensor(&o->t[i], c)))
+            return fail(CUDNN_STATUS_BAD_PARAM, "batch norm forward: tensor slot %d is not %s", i,
+                        i == NF_EPS || i == NF_FACTOR ? "a by-value float scalar [1, 1, 1, 1]"
+                                                      : "a float [1, C, 1, 1]");
+    return CUDNN_STATUS_SUCCESS;
+}
+
+static cudnnStatus_t check_norm_bwd(const fop *o)
+{
+    for (int i = NB_X; i <= NB_DX; i++)
+        if (!o->has[i])
+            return fail(CUDNN_STATUS_BAD_PARAM, "batch norm backward: x, dy, scale, mean, "
+                        "inv_variance, dscale, dbias and dx are required");
+    if (!activation_pair(&o->t[NB_X], &o->t[NB_DY]) || !activation_pair(&o->t[NB_X], &o->t[NB_DX]))
+        return fail(CUDNN_STATUS_BAD_PARAM, "batch norm backward: x, dy and dx 4-D, of one shape");
+    for (int i = NB_SCALE; i <= NB_DBIAS; i++)
+        if (!channel_tensor(&o->t[i], o->t[NB_X].dim[1]))
+            return fail(CUDNN_STATUS_BAD_PARAM, "batch norm backward: tensor slot %d is not a "
+                        "float [1, C, 1, 1]", i);
+    return CUDNN_STATUS_SUCCESS;
+}
+
 static cudnnStatus_t finalize_op(const fdesc *d)
 {
     fop o;
     if (!op_of(d, &o))
         return fail(CUDNN_STATUS_BAD_PARAM, "operation %d: an operand or descriptor is missing "
                     "or not finalized", d->type);
-    if (o.kind == OP_RELU) {
-        for (int i = 0; i < o.x.nd; i++)
-            if (o.y.nd != o.x.nd || o.y.dim[i] != o.x.dim[i])
-                return fail(CUDNN_STATUS_BAD_PARAM, "pointwise: y is not x's shape");
+    if (o.kind == OP_RELU || o.kind == OP_RELU_BWD) {
+        const ftensor *x = &o.t[CX], *y = &o.t[CY];
+        for (int i = 0; i < x->nd; i++)
+            if (y->nd != x->nd || y->dim[i] != x->dim[i] ||
+                (o.kind == OP_RELU_BWD && !same_shape(&o.t[CW], x)))
+                return fail(CUDNN_STATUS_BAD_PARAM, "pointwise: y (dy, dx) is not x's shape");
         return CUDNN_STATUS_SUCCESS;
     }
     if (o.kind == OP_ADD) {
-        for (int i = 0; i < o.x.nd; i++)
-            if (o.w.nd != o.x.nd || o.y.nd != o.x.nd || o.y.dim[i] != o.x.dim[i] ||
-                (o.w.dim[i] != 1 && o.w.dim[i] != o.x.dim[i]))
+        const ftensor *x = &o.t[CX], *b = &o.t[CW], *y = &o.t[CY];
+        for (int i = 0; i < x->nd; i++)
+            if (b->nd != x->nd || y->nd != x->nd || y->dim[i] != x->dim[i] ||
+                (b->dim[i] != 1 && b->dim[i] != x->dim[i]))
                 return fail(CUDNN_STATUS_BAD_PARAM, "pointwise: b does not broadcast to x, or y "
                                                     "is not x's shape");
         return CUDNN_STATUS_SUCCESS;
     }
+    if (o.kind == OP_NORM_FWD)
+        return check_norm_fwd(&o);
+    if (o.kind == OP_NORM_BWD)
+        return check_norm_bwd(&o);
     cudnnBackendAttributeName_t alpha = d->type == CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR
         ? CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA
         : d->type == CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_DATA_DESCRIPTOR
@@ -429,8 +616,8 @@ static cudnnStatus_t finalize_op(const fdesc *d)
 
 typedef struct {
     int n;
-    int64_t uid[8];
-    void *ptr[8];
+    int64_t uid[MAX_PACK];
+    void *ptr[MAX_PACK];
     void *ws;
 } pack_t;
 
@@ -455,6 +642,7 @@ typedef struct {
     const fdesc *graph;
     int64_t workspace;
     pack_t pack;
+    float byval[MAX_PACK]; /* the by-value scalars' values, read at execution */
 } run_t;
 
 /* Where tensor t is: a variant-pack buffer, or a virtual one in double. */
@@ -463,9 +651,10 @@ typedef struct {
     cudnnDataType_t dt;
 } place;
 
-static void run_conv(const fop *o, place X, place W, place Y)
+static void run_conv(const fop *o, const place *pl)
 {
-    const ftensor *x = &o->x, *w = &o->w, *y = &o->y;
+    const ftensor *x = &o->t[CX], *w = &o->t[CW], *y = &o->t[CY];
+    place X = pl[CX], W = pl[CW], Y = pl[CY];
     int64_t N = x->dim[0], C = x->dim[1], H = x->dim[2], Wd = x->dim[3];
     int64_t K = w->dim[0], Cg = w->dim[1], R = w->dim[2], S = w->dim[3];
     int64_t OH = y->dim[2], OW = y->dim[3], g = C / Cg, Kg = K / g;
@@ -504,65 +693,150 @@ static void run_conv(const fop *o, place X, place W, place Y)
     free(acc);
 }
 
-static void run_add(const fop *o, place X, place B, place Y)
+/* The pointwise operations, element by element of x's shape: add (x + b, b
+ * broadcast), relu (max(x, 0) into y), relu backward (dy where x > 0 into dx). */
+static void run_pointwise(const fop *o, const place *pl)
 {
-    const ftensor *x = &o->x, *b = &o->w, *y = &o->y;
+    const ftensor *x = &o->t[CX], *b = &o->t[CW], *y = &o->t[CY];
     for (int64_t i0 = 0; i0 < x->dim[0]; i0++)
         for (int64_t i1 = 0; i1 < x->dim[1]; i1++)
             for (int64_t i2 = 0; i2 < x->dim[2]; i2++)
                 for (int64_t i3 = 0; i3 < x->dim[3]; i3++) {
-                    int64_t bi = offset4(b, b->dim[0] > 1 ? i0 : 0, b->dim[1] > 1 ? i1 : 0,
-                                         b->dim[2] > 1 ? i2 : 0, b->dim[3] > 1 ? i3 : 0);
-                    store(Y.p, Y.dt, offset4(y, i0, i1, i2, i3),
-                          load(X.p, X.dt, offset4(x, i0, i1, i2, i3)) + load(B.p, B.dt, bi));
+                    double v = load(pl[CX].p, pl[CX].dt, offset4(x, i0, i1, i2, i3));
+                    if (o->kind == OP_ADD)
+                        v += load(pl[CW].p, pl[CW].dt,
+                                  offset4(b, b->dim[0] > 1 ? i0 : 0, b->dim[1] > 1 ? i1 : 0,
+                                          b->dim[2] > 1 ? i2 : 0, b->dim[3] > 1 ? i3 : 0));
+                    else if (o->kind == OP_RELU_BWD)
+                        v = v > 0 ? load(pl[CW].p, pl[CW].dt, offset4(b, i0, i1, i2, i3)) : 0;
+                    else
+                        v = v > 0 ? v : 0;
+                    store(pl[CY].p, pl[CY].dt, offset4(y, i0, i1, i2, i3), v);
                 }
 }
 
-static void run_relu(const fop *o, place X, place Y)
+/* Channel c's value of per-channel tensor slot i. */
+static double chan_load(const fop *o, const place *pl, int i, int64_t c)
 {
-    const ftensor *x = &o->x, *y = &o->y;
-    for (int64_t i0 = 0; i0 < x->dim[0]; i0++)
-        for (int64_t i1 = 0; i1 < x->dim[1]; i1++)
-            for (int64_t i2 = 0; i2 < x->dim[2]; i2++)
-                for (int64_t i3 = 0; i3 < x->dim[3]; i3++) {
-                    double v = load(X.p, X.dt, offset4(x, i0, i1, i2, i3));
-                    store(Y.p, Y.dt, offset4(y, i0, i1, i2, i3), v > 0 ? v : 0);
+    return load(pl[i].p, pl[i].dt, c * o->t[i].stride[1]);
+}
+
+static void chan_store(const fop *o, const place *pl, int i, int64_t c, double v)
+{
+    store(pl[i].p, pl[i].dt, c * o->t[i].stride[1], v);
+}
+
+/* The sum over channel c's elements of f(x, other) for x slot xs (and other slot
+ * os, or -1). */
+static double channel_sum(const fop *o, const place *pl, int xs, int os, int64_t c, double mean,
+                          int what)
+{
+    const ftensor *x = &o->t[xs];
+    double acc = 0;
+    for (int64_t n = 0; n < x->dim[0]; n++)
+        for (int64_t h = 0; h < x->dim[2]; h++)
+            for (int64_t w = 0; w < x->dim[3]; w++) {
+                double v = load(pl[xs].p, pl[xs].dt, offset4(x, n, c, h, w));
+                double u = os < 0 ? 0 : load(pl[os].p, pl[os].dt, offset4(&o->t[os], n, c, h, w));
+                acc += what == 0 ? v : what == 1 ? (v - mean) * (v - mean) : u * (v - mean);
+            }
+    return acc;
+}
+
+static void run_norm_fwd(const fop *o, const place *pl)
+{
+    const ftensor *x = &o->t[NF_X], *y = &o->t[NF_Y];
+    double m = (double)x->dim[0] * (double)x->dim[2] * (double)x->dim[3];
+    for (int64_t c = 0; c < x->dim[1]; c++) {
+        double mean, invstd;
+        if (o->training) {
+            mean = channel_sum(o, pl, NF_X, -1, c, 0, 0) / m;
+            double var = channel_sum(o, pl, NF_X, -1, c, mean, 1) / m;
+            invstd = 1 / sqrt(var + load(pl[NF_EPS].p, CUDNN_DATA_FLOAT, 0));
+            chan_store(o, pl, NF_MEAN, c, mean);
+            chan_store(o, pl, NF_INVSTD, c, invstd);
+            if (o->has[NF_FACTOR]) {
+                double f = load(pl[NF_FACTOR].p, CUDNN_DATA_FLOAT, 0);
+                double unbiased = m > 1 ? var * m / (m - 1) : var;
+                chan_store(o, pl, NF_RMEAN_OUT, c,
+                           (1 - f) * chan_load(o, pl, NF_RMEAN_IN, c) + f * mean);
+                chan_store(o, pl, NF_RVAR_OUT, c,
+                           (1 - f) * chan_load(o, pl, NF_RVAR_IN, c) + f * unbiased);
+            }
+        } else {
+            mean = chan_load(o, pl, NF_MEAN, c);
+            invstd = chan_load(o, pl, NF_INVSTD, c);
+        }
+        double k = chan_load(o, pl, NF_SCALE, c) * invstd, b = chan_load(o, pl, NF_BIAS, c);
+        for (int64_t n = 0; n < x->dim[0]; n++)
+            for (int64_t h = 0; h < x->dim[2]; h++)
+                for (int64_t w = 0; w < x->dim[3]; w++) {
+                    double v = load(pl[NF_X].p, pl[NF_X].dt, offset4(x, n, c, h, w));
+                    store(pl[NF_Y].p, pl[NF_Y].dt, offset4(y, n, c, h, w), (v - mean) * k + b);
                 }
+    }
+}
+
+static void run_norm_bwd(const fop *o, const place *pl)
+{
+    const ftensor *x = &o->t[NB_X], *dy = &o->t[NB_DY], *dx = &o->t[NB_DX];
+    double m = (double)x->dim[0] * (double)x->dim[2] * (double)x->dim[3];
+    for (int64_t c = 0; c < x->dim[1]; c++) {
+        double mean = chan_load(o, pl, NB_MEAN, c), invstd = chan_load(o, pl, NB_INVSTD, c);
+        double db = channel_sum(o, pl, NB_DY, -1, c, 0, 0);
+        double ds = channel_sum(o, pl, NB_X, NB_DY, c, mean, 2) * invstd;
+        chan_store(o, pl, NB_DSCALE, c, ds);
+        chan_store(o, pl, NB_DBIAS, c, db);
+        double k = chan_load(o, pl, NB_SCALE, c) * invstd;
+        for (int64_t n = 0; n < x->dim[0]; n++)
+            for (int64_t h = 0; h < x->dim[2]; h++)
+                for (int64_t w = 0; w < x->dim[3]; w++) {
+                    double xhat = (load(pl[NB_X].p, pl[NB_X].dt, offset4(x, n, c, h, w)) - mean) *
+                                  invstd;
+                    double g = load(pl[NB_DY].p, pl[NB_DY].dt, offset4(dy, n, c, h, w));
+                    store(pl[NB_DX].p, pl[NB_DX].dt, offset4(dx, n, c, h, w),
+                          k * (g - db / m - xhat * ds / m));
+                }
+    }
 }
 
 static void run_graph(void *p)
 {
     const run_t *r = p;
     const attr *ops = get(r->graph, CUDNN_ATTR_OPERATIONGRAPH_OPS);
-    /* the virtual tensors (the outputs of all but the last op), in double, by UID */
-    int64_t vuid[MAX_OPS];
-    double *virt[MAX_OPS];
+    /* the virtual tensors (intermediates between the ops), in double, by UID */
+    int64_t vuid[2 * MAX_OPS];
+    double *virt[2 * MAX_OPS];
     int nv = 0;
     for (int64_t i = 0; i < ops->count; i++) {
         fop o;
         op_of(((fdesc *const *)ops->values)[i], &o);
-        place pl[3];
-        const ftensor *ts[3] = {&o.x, &o.w, &o.y};
-        for (int j = 0; j < 3; j++) {
-            if (ts[j]->is_virtual) {
+        place pl[N_SLOTS] = {{0}};
+        for (int j = 0; j < N_SLOTS; j++) {
+            const ftensor *t = &o.t[j];
+            if (!o.has[j]) {
+                continue;
+            } else if (t->is_virtual) {
                 int v = 0;
-                while (v < nv && vuid[v] != ts[j]->uid)
+                while (v < nv && vuid[v] != t->uid)
                     v++;
                 if (v == nv) {
-                    vuid[nv] = ts[j]->uid;
-                    virt[nv++] = calloc((size_t)span_of(ts[j]), sizeof(double));
+                    vuid[nv] = t->uid;
+                    virt[nv++] = calloc((size_t)span_of(t), sizeof(double));
                 }
                 pl[j] = (place){virt[v], CUDNN_DATA_DOUBLE};
             } else {
-                pl[j] = (place){find(&r->pack, ts[j]->uid), ts[j]->dt};
+                pl[j] = (place){find(&r->pack, t->uid), t->dt};
             }
         }
-        if (o.kind == OP_ADD)
-            run_add(&o, pl[0], pl[1], pl[2]);
-        else if (o.kind == OP_RELU)
-            run_relu(&o, pl[0], pl[2]);
-        else
-            run_conv(&o, pl[0], pl[1], pl[2]);
+        switch (o.kind) {
+        case OP_ADD:
+        case OP_RELU:
+        case OP_RELU_BWD: run_pointwise(&o, pl); break;
+        case OP_NORM_FWD: run_norm_fwd(&o, pl); break;
+        case OP_NORM_BWD: run_norm_bwd(&o, pl); break;
+        default: run_conv(&o, pl);
+        }
     }
     for (int v = 0; v < nv; v++)
         free(virt[v]);
@@ -591,7 +865,9 @@ cudnnStatus_t cudnnBackendFinalize(cudnnBackendDescriptor_t descriptor)
     case CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR:
     case CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_DATA_DESCRIPTOR:
     case CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_FILTER_DESCRIPTOR:
-    case CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR: s = finalize_op(d); break;
+    case CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR:
+    case CUDNN_BACKEND_OPERATION_NORM_FORWARD_DESCRIPTOR:
+    case CUDNN_BACKEND_OPERATION_NORM_BACKWARD_DESCRIPTOR: s = finalize_op(d); break;
     case CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR: {
         const attr *ops = get(d, CUDNN_ATTR_OPERATIONGRAPH_OPS);
         if (!ops || ops->count < 1 || ops->count > MAX_OPS)
@@ -617,7 +893,7 @@ cudnnStatus_t cudnnBackendFinalize(cudnnBackendDescriptor_t descriptor)
     case CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR: {
         const attr *u = get(d, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS),
                    *p = get(d, CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS);
-        if (!u || !p || u->count != p->count || u->count > 8 ||
+        if (!u || !p || u->count != p->count || u->count > MAX_PACK ||
             !want(d, CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1))
             s = fail(CUDNN_STATUS_BAD_PARAM, "variant pack: as many ids as pointers, and a "
                                              "workspace");
@@ -641,9 +917,17 @@ static bool refused(const fdesc *g)
     const attr *ops = get(g, CUDNN_ATTR_OPERATIONGRAPH_OPS);
     if (strstr(r, "fused") && ops->count > 1)
         return true;
+    bool norm = false;
+    for (int64_t i = 0; i < ops->count; i++) {
+        fop o;
+        op_of(((fdesc *const *)ops->values)[i], &o);
+        norm |= o.kind == OP_NORM_FWD || o.kind == OP_NORM_BWD;
+    }
+    if (strstr(r, "norm") && norm)
+        return true;
     fop o;
     op_of(((fdesc *const *)ops->values)[0], &o);
-    bool nhwc = o.x.dim[1] > 1 && o.x.stride[1] == 1;
+    bool nhwc = o.t[0].dim[1] > 1 && o.t[0].stride[1] == 1;
     return strstr(r, "nhwc") && nhwc;
 }
 
@@ -742,17 +1026,23 @@ cudnnStatus_t cudnnBackendExecute(cudnnHandle_t handle, cudnnBackendDescriptor_t
     for (int64_t i = 0; i < ops->count; i++) {
         fop o;
         op_of(((fdesc *const *)ops->values)[i], &o);
-        const ftensor *ts[3] = {&o.x, &o.w, &o.y};
-        for (int j = 0; j < 3; j++) {
-            if (ts[j]->is_virtual || (o.kind == OP_RELU && j == 1)) /* (a relu has no b) */
+        for (int j = 0; j < N_SLOTS; j++) {
+            const ftensor *t = &o.t[j];
+            if (!o.has[j] || t->is_virtual)
                 continue;
-            void *buf = find(&r->pack, ts[j]->uid);
-            if (!buf || (uintptr_t)buf % (uintptr_t)ts[j]->align != 0) {
+            void *buf = find(&r->pack, t->uid);
+            if (!buf || (uintptr_t)buf % (uintptr_t)t->align != 0) {
                 free(r);
                 return fail(CUDNN_STATUS_BAD_PARAM, "execute: tensor uid %lld has %s",
-                            (long long)ts[j]->uid, buf ? "a buffer less aligned than its "
-                                                         "descriptor says" : "no buffer");
+                            (long long)t->uid, buf ? "a buffer less aligned than its "
+                                                     "descriptor says" : "no buffer");
             }
+            /* a by-value scalar is read now: the run (later) reads the copy */
+            for (int k = 0; t->by_value && k < r->pack.n; k++)
+                if (r->pack.uid[k] == t->uid) {
+                    memcpy(&r->byval[k], buf, sizeof r->byval[k]);
+                    r->pack.ptr[k] = &r->byval[k];
+                }
         }
     }
     fake_device_work(handle->stream, (const void *)run_graph, 1, run_graph, r, free);
