@@ -4,7 +4,9 @@
 # builds with CUDA, runs the GPU parity specs, the benchmark beside PyTorch on
 # the same GPU, then the whole suite. Logs go to $OUT (default gpu-check-out/);
 # a summary is printed.
-#   tools/gpu-check.sh [STAGE ...]     STAGE: build specs bench suite (default: all)
+#   tools/gpu-check.sh [STAGE ...]     STAGE: build specs bench suite (default: these)
+#                                      or bench-own-bn: the benchmark again with
+#                                      batch norm on our kernels (MILES_CUDNN_NORM=0)
 # A device session is short: the whole run ends within $GPU_CHECK_SECONDS
 # (default 570); each stage gets its own share of what is left, so a slow one
 # cannot starve the rest. A second call on the same machine reuses the build.
@@ -74,7 +76,19 @@ if has build; then
 fi
 build/bin/miles -e 'local m = require "miles"; print("GPUs seen by miles: " .. m.cuda.device_count())'
 
-GEMM_ONLY=0 # set when the specs fail with cuDNN and pass as im2col + cuBLAS
+# Settings that keep a cuDNN path out when the specs fail with it and pass
+# without it (its troubles then are cuDNN's, or our use of it): the later stages
+# run with them.
+FALLBACK=""
+# retry_specs SETTINGS: the GPU specs again with SETTINGS; true when they pass.
+retry_specs() {
+  local log="$OUT/cuda_spec_${2}.log"
+  stamp "GPU specs again with $1"
+  env $1 timeout -k 5 "$(box 100 200)" build/bin/miles spec/run.lua $GPU_SPECS >"$log" 2>&1
+  grep -E "^(Failure|Error) ->" -A4 "$log" | cut -c1-300 | head -30
+  tail -1 "$log"
+  ! grep -qE "^(Failure|Error) ->" "$log"
+}
 if has specs; then
   stamp "GPU specs"
   MILES_CUDNN_VERBOSE=1 timeout -k 5 "$(box 150 200)" build/bin/miles spec/run.lua \
@@ -83,30 +97,39 @@ if has specs; then
   grep -E "^(Failure|Error) ->" -A4 "$OUT/cuda_spec.log" | cut -c1-300 | head -60
   tail -1 "$OUT/cuda_spec.log"
   if grep -qE "^(Failure|Error) ->" "$OUT/cuda_spec.log"; then
-    # the same with every convolution as im2col + cuBLAS: tells cuDNN trouble from ours
-    stamp "GPU specs again without cuDNN (MILES_CONV_GEMM=1)"
-    MILES_CONV_GEMM=1 timeout -k 5 "$(box 100 200)" build/bin/miles spec/run.lua \
-      $GPU_SPECS >"$OUT/cuda_spec_gemm.log" 2>&1
-    grep -E "^(Failure|Error) ->" -A4 "$OUT/cuda_spec_gemm.log" | cut -c1-300 | head -30
-    tail -1 "$OUT/cuda_spec_gemm.log"
-    grep -qE "^(Failure|Error) ->" "$OUT/cuda_spec_gemm.log" || GEMM_ONLY=1
+    # batch norm on our kernels, then convolutions as im2col + cuBLAS too: tells
+    # cuDNN trouble from ours
+    if retry_specs "MILES_CUDNN_NORM=0" nonorm; then
+      FALLBACK="MILES_CUDNN_NORM=0"
+    elif retry_specs "MILES_CUDNN_NORM=0 MILES_CONV_GEMM=1" nocudnn; then
+      FALLBACK="MILES_CUDNN_NORM=0 MILES_CONV_GEMM=1"
+    fi
   fi
 fi
+[ -n "$FALLBACK" ] && echo "(the later stages run with $FALLBACK: cuDNN failed the specs without it)"
+
+# bench LOG [SETTINGS]: the benchmark beside PyTorch, its log's tail printed.
+bench() {
+  env $FALLBACK ${2:-} MILES_PYTHON="${MILES_PYTHON:-python3}" timeout -k 5 "$(box 300 60)" \
+    build/bin/miles experiments/bench.lua smnist cremad --cuda --threads "$JOBS" \
+    --seconds "${BENCH_SECONDS:-3}" --rounds "${BENCH_ROUNDS:-1}" >"$OUT/$1" 2>&1
+  echo "exit $?"
+  cut -c1-200 "$OUT/$1" | tail -60
+}
 
 if has bench; then
   stamp "benchmark (ours on the GPU beside PyTorch on the same GPU)"
-  [ "$GEMM_ONLY" = 1 ] && { export MILES_CONV_GEMM=1; echo "(convolutions as im2col + cuBLAS: cuDNN failed the specs)"; }
-  MILES_PYTHON="${MILES_PYTHON:-python3}" timeout -k 5 "$(box 300 60)" build/bin/miles \
-    experiments/bench.lua smnist cremad --cuda --threads "$JOBS" \
-    --seconds "${BENCH_SECONDS:-3}" --rounds "${BENCH_ROUNDS:-1}" >"$OUT/bench.log" 2>&1
-  echo "exit $?"
-  cut -c1-200 "$OUT/bench.log" | tail -60
-  unset MILES_CONV_GEMM
+  bench bench.log
+fi
+if has bench-own-bn; then
+  stamp "benchmark with batch norm on our kernels (MILES_CUDNN_NORM=0)"
+  bench bench_own_bn.log MILES_CUDNN_NORM=0
 fi
 
 if has suite; then
   stamp "whole suite"
-  MILES_SPECS_SKIP_MISSING=1 timeout -k 5 "$(box 400)" build/bin/miles spec/run.lua >"$OUT/suite.log" 2>&1
+  env $FALLBACK MILES_SPECS_SKIP_MISSING=1 timeout -k 5 "$(box 400)" build/bin/miles spec/run.lua \
+    >"$OUT/suite.log" 2>&1
   echo "exit $?"
   grep -E "^(Failure|Error) ->" -A3 "$OUT/suite.log" | cut -c1-300 | head -60
   tail -1 "$OUT/suite.log"
