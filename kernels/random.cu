@@ -2,6 +2,8 @@
 // generator is csrc/philox.h, compiled for both: element i uses counter offset + i,
 // so a draw gives the CPU's numbers. Uniform ones are bit for bit the same; normal ones
 // use CUDA's double log and cos, which may differ from glibc's in the last bit.
+// Inside a CUDA graph capture the seed and the first counter come from the
+// graph's random state on the device, which each replay sets (cuda_graph.c).
 #include "common.cuh"
 
 #include <math.h>
@@ -34,10 +36,16 @@ __device__ static inline double rand_draw(rand_dist dist, const uint32_t w[4], d
     return __dadd_rn(a, __dmul_rn(b, z));
 }
 
+// Element i from counter offset + i under seed; with state (a graph's), from
+// counter state[1] + offset + i under seed state[0].
 template <typename T>
-__global__ void rand_kernel(T *out, int64_t n, uint64_t seed, uint64_t offset, rand_dist dist,
-                            double a, double b)
+__global__ void rand_kernel(T *out, int64_t n, uint64_t seed, uint64_t offset,
+                            const uint64_t *state, rand_dist dist, double a, double b)
 {
+    if (state) {
+        seed = state[0];
+        offset += state[1];
+    }
     KLOOP(i, n)
     {
         uint32_t w[4];
@@ -56,18 +64,22 @@ static int rand_fill(tensor *out, uint64_t seed, uint64_t offset, rand_dist dist
     cudaStream_t s = kstream(out);
     if (!s)
         return -1;
+    int gpu = tensor_device(out).index;
+    const uint64_t *state = nullptr;
+    if (cuda_ctx_capturing(gpu) && !(state = cuda_graph_rng_state(gpu, &offset)))
+        return -1;
     switch (out->dtype) {
     case DT_F32:
         rand_kernel<float><<<kblocks(n), KTHREADS, 0, s>>>((float *)tensor_data(out), n, seed,
-                                                           offset, dist, a, b);
+                                                           offset, state, dist, a, b);
         break;
     case DT_F64:
         rand_kernel<double><<<kblocks(n), KTHREADS, 0, s>>>((double *)tensor_data(out), n, seed,
-                                                            offset, dist, a, b);
+                                                            offset, state, dist, a, b);
         break;
     case DT_BF16:
         rand_kernel<__nv_bfloat16><<<kblocks(n), KTHREADS, 0, s>>>(
-            (__nv_bfloat16 *)tensor_data(out), n, seed, offset, dist, a, b);
+            (__nv_bfloat16 *)tensor_data(out), n, seed, offset, state, dist, a, b);
         break;
     default: return err_set("%s: expected a float tensor, got %s", what, dtype_name(out->dtype));
     }

@@ -13,9 +13,14 @@
  *    when those are freed).
  *  - What a graph cannot hold is refused while capturing, with a message: waiting
  *    for the GPU (item(), :cpu(), a metric), copies from host memory (the copy
- *    would read a reused staging buffer at each replay), random numbers (their
- *    Philox offsets would repeat), convolution shapes not met before (their
- *    engines are chosen by timing).
+ *    would read a reused staging buffer at each replay), convolution shapes not
+ *    met before (their engines are chosen by timing).
+ *  - Random numbers (dropout) drawn while capturing read the generator's state
+ *    from a device slot of the graph, {seed, offset}, their kernels holding only
+ *    their offsets from the capture's start: each replay claims as many counters
+ *    from the generator as the capture did and writes the slot first (a copy
+ *    from pageable memory, which CUDA reads at the call), so every replay draws
+ *    new numbers, those an eager run from that generator state would draw.
  *  - Scalars that change from step to step (the optimizers' learning rates and
  *    bias corrections) go through "updatable" launches (cuda_ctx_launch): each is
  *    remembered as a slot with its graph node; before a replay, the optimizer's
@@ -31,6 +36,7 @@
 
 #include "../cache_alloc.h"
 #include "../error.h"
+#include "../rng.h"
 #include "cuda_backend.h"
 #include "cuda_ctx.h"
 
@@ -59,6 +65,10 @@ struct cuda_graph {
     int nslots, cap, cursor;
     bool stale; /* the last refresh failed: its nodes are partly rewritten */
     size_t nodes;
+    /* random numbers: the device slot {seed, offset} (NULL: none drawn), the
+     * generator's offset when the capture began, the counters it claimed */
+    uint64_t *rng_state;
+    uint64_t rng_start, rng_used;
 };
 
 /* A pool block, found by address when it is freed (sorted by p). */
@@ -265,12 +275,16 @@ bool cuda_graph_pool_release(int index, void *p, size_t nbytes)
 
 /* --- capture, replay, refresh --- */
 
+#define RNG_STATE_BYTES (2 * sizeof(uint64_t))
+
 static void graph_destroy(cuda_graph *g)
 {
     if (g->exec)
         cudaGraphExecDestroy(g->exec); /* a launch in flight finishes first */
     if (g->graph)
         cudaGraphDestroy(g->graph);
+    if (g->rng_state)
+        cuda_graph_pool_release(g->gpu, g->rng_state, RNG_STATE_BYTES);
     if (g->pool)
         pool_end(g->pool);
     free(g->slots);
@@ -305,6 +319,7 @@ int cuda_graph_begin(int index)
         return err_set("out of host memory (a CUDA graph)");
     }
     g->gpu = index;
+    g->rng_start = rng_get_offset();
     if (cuda_ctx_check(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal),
                        "cudaStreamBeginCapture") != 0) {
         graph_destroy(g);
@@ -325,6 +340,7 @@ cuda_graph *cuda_graph_end(int index, bool keep)
     cudaStream_t s = cuda_ctx_stream(index);
     cudaError_t e = cudaStreamEndCapture(s, &g->graph);
     gg->capture = NULL;
+    g->rng_used = rng_get_offset() - g->rng_start;
     if (!cuda_capturing_any())
         for (int i = 0; i < CUDA_MAX_GPUS; i++)
             destroy_deferred(&ggpus[i]);
@@ -361,7 +377,28 @@ int cuda_graph_launch(cuda_graph *g)
     if (g->stale)
         return err_set("this CUDA graph's last refresh failed: refresh it again, or capture "
                        "the graph again");
+    if (g->rng_state) { /* this replay's random numbers */
+        uint64_t st[2] = {rng_get_seed(), rng_reserve(g->rng_used)};
+        if (cuda_ctx_check(cudaMemcpyAsync(g->rng_state, st, sizeof st, cudaMemcpyHostToDevice, s),
+                           "a CUDA graph's random state") != 0)
+            return -1;
+    }
     return cuda_ctx_check(cudaGraphLaunch(g->exec, s), "cudaGraphLaunch");
+}
+
+const uint64_t *cuda_graph_rng_state(int index, uint64_t *offset)
+{
+    cuda_graph *g = cuda_ctx_capturing(index) ? ggpus[index].capture : NULL;
+    if (!g) {
+        err_set("cuda:%d is not capturing a CUDA graph", index);
+        return NULL;
+    }
+    if (!g->rng_state && !(g->rng_state = cuda_graph_pool_alloc(index, RNG_STATE_BYTES))) {
+        err_set("out of memory on cuda:%d (a CUDA graph's random state)", index);
+        return NULL;
+    }
+    *offset -= g->rng_start;
+    return g->rng_state;
 }
 
 int cuda_graph_refresh_begin(cuda_graph *g)

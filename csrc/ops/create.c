@@ -2,7 +2,6 @@
 #include <inttypes.h>
 #include <math.h>
 
-#include "../cuda/cuda_backend.h"
 #include "../rng.h"
 #include "internal.h"
 
@@ -57,13 +56,6 @@ tensor *op_eye(int64_t n, int64_t m, dtype_t dt)
 static tensor *random_float(int ndim, const int64_t *shape, dtype_t dt, device dev, bool normal,
                             const char *op)
 {
-    if (dev.type == DEV_CUDA && cuda_capturing_any()) {
-        /* refused before the generator moves, so a failed capture shifts nothing */
-        err_set("%s: random numbers cannot be drawn inside a CUDA graph (every replay would "
-                "draw the same ones): leave dropout and noise out of the captured function, "
-                "or train without a graph", op);
-        return NULL;
-    }
     if (!dtype_is_float(dt)) {
         err_set("%s: dtype must be float32, float64 or bfloat16, got %s", op, dtype_name(dt));
         return NULL;

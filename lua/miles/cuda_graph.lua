@@ -25,12 +25,15 @@
 -- corrections of that step are the current ones (set_lr works between replays;
 -- freezing a group or adding parameters needs a new capture). Settings read while
 -- the ops are queued (bf16 autocast, TF32, channels-last) are those of the
--- capture: changing them later changes no replay.
+-- capture: changing them later changes no replay. Random numbers (dropout,
+-- randn) are new at each replay: a replay draws what the same step run op by op
+-- would draw from the generator's state at that moment (its seed included), and
+-- moves the generator as far.
 --
 -- Refused inside the capture, with a message: reading a GPU value (item(), :cpu(),
--- printing, metrics), copying host data to the GPU, random numbers (dropout),
--- convolution shapes not met before (their engines are chosen by timing), an
--- optimizer step for parameters without state. Hence: run the function once
+-- printing, metrics), copying host data to the GPU, convolution shapes not met
+-- before (their engines are chosen by timing), an optimizer step for parameters
+-- without state. Hence: run the function once
 -- before capturing it.
 local core = require "miles.core"
 
