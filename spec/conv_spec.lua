@@ -299,7 +299,9 @@ describe("batch_norm", function()
   -- The epilogue {residual =, relu =} must give the separate ops' values and
   -- gradients bit for bit (each step rounded alike), in both modes, dtypes and
   -- layouts, with the residual in another layout than x; and on a tensor large
-  -- enough for the CPU's threads (32768 values) in both layouts.
+  -- enough for the CPU's threads (32768 values) in both layouts. On a GPU,
+  -- float32 batch norm goes through cuDNN, whose fused graph keeps the norm's
+  -- output unrounded before the sum: there, within a float32 rounding or two.
   local EPILOGUE_CASES = {}
   for _, dtype in ipairs({ "float32", "float64" }) do
     for _, training in ipairs({ true, false }) do
@@ -340,10 +342,15 @@ describe("batch_norm", function()
           return { y, x.grad, w.grad, b.grad, ep.residual and r.grad or rm, rm, rv }
         end
         local got, want = run(true), run(false)
+        local exact = dev == "cpu" or dtype == "float64"
         for i = 1, #want do
-          assert.equal(0, H.max_abs_diff(got[i]:cpu(), want[i]:cpu()),
-            ("%s %s %s training=%s %s: value %d"):format(table.concat(shape, "x"), dtype, layout,
-              training, ep.residual and (ep.relu and "residual+relu" or "residual") or "relu", i))
+          local what = ("%s %s %s training=%s %s: value %d"):format(table.concat(shape, "x"), dtype,
+            layout, training, ep.residual and (ep.relu and "residual+relu" or "residual") or "relu", i)
+          if exact then
+            assert.equal(0, H.max_abs_diff(got[i]:cpu(), want[i]:cpu()), what)
+          else
+            H.assert_close(got[i]:cpu(), want[i]:cpu(), 1e-6, 1e-6, what)
+          end
         end
       end
     end)
