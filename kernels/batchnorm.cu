@@ -458,33 +458,9 @@ extern "C" int cuda_batch_norm_kernel(tensor *y, tensor *save_mean, tensor *save
         forward_coefs<T><<<(unsigned)g.c, BN_THREADS, 0, s>>>(coef, part, P, g, a);
         tail<S> t = {ep && ep->residual ? (const S *)tensor_data(ep->residual) : nullptr,
                      ep && ep->relu};
-        launch_apply<S>(s, (S *)tensor_data(y), (const S *)tensor_data(x), nullptr, coef, g,
-                        head<S>{nullptr, nullptr}, t);
-    });
-    tensor_decref(scratch);
-    return rc;
-}
-
-extern "C" int cuda_batch_norm_eval_stats(tensor *save_mean, tensor *save_invstd,
-                                           const tensor *x, const tensor *running_mean,
-                                           const tensor *running_var, double eps)
-{
-    cudaStream_t s = kstream(x);
-    if (!s)
-        return -1;
-    bn_geo g = geo_of(x);
-    if (g.c == 0)
-        return 0;
-    double *part, *coef;
-    tensor *scratch = scratch_for(x, 0, g, &part, &coef);
-    if (!scratch)
-        return -1;
-    int rc = by_dtype_bf16(x->dtype, "batch_norm", [&](auto z) {
-        using T = param_t<decltype(z)>;
-        bn_forward_args<T> a = {{nullptr, 0}, {nullptr, 0}, chan_of<T>(running_mean),
-                                chan_of<T>(running_var), chan_of<T>(save_mean),
-                                chan_of<T>(save_invstd), false, 0.0, eps};
-        forward_coefs<T><<<(unsigned)g.c, BN_THREADS, 0, s>>>(coef, part, 0, g, a);
+        if (y)
+            launch_apply<S>(s, (S *)tensor_data(y), (const S *)tensor_data(x), nullptr, coef, g,
+                            head<S>{nullptr, nullptr}, t);
     });
     tensor_decref(scratch);
     return rc;

@@ -672,16 +672,41 @@ local function run_child(env, script)
   return out
 end
 
--- A script that prints "worst <e>": the largest difference (relative to the
--- largest value) between GPU and CPU of y and the gradients of x, w, b, over
--- convolutions with padding, strides, dilation, groups, a 1x1 kernel, a fused
--- relu, in float32
--- and float64, NCHW and channels-last inputs; then "worst16 <e>", the same in
--- bfloat16 (where a sum may round one bf16 ulp, 2^-8, apart); then "plans <n>"
--- (cuDNN plans).
-local CONV_CASES = [[
+-- The start of the child scripts below: record(dt, got, want) keeps the largest
+-- difference (relative to the largest value) between GPU and CPU tensors, apart
+-- for bfloat16; report() prints "worst <e> worst16 <e> plans <n>" (cuDNN plans).
+local CASES_PRELUDE = [[
   local miles = require "miles"
   local F = miles.F
+  local worst, worst16 = 0, 0
+  local function record(dt, got, want)
+    for i = 1, #want do
+      local scale = math.max(1, want[i]:abs():max():item())
+      local e = (got[i] - want[i]):abs():max():item() / scale
+      if dt == "bfloat16" then worst16 = math.max(worst16, e) else worst = math.max(worst, e) end
+    end
+  end
+  local function report()
+    print(("worst %g worst16 %g plans %d"):format(worst, worst16, miles.cuda.memory_stats().cudnn_plans))
+  end
+]]
+
+-- run_cases(script, env): CASES_PRELUDE .. script in a child with env, its worst
+-- differences checked (float32/float64 within 1e-5, bfloat16 within 2^-7: a sum
+-- may round one bf16 ulp, 2^-8, apart); its output and the count of cuDNN plans.
+local function run_cases(script, env)
+  local out = run_child(env, CASES_PRELUDE .. script)
+  local worst, worst16, plans = out:match("worst (%S+) worst16 (%S+) plans (%d+)")
+  assert.is_not_nil(worst, out)
+  assert.is_true(tonumber(worst) < 1e-5, out)
+  assert.is_true(tonumber(worst16) < 2 ^ -7, out)
+  return out, plans
+end
+
+-- Convolutions with padding, strides, dilation, groups, a 1x1 kernel, a fused
+-- relu, in float32, float64 and bfloat16, NCHW and channels-last inputs: y and
+-- the gradients of x, w, b.
+local CONV_CASES = [[
   miles.cuda.allow_tf32(false)
   local cases = {
     { x = { 2, 4, 9, 8 }, w = { 6, 4, 3, 3 }, o = { padding = 1 } },
@@ -690,7 +715,6 @@ local CONV_CASES = [[
     { x = { 2, 3, 7, 7 }, w = { 5, 3, 1, 1 }, o = { stride = 2 } },
     { x = { 2, 4, 6, 7 }, w = { 5, 4, 3, 3 }, o = { padding = 1, relu = true } },
   }
-  local worst, worst16 = 0, 0
   for ci, c in ipairs(cases) do
     for _, dt in ipairs({ "float32", "float64", "bfloat16" }) do
       for _, channels_last in ipairs({ false, true }) do
@@ -707,16 +731,11 @@ local CONV_CASES = [[
           ;(y * g):sum():backward()
           return { y:cpu(), l[1].grad:cpu(), l[2].grad:cpu(), l[3].grad:cpu() }
         end
-        local got, want = run("cuda"), run("cpu")
-        for i = 1, 4 do
-          local scale = math.max(1, want[i]:abs():max():item())
-          local e = (got[i] - want[i]):abs():max():item() / scale
-          if dt == "bfloat16" then worst16 = math.max(worst16, e) else worst = math.max(worst, e) end
-        end
+        record(dt, run("cuda"), run("cpu"))
       end
     end
   end
-  print(("worst %g worst16 %g plans %d"):format(worst, worst16, miles.cuda.memory_stats().cudnn_plans))
+  report()
 ]]
 
 -- The fallbacks of csrc/cuda/cudnn_conv.c when no engine takes a problem: the bias
@@ -724,18 +743,7 @@ local CONV_CASES = [[
 -- im2col + cuBLAS when none takes it at all. The emulated GPU's fake cuDNN can
 -- refuse each (MILES_FAKE_CUDNN_REFUSE), in a child process; a real cuDNN decides
 -- for itself, but MILES_CONV_GEMM=1 makes every convolution take the last one.
---
--- run_conv_cases(env): CONV_CASES in a child with env, its worst differences
--- checked (float32/float64 within 1e-5, bfloat16 within 2^-7); its output and
--- the count of cuDNN plans.
-local function run_conv_cases(env)
-  local out = run_child(env, CONV_CASES)
-  local worst, worst16, plans = out:match("worst (%S+) worst16 (%S+) plans (%d+)")
-  assert.is_not_nil(worst, out)
-  assert.is_true(tonumber(worst) < 1e-5, out)
-  assert.is_true(tonumber(worst16) < 2 ^ -7, out)
-  return out, plans
-end
+local function run_conv_cases(env) return run_cases(CONV_CASES, env) end
 
 describe("convolution fallbacks", function()
   ;(H.cuda_emulated and it or pending)("none needed: the bias and relu fused into the graph #emulated-gpu", function()
@@ -761,17 +769,12 @@ describe("convolution fallbacks", function()
   end)
 end)
 
--- A script that prints "worst <e> worst16 <e> plans <n>": the largest difference
--- (relative to the largest value) between GPU and CPU over batch norms in
--- float32 (worst) and bfloat16 with float32 parameters (worst16): NCHW and
+-- Batch norms in float32 and bfloat16 (float32 parameters), NCHW and
 -- channels-last; training with and without running statistics, and evaluation;
--- plain, with a relu, with a residual and a relu (the ResNet block's end); the
--- output, the updated running statistics and the gradients of x, the weight,
--- the bias and the residual.
+-- plain, with a relu, with a residual and a relu (the ResNet block's end): the
+-- output, the updated running statistics and the gradients of x, the weight, the
+-- bias and the residual.
 local BN_CASES = [[
-  local miles = require "miles"
-  local F = miles.F
-  local worst, worst16 = 0, 0
   local n = 0
   for _, dt in ipairs({ "float32", "bfloat16" }) do
     for _, channels_last in ipairs({ false, true }) do
@@ -802,30 +805,15 @@ local BN_CASES = [[
             if m then out[#out + 1] = m:cpu(); out[#out + 1] = v:cpu() end
             return out
           end
-          local got, want = run("cuda"), run("cpu")
-          for i = 1, #want do
-            local scale = math.max(1, want[i]:abs():max():item())
-            local e = ((got[i] - want[i]):abs():max():item()) / scale
-            if dt == "bfloat16" then worst16 = math.max(worst16, e) else worst = math.max(worst, e) end
-          end
+          record(dt, run("cuda"), run("cpu"))
         end
       end
     end
   end
-  print(("worst %g worst16 %g plans %d"):format(worst, worst16, miles.cuda.memory_stats().cudnn_plans))
+  report()
 ]]
 
--- run_bn_cases(env): BN_CASES in a child with env, its worst differences checked
--- (float32 within 1e-5; bfloat16 within 2^-7, one rounding); its output and the
--- count of cuDNN plans.
-local function run_bn_cases(env)
-  local out = run_child(env, BN_CASES)
-  local worst, worst16, plans = out:match("worst (%S+) worst16 (%S+) plans (%d+)")
-  assert.is_not_nil(worst, out)
-  assert.is_true(tonumber(worst) < 1e-5, out)
-  assert.is_true(tonumber(worst16) < 2 ^ -7, out)
-  return out, plans
-end
+local function run_bn_cases(env) return run_cases(BN_CASES, env) end
 
 -- Batch norm through cuDNN's graph API (csrc/cuda/cudnn_norm.c), the epilogue
 -- (residual, relu; the relu's backward) fused into the graph; our kernels run what

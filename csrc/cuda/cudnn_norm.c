@@ -151,6 +151,21 @@ static void set_desc(cg_status *s, cg_desc op, cudnnBackendAttributeName_t name,
     cg_set(s, op, name, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &d, what);
 }
 
+/* A per-channel operand of a norm operation: its attribute, UID and tensor. */
+typedef struct {
+    cudnnBackendAttributeName_t attr;
+    int64_t uid;
+    const tensor *t; /* NULL: not an operand of this graph */
+} chan_operand;
+
+static void set_chans(cg_owner *o, cg_status *s, cg_desc op, const bn_problem *pr,
+                      const chan_operand *c, int n, const char *what)
+{
+    for (int i = 0; i < n; i++)
+        if (c[i].t)
+            set_desc(s, op, c[i].attr, chan_desc(o, s, c[i].uid, pr, c[i].t), what);
+}
+
 /* The forward's graph: the batch norm, then the epilogue (+ residual, relu). */
 static cg_desc forward_graph(cg_owner *o, cg_status *s, cudnnHandle_t h, const bn_problem *pr)
 {
@@ -166,30 +181,28 @@ static cg_desc forward_graph(cg_owner *o, cg_status *s, cudnnHandle_t h, const b
     cg_set(s, op, CUDNN_ATTR_OPERATION_NORM_FWD_MODE, CUDNN_TYPE_NORM_MODE, 1, &mode, what);
     cg_set(s, op, CUDNN_ATTR_OPERATION_NORM_FWD_PHASE, CUDNN_TYPE_NORM_FWD_PHASE, 1, &phase, what);
     set_desc(s, op, CUDNN_ATTR_OPERATION_NORM_FWD_XDESC, act_desc(o, s, UID_X, pr, pr->x), what);
-    set_desc(s, op, CUDNN_ATTR_OPERATION_NORM_FWD_MEAN_DESC,
-             chan_desc(o, s, UID_MEAN, pr, pr->mean), what);
-    set_desc(s, op, CUDNN_ATTR_OPERATION_NORM_FWD_INV_VARIANCE_DESC,
-             chan_desc(o, s, UID_INVSTD, pr, pr->invstd), what);
-    set_desc(s, op, CUDNN_ATTR_OPERATION_NORM_FWD_SCALE_DESC,
-             chan_desc(o, s, UID_SCALE, pr, pr->w), what);
-    set_desc(s, op, CUDNN_ATTR_OPERATION_NORM_FWD_BIAS_DESC,
-             chan_desc(o, s, UID_BIAS, pr, pr->b), what);
-    if (training) {
+    bool running = training && pr->running_mean;
+    const chan_operand chans[] = {
+        {CUDNN_ATTR_OPERATION_NORM_FWD_MEAN_DESC, UID_MEAN, pr->mean},
+        {CUDNN_ATTR_OPERATION_NORM_FWD_INV_VARIANCE_DESC, UID_INVSTD, pr->invstd},
+        {CUDNN_ATTR_OPERATION_NORM_FWD_SCALE_DESC, UID_SCALE, pr->w},
+        {CUDNN_ATTR_OPERATION_NORM_FWD_BIAS_DESC, UID_BIAS, pr->b},
+        {CUDNN_ATTR_OPERATION_NORM_FWD_INPUT_RUNNING_MEAN_DESC, UID_RMEAN_IN,
+         running ? pr->running_mean : NULL},
+        {CUDNN_ATTR_OPERATION_NORM_FWD_INPUT_RUNNING_VAR_DESC, UID_RVAR_IN,
+         running ? pr->running_var : NULL},
+        {CUDNN_ATTR_OPERATION_NORM_FWD_OUTPUT_RUNNING_MEAN_DESC, UID_RMEAN_OUT,
+         running ? pr->rmean_out : NULL},
+        {CUDNN_ATTR_OPERATION_NORM_FWD_OUTPUT_RUNNING_VAR_DESC, UID_RVAR_OUT,
+         running ? pr->rvar_out : NULL},
+    };
+    set_chans(o, s, op, pr, chans, (int)(sizeof chans / sizeof *chans), what);
+    if (training)
         set_desc(s, op, CUDNN_ATTR_OPERATION_NORM_FWD_EPSILON_DESC, scalar_desc(o, s, UID_EPS),
                  what);
-        if (pr->running_mean) {
-            set_desc(s, op, CUDNN_ATTR_OPERATION_NORM_FWD_EXP_AVG_FACTOR_DESC,
-                     scalar_desc(o, s, UID_MOMENTUM), what);
-            set_desc(s, op, CUDNN_ATTR_OPERATION_NORM_FWD_INPUT_RUNNING_MEAN_DESC,
-                     chan_desc(o, s, UID_RMEAN_IN, pr, pr->running_mean), what);
-            set_desc(s, op, CUDNN_ATTR_OPERATION_NORM_FWD_INPUT_RUNNING_VAR_DESC,
-                     chan_desc(o, s, UID_RVAR_IN, pr, pr->running_var), what);
-            set_desc(s, op, CUDNN_ATTR_OPERATION_NORM_FWD_OUTPUT_RUNNING_MEAN_DESC,
-                     chan_desc(o, s, UID_RMEAN_OUT, pr, pr->rmean_out), what);
-            set_desc(s, op, CUDNN_ATTR_OPERATION_NORM_FWD_OUTPUT_RUNNING_VAR_DESC,
-                     chan_desc(o, s, UID_RVAR_OUT, pr, pr->rvar_out), what);
-        }
-    }
+    if (running)
+        set_desc(s, op, CUDNN_ATTR_OPERATION_NORM_FWD_EXP_AVG_FACTOR_DESC,
+                 scalar_desc(o, s, UID_MOMENTUM), what);
     set_desc(s, op, CUDNN_ATTR_OPERATION_NORM_FWD_YDESC, tnorm, what);
     cg_finalize(s, op, "batch norm forward operation finalization");
     if (pr->residual) {
@@ -225,16 +238,14 @@ static cg_desc backward_graph(cg_owner *o, cg_status *s, cudnnHandle_t h, const 
     cg_set(s, op, CUDNN_ATTR_OPERATION_NORM_BWD_MODE, CUDNN_TYPE_NORM_MODE, 1, &mode, what);
     set_desc(s, op, CUDNN_ATTR_OPERATION_NORM_BWD_XDESC, act_desc(o, s, UID_X, pr, pr->x), what);
     set_desc(s, op, CUDNN_ATTR_OPERATION_NORM_BWD_DYDESC, tdy, what);
-    set_desc(s, op, CUDNN_ATTR_OPERATION_NORM_BWD_SCALE_DESC,
-             chan_desc(o, s, UID_SCALE, pr, pr->w), what);
-    set_desc(s, op, CUDNN_ATTR_OPERATION_NORM_BWD_MEAN_DESC,
-             chan_desc(o, s, UID_MEAN, pr, pr->mean), what);
-    set_desc(s, op, CUDNN_ATTR_OPERATION_NORM_BWD_INV_VARIANCE_DESC,
-             chan_desc(o, s, UID_INVSTD, pr, pr->invstd), what);
-    set_desc(s, op, CUDNN_ATTR_OPERATION_NORM_BWD_DSCALE_DESC,
-             chan_desc(o, s, UID_DSCALE, pr, pr->gw ? pr->gw : pr->gw_tmp), what);
-    set_desc(s, op, CUDNN_ATTR_OPERATION_NORM_BWD_DBIAS_DESC,
-             chan_desc(o, s, UID_DBIAS, pr, pr->gb ? pr->gb : pr->gb_tmp), what);
+    const chan_operand chans[] = {
+        {CUDNN_ATTR_OPERATION_NORM_BWD_SCALE_DESC, UID_SCALE, pr->w},
+        {CUDNN_ATTR_OPERATION_NORM_BWD_MEAN_DESC, UID_MEAN, pr->mean},
+        {CUDNN_ATTR_OPERATION_NORM_BWD_INV_VARIANCE_DESC, UID_INVSTD, pr->invstd},
+        {CUDNN_ATTR_OPERATION_NORM_BWD_DSCALE_DESC, UID_DSCALE, pr->gw ? pr->gw : pr->gw_tmp},
+        {CUDNN_ATTR_OPERATION_NORM_BWD_DBIAS_DESC, UID_DBIAS, pr->gb ? pr->gb : pr->gb_tmp},
+    };
+    set_chans(o, s, op, pr, chans, (int)(sizeof chans / sizeof *chans), what);
     set_desc(s, op, CUDNN_ATTR_OPERATION_NORM_BWD_DXDESC, act_desc(o, s, UID_DX, pr, pr->gx),
              what);
     cg_finalize(s, op, "batch norm backward operation finalization");
@@ -374,8 +385,8 @@ int cuda_batch_norm(tensor *y, tensor *save_mean, tensor *save_invstd, const ten
             pr.rvar_out = pr.rmean_out ? channel_scratch(x) : NULL;
             rc = pr.rvar_out ? 0 : err_prefix(op);
         } else if (!training) { /* the statistics cuDNN normalises with */
-            rc = cuda_batch_norm_eval_stats(save_mean, save_invstd, x, running_mean, running_var,
-                                            eps) == 0 ? 0 : err_prefix(op);
+            rc = cuda_batch_norm_kernel(NULL, save_mean, save_invstd, x, NULL, NULL, running_mean,
+                                        running_var, false, momentum, eps, NULL);
         } else {
             rc = 0;
         }

@@ -60,8 +60,7 @@ int cuda_batch_norm_backward(tensor *gx, tensor *gw, tensor *gb, const tensor *g
                              const tensor *invstd, bool training,
                              const tensor *relu_out, tensor *g_residual);
 /* kernels/batchnorm.cu (twin: csrc/cpu/batchnorm.c): our kernels, with the
- * contracts above; eval_stats writes an evaluation's mean and 1/std (the
- * running statistics') alone */
+ * contracts above, and y NULL: only the mean and 1/std used (for cuDNN) */
 int cuda_batch_norm_kernel(tensor *y, tensor *save_mean, tensor *save_invstd, const tensor *x,
                            const tensor *w, const tensor *b, tensor *running_mean,
                            tensor *running_var, bool training, double momentum, double eps,
@@ -70,9 +69,6 @@ int cuda_batch_norm_backward_kernel(tensor *gx, tensor *gw, tensor *gb, const te
                                     const tensor *x, const tensor *w, const tensor *mean,
                                     const tensor *invstd, bool training,
                                     const tensor *relu_out, tensor *g_residual);
-int cuda_batch_norm_eval_stats(tensor *save_mean, tensor *save_invstd, const tensor *x,
-                               const tensor *running_mean, const tensor *running_var,
-                               double eps);
 /* csrc/cuda/cublas_gemm.c (twin: csrc/cpu/blas.c) */
 int cuda_gemm(dtype_t dt, int64_t batch, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
               double alpha, const tensor *A, int64_t sa, int64_t lda, const tensor *B,
