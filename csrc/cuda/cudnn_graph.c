@@ -10,6 +10,7 @@
 
 #include "../alloc.h"
 #include "../error.h"
+#include "cuda_backend.h"
 #include "cuda_ctx.h"
 
 /* --- handles --- */
@@ -714,4 +715,48 @@ int64_t cuda_cudnn_plans(void)
     int64_t n = cached;
     pthread_mutex_unlock(&cache_lock);
     return n;
+}
+
+/* --- a plan or a note that cuDNN does not take the problem --- */
+
+#define NO_ENGINE (-1) /* the tag of a cached note that holds no plan */
+
+cg_plan *cg_plan_for(const int64_t *key, int nk, int dev, cudnnHandle_t h, cg_build_fn build,
+                     const void *ctx, const cg_args *a, bool tensor_cores, const char *op,
+                     int *why)
+{
+    cg_plan *plan = cg_cache_find(key, nk, dev);
+    *why = 1;
+    if (!plan && cuda_capturing_any()) /* (its timing would break a capture on any GPU) */
+        return NULL;
+    if (!plan) {
+        if (!(plan = cg_plan_new(op))) {
+            *why = -1;
+            return NULL;
+        }
+        cg_status s = {0};
+        cg_desc graph = build(&plan->own, &s, h, ctx);
+        device d = {DEV_CUDA, dev};
+        int rc = cg_check(&s, op) != 0 ? 1 : cg_autotune(plan, h, graph, tensor_cores, a, d, op);
+        if (rc < 0) {
+            cg_plan_free(plan);
+            *why = -1;
+            return NULL;
+        }
+        if (rc > 0) {
+            if (cg_verbose())
+                fprintf(stderr, "miles: %s; running it on our kernels\n", err_msg());
+            cg_owner_free(&plan->own);
+            plan->tag = NO_ENGINE;
+        }
+        if (!(plan = cg_cache_insert(key, nk, dev, plan, op))) {
+            *why = -1;
+            return NULL;
+        }
+    }
+    if (plan->tag == NO_ENGINE) {
+        cg_cache_release(plan);
+        return NULL;
+    }
+    return plan;
 }

@@ -135,4 +135,20 @@ cg_plan *cg_cache_find(const int64_t *key, int n, int dev);
 cg_plan *cg_cache_insert(const int64_t *key, int n, int dev, cg_plan *p, const char *op);
 void cg_cache_release(cg_plan *p);
 
+/* Builds a problem's operation graph into o (ctx: the caller's problem). */
+typedef cg_desc (*cg_build_fn)(cg_owner *o, cg_status *s, cudnnHandle_t h, const void *ctx);
+
+/* The plan of the problem behind key, held (give it back with cg_cache_release):
+ * the cached one, or else one whose graph build() makes, tuned on a's buffers
+ * (cg_autotune: a's outputs are overwritten) and cached. NULL with *why = 1 when
+ * cuDNN does not run the problem: no engine takes it (which the cache remembers,
+ * so later calls answer at once; with MILES_CUDNN_VERBOSE the reason is
+ * printed), or it is met first inside a CUDA graph capture (an engine is chosen
+ * by timing, which a capture cannot do); NULL with *why = -1 and the error set
+ * for a failure (nothing remembered). For problems with one graph and our own
+ * kernels to fall back on. */
+cg_plan *cg_plan_for(const int64_t *key, int nk, int dev, cudnnHandle_t h, cg_build_fn build,
+                     const void *ctx, const cg_args *a, bool tensor_cores, const char *op,
+                     int *why);
+
 #endif

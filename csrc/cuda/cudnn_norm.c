@@ -25,7 +25,6 @@
  * cannot do). A problem no engine takes runs on our kernels too, which the plan
  * cache remembers; MILES_CUDNN_NORM=0 sends every problem there. */
 #include <stdbool.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -315,11 +314,15 @@ static int problem_key(const bn_problem *pr, const cg_args *a, int64_t *k)
     return n;
 }
 
-/* The tag of a cached entry that holds no plan: no engine takes the problem. */
-#define USE_KERNELS (-1)
+/* The graph of the problem pr points to (cg_build_fn). */
+static cg_desc problem_graph(cg_owner *o, cg_status *s, cudnnHandle_t h, const void *pr)
+{
+    const bn_problem *p = pr;
+    return p->kind == BN_BACKWARD ? backward_graph(o, s, h, p) : forward_graph(o, s, h, p);
+}
 
-/* Run pr through cuDNN. 0; 1 when cuDNN does not run it (no engine takes it,
- * which is remembered; or first met inside a capture); -1 with the error set. */
+/* Run pr through cuDNN. 0; 1 when cuDNN does not run it (cg_plan_for); -1 with
+ * the error set. */
 static int norm_run(const bn_problem *pr, const char *op)
 {
     cudnnHandle_t h = cg_handle(pr->dev.index, op);
@@ -329,30 +332,11 @@ static int norm_run(const bn_problem *pr, const char *op)
     problem_args(pr, &a);
     int64_t key[CG_MAX_KEY];
     int nk = problem_key(pr, &a, key);
-    cg_plan *plan = cg_cache_find(key, nk, pr->dev.index);
-    if (!plan && cuda_capturing_any())
-        return 1;
-    if (!plan) {
-        if (!(plan = cg_plan_new(op)))
-            return -1;
-        cg_status s = {0};
-        cg_desc graph = pr->kind == BN_BACKWARD ? backward_graph(&plan->own, &s, h, pr)
-                                                : forward_graph(&plan->own, &s, h, pr);
-        int why = cg_check(&s, op) != 0 ? 1 : cg_autotune(plan, h, graph, true, &a, pr->dev, op);
-        if (why < 0) {
-            cg_plan_free(plan);
-            return -1; /* nothing remembered: the next call tries again */
-        }
-        if (why > 0) {
-            if (cg_verbose())
-                fprintf(stderr, "miles: %s; running it on our kernels\n", err_msg());
-            cg_owner_free(&plan->own);
-            plan->tag = USE_KERNELS;
-        }
-        if (!(plan = cg_cache_insert(key, nk, pr->dev.index, plan, op)))
-            return -1;
-    }
-    int rc = plan->tag == USE_KERNELS ? 1 : cg_execute(h, plan, &a, pr->dev, op);
+    int why;
+    cg_plan *plan = cg_plan_for(key, nk, pr->dev.index, h, problem_graph, pr, &a, true, op, &why);
+    if (!plan)
+        return why;
+    int rc = cg_execute(h, plan, &a, pr->dev, op);
     cg_cache_release(plan);
     return rc;
 }
