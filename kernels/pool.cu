@@ -1,5 +1,6 @@
 // 2-D pooling on the GPU: max, average and adaptive average over [N,C,H,W]
-// (twin: csrc/cpu/pool.c, whose plain loops these kernels follow).
+// (twin: csrc/cpu/pool.c, whose plain loops these kernels follow): our kernels,
+// for the problems csrc/cuda/cudnn_pool.c does not give cuDNN.
 //
 // Tensors come contiguous or (float32, bfloat16) channels-last; bfloat16 is
 // computed in float32 and rounded once (common.cuh). Each kernel walks the
@@ -303,7 +304,7 @@ __global__ void adaptive_grad_kernel(T *gin, const T *gout, dims4 gd, dims4 od, 
 
 // --- the entry points ---
 
-extern "C" int cuda_max_pool2d(tensor *out, tensor **ws, const tensor *x,
+extern "C" int cuda_max_pool2d_kernel(tensor *out, tensor **ws, const tensor *x,
                                const pool2d_params *p)
 {
     cudaStream_t s = kstream(x);
@@ -328,7 +329,7 @@ extern "C" int cuda_max_pool2d(tensor *out, tensor **ws, const tensor *x,
     return rc;
 }
 
-extern "C" int cuda_max_pool2d_backward(tensor *gin, const tensor *gout, const tensor *ws,
+extern "C" int cuda_max_pool2d_backward_kernel(tensor *gin, const tensor *gout, const tensor *ws,
                                         const pool2d_params *p)
 {
     cudaStream_t s = kstream(gin);
@@ -344,7 +345,7 @@ extern "C" int cuda_max_pool2d_backward(tensor *gin, const tensor *gout, const t
     });
 }
 
-extern "C" int cuda_avg_pool2d(tensor *out, const tensor *x, const pool2d_params *p)
+extern "C" int cuda_avg_pool2d_kernel(tensor *out, const tensor *x, const pool2d_params *p)
 {
     cudaStream_t s = kstream(x);
     if (!s)
@@ -358,7 +359,7 @@ extern "C" int cuda_avg_pool2d(tensor *out, const tensor *x, const pool2d_params
     });
 }
 
-extern "C" int cuda_avg_pool2d_backward(tensor *gin, const tensor *gout, const pool2d_params *p)
+extern "C" int cuda_avg_pool2d_backward_kernel(tensor *gin, const tensor *gout, const pool2d_params *p)
 {
     cudaStream_t s = kstream(gin);
     if (!s)
@@ -372,7 +373,7 @@ extern "C" int cuda_avg_pool2d_backward(tensor *gin, const tensor *gout, const p
     });
 }
 
-extern "C" int cuda_adaptive_avg_pool2d(tensor *out, const tensor *x)
+extern "C" int cuda_adaptive_avg_pool2d_kernel(tensor *out, const tensor *x)
 {
     cudaStream_t s = kstream(x);
     if (!s)
@@ -386,7 +387,7 @@ extern "C" int cuda_adaptive_avg_pool2d(tensor *out, const tensor *x)
     });
 }
 
-extern "C" int cuda_adaptive_avg_pool2d_backward(tensor *gin, const tensor *gout)
+extern "C" int cuda_adaptive_avg_pool2d_backward_kernel(tensor *gin, const tensor *gout)
 {
     cudaStream_t s = kstream(gin);
     if (!s)

@@ -847,6 +847,83 @@ describe("batch norm through cuDNN", function()
   end)
 end)
 
+-- Pooling in float32 and bfloat16, NCHW and channels-last: max (padding, a
+-- partial last window with ceil_mode, overlapping windows), average counting the
+-- padding or not (and with ceil_mode, which cuDNN's count does not follow: our
+-- kernels), adaptive average with windows that tile the input (7x7 to 1x1) and
+-- that do not: outputs and the gradients of x.
+local POOL_CASES = [[
+  local n = 0
+  for _, dt in ipairs({ "float32", "bfloat16" }) do
+    for _, channels_last in ipairs({ false, true }) do
+      n = n + 1
+      miles.manual_seed(n)
+      local x = miles.randn(2, 3, 14, 11):to(dt)
+      local g = miles.randn(2, 3, 7, 7):to(dt)
+      if channels_last then
+        x = x:permute(1, 3, 4, 2):contiguous():permute(1, 4, 2, 3)
+        g = g:permute(1, 3, 4, 2):contiguous():permute(1, 4, 2, 3)
+      end
+      local pools = {
+        function(t) return F.max_pool2d(t, 3, 2, 1) end,
+        function(t) return F.max_pool2d(t, 2, 2, 0, 1, true) end,
+        function(t) return F.avg_pool2d(t, { 3, 2 }, 2, { 1, 0 }, false, true) end,
+        function(t) return F.avg_pool2d(t, 3, 2, 1, false, false) end,
+        function(t) return F.avg_pool2d(t, 2, 2, 0, true, true) end,
+        function(t) return F.adaptive_avg_pool2d(t:narrow(3, 1, 7):narrow(4, 1, 7):contiguous(), { 1, 1 }) end,
+        function(t) return F.adaptive_avg_pool2d(t, { 4, 3 }) end,
+      }
+      for _, pool in ipairs(pools) do
+        local function run(dev)
+          local t = x:clone():to(dev)
+          t.requires_grad = true
+          local y = pool(t)
+          miles.manual_seed(99)
+          local w = miles.randn(table.unpack(y:shape())):to(dt):to(dev)
+          ;(y * w):sum():backward()
+          return { y:cpu(), t.grad:cpu() }
+        end
+        record(dt, run("cuda"), run("cpu"))
+      end
+    end
+  end
+  report()
+]]
+
+local function run_pool_cases(env) return run_cases(POOL_CASES, env) end
+
+-- Pooling through cuDNN's graph API (csrc/cuda/cudnn_pool.c): max pooling only
+-- when engines take its forward and its backward (which reads the forward's
+-- index); our kernels run the rest, and everything with MILES_CUDNN_POOL=0.
+describe("pooling through cuDNN", function()
+  gpu_it("gives the CPU's outputs and gradients", function()
+    local out = run_pool_cases("MILES_CUDNN_VERBOSE=1")
+    if H.cuda_emulated then -- (the fake takes every graph)
+      for _, op in ipairs({ "max_pool2d", "max_pool2d backward", "avg_pool2d", "avg_pool2d backward",
+                            "adaptive_avg_pool2d", "adaptive_avg_pool2d backward" }) do
+        assert.truthy(out:find(op .. ": cuDNN engine", 1, true), op .. "\n" .. out)
+      end
+    end
+  end)
+
+  ;(H.cuda_emulated and it or pending)("when no engine takes pooling, our kernels run it #emulated-gpu", function()
+    local out = run_pool_cases("MILES_FAKE_CUDNN_REFUSE=pool MILES_CUDNN_VERBOSE=1")
+    assert.truthy(out:find("running it on our kernels", 1, true), out)
+    assert.falsy(out:find("pool2d: cuDNN engine", 1, true), out)
+  end)
+
+  ;(H.cuda_emulated and it or pending)("when no engine takes max pooling's backward, our kernels run both passes #emulated-gpu", function()
+    local out = run_pool_cases("MILES_FAKE_CUDNN_REFUSE=pool_bwd MILES_CUDNN_VERBOSE=1")
+    assert.truthy(out:find("max_pool2d backward: no cuDNN engine", 1, true), out)
+    assert.truthy(out:find("avg_pool2d: cuDNN engine", 1, true), out) -- the forwards
+  end)
+
+  gpu_it("MILES_CUDNN_POOL=0 runs every pooling on our kernels", function()
+    local _, plans = run_pool_cases("MILES_CUDNN_POOL=0")
+    assert.equal("0", plans)
+  end)
+end)
+
 -- The cuDNN plan cache is bounded (MILES_CUDNN_PLANS): with room for 2 plans,
 -- convolutions of 4 shapes, twice over, evict and rebuild plans and stay right.
 describe("the cuDNN plan cache", function()

@@ -6,7 +6,8 @@
 # a summary is printed.
 #   tools/gpu-check.sh [STAGE ...]     STAGE: build specs bench suite (default: these)
 #                                      or bench-own-bn: the benchmark again with
-#                                      batch norm on our kernels (MILES_CUDNN_NORM=0)
+#                                      batch norm and pooling on our kernels
+#                                      (MILES_CUDNN_NORM=0 MILES_CUDNN_POOL=0)
 # A device session is short: the whole run ends within $GPU_CHECK_SECONDS
 # (default 570); each stage gets its own share of what is left, so a slow one
 # cannot starve the rest. A second call on the same machine reuses the build.
@@ -97,12 +98,12 @@ if has specs; then
   grep -E "^(Failure|Error) ->" -A4 "$OUT/cuda_spec.log" | cut -c1-300 | head -60
   tail -1 "$OUT/cuda_spec.log"
   if grep -qE "^(Failure|Error) ->" "$OUT/cuda_spec.log"; then
-    # batch norm on our kernels, then convolutions as im2col + cuBLAS too: tells
-    # cuDNN trouble from ours
-    if retry_specs "MILES_CUDNN_NORM=0" nonorm; then
-      FALLBACK="MILES_CUDNN_NORM=0"
-    elif retry_specs "MILES_CUDNN_NORM=0 MILES_CONV_GEMM=1" nocudnn; then
-      FALLBACK="MILES_CUDNN_NORM=0 MILES_CONV_GEMM=1"
+    # batch norm and pooling on our kernels, then convolutions as im2col +
+    # cuBLAS too: tells cuDNN trouble from ours
+    if retry_specs "MILES_CUDNN_NORM=0 MILES_CUDNN_POOL=0" own_norm_pool; then
+      FALLBACK="MILES_CUDNN_NORM=0 MILES_CUDNN_POOL=0"
+    elif retry_specs "MILES_CUDNN_NORM=0 MILES_CUDNN_POOL=0 MILES_CONV_GEMM=1" nocudnn; then
+      FALLBACK="MILES_CUDNN_NORM=0 MILES_CUDNN_POOL=0 MILES_CONV_GEMM=1"
     fi
   fi
 fi
@@ -122,8 +123,8 @@ if has bench; then
   bench bench.log
 fi
 if has bench-own-bn; then
-  stamp "benchmark with batch norm on our kernels (MILES_CUDNN_NORM=0)"
-  bench bench_own_bn.log MILES_CUDNN_NORM=0
+  stamp "benchmark with batch norm and pooling on our kernels"
+  bench bench_own_bn.log "MILES_CUDNN_NORM=0 MILES_CUDNN_POOL=0"
 fi
 
 if has suite; then

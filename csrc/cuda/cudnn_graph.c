@@ -760,3 +760,12 @@ cg_plan *cg_plan_for(const int64_t *key, int nk, int dev, cudnnHandle_t h, cg_bu
     }
     return plan;
 }
+
+bool cg_cache_refused(const int64_t *key, int nk, int dev)
+{
+    cg_plan *plan = cg_cache_find(key, nk, dev);
+    bool refused = plan && plan->tag == NO_ENGINE;
+    if (plan)
+        cg_cache_release(plan);
+    return refused;
+}

@@ -150,5 +150,7 @@ typedef cg_desc (*cg_build_fn)(cg_owner *o, cg_status *s, cudnnHandle_t h, const
 cg_plan *cg_plan_for(const int64_t *key, int nk, int dev, cudnnHandle_t h, cg_build_fn build,
                      const void *ctx, const cg_args *a, bool tensor_cores, const char *op,
                      int *why);
+/* Does the cache hold cg_plan_for's note that no engine takes the problem? */
+bool cg_cache_refused(const int64_t *key, int nk, int dev);
 
 #endif

@@ -38,7 +38,8 @@ int cuda_index_add(tensor *out, const tensor *src, const tensor *idx, int64_t ou
 /* kernels/random.cu (twin: csrc/cpu/random.c): the same numbers as the CPU */
 int cuda_uniform(tensor *out, uint64_t seed, uint64_t offset, double lo, double hi);
 int cuda_normal(tensor *out, uint64_t seed, uint64_t offset, double mean, double std);
-/* kernels/pool.cu (twin: csrc/cpu/pool.c) */
+/* csrc/cuda/cudnn_pool.c (twin: csrc/cpu/pool.c): cuDNN's graph API, or our
+ * kernels where cuDNN does not take the problem */
 int cuda_max_pool2d(tensor *out, tensor **ws, const tensor *x, const pool2d_params *p);
 int cuda_max_pool2d_backward(tensor *gin, const tensor *gout, const tensor *ws,
                              const pool2d_params *p);
@@ -46,6 +47,14 @@ int cuda_avg_pool2d(tensor *out, const tensor *x, const pool2d_params *p);
 int cuda_avg_pool2d_backward(tensor *gin, const tensor *gout, const pool2d_params *p);
 int cuda_adaptive_avg_pool2d(tensor *out, const tensor *x);
 int cuda_adaptive_avg_pool2d_backward(tensor *gin, const tensor *gout);
+/* kernels/pool.cu (twin: csrc/cpu/pool.c): our kernels, with the contracts above */
+int cuda_max_pool2d_kernel(tensor *out, tensor **ws, const tensor *x, const pool2d_params *p);
+int cuda_max_pool2d_backward_kernel(tensor *gin, const tensor *gout, const tensor *ws,
+                                    const pool2d_params *p);
+int cuda_avg_pool2d_kernel(tensor *out, const tensor *x, const pool2d_params *p);
+int cuda_avg_pool2d_backward_kernel(tensor *gin, const tensor *gout, const pool2d_params *p);
+int cuda_adaptive_avg_pool2d_kernel(tensor *out, const tensor *x);
+int cuda_adaptive_avg_pool2d_backward_kernel(tensor *gin, const tensor *gout);
 /* kernels/resize.cu (twin: csrc/cpu/resize.c) */
 int cuda_interpolate2d(tensor *out, const tensor *x, const resize_params *p);
 int cuda_interpolate2d_backward(tensor *gin, const tensor *gout, const resize_params *p);

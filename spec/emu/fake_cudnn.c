@@ -20,6 +20,11 @@
  *    unbiased variance (as cuDNN's legacy batch norm and PyTorch's running
  *    variance); in inference the mean and 1/std are inputs; the backward gives
  *    dx, dscale and dbias from the saved mean and 1/std;
+ *  - resampling as pooling (max, average with or without the padding counted),
+ *    windows, strides and paddings as fractions n/1, padding with -inf or 0;
+ *    max pooling's forward may write the index of each maximum (int8, its place
+ *    r * window_w + s in the window, the first maximum or NaN), which its
+ *    backward reads;
  *  - heuristics propose engine configs (three in mode A, with tensor-core and
  *    non-deterministic notes on two of them; one in fallback mode), plans have a
  *    workspace that execution must be given.
@@ -27,7 +32,8 @@
  * (cudnnGetLastErrorString). MILES_FAKE_CUDNN_REFUSE lists what no engine takes,
  * as real engines sometimes do not, so that our fallbacks run: "fused" (a graph
  * of more than the convolution or batch norm), "nhwc" (channels-last
- * activations), "norm" (a graph with a batch norm), "all" (every graph). Execution computes in double, on the fake runtime's
+ * activations), "norm" (a graph with a batch norm), "pool" (a resample),
+ * "pool_bwd" (a resample backward), "all" (every graph). Execution computes in double, on the fake runtime's
  * host memory, at once or as a node of a CUDA graph being captured. */
 #include <cudnn.h>
 
@@ -119,6 +125,7 @@ static size_t type_size(cudnnBackendAttributeType_t t)
     case CUDNN_TYPE_FLOAT: return sizeof(float);
     case CUDNN_TYPE_DOUBLE: return sizeof(double);
     case CUDNN_TYPE_BOOLEAN: return sizeof(bool);
+    case CUDNN_TYPE_FRACTION: return sizeof(cudnnFraction_t);
     case CUDNN_TYPE_VOID_PTR:
     case CUDNN_TYPE_HANDLE:
     case CUDNN_TYPE_BACKEND_DESCRIPTOR: return sizeof(void *);
@@ -152,6 +159,9 @@ cudnnStatus_t cudnnBackendDestroyDescriptor(cudnnBackendDescriptor_t descriptor)
         d->type == CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR ||
         d->type == CUDNN_BACKEND_OPERATION_NORM_FORWARD_DESCRIPTOR ||
         d->type == CUDNN_BACKEND_OPERATION_NORM_BACKWARD_DESCRIPTOR ||
+        d->type == CUDNN_BACKEND_OPERATION_RESAMPLE_FWD_DESCRIPTOR ||
+        d->type == CUDNN_BACKEND_OPERATION_RESAMPLE_BWD_DESCRIPTOR ||
+        d->type == CUDNN_BACKEND_RESAMPLE_DESCRIPTOR ||
         d->type == CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR || d->type == CUDNN_BACKEND_POINTWISE_DESCRIPTOR)
         fake_gpu_catch_up();
     for (int i = 0; i < d->nattr; i++)
@@ -253,7 +263,8 @@ static cudnnStatus_t finalize_tensor(fdesc *d)
         !want(d, CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, 1))
         return fail(CUDNN_STATUS_BAD_PARAM, "tensor: dims, strides, type, uid and alignment "
                                             "are required, dims and strides alike");
-    if (*dt != CUDNN_DATA_FLOAT && *dt != CUDNN_DATA_DOUBLE && *dt != CUDNN_DATA_BFLOAT16)
+    if (*dt != CUDNN_DATA_FLOAT && *dt != CUDNN_DATA_DOUBLE && *dt != CUDNN_DATA_BFLOAT16 &&
+        *dt != CUDNN_DATA_INT8)
         return fail(CUDNN_STATUS_NOT_SUPPORTED, "tensor: data type %d", *dt);
     const bool *v = want(d, CUDNN_ATTR_TENSOR_IS_VIRTUAL, CUDNN_TYPE_BOOLEAN, 1),
                *bv = want(d, CUDNN_ATTR_TENSOR_IS_BY_VALUE, CUDNN_TYPE_BOOLEAN, 1);
@@ -307,11 +318,13 @@ static int64_t offset4(const ftensor *t, int64_t a, int64_t b, int64_t c, int64_
 /* --- operations --- */
 
 typedef enum {
-    OP_FWD, OP_BWD_DATA, OP_BWD_FILTER, OP_ADD, OP_RELU, OP_RELU_BWD, OP_NORM_FWD, OP_NORM_BWD
+    OP_FWD, OP_BWD_DATA, OP_BWD_FILTER, OP_ADD, OP_RELU, OP_RELU_BWD, OP_NORM_FWD, OP_NORM_BWD,
+    OP_POOL_FWD, OP_POOL_BWD
 } op_kind;
 
 /* An operation's tensors by slot. Convolutions: x (or dx), w (or dw), y (or dy);
- * add: x, b, y; relu: x, -, y; relu backward: x, dy, dx; the norms: below. */
+ * add: x, b, y; relu: x, -, y; relu backward: x, dy, dx; resample: x (or dx),
+ * index, y (or dy); the norms: below. */
 enum { CX, CW, CY };
 enum {
     NF_X, NF_SCALE, NF_BIAS, NF_EPS, NF_FACTOR, NF_RMEAN_IN, NF_RVAR_IN, NF_RMEAN_OUT,
@@ -325,7 +338,36 @@ typedef struct {
     bool has[N_SLOTS];
     bool training;                               /* the norm forward's phase */
     int64_t pre[2], post[2], stride[2], dil[2]; /* a convolution's geometry */
+    int64_t window[2];                          /* and a resample's, with these */
+    cudnnResampleMode_t resample;
+    cudnnPaddingMode_t padding;
 } fop;
+
+/* A resample descriptor's fraction attribute (2 values, denominators 1) into v. */
+static bool fractions(const fdesc *d, cudnnBackendAttributeName_t name, int64_t *v)
+{
+    const cudnnFraction_t *f = want(d, name, CUDNN_TYPE_FRACTION, 2);
+    if (!f || f[0].denominator != 1 || f[1].denominator != 1)
+        return false;
+    v[0] = f[0].numerator;
+    v[1] = f[1].numerator;
+    return true;
+}
+
+/* A resample operation's geometry from its descriptor. */
+static bool resample_of(const fdesc *r, fop *o)
+{
+    const cudnnResampleMode_t *mode = r ? want(r, CUDNN_ATTR_RESAMPLE_MODE, CUDNN_TYPE_RESAMPLE_MODE, 1) : NULL;
+    const cudnnPaddingMode_t *pad = want(r, CUDNN_ATTR_RESAMPLE_PADDING_MODE, CUDNN_TYPE_PADDING_MODE, 1);
+    if (!mode || !pad || !r->finalized)
+        return false;
+    o->resample = *mode;
+    o->padding = *pad;
+    return fractions(r, CUDNN_ATTR_RESAMPLE_WINDOW_DIMS, o->window) &&
+           fractions(r, CUDNN_ATTR_RESAMPLE_STRIDES, o->stride) &&
+           fractions(r, CUDNN_ATTR_RESAMPLE_PRE_PADDINGS, o->pre) &&
+           fractions(r, CUDNN_ATTR_RESAMPLE_POST_PADDINGS, o->post);
+}
 
 /* The norm operations' tensor attributes by slot. */
 static const cudnnBackendAttributeName_t norm_fwd_attrs[N_SLOTS] = {
@@ -423,6 +465,18 @@ static bool op_of(const fdesc *d, fop *o)
         default: return false;
         }
     }
+    case CUDNN_BACKEND_OPERATION_RESAMPLE_FWD_DESCRIPTOR:
+        o->kind = OP_POOL_FWD;
+        return slots3(d, o, CUDNN_ATTR_OPERATION_RESAMPLE_FWD_XDESC, 0,
+                      CUDNN_ATTR_OPERATION_RESAMPLE_FWD_YDESC) &&
+               slot(d, o, CW, CUDNN_ATTR_OPERATION_RESAMPLE_FWD_IDXDESC) &&
+               resample_of(child(d, CUDNN_ATTR_OPERATION_RESAMPLE_FWD_DESC), o);
+    case CUDNN_BACKEND_OPERATION_RESAMPLE_BWD_DESCRIPTOR:
+        o->kind = OP_POOL_BWD;
+        return slots3(d, o, CUDNN_ATTR_OPERATION_RESAMPLE_BWD_DXDESC, 0,
+                      CUDNN_ATTR_OPERATION_RESAMPLE_BWD_DYDESC) &&
+               slot(d, o, CW, CUDNN_ATTR_OPERATION_RESAMPLE_BWD_IDXDESC) &&
+               resample_of(child(d, CUDNN_ATTR_OPERATION_RESAMPLE_BWD_DESC), o);
     case CUDNN_BACKEND_OPERATION_NORM_FORWARD_DESCRIPTOR:
     case CUDNN_BACKEND_OPERATION_NORM_BACKWARD_DESCRIPTOR: {
         bool fwd = d->type == CUDNN_BACKEND_OPERATION_NORM_FORWARD_DESCRIPTOR;
@@ -557,6 +611,39 @@ static cudnnStatus_t check_norm_fwd(const fop *o)
     return CUDNN_STATUS_SUCCESS;
 }
 
+static bool is_max(const fop *o)
+{
+    return o->resample == CUDNN_RESAMPLE_MAXPOOL;
+}
+
+static cudnnStatus_t check_resample(const fop *o)
+{
+    const ftensor *x = &o->t[CX], *y = &o->t[CY];
+    if (o->resample != CUDNN_RESAMPLE_MAXPOOL && o->resample != CUDNN_RESAMPLE_AVGPOOL_INCLUDE_PADDING &&
+        o->resample != CUDNN_RESAMPLE_AVGPOOL_EXCLUDE_PADDING)
+        return fail(CUDNN_STATUS_NOT_SUPPORTED, "resample: only pooling is faked");
+    if (o->padding != (is_max(o) ? CUDNN_NEG_INF_PAD : CUDNN_ZERO_PAD))
+        return fail(CUDNN_STATUS_NOT_SUPPORTED, "resample: max pooling pads with -inf, average "
+                    "pooling with zeros (faked)");
+    if (x->nd != 4 || y->nd != 4 || x->dim[0] != y->dim[0] || x->dim[1] != y->dim[1] ||
+        x->dt != y->dt || (x->dt != CUDNN_DATA_FLOAT && x->dt != CUDNN_DATA_BFLOAT16))
+        return fail(CUDNN_STATUS_BAD_PARAM, "resample: x and y 4-D of one N, C and data type");
+    for (int i = 0; i < 2; i++) {
+        int64_t out = (x->dim[2 + i] + o->pre[i] + o->post[i] - o->window[i]) / o->stride[i] + 1;
+        if (y->dim[2 + i] != out || o->window[i] < 1 || o->stride[i] < 1)
+            return fail(CUDNN_STATUS_BAD_PARAM, "resample: y's spatial dim %d is %lld, the "
+                        "geometry gives %lld", i, (long long)y->dim[2 + i], (long long)out);
+    }
+    const ftensor *idx = &o->t[CW];
+    if (o->has[CW] && (!is_max(o) || idx->dt != CUDNN_DATA_INT8 || !same_shape(idx, y)))
+        return fail(CUDNN_STATUS_BAD_PARAM, "resample: an index is max pooling's, int8, of y's "
+                    "shape");
+    if (o->kind == OP_POOL_BWD && is_max(o) && !o->has[CW])
+        return fail(CUDNN_STATUS_NOT_SUPPORTED, "resample backward: max pooling's needs the "
+                    "index here (faked)");
+    return CUDNN_STATUS_SUCCESS;
+}
+
 static cudnnStatus_t check_norm_bwd(const fop *o)
 {
     for (int i = NB_X; i <= NB_DX; i++)
@@ -595,6 +682,8 @@ static cudnnStatus_t finalize_op(const fdesc *d)
                                                     "is not x's shape");
         return CUDNN_STATUS_SUCCESS;
     }
+    if (o.kind == OP_POOL_FWD || o.kind == OP_POOL_BWD)
+        return check_resample(&o);
     if (o.kind == OP_NORM_FWD)
         return check_norm_fwd(&o);
     if (o.kind == OP_NORM_BWD)
@@ -800,6 +889,64 @@ static void run_norm_bwd(const fop *o, const place *pl)
     }
 }
 
+/* Pooling, forward (y, and the index when asked) or backward (dx from dy, and
+ * for max pooling the index), window by window of y. */
+static void run_pool(const fop *o, const place *pl)
+{
+    const ftensor *x = &o->t[CX], *y = &o->t[CY], *ix = &o->t[CW];
+    bool fwd = o->kind == OP_POOL_FWD, max = is_max(o);
+    bool include = o->resample == CUDNN_RESAMPLE_AVGPOOL_INCLUDE_PADDING;
+    int64_t H = x->dim[2], W = x->dim[3];
+    double *dx = fwd ? NULL : calloc((size_t)span_of(x), sizeof *dx); /* each window's share */
+    for (int64_t n = 0; n < y->dim[0]; n++)
+        for (int64_t c = 0; c < y->dim[1]; c++)
+            for (int64_t oh = 0; oh < y->dim[2]; oh++)
+                for (int64_t ow = 0; ow < y->dim[3]; ow++) {
+                    int64_t h0 = oh * o->stride[0] - o->pre[0], w0 = ow * o->stride[1] - o->pre[1];
+                    int64_t yi = offset4(y, n, c, oh, ow), count = 0, best = -1;
+                    double acc = 0, top = -INFINITY;
+                    for (int64_t r = 0; r < o->window[0]; r++)
+                        for (int64_t s = 0; s < o->window[1]; s++) {
+                            int64_t h = h0 + r, w = w0 + s;
+                            if (h < 0 || h >= H || w < 0 || w >= W)
+                                continue;
+                            count++;
+                            double v = fwd ? load(pl[CX].p, pl[CX].dt, offset4(x, n, c, h, w)) : 0;
+                            acc += v;
+                            if (best < 0 || (!isnan(top) && (v > top || isnan(v)))) {
+                                top = v;
+                                best = r * o->window[1] + s;
+                            }
+                        }
+                    double div = include ? (double)(o->window[0] * o->window[1]) : (double)count;
+                    if (fwd) {
+                        store(pl[CY].p, pl[CY].dt, yi, max ? top : acc / div);
+                        if (o->has[CW])
+                            ((int8_t *)pl[CW].p)[offset4(ix, n, c, oh, ow)] = (int8_t)best;
+                        continue;
+                    }
+                    double g = load(pl[CY].p, pl[CY].dt, yi);
+                    for (int64_t r = 0; r < o->window[0]; r++)
+                        for (int64_t s = 0; s < o->window[1]; s++) {
+                            int64_t h = h0 + r, w = w0 + s;
+                            if (h < 0 || h >= H || w < 0 || w >= W)
+                                continue;
+                            if (max && ((int8_t *)pl[CW].p)[offset4(ix, n, c, oh, ow)] !=
+                                           r * o->window[1] + s)
+                                continue;
+                            dx[offset4(x, n, c, h, w)] += max ? g : g / div;
+                        }
+                }
+    for (int64_t n = 0; dx && n < x->dim[0]; n++)
+        for (int64_t c = 0; c < x->dim[1]; c++)
+            for (int64_t h = 0; h < H; h++)
+                for (int64_t w = 0; w < W; w++) {
+                    int64_t xi = offset4(x, n, c, h, w);
+                    store(pl[CX].p, pl[CX].dt, xi, dx[xi]);
+                }
+    free(dx);
+}
+
 static void run_graph(void *p)
 {
     const run_t *r = p;
@@ -833,6 +980,8 @@ static void run_graph(void *p)
         case OP_ADD:
         case OP_RELU:
         case OP_RELU_BWD: run_pointwise(&o, pl); break;
+        case OP_POOL_FWD:
+        case OP_POOL_BWD: run_pool(&o, pl); break;
         case OP_NORM_FWD: run_norm_fwd(&o, pl); break;
         case OP_NORM_BWD: run_norm_bwd(&o, pl); break;
         default: run_conv(&o, pl);
@@ -867,7 +1016,21 @@ cudnnStatus_t cudnnBackendFinalize(cudnnBackendDescriptor_t descriptor)
     case CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_FILTER_DESCRIPTOR:
     case CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR:
     case CUDNN_BACKEND_OPERATION_NORM_FORWARD_DESCRIPTOR:
-    case CUDNN_BACKEND_OPERATION_NORM_BACKWARD_DESCRIPTOR: s = finalize_op(d); break;
+    case CUDNN_BACKEND_OPERATION_NORM_BACKWARD_DESCRIPTOR:
+    case CUDNN_BACKEND_OPERATION_RESAMPLE_FWD_DESCRIPTOR:
+    case CUDNN_BACKEND_OPERATION_RESAMPLE_BWD_DESCRIPTOR: s = finalize_op(d); break;
+    case CUDNN_BACKEND_RESAMPLE_DESCRIPTOR: {
+        fop o;
+        const int64_t *sp = want(d, CUDNN_ATTR_RESAMPLE_SPATIAL_DIMS, CUDNN_TYPE_INT64, 1);
+        d->finalized = true; /* (for resample_of's check; undone on failure) */
+        if (!sp || *sp != 2 || !want(d, CUDNN_ATTR_RESAMPLE_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1) ||
+            !want(d, CUDNN_ATTR_RESAMPLE_PADDING_MODE, CUDNN_TYPE_PADDING_MODE, 1) ||
+            !resample_of(d, &o))
+            s = fail(CUDNN_STATUS_BAD_PARAM, "resample: a mode, a compute type, a padding "
+                     "mode, 2 spatial dims and their window, strides and paddings (n/1)");
+        d->finalized = false;
+        break;
+    }
     case CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR: {
         const attr *ops = get(d, CUDNN_ATTR_OPERATIONGRAPH_OPS);
         if (!ops || ops->count < 1 || ops->count > MAX_OPS)
@@ -906,29 +1069,36 @@ cudnnStatus_t cudnnBackendFinalize(cudnnBackendDescriptor_t descriptor)
     return s;
 }
 
+/* Is word one of the comma-separated words of list? */
+static bool listed(const char *list, const char *word)
+{
+    size_t n = strlen(word);
+    for (const char *p = list; p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+        if (strncmp(p, word, n) == 0 && (p[n] == ',' || p[n] == '\0'))
+            return true;
+    return false;
+}
+
 /* Does MILES_FAKE_CUDNN_REFUSE leave graph g without an engine? */
 static bool refused(const fdesc *g)
 {
     const char *r = getenv("MILES_FAKE_CUDNN_REFUSE");
     if (!r)
         return false;
-    if (strstr(r, "all"))
-        return true;
     const attr *ops = get(g, CUDNN_ATTR_OPERATIONGRAPH_OPS);
-    if (strstr(r, "fused") && ops->count > 1)
-        return true;
     bool norm = false;
     for (int64_t i = 0; i < ops->count; i++) {
         fop o;
         op_of(((fdesc *const *)ops->values)[i], &o);
         norm |= o.kind == OP_NORM_FWD || o.kind == OP_NORM_BWD;
     }
-    if (strstr(r, "norm") && norm)
-        return true;
     fop o;
     op_of(((fdesc *const *)ops->values)[0], &o);
     bool nhwc = o.t[0].dim[1] > 1 && o.t[0].stride[1] == 1;
-    return strstr(r, "nhwc") && nhwc;
+    bool pool = o.kind == OP_POOL_FWD || o.kind == OP_POOL_BWD;
+    return listed(r, "all") || (listed(r, "fused") && ops->count > 1) || (listed(r, "norm") && norm) ||
+           (listed(r, "pool") && pool) || (listed(r, "pool_bwd") && o.kind == OP_POOL_BWD) ||
+           (listed(r, "nhwc") && nhwc);
 }
 
 static const cudnnBackendNumericalNote_t engine_notes[N_ENGINES][2] = {
