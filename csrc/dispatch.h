@@ -84,6 +84,11 @@ typedef struct backend {
     int (*fill)(tensor *t, double v);
     /* out = op(a); same shape and dtype, both dense with the same strides. */
     int (*unary)(unary_op op, tensor *out, const tensor *a, double p0, double p1);
+    /* An activation's gradient from its output y = op(x): gin = gout * op'(x) for
+     * UN_RELU (gout where y > 0, else 0), UN_SIGMOID (gout (1 - y) y) and UN_TANH
+     * (gout (1 - y y)); float tensors of one dtype and shape, dense with the same
+     * strides. */
+    int (*activation_backward)(unary_op op, tensor *gin, const tensor *gout, const tensor *y);
     /* out dense (contiguous, or laid out like a dense operand); a, b views
      * broadcast to out's shape, both of the compute dtype; out has that dtype,
      * or DT_BOOL for comparisons and logic. */

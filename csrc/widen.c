@@ -183,6 +183,14 @@ static int w_unary(unary_op op, tensor *out, const tensor *a, double p0, double 
     return narrow(&w, w.failed ? -1 : w.be->unary(op, o, x, p0, p1));
 }
 
+static int w_activation_backward(unary_op op, tensor *gin, const tensor *gout, const tensor *y)
+{
+    DEVICE_TABLE(gin);
+    DIRECT(activation_backward, (gin, gout, y), (op, gin, gout, y));
+    tensor *gi = W(gin, USE_OUT), *go = W(gout, USE_IN), *yy = W(y, USE_IN);
+    return narrow(&w, w.failed ? -1 : w.be->activation_backward(op, gi, go, yy));
+}
+
 static int w_binary(binary_op op, tensor *out, const tensor *a, const tensor *b)
 {
     DEVICE_TABLE(out);
@@ -393,6 +401,7 @@ const backend widening_backend = {
     .copy = w_copy,
     .fill = w_fill,
     .unary = w_unary,
+    .activation_backward = w_activation_backward,
     .binary = w_binary,
     .where = w_where,
     .reduce = w_reduce,

@@ -358,13 +358,52 @@ static int unary_dt(unary_op op, tensor *out, const tensor *a, int64_t n, double
     }
 }
 
-extern "C" int cuda_unary(unary_op op, tensor *out, const tensor *a, double p0, double p1)
+extern "C" int cuda_unary_kernel(unary_op op, tensor *out, const tensor *a, double p0,
+                                 double p1)
 {
     int64_t n = tensor_numel(out);
     if (n == 0)
         return 0;
     return with_dtype(a->dtype, "unary",
                       [&](auto d) { return unary_dt<d.value>(op, out, a, n, p0, p1); });
+}
+
+// --- activations' gradients (the CPU's formulas, in the compute type) ---
+
+template <unary_op OP, typename T> __device__ static inline T act_grad(T g, T y)
+{
+    const T one = 1, zero = 0;
+    if constexpr (OP == UN_RELU) return y > zero ? g : zero;
+    else if constexpr (OP == UN_SIGMOID) return g * (one - y) * y;
+    else return g * (one - y * y); // UN_TANH
+}
+
+template <unary_op OP, typename S>
+__global__ void act_grad_kernel(S *gin, const S *gout, const S *y, int64_t n)
+{
+    KLOOP(i, n) gin[i] = knarrow<S>(act_grad<OP, compute_t<S>>(kwiden(gout[i]), kwiden(y[i])));
+}
+
+extern "C" int cuda_activation_backward_kernel(unary_op op, tensor *gin, const tensor *gout,
+                                               const tensor *y)
+{
+    if (op != UN_RELU && op != UN_SIGMOID && op != UN_TANH)
+        return err_set("activation_backward: %d is not an activation", (int)op);
+    int64_t n = tensor_numel(gin);
+    cudaStream_t s = n > 0 ? kstream(gin) : nullptr;
+    if (n == 0 || !s)
+        return n == 0 ? 0 : -1;
+    return by_dtype_bf16(y->dtype, "activation_backward", [&](auto z) {
+        using S = decltype(z);
+        S *gi = (S *)tensor_data(gin);
+        const S *go = (const S *)tensor_data(gout), *yy = (const S *)tensor_data(y);
+        if (op == UN_RELU)
+            act_grad_kernel<UN_RELU, S><<<kblocks(n), KTHREADS, 0, s>>>(gi, go, yy, n);
+        else if (op == UN_SIGMOID)
+            act_grad_kernel<UN_SIGMOID, S><<<kblocks(n), KTHREADS, 0, s>>>(gi, go, yy, n);
+        else
+            act_grad_kernel<UN_TANH, S><<<kblocks(n), KTHREADS, 0, s>>>(gi, go, yy, n);
+    });
 }
 
 // --- binary ---

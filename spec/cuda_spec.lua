@@ -924,6 +924,68 @@ describe("pooling through cuDNN", function()
   end)
 end)
 
+-- Activations in float32 and bfloat16: relu, sigmoid and tanh on tensors large
+-- enough for cuDNN (65536 elements and more; contiguous and channels-last) and on
+-- a small one (our kernels), with gradients dense and broadcast (a sum's).
+local ACT_CASES = [[
+  local n = 0
+  for _, dt in ipairs({ "float32", "bfloat16" }) do
+    for _, shape in ipairs({ { 4, 64, 16, 16 }, { 3, 5 } }) do
+      for _, channels_last in ipairs({ false, true }) do
+        for _, f in ipairs({ F.relu, F.sigmoid, F.tanh }) do
+          for _, summed in ipairs({ false, true }) do
+            n = n + 1
+            miles.manual_seed(n)
+            local x = (miles.randn(table.unpack(shape)) * 3):to(dt)
+            if channels_last and #shape == 4 then x = x:permute(1, 3, 4, 2):contiguous():permute(1, 4, 2, 3) end
+            local function run(dev)
+              local t = x:clone():to(dev)
+              t.requires_grad = true
+              local y = f(t)
+              if summed then
+                y:sum():backward()
+              else
+                miles.manual_seed(99)
+                ;(y * miles.randn(table.unpack(shape)):to(dt):to(dev)):sum():backward()
+              end
+              return { y:cpu(), t.grad:cpu() }
+            end
+            record(dt, run("cuda"), run("cpu"))
+          end
+        end
+      end
+    end
+  end
+  report()
+]]
+
+local function run_act_cases(env) return run_cases(ACT_CASES, env) end
+
+-- Activations through cuDNN's graph API (csrc/cuda/cudnn_act.c): relu, sigmoid,
+-- tanh and relu's gradient on large tensors; our kernels for the rest and with
+-- MILES_CUDNN_ACT=0.
+describe("activations through cuDNN", function()
+  gpu_it("give the CPU's outputs and gradients", function()
+    local out = run_act_cases("MILES_CUDNN_VERBOSE=1")
+    if H.cuda_emulated then -- (the fake takes every graph)
+      assert.truthy(out:find("activation: cuDNN engine", 1, true), out)
+      assert.truthy(out:find("relu backward: cuDNN engine", 1, true), out)
+      assert.falsy(out:find("running it on our kernels", 1, true), out)
+    end
+  end)
+
+  ;(H.cuda_emulated and it or pending)("when no engine takes an activation, our kernels run it #emulated-gpu", function()
+    local out = run_act_cases("MILES_FAKE_CUDNN_REFUSE=act MILES_CUDNN_VERBOSE=1")
+    assert.truthy(out:find("running it on our kernels", 1, true), out)
+    assert.falsy(out:find("activation: cuDNN engine", 1, true), out)
+  end)
+
+  gpu_it("MILES_CUDNN_ACT=0 runs every activation on our kernels", function()
+    local _, plans = run_act_cases("MILES_CUDNN_ACT=0")
+    assert.equal("0", plans)
+  end)
+end)
+
 -- The cuDNN plan cache is bounded (MILES_CUDNN_PLANS): with room for 2 plans,
 -- convolutions of 4 shapes, twice over, evict and rebuild plans and stay right.
 describe("the cuDNN plan cache", function()

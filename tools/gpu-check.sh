@@ -5,9 +5,10 @@
 # the same GPU, then the whole suite. Logs go to $OUT (default gpu-check-out/);
 # a summary is printed.
 #   tools/gpu-check.sh [STAGE ...]     STAGE: build specs bench suite (default: these)
-#                                      or bench-own-bn: the benchmark again with
-#                                      batch norm and pooling on our kernels
-#                                      (MILES_CUDNN_NORM=0 MILES_CUDNN_POOL=0)
+#                                      or bench-own-kernels: the benchmark again with
+#                                      batch norm, pooling and activations on our
+#                                      kernels (MILES_CUDNN_NORM=0 MILES_CUDNN_POOL=0
+#                                      MILES_CUDNN_ACT=0)
 # A device session is short: the whole run ends within $GPU_CHECK_SECONDS
 # (default 570); each stage gets its own share of what is left, so a slow one
 # cannot starve the rest. A second call on the same machine reuses the build.
@@ -81,6 +82,7 @@ build/bin/miles -e 'local m = require "miles"; print("GPUs seen by miles: " .. m
 # without it (its troubles then are cuDNN's, or our use of it): the later stages
 # run with them.
 FALLBACK=""
+OWN_KERNELS="MILES_CUDNN_NORM=0 MILES_CUDNN_POOL=0 MILES_CUDNN_ACT=0"
 # retry_specs SETTINGS: the GPU specs again with SETTINGS; true when they pass.
 retry_specs() {
   local log="$OUT/cuda_spec_${2}.log"
@@ -98,12 +100,12 @@ if has specs; then
   grep -E "^(Failure|Error) ->" -A4 "$OUT/cuda_spec.log" | cut -c1-300 | head -60
   tail -1 "$OUT/cuda_spec.log"
   if grep -qE "^(Failure|Error) ->" "$OUT/cuda_spec.log"; then
-    # batch norm and pooling on our kernels, then convolutions as im2col +
-    # cuBLAS too: tells cuDNN trouble from ours
-    if retry_specs "MILES_CUDNN_NORM=0 MILES_CUDNN_POOL=0" own_norm_pool; then
-      FALLBACK="MILES_CUDNN_NORM=0 MILES_CUDNN_POOL=0"
-    elif retry_specs "MILES_CUDNN_NORM=0 MILES_CUDNN_POOL=0 MILES_CONV_GEMM=1" nocudnn; then
-      FALLBACK="MILES_CUDNN_NORM=0 MILES_CUDNN_POOL=0 MILES_CONV_GEMM=1"
+    # batch norm, pooling and activations on our kernels, then convolutions as
+    # im2col + cuBLAS too: tells cuDNN trouble from ours
+    if retry_specs "$OWN_KERNELS" own_kernels; then
+      FALLBACK="$OWN_KERNELS"
+    elif retry_specs "$OWN_KERNELS MILES_CONV_GEMM=1" nocudnn; then
+      FALLBACK="$OWN_KERNELS MILES_CONV_GEMM=1"
     fi
   fi
 fi
@@ -122,9 +124,9 @@ if has bench; then
   stamp "benchmark (ours on the GPU beside PyTorch on the same GPU)"
   bench bench.log
 fi
-if has bench-own-bn; then
-  stamp "benchmark with batch norm and pooling on our kernels"
-  bench bench_own_bn.log "MILES_CUDNN_NORM=0 MILES_CUDNN_POOL=0"
+if has bench-own-kernels; then
+  stamp "benchmark with batch norm, pooling and activations on our kernels"
+  bench bench_own_kernels.log "$OWN_KERNELS"
 fi
 
 if has suite; then

@@ -9,6 +9,7 @@ const backend cpu_backend = {
     .copy = cpu_copy,
     .fill = cpu_fill,
     .unary = cpu_unary,
+    .activation_backward = cpu_activation_backward,
     .binary = cpu_binary,
     .where = cpu_where,
     .reduce = cpu_reduce,

@@ -7,6 +7,7 @@
 int cpu_copy(tensor *dst, const tensor *src);
 int cpu_fill(tensor *t, double v);
 int cpu_unary(unary_op op, tensor *out, const tensor *a, double p0, double p1);
+int cpu_activation_backward(unary_op op, tensor *gin, const tensor *gout, const tensor *y);
 int cpu_binary(binary_op op, tensor *out, const tensor *a, const tensor *b);
 int cpu_where(tensor *out, const tensor *cond, const tensor *a, const tensor *b);
 int cpu_reduce(reduce_op op, tensor *out, tensor *idx, const tensor *a, int64_t outer,

@@ -6,6 +6,7 @@
 #include <tgmath.h>
 
 #include "../dispatch.h"
+#include "../error.h"
 #include "cpu.h"
 #include "iter.h"
 
@@ -222,6 +223,45 @@ int cpu_unary(unary_op op, tensor *out, const tensor *a, double p0, double p1)
     const tensor *ops[2] = {out, a};
     iter_fn fn = a->dtype == DT_F32 ? unary_f32 : a->dtype == DT_F64 ? unary_f64 : unary_generic;
     iter_run(2, ops, fn, &c);
+    return 0;
+}
+
+/* --- activations' gradients --- */
+
+/* gin = f(g, y) over flat runs, for element type T (PyTorch's formulas and
+ * order of operations). */
+#define ACT_GRAD_CASE(T, OP, EXPR)                                           \
+    case OP:                                                                 \
+        for (int64_t i = 0; i < n; i++) {                                    \
+            T g = *(const T *)(p[1] + i * s[1]), y = *(const T *)(p[2] + i * s[2]); \
+            *(T *)(p[0] + i * s[0]) = (EXPR);                                \
+        }                                                                    \
+        break;
+
+#define DEFINE_ACT_GRAD(NAME, T)                                                      \
+    static void NAME(char **p, const int64_t *s, int64_t n, void *vctx)              \
+    {                                                                                 \
+        const T one = 1, zero = 0;                                                    \
+        switch (*(const unary_op *)vctx) {                                            \
+            ACT_GRAD_CASE(T, UN_RELU, y > zero ? g : zero)                            \
+            ACT_GRAD_CASE(T, UN_SIGMOID, g * (one - y) * y)                           \
+            ACT_GRAD_CASE(T, UN_TANH, g * (one - y * y))                              \
+        default: break;                                                               \
+        }                                                                             \
+    }
+
+DEFINE_ACT_GRAD(act_grad_f32, float)
+DEFINE_ACT_GRAD(act_grad_f64, double)
+
+int cpu_activation_backward(unary_op op, tensor *gin, const tensor *gout, const tensor *y)
+{
+    if (op != UN_RELU && op != UN_SIGMOID && op != UN_TANH)
+        return err_set("activation_backward: %d is not an activation", (int)op);
+    if (y->dtype != DT_F32 && y->dtype != DT_F64)
+        return err_set("activation_backward: expected float32 or float64, got %s",
+                       dtype_name(y->dtype));
+    const tensor *ops[3] = {gin, gout, y};
+    iter_run(3, ops, y->dtype == DT_F32 ? act_grad_f32 : act_grad_f64, &op);
     return 0;
 }
 

@@ -7,6 +7,7 @@
 static const backend cuda_bf16 = {
     .name = "cuda",
     .unary = cuda_unary,
+    .activation_backward = cuda_activation_backward,
     .binary = cuda_binary,
     .where = cuda_where,
     .reduce = cuda_reduce,
@@ -30,6 +31,7 @@ const backend cuda_backend = {
     .copy = cuda_copy,
     .fill = cuda_fill,
     .unary = cuda_unary,
+    .activation_backward = cuda_activation_backward,
     .binary = cuda_binary,
     .where = cuda_where,
     .reduce = cuda_reduce,

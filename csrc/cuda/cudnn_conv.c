@@ -409,7 +409,7 @@ static int conv_run(const conv_problem *pr, bool *epilogue_left, const char *op)
 static int conv_epilogue(tensor *y, const tensor *b, const conv2d_params *p)
 {
     int rc = b ? cuda_conv_bias_add(y, b) : 0;
-    return rc == 0 && p->relu ? cuda_unary(UN_RELU, y, y, 0, 0) : rc;
+    return rc == 0 && p->relu ? cuda_unary_kernel(UN_RELU, y, y, 0, 0) : rc;
 }
 
 static int conv_gemm_widened(conv_kind kind, const tensor *x, const tensor *w, const tensor *y,
@@ -424,7 +424,7 @@ static int conv_gemm(conv_kind kind, const tensor *x, const tensor *w, const ten
     switch (kind) {
     case CONV_FWD: { /* (its bias added, the relu after) */
         int rc = cuda_conv2d_gemm((tensor *)y, x, w, b, p);
-        return rc == 0 && p->relu ? cuda_unary(UN_RELU, (tensor *)y, y, 0, 0) : rc;
+        return rc == 0 && p->relu ? cuda_unary_kernel(UN_RELU, (tensor *)y, y, 0, 0) : rc;
     }
     case CONV_BWD_DATA: return cuda_conv2d_backward_data_gemm((tensor *)x, y, w, p);
     case CONV_BWD_FILTER: return cuda_conv2d_backward_weight_gemm((tensor *)w, x, y, p);

@@ -14,7 +14,11 @@ extern "C" {
 /* kernels/elementwise.cu (twin: csrc/cpu/elementwise.c) */
 int cuda_copy(tensor *dst, const tensor *src);
 int cuda_fill(tensor *t, double v);
-int cuda_unary(unary_op op, tensor *out, const tensor *a, double p0, double p1);
+/* our kernels for unary and activation_backward (csrc/cuda/cudnn_act.c's entries
+ * below give cuDNN the activations first) */
+int cuda_unary_kernel(unary_op op, tensor *out, const tensor *a, double p0, double p1);
+int cuda_activation_backward_kernel(unary_op op, tensor *gin, const tensor *gout,
+                                    const tensor *y);
 int cuda_binary(binary_op op, tensor *out, const tensor *a, const tensor *b);
 int cuda_where(tensor *out, const tensor *cond, const tensor *a, const tensor *b);
 /* kernels/reduce.cu (twin: csrc/cpu/reduce.c) */
@@ -58,6 +62,11 @@ int cuda_adaptive_avg_pool2d_backward_kernel(tensor *gin, const tensor *gout);
 /* kernels/resize.cu (twin: csrc/cpu/resize.c) */
 int cuda_interpolate2d(tensor *out, const tensor *x, const resize_params *p);
 int cuda_interpolate2d_backward(tensor *gin, const tensor *gout, const resize_params *p);
+/* csrc/cuda/cudnn_act.c (twin: csrc/cpu/elementwise.c): relu, sigmoid and tanh
+ * through cuDNN's graph API, the other ops and what cuDNN does not take on our
+ * kernels */
+int cuda_unary(unary_op op, tensor *out, const tensor *a, double p0, double p1);
+int cuda_activation_backward(unary_op op, tensor *gin, const tensor *gout, const tensor *y);
 /* csrc/cuda/cudnn_norm.c (twin: csrc/cpu/batchnorm.c): cuDNN's graph API, or
  * our kernels where cuDNN does not take the problem */
 int cuda_batch_norm(tensor *y, tensor *save_mean, tensor *save_invstd, const tensor *x,

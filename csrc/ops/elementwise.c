@@ -127,6 +127,37 @@ static void unary_saves(unary_op op, bool *in, bool *out)
     }
 }
 
+/* Does t have y's shape and strides (and dtype), densely? */
+static bool laid_out_like(const tensor *t, const tensor *y)
+{
+    if (t->dtype != y->dtype || t->ndim != y->ndim || !tensor_is_dense(t))
+        return false;
+    for (int i = 0; i < t->ndim; i++)
+        if (t->shape[i] != y->shape[i] || (t->shape[i] > 1 && t->stride[i] != y->stride[i]))
+            return false;
+    return true;
+}
+
+/* relu's, sigmoid's and tanh's gradient from their output y, in one kernel (g
+ * copied into y's layout first when it is not in it). */
+static tensor *activation_grad(unary_op op, tensor *g, tensor *y)
+{
+    const char *name = unary_names[op];
+    const backend *be = ops_backend(y, name);
+    tensor *gd = !be ? NULL : laid_out_like(g, y) ? keep(g) : tensor_empty_like(y, y->dtype);
+    if (gd && gd != g && be->copy(gd, g) != 0) {
+        tensor_decref(gd);
+        gd = NULL;
+    }
+    tensor *gin = gd ? tensor_empty_like(y, y->dtype) : NULL;
+    if (gin && be->activation_backward(op, gin, gd, y) != 0) {
+        tensor_decref(gin);
+        gin = NULL;
+    }
+    tensor_decref(gd);
+    return gin;
+}
+
 static int unary_backward(ag_node *n, tensor *g, tensor **gin)
 {
     unary_op op = (unary_op)n->iarg[0];
@@ -150,14 +181,7 @@ static int unary_backward(ag_node *n, tensor *g, tensor **gin)
         break;
     case UN_RECIP: r = c_binary(BIN_MUL, keep(g), c_unary(UN_NEG, op_unary(UN_SQUARE, y, 0, 0), 0, 0)); break;
     case UN_SQUARE: r = c_binary(BIN_MUL, keep(g), op_binary_scalar(BIN_MUL, x, 2, false)); break;
-    case UN_RELU: r = c_binary(BIN_MUL, keep(g), op_unary(UN_STEP, y, 0, 0)); break;
-    case UN_SIGMOID: /* y (1 - y) */
-        r = c_binary(BIN_MUL, keep(g),
-                     c_binary(BIN_MUL, keep(y), op_unary(UN_AFFINE, y, -1, 1)));
-        break;
-    case UN_TANH: /* 1 - y^2 */
-        r = c_binary(BIN_MUL, keep(g), c_unary(UN_AFFINE, op_unary(UN_SQUARE, y, 0, 0), -1, 1));
-        break;
+    case UN_RELU: case UN_SIGMOID: case UN_TANH: r = activation_grad(op, g, y); break;
     case UN_CLAMP: { /* pass where min <= x <= max (bounds included, as PyTorch) */
         tensor *lo = isinf(p0) ? NULL : op_binary_scalar(BIN_GE, x, p0, false);
         tensor *hi = isinf(p1) ? NULL : op_binary_scalar(BIN_LE, x, p1, false);

@@ -11,7 +11,7 @@
  *    virtual: an addition with broadcasting (a bias [1, C, 1, 1], a residual)
  *    and a relu (max(x, 0), lower clip 0), each reading the virtual output of
  *    the one before; a relu backward (dx = dy where x > 0) before a batch norm
- *    backward;
+ *    backward; a relu, sigmoid or tanh, or a relu backward, on its own;
  *  - batch norm (the norm operations in CUDNN_BATCH_NORM mode): per-channel
  *    tensors [1, C, 1, 1]; in training the batch's mean and 1/sqrt(var + eps)
  *    (the biased variance) are outputs, epsilon and the running average's
@@ -33,7 +33,8 @@
  * as real engines sometimes do not, so that our fallbacks run: "fused" (a graph
  * of more than the convolution or batch norm), "nhwc" (channels-last
  * activations), "norm" (a graph with a batch norm), "pool" (a resample),
- * "pool_bwd" (a resample backward), "all" (every graph). Execution computes in double, on the fake runtime's
+ * "pool_bwd" (a resample backward), "act" (a lone activation or relu backward),
+ * "all" (every graph). Execution computes in double, on the fake runtime's
  * host memory, at once or as a node of a CUDA graph being captured. */
 #include <cudnn.h>
 
@@ -319,7 +320,7 @@ static int64_t offset4(const ftensor *t, int64_t a, int64_t b, int64_t c, int64_
 
 typedef enum {
     OP_FWD, OP_BWD_DATA, OP_BWD_FILTER, OP_ADD, OP_RELU, OP_RELU_BWD, OP_NORM_FWD, OP_NORM_BWD,
-    OP_POOL_FWD, OP_POOL_BWD
+    OP_POOL_FWD, OP_POOL_BWD, OP_SIGMOID, OP_TANH
 } op_kind;
 
 /* An operation's tensors by slot. Convolutions: x (or dx), w (or dw), y (or dy);
@@ -454,7 +455,11 @@ static bool op_of(const fdesc *d, fop *o)
             return slots3(d, o, CUDNN_ATTR_OPERATION_POINTWISE_XDESC,
                           CUDNN_ATTR_OPERATION_POINTWISE_BDESC, CUDNN_ATTR_OPERATION_POINTWISE_YDESC);
         case CUDNN_POINTWISE_RELU_FWD:
-            o->kind = OP_RELU;
+        case CUDNN_POINTWISE_SIGMOID_FWD:
+        case CUDNN_POINTWISE_TANH_FWD:
+            o->kind = *m == CUDNN_POINTWISE_RELU_FWD      ? OP_RELU
+                      : *m == CUDNN_POINTWISE_SIGMOID_FWD ? OP_SIGMOID
+                                                          : OP_TANH;
             return slots3(d, o, CUDNN_ATTR_OPERATION_POINTWISE_XDESC, 0,
                           CUDNN_ATTR_OPERATION_POINTWISE_YDESC);
         case CUDNN_POINTWISE_RELU_BWD:
@@ -665,7 +670,7 @@ static cudnnStatus_t finalize_op(const fdesc *d)
     if (!op_of(d, &o))
         return fail(CUDNN_STATUS_BAD_PARAM, "operation %d: an operand or descriptor is missing "
                     "or not finalized", d->type);
-    if (o.kind == OP_RELU || o.kind == OP_RELU_BWD) {
+    if (o.kind == OP_RELU || o.kind == OP_RELU_BWD || o.kind == OP_SIGMOID || o.kind == OP_TANH) {
         const ftensor *x = &o.t[CX], *y = &o.t[CY];
         for (int i = 0; i < x->nd; i++)
             if (y->nd != x->nd || y->dim[i] != x->dim[i] ||
@@ -798,6 +803,10 @@ static void run_pointwise(const fop *o, const place *pl)
                                           b->dim[2] > 1 ? i2 : 0, b->dim[3] > 1 ? i3 : 0));
                     else if (o->kind == OP_RELU_BWD)
                         v = v > 0 ? load(pl[CW].p, pl[CW].dt, offset4(b, i0, i1, i2, i3)) : 0;
+                    else if (o->kind == OP_SIGMOID)
+                        v = 1 / (1 + exp(-v));
+                    else if (o->kind == OP_TANH)
+                        v = tanh(v);
                     else
                         v = v > 0 ? v : 0;
                     store(pl[CY].p, pl[CY].dt, offset4(y, i0, i1, i2, i3), v);
@@ -979,7 +988,9 @@ static void run_graph(void *p)
         switch (o.kind) {
         case OP_ADD:
         case OP_RELU:
-        case OP_RELU_BWD: run_pointwise(&o, pl); break;
+        case OP_RELU_BWD:
+        case OP_SIGMOID:
+        case OP_TANH: run_pointwise(&o, pl); break;
         case OP_POOL_FWD:
         case OP_POOL_BWD: run_pool(&o, pl); break;
         case OP_NORM_FWD: run_norm_fwd(&o, pl); break;
@@ -1096,9 +1107,11 @@ static bool refused(const fdesc *g)
     op_of(((fdesc *const *)ops->values)[0], &o);
     bool nhwc = o.t[0].dim[1] > 1 && o.t[0].stride[1] == 1;
     bool pool = o.kind == OP_POOL_FWD || o.kind == OP_POOL_BWD;
+    bool act = ops->count == 1 && (o.kind == OP_RELU || o.kind == OP_RELU_BWD ||
+                                   o.kind == OP_SIGMOID || o.kind == OP_TANH);
     return listed(r, "all") || (listed(r, "fused") && ops->count > 1) || (listed(r, "norm") && norm) ||
            (listed(r, "pool") && pool) || (listed(r, "pool_bwd") && o.kind == OP_POOL_BWD) ||
-           (listed(r, "nhwc") && nhwc);
+           (listed(r, "act") && act) || (listed(r, "nhwc") && nhwc);
 }
 
 static const cudnnBackendNumericalNote_t engine_notes[N_ENGINES][2] = {
