@@ -769,6 +769,41 @@ describe("convolution fallbacks", function()
   end)
 end)
 
+-- The specs of a cuDNN path with our kernels behind it: its cases (a script for
+-- run_cases) give the CPU's numbers, and on the emulated GPU (whose fake cuDNN
+-- takes every graph) through cuDNN for each of ops; when the fake refuses them
+-- (MILES_FAKE_CUDNN_REFUSE=refuse) our kernels run them, and with switch=0 no
+-- plan is made. A real cuDNN decides which problems it takes: the numbers must
+-- hold either way. more() adds specs to the block.
+local function cudnn_path_specs(title, script, ops, refuse, switch, more)
+  describe(title, function()
+    gpu_it("gives the CPU's numbers", function()
+      local out = run_cases(script, "MILES_CUDNN_VERBOSE=1")
+      if H.cuda_emulated then
+        for _, op in ipairs(ops) do
+          assert.truthy(out:find(op .. ": cuDNN engine", 1, true), op .. "\n" .. out)
+        end
+        assert.falsy(out:find("running it on our kernels", 1, true), out)
+      end
+    end)
+
+    ;(H.cuda_emulated and it or pending)("when no engine takes it, our kernels run it #emulated-gpu", function()
+      local out = run_cases(script, "MILES_FAKE_CUDNN_REFUSE=" .. refuse .. " MILES_CUDNN_VERBOSE=1")
+      assert.truthy(out:find("running it on our kernels", 1, true), out)
+      for _, op in ipairs(ops) do
+        assert.falsy(out:find(op .. ": cuDNN engine", 1, true), op .. "\n" .. out)
+      end
+    end)
+
+    gpu_it(switch .. "=0 runs it all on our kernels", function()
+      local _, plans = run_cases(script, switch .. "=0")
+      assert.equal("0", plans)
+    end)
+
+    if more then more() end
+  end)
+end
+
 -- Batch norms in float32 and bfloat16 (float32 parameters), NCHW and
 -- channels-last; training with and without running statistics, and evaluation;
 -- plain, with a relu, with a residual and a relu (the ResNet block's end): the
@@ -813,37 +848,14 @@ local BN_CASES = [[
   report()
 ]]
 
-local function run_bn_cases(env) return run_cases(BN_CASES, env) end
-
 -- Batch norm through cuDNN's graph API (csrc/cuda/cudnn_norm.c), the epilogue
--- (residual, relu; the relu's backward) fused into the graph; our kernels run what
--- no engine takes, and everything with MILES_CUDNN_NORM=0. On a real GPU the
--- engines decide which problems they take; the numbers must hold either way.
-describe("batch norm through cuDNN", function()
-  gpu_it("gives the CPU's outputs, running statistics and gradients", function()
-    local out = run_bn_cases("MILES_CUDNN_VERBOSE=1")
-    if H.cuda_emulated then -- (the fake takes every graph)
-      assert.truthy(out:find("batch_norm: cuDNN engine", 1, true), out)
-      assert.truthy(out:find("batch_norm_backward: cuDNN engine", 1, true), out)
-      assert.falsy(out:find("running it on our kernels", 1, true), out)
-    end
-  end)
-
-  ;(H.cuda_emulated and it or pending)("when no engine takes a batch norm, our kernels run it #emulated-gpu", function()
-    local out = run_bn_cases("MILES_FAKE_CUDNN_REFUSE=norm MILES_CUDNN_VERBOSE=1")
-    assert.truthy(out:find("running it on our kernels", 1, true), out)
-    assert.falsy(out:find("batch_norm: cuDNN engine", 1, true), out)
-  end)
-
+-- (residual, relu; the relu's backward) fused into the graph.
+cudnn_path_specs("batch norm through cuDNN", BN_CASES, { "batch_norm", "batch_norm_backward" },
+  "norm", "MILES_CUDNN_NORM", function()
   ;(H.cuda_emulated and it or pending)("when no engine fuses the epilogue, our kernels run those #emulated-gpu", function()
-    local out = run_bn_cases("MILES_FAKE_CUDNN_REFUSE=fused MILES_CUDNN_VERBOSE=1")
+    local out = run_cases(BN_CASES, "MILES_FAKE_CUDNN_REFUSE=fused MILES_CUDNN_VERBOSE=1")
     assert.truthy(out:find("running it on our kernels", 1, true), out)
     assert.truthy(out:find("batch_norm: cuDNN engine", 1, true), out) -- the plain ones
-  end)
-
-  gpu_it("MILES_CUDNN_NORM=0 runs every batch norm on our kernels", function()
-    local _, plans = run_bn_cases("MILES_CUDNN_NORM=0")
-    assert.equal("0", plans)
   end)
 end)
 
@@ -890,37 +902,16 @@ local POOL_CASES = [[
   report()
 ]]
 
-local function run_pool_cases(env) return run_cases(POOL_CASES, env) end
-
 -- Pooling through cuDNN's graph API (csrc/cuda/cudnn_pool.c): max pooling only
 -- when engines take its forward and its backward (which reads the forward's
--- index); our kernels run the rest, and everything with MILES_CUDNN_POOL=0.
-describe("pooling through cuDNN", function()
-  gpu_it("gives the CPU's outputs and gradients", function()
-    local out = run_pool_cases("MILES_CUDNN_VERBOSE=1")
-    if H.cuda_emulated then -- (the fake takes every graph)
-      for _, op in ipairs({ "max_pool2d", "max_pool2d backward", "avg_pool2d", "avg_pool2d backward",
-                            "adaptive_avg_pool2d", "adaptive_avg_pool2d backward" }) do
-        assert.truthy(out:find(op .. ": cuDNN engine", 1, true), op .. "\n" .. out)
-      end
-    end
-  end)
-
-  ;(H.cuda_emulated and it or pending)("when no engine takes pooling, our kernels run it #emulated-gpu", function()
-    local out = run_pool_cases("MILES_FAKE_CUDNN_REFUSE=pool MILES_CUDNN_VERBOSE=1")
-    assert.truthy(out:find("running it on our kernels", 1, true), out)
-    assert.falsy(out:find("pool2d: cuDNN engine", 1, true), out)
-  end)
-
+-- index).
+cudnn_path_specs("pooling through cuDNN", POOL_CASES,
+  { "max_pool2d", "max_pool2d backward", "avg_pool2d", "avg_pool2d backward", "adaptive_avg_pool2d",
+    "adaptive_avg_pool2d backward" }, "pool", "MILES_CUDNN_POOL", function()
   ;(H.cuda_emulated and it or pending)("when no engine takes max pooling's backward, our kernels run both passes #emulated-gpu", function()
-    local out = run_pool_cases("MILES_FAKE_CUDNN_REFUSE=pool_bwd MILES_CUDNN_VERBOSE=1")
+    local out = run_cases(POOL_CASES, "MILES_FAKE_CUDNN_REFUSE=pool_bwd MILES_CUDNN_VERBOSE=1")
     assert.truthy(out:find("max_pool2d backward: no cuDNN engine", 1, true), out)
     assert.truthy(out:find("avg_pool2d: cuDNN engine", 1, true), out) -- the forwards
-  end)
-
-  gpu_it("MILES_CUDNN_POOL=0 runs every pooling on our kernels", function()
-    local _, plans = run_pool_cases("MILES_CUDNN_POOL=0")
-    assert.equal("0", plans)
   end)
 end)
 
@@ -959,32 +950,10 @@ local ACT_CASES = [[
   report()
 ]]
 
-local function run_act_cases(env) return run_cases(ACT_CASES, env) end
-
 -- Activations through cuDNN's graph API (csrc/cuda/cudnn_act.c): relu, sigmoid,
--- tanh and relu's gradient on large tensors; our kernels for the rest and with
--- MILES_CUDNN_ACT=0.
-describe("activations through cuDNN", function()
-  gpu_it("give the CPU's outputs and gradients", function()
-    local out = run_act_cases("MILES_CUDNN_VERBOSE=1")
-    if H.cuda_emulated then -- (the fake takes every graph)
-      assert.truthy(out:find("activation: cuDNN engine", 1, true), out)
-      assert.truthy(out:find("relu backward: cuDNN engine", 1, true), out)
-      assert.falsy(out:find("running it on our kernels", 1, true), out)
-    end
-  end)
-
-  ;(H.cuda_emulated and it or pending)("when no engine takes an activation, our kernels run it #emulated-gpu", function()
-    local out = run_act_cases("MILES_FAKE_CUDNN_REFUSE=act MILES_CUDNN_VERBOSE=1")
-    assert.truthy(out:find("running it on our kernels", 1, true), out)
-    assert.falsy(out:find("activation: cuDNN engine", 1, true), out)
-  end)
-
-  gpu_it("MILES_CUDNN_ACT=0 runs every activation on our kernels", function()
-    local _, plans = run_act_cases("MILES_CUDNN_ACT=0")
-    assert.equal("0", plans)
-  end)
-end)
+-- tanh and relu's gradient on large tensors.
+cudnn_path_specs("activations through cuDNN", ACT_CASES, { "activation", "relu backward" }, "act",
+  "MILES_CUDNN_ACT")
 
 -- The cuDNN plan cache is bounded (MILES_CUDNN_PLANS): with room for 2 plans,
 -- convolutions of 4 shapes, twice over, evict and rebuild plans and stay right.

@@ -13,8 +13,6 @@
  * Our kernels (kernels/elementwise.cu) run every other unary op and what cuDNN is
  * not given or no engine takes, and everything with MILES_CUDNN_ACT=0. */
 #include <stdbool.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "cuda_backend.h"
 #include "cudnn_graph.h"
@@ -33,21 +31,12 @@ typedef struct {
     int dev;
 } act_problem;
 
-/* Is MILES_CUDNN_ACT "0"? */
-static bool cudnn_act_off(void)
-{
-    static int off = -1;
-    if (off < 0) {
-        const char *v = getenv("MILES_CUDNN_ACT");
-        off = v && strcmp(v, "0") == 0;
-    }
-    return off;
-}
+static int act_off = -1; /* MILES_CUDNN_ACT=0 (cg_switched_off) */
 
 /* May cuDNN take these tensors (NULL ones left out)? */
 static bool eligible(const tensor *const *ts, int nts)
 {
-    if (cudnn_act_off() || (ts[0]->dtype != DT_F32 && ts[0]->dtype != DT_BF16) ||
+    if (cg_switched_off("MILES_CUDNN_ACT", &act_off) || (ts[0]->dtype != DT_F32 && ts[0]->dtype != DT_BF16) ||
         tensor_numel(ts[0]) < ACT_MIN_ELEMENTS)
         return false;
     for (int i = 0; i < nts; i++)

@@ -49,6 +49,15 @@ bool cg_verbose(void)
     return on;
 }
 
+bool cg_switched_off(const char *name, int *cache)
+{
+    if (*cache < 0) {
+        const char *v = getenv(name);
+        *cache = v && strcmp(v, "0") == 0;
+    }
+    return *cache;
+}
+
 int cg_fail(const char *op, const char *what, cudnnStatus_t s)
 {
     char detail[256] = "";

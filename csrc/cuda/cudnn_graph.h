@@ -61,6 +61,10 @@ cudnnHandle_t cg_handle(int index, const char *op);
  * fused graph no engine accepted, is reported on stderr. */
 bool cg_verbose(void);
 
+/* Is environment variable name "0" (a cuDNN path switched off)? Read once into
+ * *cache, which starts at -1. */
+bool cg_switched_off(const char *name, int *cache);
+
 /* Set the error "<op>: cuDNN <what> failed: <status>" and return -1. */
 int cg_fail(const char *op, const char *what, cudnnStatus_t s);
 /* cg_fail for a sticky status; 0 when it holds no failure. */

@@ -25,8 +25,6 @@
  * cannot do). A problem no engine takes runs on our kernels too, which the plan
  * cache remembers; MILES_CUDNN_NORM=0 sends every problem there. */
 #include <stdbool.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "../error.h"
 #include "cuda_backend.h"
@@ -64,16 +62,7 @@ typedef struct {
 
 /* --- which problems go to cuDNN --- */
 
-/* Is MILES_CUDNN_NORM "0"? */
-static bool cudnn_norm_off(void)
-{
-    static int off = -1;
-    if (off < 0) {
-        const char *v = getenv("MILES_CUDNN_NORM");
-        off = v && strcmp(v, "0") == 0;
-    }
-    return off;
-}
+static int norm_off = -1; /* MILES_CUDNN_NORM=0 (cg_switched_off) */
 
 /* A per-channel [C] tensor cuDNN can read as [1, C, 1, 1]: float32, packed. */
 static bool channel_ok(const tensor *t)
@@ -98,7 +87,7 @@ static bool like_x(const tensor *t, const tensor *x, bool nhwc)
 static bool common_ok(bn_problem *pr)
 {
     const tensor *x = pr->x;
-    if (cudnn_norm_off() || (x->dtype != DT_F32 && x->dtype != DT_BF16) || x->ndim != 4 ||
+    if (cg_switched_off("MILES_CUDNN_NORM", &norm_off) || (x->dtype != DT_F32 && x->dtype != DT_BF16) || x->ndim != 4 ||
         tensor_numel(x) == 0)
         return false;
     pr->dev = tensor_device(x);

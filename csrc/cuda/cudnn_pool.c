@@ -21,8 +21,6 @@
  * MILES_CUDNN_POOL=0. */
 #include <stdbool.h>
 #include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "../error.h"
 #include "cuda_backend.h"
@@ -44,16 +42,7 @@ typedef struct {
     const tensor *x, *y, *index;
 } pool_problem;
 
-/* Is MILES_CUDNN_POOL "0"? */
-static bool cudnn_pool_off(void)
-{
-    static int off = -1;
-    if (off < 0) {
-        const char *v = getenv("MILES_CUDNN_POOL");
-        off = v && strcmp(v, "0") == 0;
-    }
-    return off;
-}
+static int pool_off = -1; /* MILES_CUDNN_POOL=0 (cg_switched_off) */
 
 static bool aligned16(const tensor *t)
 {
@@ -67,7 +56,7 @@ static bool problem_init(pool_problem *pr, pool_kind kind, const tensor *x, cons
     bool max = kind == POOL_MAX || kind == POOL_MAX_BACKWARD;
     *pr = (pool_problem){kind, tensor_device(x), x->dtype, !tensor_is_contiguous(x), p, x, y,
                          index};
-    if (cudnn_pool_off() || (x->dtype != DT_F32 && x->dtype != DT_BF16) || x->ndim != 4 ||
+    if (cg_switched_off("MILES_CUDNN_POOL", &pool_off) || (x->dtype != DT_F32 && x->dtype != DT_BF16) || x->ndim != 4 ||
         tensor_numel(x) == 0 || tensor_numel(y) == 0 || p->dh != 1 || p->dw != 1 ||
         p->kh * p->kw > 127 || !aligned16(x) || !aligned16(y) || (index && !aligned16(index)))
         return false;
@@ -285,19 +274,24 @@ int cuda_max_pool2d_backward(tensor *gin, const tensor *gout, const tensor *ws,
                    : rc;
 }
 
-int cuda_avg_pool2d(tensor *out, const tensor *x, const pool2d_params *p)
+/* Average pooling of kind (forward or backward) of x and y through cuDNN: 0; 1
+ * when cuDNN does not run it; -1 with the error set. */
+static int avg_try(pool_kind kind, const tensor *x, const tensor *y, const pool2d_params *p,
+                   const char *op)
 {
     pool_problem pr;
-    int rc = problem_init(&pr, POOL_AVG, x, out, NULL, p) ? pool_run(&pr, "avg_pool2d") : 1;
+    return problem_init(&pr, kind, x, y, NULL, p) ? pool_run(&pr, op) : 1;
+}
+
+int cuda_avg_pool2d(tensor *out, const tensor *x, const pool2d_params *p)
+{
+    int rc = avg_try(POOL_AVG, x, out, p, "avg_pool2d");
     return rc != 1 ? rc : cuda_avg_pool2d_kernel(out, x, p);
 }
 
 int cuda_avg_pool2d_backward(tensor *gin, const tensor *gout, const pool2d_params *p)
 {
-    pool_problem pr;
-    int rc = problem_init(&pr, POOL_AVG_BACKWARD, gin, gout, NULL, p)
-                 ? pool_run(&pr, "avg_pool2d backward")
-                 : 1;
+    int rc = avg_try(POOL_AVG_BACKWARD, gin, gout, p, "avg_pool2d backward");
     return rc != 1 ? rc : cuda_avg_pool2d_backward_kernel(gin, gout, p);
 }
 
@@ -316,19 +310,15 @@ static bool tiling_window(const tensor *in, const tensor *out, pool2d_params *p)
 int cuda_adaptive_avg_pool2d(tensor *out, const tensor *x)
 {
     pool2d_params p;
-    pool_problem pr;
-    int rc = tiling_window(x, out, &p) && problem_init(&pr, POOL_AVG, x, out, NULL, &p)
-                 ? pool_run(&pr, "adaptive_avg_pool2d")
-                 : 1;
+    int rc = tiling_window(x, out, &p) ? avg_try(POOL_AVG, x, out, &p, "adaptive_avg_pool2d") : 1;
     return rc != 1 ? rc : cuda_adaptive_avg_pool2d_kernel(out, x);
 }
 
 int cuda_adaptive_avg_pool2d_backward(tensor *gin, const tensor *gout)
 {
     pool2d_params p;
-    pool_problem pr;
-    int rc = tiling_window(gin, gout, &p) && problem_init(&pr, POOL_AVG_BACKWARD, gin, gout, NULL, &p)
-                 ? pool_run(&pr, "adaptive_avg_pool2d backward")
+    int rc = tiling_window(gin, gout, &p)
+                 ? avg_try(POOL_AVG_BACKWARD, gin, gout, &p, "adaptive_avg_pool2d backward")
                  : 1;
     return rc != 1 ? rc : cuda_adaptive_avg_pool2d_backward_kernel(gin, gout);
 }
