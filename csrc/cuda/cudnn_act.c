@@ -36,7 +36,8 @@ static int act_off = -1; /* MILES_CUDNN_ACT=0 (cg_switched_off) */
 /* May cuDNN take these tensors (NULL ones left out)? */
 static bool eligible(const tensor *const *ts, int nts)
 {
-    if (cg_switched_off("MILES_CUDNN_ACT", &act_off) || (ts[0]->dtype != DT_F32 && ts[0]->dtype != DT_BF16) ||
+    if (cg_switched_off("MILES_CUDNN_ACT", &act_off) ||
+        (ts[0]->dtype != DT_F32 && ts[0]->dtype != DT_BF16) ||
         tensor_numel(ts[0]) < ACT_MIN_ELEMENTS)
         return false;
     for (int i = 0; i < nts; i++)

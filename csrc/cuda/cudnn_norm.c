@@ -87,7 +87,8 @@ static bool like_x(const tensor *t, const tensor *x, bool nhwc)
 static bool common_ok(bn_problem *pr)
 {
     const tensor *x = pr->x;
-    if (cg_switched_off("MILES_CUDNN_NORM", &norm_off) || (x->dtype != DT_F32 && x->dtype != DT_BF16) || x->ndim != 4 ||
+    if (cg_switched_off("MILES_CUDNN_NORM", &norm_off) ||
+        (x->dtype != DT_F32 && x->dtype != DT_BF16) || x->ndim != 4 ||
         tensor_numel(x) == 0)
         return false;
     pr->dev = tensor_device(x);

@@ -56,7 +56,8 @@ static bool problem_init(pool_problem *pr, pool_kind kind, const tensor *x, cons
     bool max = kind == POOL_MAX || kind == POOL_MAX_BACKWARD;
     *pr = (pool_problem){kind, tensor_device(x), x->dtype, !tensor_is_contiguous(x), p, x, y,
                          index};
-    if (cg_switched_off("MILES_CUDNN_POOL", &pool_off) || (x->dtype != DT_F32 && x->dtype != DT_BF16) || x->ndim != 4 ||
+    if (cg_switched_off("MILES_CUDNN_POOL", &pool_off) ||
+        (x->dtype != DT_F32 && x->dtype != DT_BF16) || x->ndim != 4 ||
         tensor_numel(x) == 0 || tensor_numel(y) == 0 || p->dh != 1 || p->dw != 1 ||
         p->kh * p->kw > 127 || !aligned16(x) || !aligned16(y) || (index && !aligned16(index)))
         return false;
@@ -91,7 +92,8 @@ static cg_desc resample_desc(cg_owner *o, cg_status *s, const pool_problem *pr)
     cudnnNanPropagation_t nan = CUDNN_PROPAGATE_NAN;
     int64_t spatial = 2;
     cudnnFraction_t window[2] = {{p->kh, 1}, {p->kw, 1}}, stride[2] = {{p->sh, 1}, {p->sw, 1}};
-    cudnnFraction_t pre[2] = {{p->pad_t, 1}, {p->pad_l, 1}}, post[2] = {{p->pad_b, 1}, {p->pad_r, 1}};
+    cudnnFraction_t pre[2] = {{p->pad_t, 1}, {p->pad_l, 1}};
+    cudnnFraction_t post[2] = {{p->pad_b, 1}, {p->pad_r, 1}};
     const char *what = "resample descriptor";
     cg_desc d = cg_new(o, s, CUDNN_BACKEND_RESAMPLE_DESCRIPTOR, what);
     cg_set(s, d, CUDNN_ATTR_RESAMPLE_MODE, CUDNN_TYPE_RESAMPLE_MODE, 1, &mode, what);
@@ -118,12 +120,15 @@ static cg_desc pool_graph(cg_owner *o, cg_status *s, cudnnHandle_t h, const void
     cg_desc rd = resample_desc(o, s, pr);
     cg_desc op = cg_new(o, s, fwd ? CUDNN_BACKEND_OPERATION_RESAMPLE_FWD_DESCRIPTOR
                                   : CUDNN_BACKEND_OPERATION_RESAMPLE_BWD_DESCRIPTOR, what);
-    cg_set(s, op, fwd ? CUDNN_ATTR_OPERATION_RESAMPLE_FWD_XDESC : CUDNN_ATTR_OPERATION_RESAMPLE_BWD_DXDESC,
-           CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &tx, what);
-    cg_set(s, op, fwd ? CUDNN_ATTR_OPERATION_RESAMPLE_FWD_YDESC : CUDNN_ATTR_OPERATION_RESAMPLE_BWD_DYDESC,
-           CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &ty, what);
-    cg_set(s, op, fwd ? CUDNN_ATTR_OPERATION_RESAMPLE_FWD_DESC : CUDNN_ATTR_OPERATION_RESAMPLE_BWD_DESC,
-           CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &rd, what);
+    cudnnBackendAttributeName_t ax = fwd ? CUDNN_ATTR_OPERATION_RESAMPLE_FWD_XDESC
+                                         : CUDNN_ATTR_OPERATION_RESAMPLE_BWD_DXDESC;
+    cudnnBackendAttributeName_t ay = fwd ? CUDNN_ATTR_OPERATION_RESAMPLE_FWD_YDESC
+                                         : CUDNN_ATTR_OPERATION_RESAMPLE_BWD_DYDESC;
+    cudnnBackendAttributeName_t ad = fwd ? CUDNN_ATTR_OPERATION_RESAMPLE_FWD_DESC
+                                         : CUDNN_ATTR_OPERATION_RESAMPLE_BWD_DESC;
+    cg_set(s, op, ax, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &tx, what);
+    cg_set(s, op, ay, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &ty, what);
+    cg_set(s, op, ad, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &rd, what);
     if (pr->index) {
         cg_desc ti = act_desc(o, s, UID_INDEX, pr, pr->index, CUDNN_DATA_INT8);
         cg_set(s, op, fwd ? CUDNN_ATTR_OPERATION_RESAMPLE_FWD_IDXDESC
@@ -212,7 +217,8 @@ static int max_backward_ready(const pool_problem *fwd, const char *op)
     cudnnHandle_t h = cg_handle(fwd->dev.index, op);
     if (!h)
         return -1;
-    tensor *gx = tensor_empty_like(fwd->x, fwd->dt), *gy = gx ? tensor_empty_like(fwd->y, fwd->dt) : NULL;
+    tensor *gx = tensor_empty_like(fwd->x, fwd->dt);
+    tensor *gy = gx ? tensor_empty_like(fwd->y, fwd->dt) : NULL;
     int rc = gy && cuda_fill(gy, 0.0) == 0 ? 0 : -1;
     if (rc == 0) {
         pool_problem bwd = *fwd;
@@ -263,7 +269,8 @@ int cuda_max_pool2d_backward(tensor *gin, const tensor *gout, const tensor *ws,
         return cuda_max_pool2d_backward_kernel(gin, gout, ws, p);
     /* cuDNN's index: its backward took this problem at the forward (gout in an
      * aligned copy when it is a view that is not) */
-    tensor *g = aligned16(gout) ? tensor_incref((tensor *)gout) : tensor_empty_like(gout, gout->dtype);
+    tensor *g = aligned16(gout) ? tensor_incref((tensor *)gout)
+                                : tensor_empty_like(gout, gout->dtype);
     int rc = g && (g == gout || cuda_copy(g, gout) == 0) ? 1 : -1;
     pool_problem pr;
     if (rc == 1 && problem_init(&pr, POOL_MAX_BACKWARD, gin, g, ws, p))
