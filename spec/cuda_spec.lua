@@ -772,8 +772,9 @@ end)
 -- The specs of a cuDNN path with our kernels behind it: its cases (a script for
 -- run_cases) give the CPU's numbers, and on the emulated GPU (whose fake cuDNN
 -- takes every graph) through cuDNN for each of ops; when the fake refuses them
--- (MILES_FAKE_CUDNN_REFUSE=refuse) our kernels run them, and with switch=0 no
--- plan is made. A real cuDNN decides which problems it takes: the numbers must
+-- (MILES_FAKE_CUDNN_REFUSE=refuse), or when our kernels time faster than its
+-- engines (MILES_FAKE_CUDNN_COST), our kernels run them; with switch=0 no plan
+-- is made. A real cuDNN decides which problems it takes: the numbers must
 -- hold either way. more() adds specs to the block.
 local function cudnn_path_specs(title, script, ops, refuse, switch, more)
   describe(title, function()
@@ -793,6 +794,11 @@ local function cudnn_path_specs(title, script, ops, refuse, switch, more)
       for _, op in ipairs(ops) do
         assert.falsy(out:find(op .. ": cuDNN engine", 1, true), op .. "\n" .. out)
       end
+    end)
+
+    ;(H.cuda_emulated and it or pending)("when our kernels time faster, they run it #emulated-gpu", function()
+      local out = run_cases(script, "MILES_FAKE_CUDNN_COST=50 MILES_CUDNN_VERBOSE=1")
+      assert.truthy(out:find(ops[1] .. ": our kernels chosen", 1, true), out)
     end)
 
     gpu_it(switch .. "=0 runs it all on our kernels", function()

@@ -24,6 +24,7 @@ enum { UID_X = 1, UID_Y, UID_DY, UID_DX };
 
 /* One pointwise problem: y = mode(x), or (relu backward) dx from dy and y. */
 typedef struct {
+    unary_op op;
     cudnnPointwiseMode_t mode;
     const tensor *x, *y, *dy, *dx; /* (x, y forward; y, dy, dx backward) */
     int64_t n;
@@ -68,6 +69,15 @@ static cg_desc act_graph(cg_owner *o, cg_status *s, cudnnHandle_t h, const void 
     return cg_graph(o, s, h, 1, &op);
 }
 
+/* pr on our kernels (cg_run_fn). */
+static int act_ours(const void *ctx)
+{
+    const act_problem *p = ctx;
+    if (p->mode == CUDNN_POINTWISE_RELU_BWD)
+        return cuda_activation_backward_kernel(UN_RELU, (tensor *)p->dx, p->dy, p->y);
+    return cuda_unary_kernel(p->op, (tensor *)p->y, p->x, 0, 0);
+}
+
 /* Run pr through cuDNN: 0; 1 when cuDNN does not run it; -1 with the error set. */
 static int act_run(const act_problem *pr, const char *op)
 {
@@ -84,8 +94,8 @@ static int act_run(const act_problem *pr, const char *op)
     }
     int64_t key[] = {'A' << 8, pr->mode, pr->dev, pr->dt, pr->n, cuda_get_deterministic()};
     int why;
-    cg_plan *plan = cg_plan_for(key, (int)(sizeof key / sizeof *key), pr->dev, h, act_graph, pr,
-                                &a, true, op, &why);
+    cg_plan *plan = cg_plan_for(key, (int)(sizeof key / sizeof *key), pr->dev, h, act_graph,
+                                act_ours, pr, &a, true, op, &why);
     if (!plan)
         return why;
     int rc = cg_execute(h, plan, &a, tensor_device(ts[0]), op);
@@ -101,7 +111,7 @@ int cuda_unary(unary_op op, tensor *out, const tensor *a, double p0, double p1)
     const tensor *ts[2] = {a, out};
     int rc = 1;
     if ((op == UN_RELU || op == UN_SIGMOID || op == UN_TANH) && eligible(ts, 2)) {
-        act_problem pr = {mode, a, out, NULL, NULL, tensor_numel(a), a->dtype,
+        act_problem pr = {op, mode, a, out, NULL, NULL, tensor_numel(a), a->dtype,
                           tensor_device(a).index};
         rc = act_run(&pr, "activation");
     }
@@ -113,8 +123,8 @@ int cuda_activation_backward(unary_op op, tensor *gin, const tensor *gout, const
     const tensor *ts[3] = {y, gout, gin};
     int rc = 1;
     if (op == UN_RELU && eligible(ts, 3)) {
-        act_problem pr = {CUDNN_POINTWISE_RELU_BWD, NULL, y, gout, gin, tensor_numel(y), y->dtype,
-                          tensor_device(y).index};
+        act_problem pr = {UN_RELU, CUDNN_POINTWISE_RELU_BWD, NULL, y, gout, gin, tensor_numel(y),
+                          y->dtype, tensor_device(y).index};
         rc = act_run(&pr, "relu backward");
     }
     return rc != 1 ? rc : cuda_activation_backward_kernel(op, gin, gout, y);

@@ -538,6 +538,7 @@ int cg_autotune(cg_plan *p, cudnnHandle_t h, cg_desc graph, bool allow_tensor_co
     p->own.d[p->own.n++] = best_plan;
     p->plan = best_plan;
     p->workspace = best_ws;
+    p->ms = best_ms;
     return 0;
 }
 
@@ -730,9 +731,36 @@ int64_t cuda_cudnn_plans(void)
 
 #define NO_ENGINE (-1) /* the tag of a cached note that holds no plan */
 
+/* Milliseconds per run of ours(ctx) on GPU dev (a warm-up, then TUNE_RUNS timed
+ * runs, as time_plan), or -1 with the error set. */
+static float time_ours(cg_run_fn ours, const void *ctx, int dev, const char *op)
+{
+    cudaStream_t stream = cuda_ctx_stream(dev);
+    cudaEvent_t ev[2] = {NULL, NULL};
+    float ms = -1.0f, t = 0.0f;
+    if (stream && cuda_ctx_check(cudaEventCreate(&ev[0]), "cudaEventCreate") == 0 &&
+        cuda_ctx_check(cudaEventCreate(&ev[1]), "cudaEventCreate") == 0 && ours(ctx) == 0 &&
+        cuda_ctx_check(cudaEventRecord(ev[0], stream), "cudaEventRecord") == 0) {
+        int rc = 0;
+        for (int i = 0; i < TUNE_RUNS && rc == 0; i++)
+            rc = ours(ctx);
+        if (rc == 0 && cuda_ctx_check(cudaEventRecord(ev[1], stream), "cudaEventRecord") == 0 &&
+            (cuda_ctx_count_wait(), cuda_ctx_check(cudaEventSynchronize(ev[1]),
+                                                   "cudaEventSynchronize")) == 0 &&
+            cuda_ctx_check(cudaEventElapsedTime(&t, ev[0], ev[1]), "cudaEventElapsedTime") == 0)
+            ms = t / TUNE_RUNS;
+    }
+    for (int i = 0; i < 2; i++)
+        if (ev[i])
+            cudaEventDestroy(ev[i]);
+    if (ms < 0.0f)
+        err_prefix(op);
+    return ms;
+}
+
 cg_plan *cg_plan_for(const int64_t *key, int nk, int dev, cudnnHandle_t h, cg_build_fn build,
-                     const void *ctx, const cg_args *a, bool tensor_cores, const char *op,
-                     int *why)
+                     cg_run_fn ours, const void *ctx, const cg_args *a, bool tensor_cores,
+                     const char *op, int *why)
 {
     cg_plan *plan = cg_cache_find(key, nk, dev);
     *why = 1;
@@ -752,9 +780,18 @@ cg_plan *cg_plan_for(const int64_t *key, int nk, int dev, cudnnHandle_t h, cg_bu
             *why = -1;
             return NULL;
         }
-        if (rc > 0) {
-            if (cg_verbose())
-                fprintf(stderr, "miles: %s; running it on our kernels\n", err_msg());
+        float ours_ms = rc == 0 && ours ? time_ours(ours, ctx, dev, op) : 0.0f;
+        if (ours_ms < 0.0f) {
+            cg_plan_free(plan);
+            *why = -1;
+            return NULL;
+        }
+        if (rc > 0 && cg_verbose())
+            fprintf(stderr, "miles: %s; running it on our kernels\n", err_msg());
+        if (rc == 0 && ours && ours_ms < plan->ms && cg_verbose())
+            fprintf(stderr, "miles: %s: our kernels chosen, %.4f ms against cuDNN's %.4f ms\n",
+                    op, ours_ms, plan->ms);
+        if (rc > 0 || (ours && ours_ms < plan->ms)) {
             cg_owner_free(&plan->own);
             plan->tag = NO_ENGINE;
         }

@@ -37,6 +37,7 @@ typedef struct {
     cg_owner own;      /* tensors, operations, graph, engine config, plan */
     cg_desc plan;      /* owned by `own` */
     int64_t workspace; /* bytes of scratch memory the plan needs */
+    float ms;          /* its time per run when it was chosen */
     int tag;           /* the caller's note about how the plan was built */
     /* the cache's bookkeeping (under its lock) */
     int holds;         /* callers using the plan now: not evicted meanwhile */
@@ -141,20 +142,25 @@ void cg_cache_release(cg_plan *p);
 
 /* Builds a problem's operation graph into o (ctx: the caller's problem). */
 typedef cg_desc (*cg_build_fn)(cg_owner *o, cg_status *s, cudnnHandle_t h, const void *ctx);
+/* Runs the problem on our kernels, writing only what the graph writes (0 or -1
+ * with the error set): timed against cuDNN's plan. */
+typedef int (*cg_run_fn)(const void *ctx);
 
 /* The plan of the problem behind key, held (give it back with cg_cache_release):
  * the cached one, or else one whose graph build() makes, tuned on a's buffers
- * (cg_autotune: a's outputs are overwritten) and cached. NULL with *why = 1 when
- * cuDNN does not run the problem: no engine takes it (which the cache remembers,
- * so later calls answer at once; with MILES_CUDNN_VERBOSE the reason is
- * printed), or it is met first inside a CUDA graph capture (an engine is chosen
- * by timing, which a capture cannot do); NULL with *why = -1 and the error set
- * for a failure (nothing remembered). For problems with one graph and our own
- * kernels to fall back on. */
+ * (cg_autotune: a's outputs are overwritten) and cached. With ours, the plan
+ * is kept only when it runs faster than ours(ctx) (timed the same way), so a
+ * library engine never replaces a faster kernel of ours. NULL with *why = 1
+ * when cuDNN is not to run the problem: no engine takes it, or ours is faster
+ * (both remembered by the cache, so later calls answer at once; with
+ * MILES_CUDNN_VERBOSE the reason is printed), or it is met first inside a CUDA
+ * graph capture (an engine is chosen by timing, which a capture cannot do);
+ * NULL with *why = -1 and the error set for a failure (nothing remembered). For
+ * problems with one graph and our own kernels to fall back on. */
 cg_plan *cg_plan_for(const int64_t *key, int nk, int dev, cudnnHandle_t h, cg_build_fn build,
-                     const void *ctx, const cg_args *a, bool tensor_cores, const char *op,
-                     int *why);
-/* Does the cache hold cg_plan_for's note that no engine takes the problem? */
+                     cg_run_fn ours, const void *ctx, const cg_args *a, bool tensor_cores,
+                     const char *op, int *why);
+/* Does the cache hold cg_plan_for's note that cuDNN is not to run the problem? */
 bool cg_cache_refused(const int64_t *key, int nk, int dev);
 
 #endif

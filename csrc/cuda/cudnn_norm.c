@@ -311,6 +311,24 @@ static cg_desc problem_graph(cg_owner *o, cg_status *s, cudnnHandle_t h, const v
     return p->kind == BN_BACKWARD ? backward_graph(o, s, h, p) : forward_graph(o, s, h, p);
 }
 
+/* pr on our kernels, writing only what the graph writes (cg_run_fn): without
+ * running statistics to update (the graph writes the scratch ones). */
+static int problem_ours(const void *ctx)
+{
+    const bn_problem *p = ctx;
+    if (p->kind == BN_BACKWARD)
+        return cuda_batch_norm_backward_kernel(p->gx, p->gw ? p->gw : p->gw_tmp,
+                                               p->gb ? p->gb : p->gb_tmp, p->gy, p->x, p->w,
+                                               p->mean, p->invstd, true, p->relu_out,
+                                               p->g_residual);
+    bn_epilogue ep = {p->residual, p->relu};
+    bool training = p->kind == BN_TRAIN;
+    return cuda_batch_norm_kernel(p->y, (tensor *)p->mean, (tensor *)p->invstd, p->x, p->w, p->b,
+                                  training ? NULL : (tensor *)p->running_mean,
+                                  training ? NULL : (tensor *)p->running_var, training,
+                                  p->momentum, p->eps, &ep);
+}
+
 /* Run pr through cuDNN. 0; 1 when cuDNN does not run it (cg_plan_for); -1 with
  * the error set. */
 static int norm_run(const bn_problem *pr, const char *op)
@@ -323,7 +341,8 @@ static int norm_run(const bn_problem *pr, const char *op)
     int64_t key[CG_MAX_KEY];
     int nk = problem_key(pr, &a, key);
     int why;
-    cg_plan *plan = cg_plan_for(key, nk, pr->dev.index, h, problem_graph, pr, &a, true, op, &why);
+    cg_plan *plan = cg_plan_for(key, nk, pr->dev.index, h, problem_graph, problem_ours, pr, &a,
+                                true, op, &why);
     if (!plan)
         return why;
     int rc = cg_execute(h, plan, &a, pr->dev, op);

@@ -173,13 +173,31 @@ static int problem_key(const pool_problem *pr, int64_t *k)
     return n;
 }
 
+/* pr on our kernels, writing only what the graph writes (cg_run_fn); max
+ * pooling's forward makes our own record of the maxima, dropped. (Max
+ * pooling's backward has none: it reads cuDNN's index.) */
+static int pool_ours(const void *ctx)
+{
+    const pool_problem *p = ctx;
+    tensor *x = (tensor *)p->x, *y = (tensor *)p->y, *ws = NULL;
+    int rc;
+    switch (p->kind) {
+    case POOL_MAX: rc = cuda_max_pool2d_kernel(y, &ws, x, p->p); break;
+    case POOL_AVG: rc = cuda_avg_pool2d_kernel(y, x, p->p); break;
+    default: rc = cuda_avg_pool2d_backward_kernel(x, y, p->p); break;
+    }
+    tensor_decref(ws);
+    return rc;
+}
+
 /* pr's plan (cg_plan_for), or NULL with *why. */
 static cg_plan *pool_plan(const pool_problem *pr, cudnnHandle_t h, const cg_args *a,
                           const char *op, int *why)
 {
     int64_t key[CG_MAX_KEY];
     int nk = problem_key(pr, key);
-    return cg_plan_for(key, nk, pr->dev.index, h, pool_graph, pr, a, true, op, why);
+    return cg_plan_for(key, nk, pr->dev.index, h, pool_graph,
+                       pr->kind == POOL_MAX_BACKWARD ? NULL : pool_ours, pr, a, true, op, why);
 }
 
 /* Is it known that no engine takes the backward of max-pooling problem fwd? */
