@@ -144,7 +144,15 @@ describe("cuda graphs", function()
   gpu_it("random numbers in a graph: each replay draws new ones, an eager run's #gpu", function()
     local function same(a, b) return miles.allclose(a, b, 0, 0) end
     local x = miles.ones(4, 300):cuda()
-    local function step() return F.dropout(x, 0.5) + miles.randn(4, 300, { device = "cuda" }) end
+    local function step()
+      -- a small temporary freed before the first draw: inside a capture its block
+      -- goes back to the graph's pool, and the graph reuses it
+      local t = x:sum()
+      local s = t * 0
+      t = nil
+      collectgarbage()
+      return F.dropout(x, 0.5) + miles.randn(4, 300, { device = "cuda" }) + s
+    end
     miles.manual_seed(80)
     local g, out = miles.cuda.graph(step)
     local seed_state = miles.get_rng_state()
@@ -169,6 +177,11 @@ describe("cuda graphs", function()
     miles.manual_seed(81)
     assert.is_true(same(reseeded, step():cpu()))
     g:free()
+    -- reseeding inside the captured function, then drawing, is refused
+    H.raises(function()
+      miles.cuda.graph(function() miles.manual_seed(3); return F.dropout(x, 0.5) end)
+    end, "after the generator was reseeded in it")
+    assert.equal(1200, miles.ones(4, 300, { device = "cuda" }):sum():item())
   end)
 
   gpu_it("what a graph cannot hold is refused with a message, and the GPU stays usable #gpu", function()

@@ -785,6 +785,7 @@ local function cudnn_path_specs(title, script, ops, refuse, switch, more)
           assert.truthy(out:find(op .. ": cuDNN engine", 1, true), op .. "\n" .. out)
         end
         assert.falsy(out:find("running it on our kernels", 1, true), out)
+        assert.falsy(out:find("our kernels chosen", 1, true), out)
       end
     end)
 
@@ -812,7 +813,8 @@ end
 
 -- Batch norms in float32 and bfloat16 (float32 parameters), NCHW and
 -- channels-last; training with and without running statistics, and evaluation;
--- plain, with a relu, with a residual and a relu (the ResNet block's end): the
+-- plain, with a relu, with a residual, with a residual and a relu (the ResNet
+-- block's end): the
 -- output, the updated running statistics and the gradients of x, the weight, the
 -- bias and the residual.
 local BN_CASES = [[
@@ -820,7 +822,7 @@ local BN_CASES = [[
   for _, dt in ipairs({ "float32", "bfloat16" }) do
     for _, channels_last in ipairs({ false, true }) do
       for _, mode in ipairs({ "train", "train-nostats", "eval" }) do
-        for _, ep in ipairs({ "none", "relu", "residual" }) do
+        for _, ep in ipairs({ "none", "relu", "residual", "residual+relu" }) do
           n = n + 1
           miles.manual_seed(n)
           local function act(t)
@@ -836,13 +838,14 @@ local BN_CASES = [[
             local m, v = rm:clone():to(dev), rv:clone():to(dev)
             if mode == "train-nostats" then m, v = nil, nil end
             local opts = ep == "relu" and { relu = true }
-              or ep == "residual" and { residual = l[4], relu = true } or nil
+              or ep == "residual" and { residual = l[4] }
+              or ep == "residual+relu" and { residual = l[4], relu = true } or nil
             local y = F.batch_norm(l[1], m, v, l[2], l[3], mode ~= "eval", 0.1, 1e-5, opts)
             miles.manual_seed(99)
             local g = miles.randn(table.unpack(y:shape())):to(dt):to(dev)
             ;(y * g):sum():backward()
             local out = { y:cpu(), l[1].grad:cpu(), l[2].grad:cpu(), l[3].grad:cpu() }
-            if ep == "residual" then out[#out + 1] = l[4].grad:cpu() end
+            if ep:find("residual") then out[#out + 1] = l[4].grad:cpu() end
             if m then out[#out + 1] = m:cpu(); out[#out + 1] = v:cpu() end
             return out
           end
@@ -877,11 +880,7 @@ local POOL_CASES = [[
       n = n + 1
       miles.manual_seed(n)
       local x = miles.randn(2, 3, 14, 11):to(dt)
-      local g = miles.randn(2, 3, 7, 7):to(dt)
-      if channels_last then
-        x = x:permute(1, 3, 4, 2):contiguous():permute(1, 4, 2, 3)
-        g = g:permute(1, 3, 4, 2):contiguous():permute(1, 4, 2, 3)
-      end
+      if channels_last then x = x:permute(1, 3, 4, 2):contiguous():permute(1, 4, 2, 3) end
       local pools = {
         function(t) return F.max_pool2d(t, 3, 2, 1) end,
         function(t) return F.max_pool2d(t, 2, 2, 0, 1, true) end,

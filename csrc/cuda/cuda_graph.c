@@ -20,7 +20,11 @@
  *    their offsets from the capture's start: each replay claims as many counters
  *    from the generator as the capture did and writes the slot first (a copy
  *    from pageable memory, which CUDA reads at the call), so every replay draws
- *    new numbers, those an eager run from that generator state would draw.
+ *    new numbers, those an eager run from that generator state would draw. The
+ *    slot is taken from the general cache before the capture, not from the
+ *    graph's pool, whose blocks the graph's own nodes may write before the
+ *    draws read it. Reseeding inside the captured function, then drawing, is
+ *    refused.
  *  - Scalars that change from step to step (the optimizers' learning rates and
  *    bias corrections) go through "updatable" launches (cuda_ctx_launch): each is
  *    remembered as a slot with its graph node; before a replay, the optimizer's
@@ -65,10 +69,12 @@ struct cuda_graph {
     int nslots, cap, cursor;
     bool stale; /* the last refresh failed: its nodes are partly rewritten */
     size_t nodes;
-    /* random numbers: the device slot {seed, offset} (NULL: none drawn), the
-     * generator's offset when the capture began, the counters it claimed */
+    /* random numbers: the device slot {seed, offset}, whether the capture drew
+     * on the GPU, the generator's state when the capture began, the counters the
+     * capture claimed */
     uint64_t *rng_state;
-    uint64_t rng_start, rng_used;
+    bool rng_drawn;
+    uint64_t rng_seed, rng_start, rng_used;
 };
 
 /* A pool block, found by address when it is freed (sorted by p). */
@@ -284,7 +290,7 @@ static void graph_destroy(cuda_graph *g)
     if (g->graph)
         cudaGraphDestroy(g->graph);
     if (g->rng_state)
-        cuda_graph_pool_release(g->gpu, g->rng_state, RNG_STATE_BYTES);
+        cache_alloc_put(cuda_ctx_cache(g->gpu), g->rng_state, RNG_STATE_BYTES);
     if (g->pool)
         pool_end(g->pool);
     free(g->slots);
@@ -319,7 +325,12 @@ int cuda_graph_begin(int index)
         return err_set("out of host memory (a CUDA graph)");
     }
     g->gpu = index;
+    g->rng_seed = rng_get_seed();
     g->rng_start = rng_get_offset();
+    if (!(g->rng_state = cache_alloc_get(cuda_ctx_cache(index), RNG_STATE_BYTES))) {
+        graph_destroy(g);
+        return err_set("out of memory on cuda:%d (a CUDA graph's random state)", index);
+    }
     if (cuda_ctx_check(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal),
                        "cudaStreamBeginCapture") != 0) {
         graph_destroy(g);
@@ -340,7 +351,8 @@ cuda_graph *cuda_graph_end(int index, bool keep)
     cudaStream_t s = cuda_ctx_stream(index);
     cudaError_t e = cudaStreamEndCapture(s, &g->graph);
     gg->capture = NULL;
-    g->rng_used = rng_get_offset() - g->rng_start;
+    bool same = rng_get_seed() == g->rng_seed && rng_get_offset() >= g->rng_start;
+    g->rng_used = same ? rng_get_offset() - g->rng_start : 0;
     if (!cuda_capturing_any())
         for (int i = 0; i < CUDA_MAX_GPUS; i++)
             destroy_deferred(&ggpus[i]);
@@ -377,7 +389,7 @@ int cuda_graph_launch(cuda_graph *g)
     if (g->stale)
         return err_set("this CUDA graph's last refresh failed: refresh it again, or capture "
                        "the graph again");
-    if (g->rng_state) { /* this replay's random numbers */
+    if (g->rng_drawn) { /* this replay's random numbers */
         uint64_t st[2] = {rng_get_seed(), rng_reserve(g->rng_used)};
         if (cuda_ctx_check(cudaMemcpyAsync(g->rng_state, st, sizeof st, cudaMemcpyHostToDevice, s),
                            "a CUDA graph's random state") != 0)
@@ -393,10 +405,12 @@ const uint64_t *cuda_graph_rng_state(int index, uint64_t *offset)
         err_set("cuda:%d is not capturing a CUDA graph", index);
         return NULL;
     }
-    if (!g->rng_state && !(g->rng_state = cuda_graph_pool_alloc(index, RNG_STATE_BYTES))) {
-        err_set("out of memory on cuda:%d (a CUDA graph's random state)", index);
+    if (rng_get_seed() != g->rng_seed || *offset < g->rng_start) {
+        err_set("random numbers drawn inside a CUDA graph capture after the generator was "
+                "reseeded in it: seed it before capturing");
         return NULL;
     }
+    g->rng_drawn = true;
     *offset -= g->rng_start;
     return g->rng_state;
 }

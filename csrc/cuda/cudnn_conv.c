@@ -328,7 +328,9 @@ static cg_plan *conv_plan(const conv_problem *pr, cudnnHandle_t h, bool fuse, bo
     cg_args a;
     conv_args(pr, fuse, &a);
     bool tensor_cores = pr->dt != DT_F32 || tf32;
-    int rc = cg_check(&s, op) != 0 ? 1 : cg_autotune(plan, h, graph, tensor_cores, &a, pr->dev, op);
+    int rc = s.status != CUDNN_STATUS_SUCCESS
+                 ? cg_build_failure(&s, op)
+                 : cg_autotune(plan, h, graph, tensor_cores, &a, pr->dev, op);
     if (rc != 0) {
         *why = rc;
         cg_plan_free(plan);

@@ -74,6 +74,21 @@ int cg_check(const cg_status *s, const char *op)
     return s->status == CUDNN_STATUS_SUCCESS ? 0 : cg_fail(op, s->what, s->status);
 }
 
+int cg_build_failure(const cg_status *s, const char *op)
+{
+    cg_check(s, op);
+    switch (s->status) {
+    case CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED:
+    case CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED:
+    case CUDNN_STATUS_EXECUTION_FAILED:
+    case CUDNN_STATUS_EXECUTION_FAILED_CUDA_DRIVER:
+    case CUDNN_STATUS_EXECUTION_FAILED_CUDART:
+        return -1;
+    default:
+        return 1;
+    }
+}
+
 static void fail_with(cg_status *s, cudnnStatus_t st, const char *what)
 {
     if (s->status == CUDNN_STATUS_SUCCESS && st != CUDNN_STATUS_SUCCESS) {
@@ -87,7 +102,7 @@ cg_desc cg_new(cg_owner *o, cg_status *s, cudnnBackendDescriptorType_t type, con
     if (s->status != CUDNN_STATUS_SUCCESS)
         return NULL;
     if (o->n == CG_MAX_DESCS) { /* a miles limit, not cuDNN's: the message says so */
-        fail_with(s, CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED,
+        fail_with(s, CUDNN_STATUS_NOT_SUPPORTED,
                   "a graph of more than CG_MAX_DESCS descriptors (miles's limit)");
         return NULL;
     }
@@ -774,7 +789,9 @@ cg_plan *cg_plan_for(const int64_t *key, int nk, int dev, cudnnHandle_t h, cg_bu
         cg_status s = {0};
         cg_desc graph = build(&plan->own, &s, h, ctx);
         device d = {DEV_CUDA, dev};
-        int rc = cg_check(&s, op) != 0 ? 1 : cg_autotune(plan, h, graph, tensor_cores, a, d, op);
+        int rc = s.status != CUDNN_STATUS_SUCCESS ? cg_build_failure(&s, op)
+                                                  : cg_autotune(plan, h, graph, tensor_cores, a, d, op);
+        ours = cuda_get_deterministic() ? NULL : ours;
         if (rc < 0) {
             cg_plan_free(plan);
             *why = -1;
@@ -793,6 +810,8 @@ cg_plan *cg_plan_for(const int64_t *key, int nk, int dev, cudnnHandle_t h, cg_bu
                     op, ours_ms, plan->ms);
         if (rc > 0 || (ours && ours_ms < plan->ms)) {
             cg_owner_free(&plan->own);
+            plan->plan = NULL;
+            plan->workspace = 0;
             plan->tag = NO_ENGINE;
         }
         if (!(plan = cg_cache_insert(key, nk, dev, plan, op))) {
@@ -807,11 +826,18 @@ cg_plan *cg_plan_for(const int64_t *key, int nk, int dev, cudnnHandle_t h, cg_bu
     return plan;
 }
 
-bool cg_cache_refused(const int64_t *key, int nk, int dev)
+int cg_cache_known(const int64_t *key, int nk, int dev)
 {
     cg_plan *plan = cg_cache_find(key, nk, dev);
-    bool refused = plan && plan->tag == NO_ENGINE;
+    int known = !plan ? 0 : plan->tag == NO_ENGINE ? -1 : 1;
     if (plan)
         cg_cache_release(plan);
-    return refused;
+    return known;
+}
+
+void cg_cache_pin(cg_plan *p)
+{
+    pthread_mutex_lock(&cache_lock);
+    p->pinned = true;
+    pthread_mutex_unlock(&cache_lock);
 }

@@ -70,6 +70,10 @@ bool cg_switched_off(const char *name, int *cache);
 int cg_fail(const char *op, const char *what, cudnnStatus_t s);
 /* cg_fail for a sticky status; 0 when it holds no failure. */
 int cg_check(const cg_status *s, const char *op);
+/* After descriptor calls that failed (s): the error set, and 1 when cuDNN does
+ * not take the problem (a descriptor it refuses), -1 for a failure that may pass
+ * (memory, an execution). */
+int cg_build_failure(const cg_status *s, const char *op);
 
 /* Create a descriptor owned by o. NULL (with s failed) on failure. */
 cg_desc cg_new(cg_owner *o, cg_status *s, cudnnBackendDescriptorType_t type, const char *what);
@@ -154,13 +158,19 @@ typedef int (*cg_run_fn)(const void *ctx);
  * when cuDNN is not to run the problem: no engine takes it, or ours is faster
  * (both remembered by the cache, so later calls answer at once; with
  * MILES_CUDNN_VERBOSE the reason is printed), or it is met first inside a CUDA
- * graph capture (an engine is chosen by timing, which a capture cannot do);
+ * graph capture (an engine is chosen by timing, which a capture cannot do). In
+ * deterministic mode ours is not timed: cuDNN's engine runs when one takes the
+ * problem, so that timing noise cannot change the results from run to run;
  * NULL with *why = -1 and the error set for a failure (nothing remembered). For
  * problems with one graph and our own kernels to fall back on. */
 cg_plan *cg_plan_for(const int64_t *key, int nk, int dev, cudnnHandle_t h, cg_build_fn build,
                      cg_run_fn ours, const void *ctx, const cg_args *a, bool tensor_cores,
                      const char *op, int *why);
-/* Does the cache hold cg_plan_for's note that cuDNN is not to run the problem? */
-bool cg_cache_refused(const int64_t *key, int nk, int dev);
+/* What the cache holds for a key: 1 a plan, -1 cg_plan_for's note that cuDNN is
+ * not to run the problem, 0 nothing. */
+int cg_cache_known(const int64_t *key, int nk, int dev);
+/* Keep p (held) in the cache for the process's life: a plan that later calls
+ * cannot do without (max pooling's backward, which reads cuDNN's index). */
+void cg_cache_pin(cg_plan *p);
 
 #endif

@@ -297,9 +297,10 @@ static int problem_key(const bn_problem *pr, const cg_args *a, int64_t *k)
     k[n++] = pr->relu;
     for (int i = 0; i < 4; i++)
         k[n++] = pr->x->shape[i];
-    for (int i = 0; i < a->n; i++) {
+    for (int i = 0; i < a->n; i++) { /* (a by-value scalar's host address says nothing) */
+        bool by_value = a->uid[i] == UID_EPS || a->uid[i] == UID_MOMENTUM;
         k[n++] = a->uid[i];
-        k[n++] = cg_alignment(a->ptr[i]);
+        k[n++] = by_value ? 0 : cg_alignment(a->ptr[i]);
     }
     return n;
 }

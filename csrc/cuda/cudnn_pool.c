@@ -38,6 +38,7 @@ typedef struct {
     device dev;
     dtype_t dt;
     bool nhwc;
+    bool adaptive; /* average pooling standing for adaptive average pooling */
     const pool2d_params *p;
     const tensor *x, *y, *index;
 } pool_problem;
@@ -54,8 +55,8 @@ static bool problem_init(pool_problem *pr, pool_kind kind, const tensor *x, cons
                          const tensor *index, const pool2d_params *p)
 {
     bool max = kind == POOL_MAX || kind == POOL_MAX_BACKWARD;
-    *pr = (pool_problem){kind, tensor_device(x), x->dtype, !tensor_is_contiguous(x), p, x, y,
-                         index};
+    *pr = (pool_problem){kind, tensor_device(x), x->dtype, !tensor_is_contiguous(x), false, p, x,
+                         y, index};
     if (cg_switched_off("MILES_CUDNN_POOL", &pool_off) ||
         (x->dtype != DT_F32 && x->dtype != DT_BF16) || x->ndim != 4 ||
         tensor_numel(x) == 0 || tensor_numel(y) == 0 || p->dh != 1 || p->dw != 1 ||
@@ -162,6 +163,7 @@ static int problem_key(const pool_problem *pr, int64_t *k)
     k[n++] = pr->dt;
     k[n++] = cuda_get_deterministic();
     k[n++] = pr->nhwc;
+    k[n++] = pr->adaptive;
     k[n++] = p->count_include_pad;
     for (int i = 0; i < 4; i++) {
         k[n++] = pr->x->shape[i];
@@ -183,8 +185,13 @@ static int pool_ours(const void *ctx)
     int rc;
     switch (p->kind) {
     case POOL_MAX: rc = cuda_max_pool2d_kernel(y, &ws, x, p->p); break;
-    case POOL_AVG: rc = cuda_avg_pool2d_kernel(y, x, p->p); break;
-    default: rc = cuda_avg_pool2d_backward_kernel(x, y, p->p); break;
+    case POOL_AVG:
+        rc = p->adaptive ? cuda_adaptive_avg_pool2d_kernel(y, x) : cuda_avg_pool2d_kernel(y, x, p->p);
+        break;
+    default:
+        rc = p->adaptive ? cuda_adaptive_avg_pool2d_backward_kernel(x, y)
+                         : cuda_avg_pool2d_backward_kernel(x, y, p->p);
+        break;
     }
     tensor_decref(ws);
     return rc;
@@ -200,14 +207,15 @@ static cg_plan *pool_plan(const pool_problem *pr, cudnnHandle_t h, const cg_args
                        pr->kind == POOL_MAX_BACKWARD ? NULL : pool_ours, pr, a, true, op, why);
 }
 
-/* Is it known that no engine takes the backward of max-pooling problem fwd? */
-static bool max_backward_refused(const pool_problem *fwd)
+/* What the plan cache holds for the backward of max-pooling problem fwd
+ * (cg_cache_known). */
+static int max_backward_known(const pool_problem *fwd)
 {
     pool_problem bwd = *fwd; /* (the gradients have the shapes of x and y) */
     bwd.kind = POOL_MAX_BACKWARD;
     int64_t key[CG_MAX_KEY];
     int nk = problem_key(&bwd, key);
-    return cg_cache_refused(key, nk, fwd->dev.index);
+    return cg_cache_known(key, nk, fwd->dev.index);
 }
 
 /* Run pr through cuDNN. 0; 1 when cuDNN does not run it; -1 with the error set. */
@@ -228,10 +236,14 @@ static int pool_run(const pool_problem *pr, const char *op)
 }
 
 /* Does cuDNN run the backward of max-pooling problem fwd (index written)? Its
- * plan is made now when it is not cached, tuned on scratch gradients (dy zero).
- * 0 yes, 1 no, -1 with the error set. */
+ * plan is made now when it is not cached, tuned on scratch gradients (dy zero),
+ * and pinned in the cache: a backward whose index is cuDNN's cannot do without
+ * it. 0 yes, 1 no, -1 with the error set. */
 static int max_backward_ready(const pool_problem *fwd, const char *op)
 {
+    int known = max_backward_known(fwd);
+    if (known != 0)
+        return known > 0 ? 0 : 1;
     cudnnHandle_t h = cg_handle(fwd->dev.index, op);
     if (!h)
         return -1;
@@ -247,6 +259,7 @@ static int max_backward_ready(const pool_problem *fwd, const char *op)
         problem_args(&bwd, &a);
         cg_plan *plan = pool_plan(&bwd, h, &a, op, &rc);
         if (plan) {
+            cg_cache_pin(plan);
             cg_cache_release(plan);
             rc = 0;
         }
@@ -264,7 +277,7 @@ int cuda_max_pool2d(tensor *out, tensor **ws, const tensor *x, const pool2d_para
     pool_problem pr;
     int rc = 1;
     tensor *index = NULL;
-    if (problem_init(&pr, POOL_MAX, x, out, NULL, p) && !max_backward_refused(&pr)) {
+    if (problem_init(&pr, POOL_MAX, x, out, NULL, p) && max_backward_known(&pr) >= 0) {
         index = tensor_empty_like(out, DT_U8); /* (laid out like out) */
         pr.index = index;
         rc = !index ? -1 : !aligned16(index) ? 1 : pool_run(&pr, op);
@@ -299,24 +312,28 @@ int cuda_max_pool2d_backward(tensor *gin, const tensor *gout, const tensor *ws,
                    : rc;
 }
 
-/* Average pooling of kind (forward or backward) of x and y through cuDNN: 0; 1
- * when cuDNN does not run it; -1 with the error set. */
+/* Average pooling of kind (forward or backward) of x and y through cuDNN (for
+ * adaptive average pooling when adaptive): 0; 1 when cuDNN does not run it; -1
+ * with the error set. */
 static int avg_try(pool_kind kind, const tensor *x, const tensor *y, const pool2d_params *p,
-                   const char *op)
+                   bool adaptive, const char *op)
 {
     pool_problem pr;
-    return problem_init(&pr, kind, x, y, NULL, p) ? pool_run(&pr, op) : 1;
+    if (!problem_init(&pr, kind, x, y, NULL, p))
+        return 1;
+    pr.adaptive = adaptive;
+    return pool_run(&pr, op);
 }
 
 int cuda_avg_pool2d(tensor *out, const tensor *x, const pool2d_params *p)
 {
-    int rc = avg_try(POOL_AVG, x, out, p, "avg_pool2d");
+    int rc = avg_try(POOL_AVG, x, out, p, false, "avg_pool2d");
     return rc != 1 ? rc : cuda_avg_pool2d_kernel(out, x, p);
 }
 
 int cuda_avg_pool2d_backward(tensor *gin, const tensor *gout, const pool2d_params *p)
 {
-    int rc = avg_try(POOL_AVG_BACKWARD, gin, gout, p, "avg_pool2d backward");
+    int rc = avg_try(POOL_AVG_BACKWARD, gin, gout, p, false, "avg_pool2d backward");
     return rc != 1 ? rc : cuda_avg_pool2d_backward_kernel(gin, gout, p);
 }
 
@@ -335,7 +352,8 @@ static bool tiling_window(const tensor *in, const tensor *out, pool2d_params *p)
 int cuda_adaptive_avg_pool2d(tensor *out, const tensor *x)
 {
     pool2d_params p;
-    int rc = tiling_window(x, out, &p) ? avg_try(POOL_AVG, x, out, &p, "adaptive_avg_pool2d") : 1;
+    int rc = tiling_window(x, out, &p) ? avg_try(POOL_AVG, x, out, &p, true, "adaptive_avg_pool2d")
+                                       : 1;
     return rc != 1 ? rc : cuda_adaptive_avg_pool2d_kernel(out, x);
 }
 
@@ -343,7 +361,7 @@ int cuda_adaptive_avg_pool2d_backward(tensor *gin, const tensor *gout)
 {
     pool2d_params p;
     int rc = tiling_window(gin, gout, &p)
-                 ? avg_try(POOL_AVG_BACKWARD, gin, gout, &p, "adaptive_avg_pool2d backward")
+                 ? avg_try(POOL_AVG_BACKWARD, gin, gout, &p, true, "adaptive_avg_pool2d backward")
                  : 1;
     return rc != 1 ? rc : cuda_adaptive_avg_pool2d_backward_kernel(gin, gout);
 }
