@@ -111,13 +111,17 @@ if has specs; then
 fi
 [ -n "$FALLBACK" ] && echo "(the later stages run with $FALLBACK: cuDNN failed the specs without it)"
 
-# bench LOG [SETTINGS]: the benchmark beside PyTorch, its log's tail printed.
+# bench LOG [SETTINGS]: the benchmark beside PyTorch, its log's tail printed,
+# then how many problems of each op went to a cuDNN engine or to our kernels.
 bench() {
-  env $FALLBACK ${2:-} MILES_PYTHON="${MILES_PYTHON:-python3}" timeout -k 5 "$(box 300 60)" \
-    build/bin/miles experiments/bench.lua smnist cremad --cuda --threads "$JOBS" \
-    --seconds "${BENCH_SECONDS:-3}" --rounds "${BENCH_ROUNDS:-1}" >"$OUT/$1" 2>&1
+  env $FALLBACK ${2:-} MILES_CUDNN_VERBOSE=1 MILES_PYTHON="${MILES_PYTHON:-python3}" \
+    timeout -k 5 "$(box 300 60)" build/bin/miles experiments/bench.lua smnist cremad --cuda \
+    --threads "$JOBS" --seconds "${BENCH_SECONDS:-3}" --rounds "${BENCH_ROUNDS:-1}" \
+    >"$OUT/$1" 2>&1
   echo "exit $?"
-  cut -c1-200 "$OUT/$1" | tail -60
+  grep -v "^miles: " "$OUT/$1" | cut -c1-200 | tail -60
+  grep -oE "^miles: [^:]+: (cuDNN engine|our kernels chosen|no cuDNN engine)" "$OUT/$1" |
+    sort | uniq -c
 }
 
 if has bench; then
