@@ -119,9 +119,9 @@ bench() {
     --threads "$JOBS" --seconds "${BENCH_SECONDS:-3}" --rounds "${BENCH_ROUNDS:-1}" \
     >"$OUT/$1" 2>&1
   echo "exit $?"
-  grep -v "^miles: " "$OUT/$1" | cut -c1-200 | tail -60
-  grep -oE "^miles: [^:]+: (cuDNN engine|our kernels chosen|no cuDNN engine)" "$OUT/$1" |
-    sort | uniq -c
+  local choice="^miles: [^:]+: (cuDNN engine|our kernels chosen|no cuDNN engine)"
+  grep -vE "$choice" "$OUT/$1" | cut -c1-200 | tail -60
+  grep -oE "$choice" "$OUT/$1" | sort | uniq -c
 }
 
 if has bench; then
