@@ -235,15 +235,12 @@ static int pool_run(const pool_problem *pr, const char *op)
     return rc;
 }
 
-/* Does cuDNN run the backward of max-pooling problem fwd (index written)? Its
- * plan is made now when it is not cached, tuned on scratch gradients (dy zero),
- * and pinned in the cache: a backward whose index is cuDNN's cannot do without
- * it. 0 yes, 1 no, -1 with the error set. */
-static int max_backward_ready(const pool_problem *fwd, const char *op)
+/* Make the plan of the backward of max-pooling problem fwd (index written; no
+ * plan or note cached yet), tuned on scratch gradients (dy zero), and pin it in
+ * the cache: a backward whose index is cuDNN's cannot do without it. 0 when
+ * cuDNN runs that backward, 1 when not, -1 with the error set. */
+static int max_backward_plan(const pool_problem *fwd, const char *op)
 {
-    int known = max_backward_known(fwd);
-    if (known != 0)
-        return known > 0 ? 0 : 1;
     cudnnHandle_t h = cg_handle(fwd->dev.index, op);
     if (!h)
         return -1;
@@ -277,12 +274,13 @@ int cuda_max_pool2d(tensor *out, tensor **ws, const tensor *x, const pool2d_para
     pool_problem pr;
     int rc = 1;
     tensor *index = NULL;
-    if (problem_init(&pr, POOL_MAX, x, out, NULL, p) && max_backward_known(&pr) >= 0) {
+    int known = -1; /* the backward's plan: cached (1), refused (-1), not yet made (0) */
+    if (problem_init(&pr, POOL_MAX, x, out, NULL, p) && (known = max_backward_known(&pr)) >= 0) {
         index = tensor_empty_like(out, DT_U8); /* (laid out like out) */
         pr.index = index;
         rc = !index ? -1 : !aligned16(index) ? 1 : pool_run(&pr, op);
-        if (rc == 0)
-            rc = max_backward_ready(&pr, "max_pool2d backward");
+        if (rc == 0 && known == 0)
+            rc = max_backward_plan(&pr, "max_pool2d backward");
     }
     if (rc == 0) {
         *ws = index;
