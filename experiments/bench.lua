@@ -14,9 +14,10 @@
 -- autocast (miles.autocast; a second model built the same way), beside
 -- PyTorch eager and PyTorch with bf16 autocast + channels_last on the same GPU:
 -- ours-float32 / PyTorch eager and ours-bf16 / PyTorch AMP are the two ratios.
--- On the GPU a third run of ours replays the whole training step as one CUDA graph
--- (miles.cuda.graph), compared with PyTorch eager too: small models are bound by
--- kernel launches, and a graph launches once per step.
+-- On the GPU two more runs of ours replay the whole training step as one CUDA
+-- graph (miles.cuda.graph), in float32 (compared with PyTorch eager) and captured
+-- under bf16 autocast (compared with PyTorch AMP): small models are bound by kernel
+-- launches, and a graph launches once per step.
 -- After each workload, the time split of one float32 (and on a GPU one bf16) step
 -- of ours by layer type
 -- (miles.profile: module classes forward, autograd ops backward, the losses and
@@ -160,7 +161,9 @@ local function make_runner(name, device, bf16, graph)
   end)
   local replay = step
   if graph then
-    local g = miles.cuda.graph(step) -- the same step, captured; the inputs stay
+    -- the same step, captured (with autocast's setting, which its replays keep);
+    -- the inputs stay
+    local g = miles.autocast(bf16, miles.cuda.graph, step)
     replay = function() g:replay() end
   end
   -- (on a GPU also what the steps did beyond their work: device allocations and
@@ -231,18 +234,20 @@ local function our_runs(o)
   if o.device == "cpu" then return { { key = "float32", label = "ours", bf16 = false } } end
   return { { key = "float32", label = "ours float32", bf16 = false },
            { key = "bf16", label = "ours bf16", bf16 = true },
-           { key = "graph", label = "ours float32 CUDA graph", bf16 = false, graph = true } }
+           { key = "graph", label = "ours float32 CUDA graph", bf16 = false, graph = true },
+           { key = "bf16graph", label = "ours bf16 CUDA graph", bf16 = true, graph = true } }
 end
 
 -- The PyTorch runs each round is compared with, and which of ours each is
 -- compared with: its eager float32 twin (ours float32; on a GPU also ours as a
--- CUDA graph), and on a GPU bf16 autocast + channels_last (ours bf16).
+-- CUDA graph), and on a GPU bf16 autocast + channels_last (ours bf16, eager and as
+-- a CUDA graph).
 local function peers(o)
   if BATCH ~= REFERENCE_BATCH then return {} end -- (PyTorch's twin times the reference batch)
   if o.device == "cpu" then return { { label = "PyTorch", flags = "", ours = { "float32" } } } end
   return { { label = "PyTorch eager", flags = "--cuda", ours = { "float32", "graph" } },
            { label = "PyTorch AMP bf16 + channels_last", flags = "--cuda --amp --channels-last",
-             ours = { "bf16" } } }
+             ours = { "bf16", "bf16graph" } } }
 end
 
 -- " = N% of the GPU's dense TF32 (or bf16) peak" when the GPU is one of PEAK_TFLOPS.
