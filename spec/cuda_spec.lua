@@ -866,6 +866,23 @@ cudnn_path_specs("batch norm through cuDNN", BN_CASES, { "batch_norm", "batch_no
     assert.truthy(out:find("running it on our kernels", 1, true), out)
     assert.truthy(out:find("batch_norm: cuDNN engine", 1, true), out) -- the plain ones
   end)
+
+  gpu_it("sends NCHW training and its backward to our kernels, making no plan", function()
+    local _, plans = run_cases([[
+      local x, g = miles.randn(3, 6, 5, 7), miles.randn(3, 6, 5, 7)
+      local function run(dev)
+        local t = x:clone():to(dev)
+        t.requires_grad = true
+        local y = F.batch_norm(t, nil, nil, miles.ones(6):to(dev), miles.zeros(6):to(dev), true,
+          0.1, 1e-5, { relu = true })
+        ;(y * g:to(dev)):sum():backward()
+        return { y:cpu(), t.grad:cpu() }
+      end
+      record("float32", run("cuda"), run("cpu"))
+      report()
+    ]], "")
+    assert.equal("0", plans)
+  end)
 end)
 
 -- Pooling in float32 and bfloat16, NCHW and channels-last: max (padding, a
@@ -880,14 +897,17 @@ local POOL_CASES = [[
       n = n + 1
       miles.manual_seed(n)
       local x = miles.randn(2, 3, 14, 11):to(dt)
-      if channels_last then x = x:permute(1, 3, 4, 2):contiguous():permute(1, 4, 2, 3) end
+      local function layout(t) -- dense, in the case's layout
+        return channels_last and t:permute(1, 3, 4, 2):contiguous():permute(1, 4, 2, 3) or t:contiguous()
+      end
+      x = layout(x)
       local pools = {
         function(t) return F.max_pool2d(t, 3, 2, 1) end,
         function(t) return F.max_pool2d(t, 2, 2, 0, 1, true) end,
         function(t) return F.avg_pool2d(t, { 3, 2 }, 2, { 1, 0 }, false, true) end,
         function(t) return F.avg_pool2d(t, 3, 2, 1, false, false) end,
         function(t) return F.avg_pool2d(t, 2, 2, 0, true, true) end,
-        function(t) return F.adaptive_avg_pool2d(t:narrow(3, 1, 7):narrow(4, 1, 7):contiguous(), { 1, 1 }) end,
+        function(t) return F.adaptive_avg_pool2d(layout(t:narrow(3, 1, 7):narrow(4, 1, 7)), { 1, 1 }) end,
         function(t) return F.adaptive_avg_pool2d(t, { 4, 3 }) end,
       }
       for _, pool in ipairs(pools) do
@@ -917,6 +937,22 @@ cudnn_path_specs("pooling through cuDNN", POOL_CASES,
     local out = run_cases(POOL_CASES, "MILES_FAKE_CUDNN_REFUSE=pool_bwd MILES_CUDNN_VERBOSE=1")
     assert.truthy(out:find("max_pool2d backward: no cuDNN engine", 1, true), out)
     assert.truthy(out:find("avg_pool2d: cuDNN engine", 1, true), out) -- the forwards
+  end)
+
+  gpu_it("sends NCHW max pooling to our kernels, making no plan", function()
+    local _, plans = run_cases([[
+      local x = miles.randn(2, 3, 14, 11)
+      local function run(dev)
+        local t = x:clone():to(dev)
+        t.requires_grad = true
+        local y = F.max_pool2d(t, 3, 2, 1)
+        y:sum():backward()
+        return { y:cpu(), t.grad:cpu() }
+      end
+      record("float32", run("cuda"), run("cpu"))
+      report()
+    ]], "")
+    assert.equal("0", plans)
   end)
 end)
 

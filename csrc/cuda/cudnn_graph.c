@@ -3,6 +3,7 @@
 #include "cudnn_graph.h"
 
 #include <errno.h>
+#include <float.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -165,13 +166,28 @@ void cg_layout_strides(const int64_t *shape, bool nhwc, int64_t *st)
     st[3] = nhwc ? c : 1;
 }
 
-/* The pointwise descriptor of an operation: its mode, computed in comp. */
+/* The pointwise descriptor of an operation: its mode, computed in comp. A relu's
+ * clips are set as cudnn-frontend sets them (lower 0 with slope 0, upper the
+ * largest float: its kernels compare with the upper clip, and an infinite one
+ * has been a problem there), not left to the library's defaults. */
 static cg_desc pointwise_desc(cg_owner *o, cg_status *s, cudnnPointwiseMode_t mode,
                               cudnnDataType_t comp, const char *what)
 {
     cg_desc pw = cg_new(o, s, CUDNN_BACKEND_POINTWISE_DESCRIPTOR, what);
     cg_set(s, pw, CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &mode, what);
     cg_set(s, pw, CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &comp, what);
+    if (mode == CUDNN_POINTWISE_RELU_FWD || mode == CUDNN_POINTWISE_RELU_BWD) {
+        const cudnnBackendAttributeName_t names[3] = {CUDNN_ATTR_POINTWISE_RELU_LOWER_CLIP,
+                                                      CUDNN_ATTR_POINTWISE_RELU_UPPER_CLIP,
+                                                      CUDNN_ATTR_POINTWISE_RELU_LOWER_CLIP_SLOPE};
+        const double values[3] = {0.0, FLT_MAX, 0.0};
+        bool single = comp == CUDNN_DATA_FLOAT; /* (their type follows the maths') */
+        for (int i = 0; i < 3; i++) {
+            float f = (float)values[i];
+            cg_set(s, pw, names[i], single ? CUDNN_TYPE_FLOAT : CUDNN_TYPE_DOUBLE, 1,
+                   single ? (const void *)&f : (const void *)&values[i], what);
+        }
+    }
     cg_finalize(s, pw, what);
     return pw;
 }

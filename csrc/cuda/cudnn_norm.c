@@ -9,18 +9,25 @@
  * graph several times, which must not update them several times.
  * Evaluation: our kernel writes the mean and 1/std used (the running ones), then
  * cuDNN's batch norm (inference phase) normalises with them, the epilogue fused.
- * Backward (training mode): the relu's backward when the forward had one (gy
- * masked by relu_out > 0, written to g_residual when asked for, else virtual),
- * then cuDNN's batch norm backward (gx, and the weight's and bias's gradients,
- * into scratch tensors when the caller wants none).
- * Activations bfloat16 or float32, NCHW or channels-last as the caller's
- * tensors are; parameters and statistics float32; computed in float32.
+ * Backward (training mode): cuDNN's batch norm backward (gx, and the weight's
+ * and bias's gradients, into scratch tensors when the caller wants none). When
+ * the forward had a relu, gy is masked by relu_out > 0 first, into g_residual
+ * when asked for, else into a temporary (cuda_activation_backward): cuDNN fuses
+ * a relu's backward into the norm's only when the graph recomputes the relu's
+ * input from x (an inference-phase norm before it, no residual) or reads a
+ * boolean mask the forward saved, with the masked gradient virtual and in x's
+ * type; our kernel runs the fused form when it times faster.
+ * Activations bfloat16 or float32; parameters and statistics float32; computed
+ * in float32. Training and backward channels-last only: cuDNN's engines for
+ * those (its NHWC batch-norm kernels) refuse NCHW, so NCHW problems go straight
+ * to our kernels rather than through a heuristics query each; evaluation in
+ * either layout.
  *
  * Plans: one per problem (kind, device, dtype, shape, layout, epilogue,
  * alignments, the deterministic setting), chosen by timing (cg_autotune) and
  * cached. Our kernels (kernels/batchnorm.cu) run what cuDNN is not given:
- * float64, other than 4-D, no weight or bias, per-channel tensors with gaps, an
- * evaluation-mode backward, a backward without gx, and a problem first met
+ * float64, other than 4-D, no weight or bias, per-channel tensors with gaps, NCHW
+ * training and backward, an evaluation-mode backward, a backward without gx, and a problem first met
  * inside a CUDA graph capture (an engine is chosen by timing, which a capture
  * cannot do). A problem no engine takes runs on our kernels too, which the plan
  * cache remembers; MILES_CUDNN_NORM=0 sends every problem there. */
@@ -37,7 +44,7 @@ typedef enum { BN_TRAIN, BN_EVAL, BN_BACKWARD } bn_kind;
 enum {
     UID_X = 1, UID_Y, UID_SCALE, UID_BIAS, UID_EPS, UID_MOMENTUM, UID_MEAN, UID_INVSTD,
     UID_RMEAN_IN, UID_RVAR_IN, UID_RMEAN_OUT, UID_RVAR_OUT, UID_RESIDUAL, UID_NORM_OUT,
-    UID_SUM_OUT, UID_DY, UID_RELU_OUT, UID_DY_MASKED, UID_DX, UID_DSCALE, UID_DBIAS
+    UID_SUM_OUT, UID_DY, UID_DX, UID_DSCALE, UID_DBIAS
 };
 
 /* One batch norm call as cuDNN gets it: the caller's tensors, and the scratch
@@ -55,8 +62,12 @@ typedef struct {
     float eps, momentum; /* (the by-value scalars: their addresses go to cuDNN) */
     tensor *rmean_out, *rvar_out; /* scratch */
     /* backward */
-    tensor *gx, *gw, *gb, *g_residual;
-    const tensor *gy, *relu_out;
+    tensor *gx, *gw, *gb;
+    const tensor *gy;
+    /* when the forward had a relu: masked, which gy is, is written first with
+     * relu_gy masked by relu_out > 0 */
+    tensor *masked;
+    const tensor *relu_gy, *relu_out;
     tensor *gw_tmp, *gb_tmp; /* scratch */
 } bn_problem;
 
@@ -118,13 +129,13 @@ static cg_desc act_desc(cg_owner *o, cg_status *s, int64_t uid, const bn_problem
                      cg_alignment(tensor_data(t)), 0);
 }
 
-/* A per-channel tensor [1, C, 1, 1] of float32. */
+/* A per-channel tensor [1, C, 1, 1] of float32, declared `align`-byte aligned. */
 static cg_desc chan_desc(cg_owner *o, cg_status *s, int64_t uid, const bn_problem *pr,
-                         const tensor *t)
+                         int64_t align)
 {
     int64_t c = pr->x->shape[1];
     int64_t dims[4] = {1, c, 1, 1}, st[4] = {c, 1, c, c};
-    return cg_tensor(o, s, uid, CUDNN_DATA_FLOAT, 4, dims, st, cg_alignment(tensor_data(t)), 0);
+    return cg_tensor(o, s, uid, CUDNN_DATA_FLOAT, 4, dims, st, align, 0);
 }
 
 /* A float32 scalar passed by value. */
@@ -147,12 +158,18 @@ typedef struct {
     const tensor *t; /* NULL: not an operand of this graph */
 } chan_operand;
 
+/* The per-channel operands, all declared with the smallest alignment among them:
+ * cuDNN wants the statistics' descriptors alike ("similar"). */
 static void set_chans(cg_owner *o, cg_status *s, cg_desc op, const bn_problem *pr,
                       const chan_operand *c, int n, const char *what)
 {
+    int64_t align = 16;
+    for (int i = 0; i < n; i++)
+        if (c[i].t && cg_alignment(tensor_data(c[i].t)) < align)
+            align = cg_alignment(tensor_data(c[i].t));
     for (int i = 0; i < n; i++)
         if (c[i].t)
-            set_desc(s, op, c[i].attr, chan_desc(o, s, c[i].uid, pr, c[i].t), what);
+            set_desc(s, op, c[i].attr, chan_desc(o, s, c[i].uid, pr, align), what);
 }
 
 /* The forward's graph: the batch norm, then the epilogue (+ residual, relu). */
@@ -207,26 +224,16 @@ static cg_desc forward_graph(cg_owner *o, cg_status *s, cudnnHandle_t h, const b
     return cg_graph(o, s, h, nops, ops);
 }
 
-/* The backward's graph: the relu's backward when the forward had one, then the
- * batch norm's. */
+/* The backward's graph: the batch norm's backward. */
 static cg_desc backward_graph(cg_owner *o, cg_status *s, cudnnHandle_t h, const bn_problem *pr)
 {
     const char *what = "batch norm backward operation";
     cudnnBackendNormMode_t mode = CUDNN_BATCH_NORM;
-    cg_desc tdy = act_desc(o, s, UID_DY, pr, pr->gy);
-    cg_desc ops[2];
-    int nops = 0;
-    if (pr->relu_out) {
-        cg_desc tmasked = act_desc(o, s, UID_DY_MASKED, pr, pr->g_residual); /* NULL: virtual */
-        ops[nops++] = cg_relu_backward(o, s, CUDNN_DATA_FLOAT,
-                                       act_desc(o, s, UID_RELU_OUT, pr, pr->relu_out), tdy,
-                                       tmasked, "relu backward");
-        tdy = tmasked;
-    }
-    cg_desc op = ops[nops++] = cg_new(o, s, CUDNN_BACKEND_OPERATION_NORM_BACKWARD_DESCRIPTOR, what);
+    cg_desc op = cg_new(o, s, CUDNN_BACKEND_OPERATION_NORM_BACKWARD_DESCRIPTOR, what);
     cg_set(s, op, CUDNN_ATTR_OPERATION_NORM_BWD_MODE, CUDNN_TYPE_NORM_MODE, 1, &mode, what);
     set_desc(s, op, CUDNN_ATTR_OPERATION_NORM_BWD_XDESC, act_desc(o, s, UID_X, pr, pr->x), what);
-    set_desc(s, op, CUDNN_ATTR_OPERATION_NORM_BWD_DYDESC, tdy, what);
+    set_desc(s, op, CUDNN_ATTR_OPERATION_NORM_BWD_DYDESC, act_desc(o, s, UID_DY, pr, pr->gy),
+             what);
     const chan_operand chans[] = {
         {CUDNN_ATTR_OPERATION_NORM_BWD_SCALE_DESC, UID_SCALE, pr->w},
         {CUDNN_ATTR_OPERATION_NORM_BWD_MEAN_DESC, UID_MEAN, pr->mean},
@@ -238,7 +245,7 @@ static cg_desc backward_graph(cg_owner *o, cg_status *s, cudnnHandle_t h, const 
     set_desc(s, op, CUDNN_ATTR_OPERATION_NORM_BWD_DXDESC, act_desc(o, s, UID_DX, pr, pr->gx),
              what);
     cg_finalize(s, op, "batch norm backward operation finalization");
-    return cg_graph(o, s, h, nops, ops);
+    return cg_graph(o, s, h, 1, &op);
 }
 
 static void arg(cg_args *a, int64_t uid, const void *p)
@@ -257,10 +264,6 @@ static void problem_args(const bn_problem *pr, cg_args *a)
     arg(a, UID_INVSTD, tensor_data(pr->invstd));
     if (pr->kind == BN_BACKWARD) {
         arg(a, UID_DY, tensor_data(pr->gy));
-        if (pr->relu_out)
-            arg(a, UID_RELU_OUT, tensor_data(pr->relu_out));
-        if (pr->relu_out && pr->g_residual)
-            arg(a, UID_DY_MASKED, tensor_data(pr->g_residual));
         arg(a, UID_DSCALE, tensor_data(pr->gw ? pr->gw : pr->gw_tmp));
         arg(a, UID_DBIAS, tensor_data(pr->gb ? pr->gb : pr->gb_tmp));
         arg(a, UID_DX, tensor_data(pr->gx));
@@ -313,15 +316,16 @@ static cg_desc problem_graph(cg_owner *o, cg_status *s, cudnnHandle_t h, const v
 }
 
 /* pr on our kernels, writing only what the graph writes (cg_run_fn): without
- * running statistics to update (the graph writes the scratch ones). */
+ * running statistics to update (the graph writes the scratch ones). A backward
+ * after a relu is timed from the masked gy, as cuDNN's is: the masking pass is
+ * left out of both (when ours wins, our kernel masks in the same pass). */
 static int problem_ours(const void *ctx)
 {
     const bn_problem *p = ctx;
     if (p->kind == BN_BACKWARD)
         return cuda_batch_norm_backward_kernel(p->gx, p->gw ? p->gw : p->gw_tmp,
                                                p->gb ? p->gb : p->gb_tmp, p->gy, p->x, p->w,
-                                               p->mean, p->invstd, true, p->relu_out,
-                                               p->g_residual);
+                                               p->mean, p->invstd, true, NULL, NULL);
     bn_epilogue ep = {p->residual, p->relu};
     bool training = p->kind == BN_TRAIN;
     return cuda_batch_norm_kernel(p->y, (tensor *)p->mean, (tensor *)p->invstd, p->x, p->w, p->b,
@@ -346,7 +350,10 @@ static int norm_run(const bn_problem *pr, const char *op)
                                 true, op, &why);
     if (!plan)
         return why;
-    int rc = cg_execute(h, plan, &a, pr->dev, op);
+    int rc = pr->masked ? cuda_activation_backward(UN_RELU, pr->masked, pr->relu_gy, pr->relu_out)
+                        : 0;
+    if (rc == 0)
+        rc = cg_execute(h, plan, &a, pr->dev, op);
     cg_cache_release(plan);
     return rc;
 }
@@ -372,7 +379,7 @@ int cuda_batch_norm(tensor *y, tensor *save_mean, tensor *save_invstd, const ten
     bool stats = channel_ok(running_mean) && channel_ok(running_var);
     bool no_stats = !running_mean && !running_var; /* (training without running statistics) */
     int rc = 1;
-    if (common_ok(&pr) && channel_ok(b) && like_x(y, x, pr.nhwc) &&
+    if (common_ok(&pr) && (pr.nhwc || !training) && channel_ok(b) && like_x(y, x, pr.nhwc) &&
         like_x(pr.residual, x, pr.nhwc) && (stats || (training && no_stats))) {
         if (training && stats) {
             pr.rmean_out = channel_scratch(x);
@@ -405,15 +412,24 @@ int cuda_batch_norm_backward(tensor *gx, tensor *gw, tensor *gb, const tensor *g
 {
     const char *op = "batch_norm_backward";
     bn_problem pr = {.kind = BN_BACKWARD, .x = x, .w = w, .mean = mean, .invstd = invstd,
-                     .gx = gx, .gw = gw, .gb = gb, .gy = gy, .relu_out = relu_out,
-                     .g_residual = relu_out ? g_residual : NULL};
+                     .gx = gx, .gw = gw, .gb = gb, .gy = gy, .relu_out = relu_out};
     int rc = 1;
-    if (training && gx && common_ok(&pr) && like_x(gx, x, pr.nhwc) && like_x(gy, x, pr.nhwc) &&
-        like_x(relu_out, x, pr.nhwc) && like_x(pr.g_residual, x, pr.nhwc) &&
+    if (training && gx && common_ok(&pr) && pr.nhwc && like_x(gx, x, true) &&
+        like_x(gy, x, true) && like_x(relu_out, x, true) && like_x(g_residual, x, true) &&
         (!gw || channel_ok(gw)) && (!gb || channel_ok(gb)) && (relu_out || !g_residual)) {
+        /* after a relu, cuDNN reads gy masked: in g_residual, else a temporary */
+        if (relu_out) {
+            pr.masked = g_residual ? tensor_incref(g_residual)
+                                   : tensor_empty_channels_last(x->dtype, x->shape, pr.dev);
+            pr.relu_gy = gy;
+            pr.gy = pr.masked;
+        }
         pr.gw_tmp = gw ? NULL : channel_scratch(x);
         pr.gb_tmp = gb ? NULL : channel_scratch(x);
-        rc = (gw || pr.gw_tmp) && (gb || pr.gb_tmp) ? norm_run(&pr, op) : err_prefix(op);
+        rc = (gw || pr.gw_tmp) && (gb || pr.gb_tmp) && (!relu_out || pr.masked)
+                 ? norm_run(&pr, op)
+                 : err_prefix(op);
+        tensor_decref(pr.masked);
         tensor_decref(pr.gw_tmp);
         tensor_decref(pr.gb_tmp);
     }

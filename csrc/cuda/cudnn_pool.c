@@ -13,11 +13,15 @@
  *
  * Activations bfloat16 or float32, NCHW or channels-last as the caller's tensors
  * are (16-byte aligned: our allocator's blocks are); computed in float32; NaNs
- * propagate, as in PyTorch. Plans are cached per problem (cg_plan_for). Our
- * kernels (kernels/pool.cu) run the rest: float64, dilated windows, windows of
- * more than 127 elements (the index is int8), average pooling that counts the
- * padding when ceil_mode adds a partial window (PyTorch's divisor leaves the
- * extra part out), problems no engine takes, and everything with
+ * propagate, as in PyTorch. Max pooling, and average pooling's backward, only
+ * channels-last: cuDNN's NCHW pooling engine writes no index, and its NCHW
+ * backward reads x and y, which the backward here does not have (its
+ * channels-last engines need neither). Plans are cached per problem
+ * (cg_plan_for). Our kernels (kernels/pool.cu) run the rest: float64, NCHW max
+ * pooling and average pooling's NCHW backward, dilated windows, windows of more
+ * than 127 elements (the index is int8), average pooling that counts the padding
+ * when ceil_mode adds a partial window (PyTorch's divisor leaves the extra part
+ * out), problems no engine takes, and everything with
  * MILES_CUDNN_POOL=0. */
 #include <stdbool.h>
 #include <stdint.h>
@@ -63,6 +67,8 @@ static bool problem_init(pool_problem *pr, pool_kind kind, const tensor *x, cons
         p->kh * p->kw > 127 || !aligned16(x) || !aligned16(y) || (index && !aligned16(index)))
         return false;
     if (!max && p->count_include_pad && (p->pad_b != p->pad_t || p->pad_r != p->pad_l))
+        return false;
+    if ((max || kind == POOL_AVG_BACKWARD) && !pr->nhwc)
         return false;
     /* (the op layer gives both in one layout: contiguous, or channels-last) */
     return pr->nhwc ? tensor_is_channels_last(x) && tensor_is_channels_last(y)

@@ -344,7 +344,16 @@ typedef struct {
     int64_t window[2];                          /* and a resample's, with these */
     cudnnResampleMode_t resample;
     cudnnPaddingMode_t padding;
+    double clip_lo, clip_hi; /* a relu's clips (cuDNN's defaults unless set) */
 } fop;
+
+/* A relu's clip attribute, given as a float or a double; dflt when absent. */
+static double clip_attr(const fdesc *pw, cudnnBackendAttributeName_t name, double dflt)
+{
+    const float *f = want(pw, name, CUDNN_TYPE_FLOAT, 1);
+    const double *d = want(pw, name, CUDNN_TYPE_DOUBLE, 1);
+    return f ? *f : d ? *d : dflt;
+}
 
 /* A resample descriptor's fraction attribute (2 values, denominators 1) into v. */
 static bool fractions(const fdesc *d, cudnnBackendAttributeName_t name, int64_t *v)
@@ -462,10 +471,14 @@ static bool op_of(const fdesc *d, fop *o)
             o->kind = *m == CUDNN_POINTWISE_RELU_FWD      ? OP_RELU
                       : *m == CUDNN_POINTWISE_SIGMOID_FWD ? OP_SIGMOID
                                                           : OP_TANH;
+            o->clip_lo = clip_attr(pw, CUDNN_ATTR_POINTWISE_RELU_LOWER_CLIP, 0);
+            o->clip_hi = clip_attr(pw, CUDNN_ATTR_POINTWISE_RELU_UPPER_CLIP, INFINITY);
             return slots3(d, o, CUDNN_ATTR_OPERATION_POINTWISE_XDESC, 0,
                           CUDNN_ATTR_OPERATION_POINTWISE_YDESC);
         case CUDNN_POINTWISE_RELU_BWD:
             o->kind = OP_RELU_BWD;
+            o->clip_lo = clip_attr(pw, CUDNN_ATTR_POINTWISE_RELU_LOWER_CLIP, 0);
+            o->clip_hi = clip_attr(pw, CUDNN_ATTR_POINTWISE_RELU_UPPER_CLIP, INFINITY);
             return slots3(d, o, CUDNN_ATTR_OPERATION_POINTWISE_XDESC,
                           CUDNN_ATTR_OPERATION_POINTWISE_DYDESC,
                           CUDNN_ATTR_OPERATION_POINTWISE_DXDESC);
@@ -790,7 +803,8 @@ static void run_conv(const fop *o, const place *pl)
 }
 
 /* The pointwise operations, element by element of x's shape: add (x + b, b
- * broadcast), relu (max(x, 0) into y), relu backward (dy where x > 0 into dx). */
+ * broadcast), relu (x clipped to [lo, hi] into y; NaN kept), relu backward (dy
+ * where lo < x < hi into dx; as cuDNN's kernels, which give 0 at the upper clip). */
 static void run_pointwise(const fop *o, const place *pl)
 {
     const ftensor *x = &o->t[CX], *b = &o->t[CW], *y = &o->t[CY];
@@ -804,13 +818,15 @@ static void run_pointwise(const fop *o, const place *pl)
                                   offset4(b, b->dim[0] > 1 ? i0 : 0, b->dim[1] > 1 ? i1 : 0,
                                           b->dim[2] > 1 ? i2 : 0, b->dim[3] > 1 ? i3 : 0));
                     else if (o->kind == OP_RELU_BWD)
-                        v = v > 0 ? load(pl[CW].p, pl[CW].dt, offset4(b, i0, i1, i2, i3)) : 0;
+                        v = v > o->clip_lo && v < o->clip_hi
+                                ? load(pl[CW].p, pl[CW].dt, offset4(b, i0, i1, i2, i3))
+                                : 0;
                     else if (o->kind == OP_SIGMOID)
                         v = 1 / (1 + exp(-v));
                     else if (o->kind == OP_TANH)
                         v = tanh(v);
-                    else
-                        v = v > 0 ? v : 0;
+                    else if (v == v)
+                        v = v < o->clip_lo ? o->clip_lo : v > o->clip_hi ? o->clip_hi : v;
                     store(pl[CY].p, pl[CY].dt, offset4(y, i0, i1, i2, i3), v);
                 }
 }
