@@ -66,7 +66,7 @@ static int rand_fill(tensor *out, uint64_t seed, uint64_t offset, rand_dist dist
         return -1;
     int gpu = tensor_device(out).index;
     const uint64_t *state = nullptr;
-    if (cuda_ctx_capturing(gpu) && !(state = cuda_graph_rng_state(gpu, &offset)))
+    if (cuda_ctx_capturing(gpu) && !(state = cuda_graph_rng_state(gpu, &offset, (uint64_t)n)))
         return -1;
     switch (out->dtype) {
     case DT_F32:

@@ -98,6 +98,18 @@ end
 
 local raises = H.raises
 
+-- on_step's k (float64 scalar tensors, on the model's device) as numbers.
+local function values(k)
+  if k == nil then return nil end
+  local out = {}
+  for i, t in ipairs(k) do
+    assert.are.equal("float64", t:dtype())
+    assert.are.equal(0, t:dim())
+    out[i] = t:item()
+  end
+  return out
+end
+
 -- Audio weak, image confident on the labels (s_image > s_audio), and the reverse.
 local ZA_WEAK, ZB_STRONG = { { 0.2, -0.1 }, { -0.3, 0.1 } }, { { 0.0, 3.0 }, { -2.0, 0.5 } }
 local ZA_STRONG, ZB_WEAK = { { 2.0, -2.0 }, { 1.5, 1.0 } }, { { 0.1, 0.2 }, { 0.1, -0.1 } }
@@ -147,7 +159,7 @@ describe("rules.ogm", function()
     local r = rules.ogm{ alpha = 0.5 }
     local ctx = ctx_for(m, ZA_WEAK, ZB_STRONG)
     r.setup(ctx)
-    local k = r.on_step(ctx)
+    local k = values(r.on_step(ctx))
     local k_b = 1 - math.tanh(0.5 * s_b / s_a)
     close(k[1], 1, 0, "k_audio"); close(k[2], k_b, 1e-6, "k_image")
     assert.are.same({ "encoders.image.0.weight" }, changed(m, before))
@@ -161,7 +173,7 @@ describe("rules.ogm", function()
     local m = model()
     local before = set_grads(m)
     local r = rules.ogm{ alpha = 0.8 }
-    local k = r.on_step(ctx_for(m, ZA_STRONG, ZB_WEAK))
+    local k = values(r.on_step(ctx_for(m, ZA_STRONG, ZB_WEAK)))
     local k_a = 1 - math.tanh(0.8 * s_a / s_b)
     close(k[1], k_a, 1e-6, "k_audio"); close(k[2], 1, 0, "k_image")
     assert.are.same({ "encoders.audio.0.weight" }, changed(m, before))
@@ -171,9 +183,20 @@ describe("rules.ogm", function()
   it("sum fusion reads each modality through the shared Linear", function()
     local s_a = manual_score(manual_logits(W, B, 2, ZA_STRONG, 1), Y)
     local s_b = manual_score(manual_logits(W, B, 2, ZB_WEAK, 1), Y)
-    local k = rules.ogm{ alpha = 0.3 }.on_step(ctx_for(model("sum"), ZA_STRONG, ZB_WEAK))
+    local k = values(rules.ogm{ alpha = 0.3 }.on_step(ctx_for(model("sum"), ZA_STRONG, ZB_WEAK)))
     local expect = s_b / s_a > 1 and { 1, 1 - math.tanh(0.3 * s_b / s_a) } or { 1 - math.tanh(0.3 * s_a / s_b), 1 }
     close(k[1], expect[1], 1e-6, "k_audio"); close(k[2], expect[2], 1e-6, "k_image")
+  end)
+
+  it("a score that is not > 0 (NaN here) leaves every k at 1 and the gradients as they were", function()
+    for _, variant in ipairs({ "cvpr", "tpami" }) do
+      local m = model()
+      local before = set_grads(m)
+      local za = { { 0 / 0, 1.0 }, { 1.0, 1.0 } }
+      local k = values(rules.ogm{ variant = variant }.on_step(ctx_for(m, za, ZB_WEAK)))
+      assert.are.same({ 1, 1 }, k)
+      assert.are.same({}, changed(m, before))
+    end
   end)
 
   it("modulates only in [modulation_start, modulation_end], 0-based (ctx.epoch - 1)", function()
@@ -181,7 +204,7 @@ describe("rules.ogm", function()
     for epoch, on in pairs({ [2] = false, [3] = true, [4] = true, [5] = false }) do
       local m = model()
       local before = set_grads(m)
-      local k = r.on_step(ctx_for(m, ZA_STRONG, ZB_WEAK, epoch))
+      local k = values(r.on_step(ctx_for(m, ZA_STRONG, ZB_WEAK, epoch)))
       assert.are.equal(on, k ~= nil, "epoch " .. epoch)
       assert.are.equal(on and 1 or 0, #changed(m, before), "changed grads at epoch " .. epoch)
     end
@@ -192,9 +215,9 @@ describe("rules.ogm", function()
     local m = model()
     set_grads(m)
     local ctx = ctx_for(m, ZA_STRONG, ZB_WEAK, 1)
-    local k1 = r.on_step(ctx)
+    local k1 = values(r.on_step(ctx))
     ctx.out.latents = { audio = miles.tensor(ZA_WEAK), image = miles.tensor(ZB_STRONG) }
-    local k2 = r.on_step(ctx)
+    local k2 = values(r.on_step(ctx))
     r.on_epoch_end(ctx)
     local ka, kb = (k1[1] + k2[1]) / 2, (k1[2] + k2[2]) / 2
     assert(ka < 1 and kb < 1, "both modalities were slowed once")
@@ -233,11 +256,11 @@ describe("rules.ogm", function()
                   out = { latents = { a = miles.tensor(z.a), b = miles.tensor(z.b), c = miles.tensor(z.c) } } }
     local r = rules.ogm{ variant = "tpami", alpha = 0.6 }
     r.setup(ctx)
-    local k = r.on_step(ctx)
+    local k = values(r.on_step(ctx))
     for i = 1, 3 do close(k[i], expect[i], 1e-6, "k_" .. m.order[i]) end
     assert.are.equal(above, #changed(m, before))
     -- the clamp at 0: a huge alpha on two modalities
-    local k2 = rules.ogm{ variant = "tpami", alpha = 1e6 }.on_step(ctx_for(model(), ZA_STRONG, ZB_WEAK))
+    local k2 = values(rules.ogm{ variant = "tpami", alpha = 1e6 }.on_step(ctx_for(model(), ZA_STRONG, ZB_WEAK)))
     assert.are.same({ 0, 1 }, k2)
   end)
 
@@ -276,7 +299,7 @@ describe("rules.ogm_ge", function()
     assert.are.equal("ogm_ge", r.name)
     assert.is_true(r.noise)
     miles.manual_seed(7)
-    local k = r.on_step(ctx_for(m, ZA_STRONG, ZB_WEAK))
+    local k = values(r.on_step(ctx_for(m, ZA_STRONG, ZB_WEAK)))
     assert(k[1] < 1 and k[2] == 1, "audio dominates the fixture")
     assert.are.same({ "encoders.audio.0.weight", "encoders.image.0.weight" }, changed(m, before))
     for i, name in ipairs({ "audio", "image" }) do

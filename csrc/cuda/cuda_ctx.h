@@ -79,10 +79,10 @@ bool cuda_graph_pool_release(int index, void *p, size_t nbytes);
 int64_t cuda_graph_device_allocs(void);
 /* While GPU index's stream is captured: the graph's random state on the device,
  * {seed, offset} (made on first use), which each replay sets to the generator's;
- * *offset, a counter claimed from the generator while capturing, is made
- * relative to the capture's start. A kernel draws from the seed at counter
- * state[1] + *offset. NULL with the error set. */
-const uint64_t *cuda_graph_rng_state(int index, uint64_t *offset);
+ * *offset, the first of n counters claimed from the generator while capturing,
+ * is made relative to the capture's start. A kernel draws from the seed at
+ * counter state[1] + *offset. NULL with the error set. */
+const uint64_t *cuda_graph_rng_state(int index, uint64_t *offset, uint64_t n);
 /* Launch func<<<grid, block>>>(args) on GPU index's stream, as an updatable launch:
  * while a graph is captured, remembered with its node; while that graph is
  * refreshed, rewriting the node's arguments instead of launching. The same

@@ -71,10 +71,10 @@ struct cuda_graph {
     size_t nodes;
     /* random numbers: the device slot {seed, offset}, whether the capture drew
      * on the GPU, the generator's state when the capture began, the counters the
-     * capture claimed */
+     * capture claimed (rng_gpu of them by draws on the GPU) */
     uint64_t *rng_state;
     bool rng_drawn;
-    uint64_t rng_seed, rng_start, rng_used;
+    uint64_t rng_seed, rng_start, rng_used, rng_gpu;
 };
 
 /* A pool block, found by address when it is freed (sorted by p). */
@@ -353,6 +353,12 @@ cuda_graph *cuda_graph_end(int index, bool keep)
     gg->capture = NULL;
     bool same = rng_get_seed() == g->rng_seed && rng_get_offset() >= g->rng_start;
     g->rng_used = same ? rng_get_offset() - g->rng_start : 0;
+    /* As in PyTorch, the capture itself claims no counters (nothing was drawn):
+     * the generator goes back to where it was, and each replay claims them. So a
+     * captured step replayed n times draws what n eager steps would. Unless draws
+     * on the CPU, which did run, claimed some too: then all stay claimed. */
+    if (same && g->rng_used > 0 && g->rng_gpu == g->rng_used)
+        rng_set_state(g->rng_seed, g->rng_start);
     if (!cuda_capturing_any())
         for (int i = 0; i < CUDA_MAX_GPUS; i++)
             destroy_deferred(&ggpus[i]);
@@ -398,7 +404,7 @@ int cuda_graph_launch(cuda_graph *g)
     return cuda_ctx_check(cudaGraphLaunch(g->exec, s), "cudaGraphLaunch");
 }
 
-const uint64_t *cuda_graph_rng_state(int index, uint64_t *offset)
+const uint64_t *cuda_graph_rng_state(int index, uint64_t *offset, uint64_t n)
 {
     cuda_graph *g = cuda_ctx_capturing(index) ? ggpus[index].capture : NULL;
     if (!g) {
@@ -411,6 +417,7 @@ const uint64_t *cuda_graph_rng_state(int index, uint64_t *offset)
         return NULL;
     }
     g->rng_drawn = true;
+    g->rng_gpu += n;
     *offset -= g->rng_start;
     return g->rng_state;
 }

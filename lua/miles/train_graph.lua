@@ -11,8 +11,12 @@
 -- later batch of the captured size captures again). The
 -- loss weights are read at each step as usual; new weights capture again. The
 -- graph goes at the end of the pass, so a freeze or a learning rate set between
--- epochs is in the next capture. Rules that act inside a step (on_step: OGM's
--- gradient modulation) cannot be replayed and are refused.
+-- epochs is in the next capture. A rule acting inside the step (on_step: OGM's
+-- gradient modulation) is captured with it, its ctx.batch then the static
+-- tensors: it must keep its work on the GPU (reading a value there is refused
+-- by the capture, with a message) and count replays through
+-- miles.cuda.graph's on_replay where it keeps counts in Lua (rules/ogm.lua
+-- does both).
 local core = require "miles.core"
 local cuda_graph = require "miles.cuda_graph"
 
@@ -26,10 +30,6 @@ Stepper.__index = Stepper
 function M.new(t, model, opt, p)
   if t.device == "cpu" then
     error("train: cuda_graph needs a GPU device (device = 'cuda'), not the cpu", 0)
-  end
-  if p.on_step then
-    error("train: cuda_graph: the rule acts inside every step (on_step, e.g. OGM's gradient "
-      .. "modulation), which a CUDA graph cannot replay; train it without cuda_graph", 0)
   end
   return setmetatable({ t = t, model = model, opt = opt, p = p }, Stepper)
 end
@@ -60,10 +60,19 @@ function Stepper:_capture(batch, w)
   for _, n in ipairs(t.order) do self.x[n] = batch[n]:to(t.device) end
   self.y = batch.y:to(t.device)
   self.w = copy(w)
-  self.graph, self.out = cuda_graph.graph(function()
+  local ctx = self.p.ctx
+  local batch = ctx and ctx.batch
+  if ctx then -- (the rule's step reads the batch the graph reads)
+    ctx.batch = { y = self.y }
+    for n, x in pairs(self.x) do ctx.batch[n] = x end
+  end
+  local ok, graph, out = pcall(cuda_graph.graph, function()
     local logits, losses, total = t:_step(self.model, self.opt, self.x, self.y, w, self.p)
     return { logits = logits, losses = losses, total = total }
   end, { device = t.device })
+  if ctx then ctx.batch = batch end
+  if not ok then error(graph, 0) end
+  self.graph, self.out = graph, out
 end
 
 --- One batch's step with loss weights w; returns the heads' detached logits and

@@ -10,7 +10,10 @@
 --   on_epoch_start(ctx) before each epoch's training pass
 --   loss_weights(ctx)   each step, before backward -> {fused = w, <modality> = w, ...}
 --                       (missing entries count as 1)
---   on_step(ctx)        after backward, before opt:step() (gradient modulation)
+--   on_step(ctx)        after backward, before opt:step() (gradient modulation);
+--                       with the trainer's cuda_graph, captured with the step:
+--                       keep its work on the device (no :item()) and count steps
+--                       with miles.cuda_graph's on_replay (see rules/ogm.lua)
 --   on_epoch_end(ctx)   after validation (group lrs, freezing, ctx.stop = true);
 --                       what it writes in ctx.log (u = {name = u}, delta, action,
 --                       reason) goes into the epoch's log row

@@ -29,31 +29,41 @@
 -- refuses any other) and one class label per sample.
 -- Log: the epoch's mean k per modality goes into the row's action,
 -- "k_audio=0.8123 k_image=1.0000" ("off" outside the window); ctx.log.k has the
--- means by name. on_step returns the step's k (a list in ctx.order; nil outside
--- the window).
+-- means by name. on_step returns the step's k (a list in ctx.order of float64
+-- scalar tensors on the model's device; nil outside the window).
+--
+-- Everything a step computes stays on the model's device: the scores, the
+-- coefficients (in float64, as the same formulas in plain Lua would give), the
+-- stds and the sums for the epoch's log, which is the one value read back, at the
+-- epoch's end. So on a GPU a step waits for nothing, and the trainer's
+-- cuda_graph = true captures the rule's step with the rest (each replay counted
+-- through miles.cuda.graph's on_replay).
 local core = require "miles.core"
+local cuda_graph = require "miles.cuda_graph"
 local F = require "miles.nn.functional"
 local rules = require "miles.rules"
 
 local KNOWN = { alpha = true, variant = true, modulation_start = true, modulation_end = true, heads = true }
 
--- The coefficients of the cvpr variant for the scores s = {s_a, s_b}.
+-- The coefficients of the cvpr variant for the scores s = {s_a, s_b} (scalar
+-- tensors; so are the k).
 local function cvpr(alpha, s)
   local rho_b = s[2] / s[1]
-  if rho_b > 1 then return { 1, 1 - math.tanh(alpha * rho_b) } end
-  return { 1 - math.tanh(alpha / rho_b), 1 }
+  local above = rho_b:gt(1)
+  return { core.where(above, 1, 1 - (rho_b:reciprocal() * alpha):tanh()),
+           core.where(above, 1 - (rho_b * alpha):tanh(), 1) }
 end
 
 -- The coefficients of the tpami variant for the scores s = {s_1, ..., s_M}.
 local function tpami(alpha, s)
   local k = {}
   for m = 1, #s do
-    local sum = 0
+    local sum
     for j = 1, #s do
-      if j ~= m then sum = sum + s[m] / s[j] end
+      if j ~= m then sum = sum and sum + s[m] / s[j] or s[m] / s[j] end
     end
     local rho = sum / (#s - 1)
-    k[m] = rho > 1 and math.max(0, 1 - alpha * math.tanh(rho - 1)) or 1
+    k[m] = core.where(rho:gt(1), (1 - (rho - 1):tanh() * alpha):clamp(0, nil), 1)
   end
   return k
 end
@@ -89,8 +99,10 @@ return function(opts, ge)
 
   local rule = { name = ge and "ogm_ge" or "ogm", head_mode = heads, state = {}, alpha = alpha,
                  variant = variant, modulation_start = start, modulation_end = stop, noise = ge or false }
-  -- Sums of k within the current epoch (for its log row); nothing here outlives
-  -- the epoch, so a resume (always at an epoch boundary) loses nothing.
+  -- Sums of k within the current epoch (for its log row; scalar tensors on the
+  -- device, added to in place, so that a CUDA graph's replays add too); nothing
+  -- here outlives the epoch, so a resume (always at an epoch boundary) loses
+  -- nothing.
   local acc = { epoch = nil, n = 0, sum = {} }
 
   function rule.setup(ctx)
@@ -105,7 +117,8 @@ return function(opts, ge)
     end
   end
 
-  -- The coefficients k (a list in ctx.order) of this step's batch.
+  -- The coefficients k (a list in ctx.order) of this step's batch; all 1 when a
+  -- score is not > 0 (the ratios undefined).
   local function step_coefficients(ctx)
     local y = ctx.batch.y
     if y:dim() ~= 1 then
@@ -118,14 +131,12 @@ return function(opts, ge)
       local logits = ctx.model:modality_logits(latents)
       local s = {}
       for i, name in ipairs(ctx.order) do
-        s[i] = F.softmax(logits[name], 2):gather(2, y:unsqueeze(2)):sum():item()
-        if not (s[i] > 0) then
-          local ones = {}
-          for m = 1, #ctx.order do ones[m] = 1 end
-          return ones
-        end
+        s[i] = F.softmax(logits[name], 2):gather(2, y:unsqueeze(2)):sum():to("float64")
       end
-      return coefficients(alpha, s)
+      local valid = core.stack(s):min():gt(0) -- (false for a NaN score too)
+      local k = coefficients(alpha, s)
+      for i = 1, #k do k[i] = core.where(valid, k[i], 1) end
+      return k
     end)
   end
 
@@ -133,15 +144,31 @@ return function(opts, ge)
   local function modulate(ctx, k)
     core.no_grad(function()
       for i, name in ipairs(ctx.order) do
+        local ki = {} -- k[i] in each gradient dtype met
         for _, p in ipairs(ctx.model.encoders[name]:parameters()) do
           local g = p.grad
           if g and g:dim() == 4 then
-            local sd = ge and g:std():item() + 1e-8
-            g:mul_(k[i])
-            if ge then g:add_(core.randn(g:shape(), { dtype = g:dtype(), device = g:device() }) * sd) end
+            local dt = g:dtype()
+            ki[dt] = ki[dt] or k[i]:to(dt)
+            local sd = ge and g:std() + 1e-8
+            g:mul_(ki[dt])
+            if ge then g:add_(core.randn(g:shape(), { dtype = dt, device = g:device() }) * sd) end
           end
         end
       end
+    end)
+  end
+
+  -- Count a step for the epoch's mean: now, or in a CUDA graph's capture at each
+  -- replay (the capture itself runs nothing).
+  local function count_step()
+    if not cuda_graph.capturing() then
+      acc.n = acc.n + 1
+      return
+    end
+    cuda_graph.on_replay(function() acc.n = acc.n + 1 end, function()
+      local n = acc.n
+      return function() acc.n = n end
     end)
   end
 
@@ -150,9 +177,18 @@ return function(opts, ge)
     if e0 < start or e0 > stop then return end
     local k = step_coefficients(ctx)
     modulate(ctx, k)
-    if acc.epoch ~= ctx.epoch then acc.epoch, acc.n, acc.sum = ctx.epoch, 0, {} end
-    acc.n = acc.n + 1
-    for i, name in ipairs(ctx.order) do acc.sum[name] = (acc.sum[name] or 0) + k[i] end
+    if acc.epoch ~= ctx.epoch then
+      -- (a sum made inside a capture would be zeroed again by each replay)
+      if cuda_graph.capturing() then
+        error(who .. ": an epoch's first step must run outside a CUDA graph capture", 2)
+      end
+      acc.epoch, acc.n, acc.sum = ctx.epoch, 0, {}
+      for i, name in ipairs(ctx.order) do
+        acc.sum[name] = core.zeros({}, { dtype = "float64", device = k[i]:device() })
+      end
+    end
+    count_step()
+    for i, name in ipairs(ctx.order) do acc.sum[name]:add_(k[i]) end
     return k
   end
 
@@ -166,7 +202,7 @@ return function(opts, ge)
     end
     local k, parts = {}, {}
     for i, name in ipairs(ctx.order) do
-      k[name] = acc.sum[name] / acc.n
+      k[name] = acc.sum[name]:item() / acc.n
       parts[i] = ("k_%s=%.4f"):format(name, k[name])
     end
     ctx.log.k, ctx.log.action = k, table.concat(parts, " ")
