@@ -780,7 +780,7 @@ local function cudnn_path_specs(title, script, ops, refuse, switch, more)
   describe(title, function()
     gpu_it("gives the CPU's numbers", function()
       local out = run_cases(script, "MILES_CUDNN_VERBOSE=1")
-      if H.cuda_emulated then
+      if H.cuda_emulated and os.getenv(switch) ~= "0" then -- (tools/gpu-check.sh may set it)
         for _, op in ipairs(ops) do
           assert.truthy(out:find(op .. ": cuDNN engine", 1, true), op .. "\n" .. out)
         end
@@ -999,7 +999,8 @@ cudnn_path_specs("activations through cuDNN", ACT_CASES, { "activation", "relu b
 -- The cuDNN plan cache is bounded (MILES_CUDNN_PLANS): with room for 2 plans,
 -- convolutions of 4 shapes, twice over, evict and rebuild plans and stay right.
 describe("the cuDNN plan cache", function()
-  gpu_it("keeps at most MILES_CUDNN_PLANS plans, evicting the least recently used", function()
+  -- (convolutions make no plan with tools/gpu-check.sh's fallback MILES_CONV_GEMM=1)
+  ;(os.getenv("MILES_CONV_GEMM") == "1" and pending or gpu_it)("keeps at most MILES_CUDNN_PLANS plans, evicting the least recently used", function()
     local script = [[
       local miles = require "miles"
       local F = miles.F
