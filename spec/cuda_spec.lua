@@ -858,7 +858,8 @@ local BN_CASES = [[
 ]]
 
 -- Batch norm through cuDNN's graph API (csrc/cuda/cudnn_norm.c), the epilogue
--- (residual, relu; the relu's backward) fused into the graph.
+-- (residual, relu) fused into the forward's graph; the relu's backward a pass
+-- before the norm's.
 cudnn_path_specs("batch norm through cuDNN", BN_CASES, { "batch_norm", "batch_norm_backward" },
   "norm", "MILES_CUDNN_NORM", function()
   ;(H.cuda_emulated and it or pending)("when no engine fuses the epilogue, our kernels run those #emulated-gpu", function()
@@ -939,20 +940,27 @@ cudnn_path_specs("pooling through cuDNN", POOL_CASES,
     assert.truthy(out:find("avg_pool2d: cuDNN engine", 1, true), out) -- the forwards
   end)
 
-  gpu_it("sends NCHW max pooling to our kernels, making no plan", function()
-    local _, plans = run_cases([[
+  gpu_it("sends NCHW max pooling and average pooling's NCHW backward to our kernels", function()
+    local script = [[
       local x = miles.randn(2, 3, 14, 11)
-      local function run(dev)
+      local function run(dev, pool)
         local t = x:clone():to(dev)
         t.requires_grad = true
-        local y = F.max_pool2d(t, 3, 2, 1)
-        y:sum():backward()
+        local y = pool(t)
+        ;(y * y):sum():backward()
         return { y:cpu(), t.grad:cpu() }
       end
-      record("float32", run("cuda"), run("cpu"))
+      local pool = POOL
+      record("float32", run("cuda", pool), run("cpu", pool))
       report()
-    ]], "")
+    ]]
+    local _, plans = run_cases(script:gsub("POOL", "function(t) return F.max_pool2d(t, 3, 2, 1) end"), "")
     assert.equal("0", plans)
+    local out
+    out, plans = run_cases(script:gsub("POOL", "function(t) return F.avg_pool2d(t, 3, 2, 1) end"),
+      "MILES_CUDNN_VERBOSE=1")
+    assert.is_true(tonumber(plans) <= 1, out) -- (the forward's, where an engine takes it)
+    assert.falsy(out:find("avg_pool2d backward: cuDNN engine", 1, true), out)
   end)
 end)
 

@@ -274,6 +274,8 @@ describe("rules.ogm", function()
     end
     local three = { model = model(), order = { "a", "b", "c" } }
     raises(function() rules.ogm().setup(three) end, "cvpr", "3", "tpami")
+    raises(function() rules.ogm{ variant = "tpami" }.setup({ model = model(), order = { "a" } }) end,
+      "two modalities or more", "has 1")
     local ctx = ctx_for(model(), ZA_STRONG, ZB_WEAK)
     ctx.batch.y = miles.zeros(2, 3)
     raises(function() rules.ogm().on_step(ctx) end, "one class label", "2x3")

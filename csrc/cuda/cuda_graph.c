@@ -21,7 +21,9 @@
  *    from the generator as the capture did and writes the slot first (a copy
  *    from pageable memory, which CUDA reads at the call), so every replay draws
  *    new numbers, those an eager run from that generator state would draw. The
- *    slot is taken from the general cache before the capture, not from the
+ *    capture's own claims are given back at its end (as in PyTorch, a capture
+ *    moves the generator not at all), unless draws on the CPU, which did run,
+ *    claimed counters too. The slot is taken from the general cache before the capture, not from the
  *    graph's pool, whose blocks the graph's own nodes may write before the
  *    draws read it. Reseeding inside the captured function, then drawing, is
  *    refused.

@@ -10,6 +10,9 @@
  * Float32 or bfloat16 (computed in float32), 16-byte aligned, at least
  * ACT_MIN_ELEMENTS: below that a library call costs more host time than the
  * kernel takes on the GPU. Plans are cached per (op, dtype, n) (cg_plan_for).
+ * cuDNN's relu clips at the largest float (pointwise_desc in cudnn_graph.c), so
+ * there an infinite input gives FLT_MAX and no gradient, where ours give inf and
+ * pass it; finite values are the same.
  * Our kernels (kernels/elementwise.cu) run every other unary op and what cuDNN is
  * not given or no engine takes, and everything with MILES_CUDNN_ACT=0. */
 #include <stdbool.h>
@@ -95,7 +98,7 @@ static int act_run(const act_problem *pr, const char *op)
     int64_t key[] = {'A' << 8, pr->mode, pr->dev, pr->dt, pr->n, cuda_get_deterministic()};
     int why;
     cg_plan *plan = cg_plan_for(key, (int)(sizeof key / sizeof *key), pr->dev, h, act_graph,
-                                act_ours, pr, &a, true, op, &why);
+                                act_ours, NULL, pr, &a, true, op, &why);
     if (!plan)
         return why;
     int rc = cg_execute(h, plan, &a, tensor_device(ts[0]), op);

@@ -790,8 +790,8 @@ static float time_ours(cg_run_fn ours, const void *ctx, int dev, const char *op)
 }
 
 cg_plan *cg_plan_for(const int64_t *key, int nk, int dev, cudnnHandle_t h, cg_build_fn build,
-                     cg_run_fn ours, const void *ctx, const cg_args *a, bool tensor_cores,
-                     const char *op, int *why)
+                     cg_run_fn ours, cg_run_fn before, const void *ctx, const cg_args *a,
+                     bool tensor_cores, const char *op, int *why)
 {
     cg_plan *plan = cg_cache_find(key, nk, dev);
     *why = 1;
@@ -806,7 +806,8 @@ cg_plan *cg_plan_for(const int64_t *key, int nk, int dev, cudnnHandle_t h, cg_bu
         cg_desc graph = build(&plan->own, &s, h, ctx);
         device d = {DEV_CUDA, dev};
         int rc = s.status != CUDNN_STATUS_SUCCESS ? cg_build_failure(&s, op)
-                                                  : cg_autotune(plan, h, graph, tensor_cores, a, d, op);
+                 : before && before(ctx) != 0   ? -1
+                                                : cg_autotune(plan, h, graph, tensor_cores, a, d, op);
         ours = cuda_get_deterministic() ? NULL : ours;
         if (rc < 0) {
             cg_plan_free(plan);
@@ -814,17 +815,19 @@ cg_plan *cg_plan_for(const int64_t *key, int nk, int dev, cudnnHandle_t h, cg_bu
             return NULL;
         }
         float ours_ms = rc == 0 && ours ? time_ours(ours, ctx, dev, op) : 0.0f;
-        if (ours_ms < 0.0f) {
+        float before_ms = rc == 0 && ours && before ? time_ours(before, ctx, dev, op) : 0.0f;
+        if (ours_ms < 0.0f || before_ms < 0.0f) {
             cg_plan_free(plan);
             *why = -1;
             return NULL;
         }
         if (rc > 0 && cg_verbose())
             fprintf(stderr, "miles: %s; running it on our kernels\n", err_msg());
-        if (rc == 0 && ours && ours_ms < plan->ms && cg_verbose())
+        bool ours_faster = ours && ours_ms < plan->ms + before_ms;
+        if (rc == 0 && ours_faster && cg_verbose())
             fprintf(stderr, "miles: %s: our kernels chosen, %.4f ms against cuDNN's %.4f ms\n",
-                    op, ours_ms, plan->ms);
-        if (rc > 0 || (ours && ours_ms < plan->ms)) {
+                    op, ours_ms, plan->ms + before_ms);
+        if (rc > 0 || ours_faster) {
             cg_owner_free(&plan->own);
             plan->plan = NULL;
             plan->workspace = 0;

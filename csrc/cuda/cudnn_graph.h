@@ -154,7 +154,11 @@ typedef int (*cg_run_fn)(const void *ctx);
  * the cached one, or else one whose graph build() makes, tuned on a's buffers
  * (cg_autotune: a's outputs are overwritten) and cached. With ours, the plan
  * is kept only when it runs faster than ours(ctx) (timed the same way), so a
- * library engine never replaces a faster kernel of ours. NULL with *why = 1
+ * library engine never replaces a faster kernel of ours. before (or NULL) is a
+ * pass of ours that cuDNN's way of running the problem needs first (writing one
+ * of the graph's inputs, which the caller then runs before each execution): it
+ * runs before the tuning, so that the engines read real data, and its time is
+ * counted with cuDNN's against ours. NULL with *why = 1
  * when cuDNN is not to run the problem: no engine takes it, or ours is faster
  * (both remembered by the cache, so later calls answer at once; with
  * MILES_CUDNN_VERBOSE the reason is printed), or it is met first inside a CUDA
@@ -164,8 +168,8 @@ typedef int (*cg_run_fn)(const void *ctx);
  * NULL with *why = -1 and the error set for a failure (nothing remembered). For
  * problems with one graph and our own kernels to fall back on. */
 cg_plan *cg_plan_for(const int64_t *key, int nk, int dev, cudnnHandle_t h, cg_build_fn build,
-                     cg_run_fn ours, const void *ctx, const cg_args *a, bool tensor_cores,
-                     const char *op, int *why);
+                     cg_run_fn ours, cg_run_fn before, const void *ctx, const cg_args *a,
+                     bool tensor_cores, const char *op, int *why);
 /* What the cache holds for a key: 1 a plan, -1 cg_plan_for's note that cuDNN is
  * not to run the problem, 0 nothing. */
 int cg_cache_known(const int64_t *key, int nk, int dev);

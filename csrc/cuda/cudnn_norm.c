@@ -16,7 +16,9 @@
  * a relu's backward into the norm's only when the graph recomputes the relu's
  * input from x (an inference-phase norm before it, no residual) or reads a
  * boolean mask the forward saved, with the masked gradient virtual and in x's
- * type; our kernel runs the fused form when it times faster.
+ * type; our kernel, which masks in its own pass, runs it when it times faster
+ * than the masking pass and cuDNN's backward together (the temporary is made
+ * only when cuDNN may run the problem).
  * Activations bfloat16 or float32; parameters and statistics float32; computed
  * in float32. Training and backward channels-last only: cuDNN's engines for
  * those (its NHWC batch-norm kernels) refuse NCHW, so NCHW problems go straight
@@ -27,9 +29,9 @@
  * alignments, the deterministic setting), chosen by timing (cg_autotune) and
  * cached. Our kernels (kernels/batchnorm.cu) run what cuDNN is not given:
  * float64, other than 4-D, no weight or bias, per-channel tensors with gaps, NCHW
- * training and backward, an evaluation-mode backward, a backward without gx, and a problem first met
- * inside a CUDA graph capture (an engine is chosen by timing, which a capture
- * cannot do). A problem no engine takes runs on our kernels too, which the plan
+ * training and backward, an evaluation-mode backward, a backward without gx,
+ * and a problem first met inside a CUDA graph capture (an engine is chosen by
+ * timing, which a capture cannot do). A problem no engine takes runs on our kernels too, which the plan
  * cache remembers; MILES_CUDNN_NORM=0 sends every problem there. */
 #include <stdbool.h>
 
@@ -64,8 +66,9 @@ typedef struct {
     /* backward */
     tensor *gx, *gw, *gb;
     const tensor *gy;
-    /* when the forward had a relu: masked, which gy is, is written first with
-     * relu_gy masked by relu_out > 0 */
+    /* when the forward had a relu (relu set): gy is `masked`, written first with
+     * relu_gy masked by relu_out > 0 (the caller's g_residual, else a temporary
+     * that norm_run makes; NULL until then) */
     tensor *masked;
     const tensor *relu_gy, *relu_out;
     tensor *gw_tmp, *gb_tmp; /* scratch */
@@ -263,7 +266,9 @@ static void problem_args(const bn_problem *pr, cg_args *a)
     arg(a, UID_MEAN, tensor_data(pr->mean));
     arg(a, UID_INVSTD, tensor_data(pr->invstd));
     if (pr->kind == BN_BACKWARD) {
-        arg(a, UID_DY, tensor_data(pr->gy));
+        /* (no gy yet: the temporary to come, 16-byte aligned as every block of our
+         * allocator is, which cg_alignment(NULL) says too) */
+        arg(a, UID_DY, pr->gy ? tensor_data(pr->gy) : NULL);
         arg(a, UID_DSCALE, tensor_data(pr->gw ? pr->gw : pr->gw_tmp));
         arg(a, UID_DBIAS, tensor_data(pr->gb ? pr->gb : pr->gb_tmp));
         arg(a, UID_DX, tensor_data(pr->gx));
@@ -317,15 +322,16 @@ static cg_desc problem_graph(cg_owner *o, cg_status *s, cudnnHandle_t h, const v
 
 /* pr on our kernels, writing only what the graph writes (cg_run_fn): without
  * running statistics to update (the graph writes the scratch ones). A backward
- * after a relu is timed from the masked gy, as cuDNN's is: the masking pass is
- * left out of both (when ours wins, our kernel masks in the same pass). */
+ * after a relu runs as our kernel runs it, masking relu_gy in its pass. */
 static int problem_ours(const void *ctx)
 {
     const bn_problem *p = ctx;
     if (p->kind == BN_BACKWARD)
         return cuda_batch_norm_backward_kernel(p->gx, p->gw ? p->gw : p->gw_tmp,
-                                               p->gb ? p->gb : p->gb_tmp, p->gy, p->x, p->w,
-                                               p->mean, p->invstd, true, NULL, NULL);
+                                               p->gb ? p->gb : p->gb_tmp,
+                                               p->relu ? p->relu_gy : p->gy, p->x, p->w, p->mean,
+                                               p->invstd, true, p->relu ? p->relu_out : NULL,
+                                               NULL);
     bn_epilogue ep = {p->residual, p->relu};
     bool training = p->kind == BN_TRAIN;
     return cuda_batch_norm_kernel(p->y, (tensor *)p->mean, (tensor *)p->invstd, p->x, p->w, p->b,
@@ -334,9 +340,17 @@ static int problem_ours(const void *ctx)
                                   p->momentum, p->eps, &ep);
 }
 
+/* The masking pass before cuDNN's backward after a relu (cg_run_fn): gy from
+ * relu_gy and relu_out. */
+static int relu_mask(const void *ctx)
+{
+    const bn_problem *p = ctx;
+    return cuda_activation_backward(UN_RELU, p->masked, p->relu_gy, p->relu_out);
+}
+
 /* Run pr through cuDNN. 0; 1 when cuDNN does not run it (cg_plan_for); -1 with
  * the error set. */
-static int norm_run(const bn_problem *pr, const char *op)
+static int norm_run(bn_problem *pr, const char *op)
 {
     cudnnHandle_t h = cg_handle(pr->dev.index, op);
     if (!h)
@@ -345,16 +359,25 @@ static int norm_run(const bn_problem *pr, const char *op)
     problem_args(pr, &a);
     int64_t key[CG_MAX_KEY];
     int nk = problem_key(pr, &a, key);
+    bool mask = pr->kind == BN_BACKWARD && pr->relu; /* (a forward's relu is its epilogue) */
+    tensor *temp = NULL; /* the masked gradient's, made only when cuDNN may run pr */
+    if (mask && !pr->masked) {
+        if (cg_cache_known(key, nk, pr->dev.index) < 0)
+            return 1;
+        if (!(temp = tensor_empty_channels_last(pr->x->dtype, pr->x->shape, pr->dev)))
+            return err_prefix(op);
+        pr->gy = pr->masked = temp;
+        problem_args(pr, &a);
+    }
     int why;
-    cg_plan *plan = cg_plan_for(key, nk, pr->dev.index, h, problem_graph, problem_ours, pr, &a,
-                                true, op, &why);
-    if (!plan)
-        return why;
-    int rc = pr->masked ? cuda_activation_backward(UN_RELU, pr->masked, pr->relu_gy, pr->relu_out)
-                        : 0;
-    if (rc == 0)
+    cg_plan *plan = cg_plan_for(key, nk, pr->dev.index, h, problem_graph, problem_ours,
+                                mask ? relu_mask : NULL, pr, &a, true, op, &why);
+    int rc = !plan ? why : mask ? relu_mask(pr) : 0;
+    if (plan && rc == 0)
         rc = cg_execute(h, plan, &a, pr->dev, op);
-    cg_cache_release(plan);
+    if (plan)
+        cg_cache_release(plan);
+    tensor_decref(temp);
     return rc;
 }
 
@@ -419,17 +442,13 @@ int cuda_batch_norm_backward(tensor *gx, tensor *gw, tensor *gb, const tensor *g
         (!gw || channel_ok(gw)) && (!gb || channel_ok(gb)) && (relu_out || !g_residual)) {
         /* after a relu, cuDNN reads gy masked: in g_residual, else a temporary */
         if (relu_out) {
-            pr.masked = g_residual ? tensor_incref(g_residual)
-                                   : tensor_empty_channels_last(x->dtype, x->shape, pr.dev);
+            pr.relu = true;
             pr.relu_gy = gy;
-            pr.gy = pr.masked;
+            pr.gy = pr.masked = g_residual;
         }
         pr.gw_tmp = gw ? NULL : channel_scratch(x);
         pr.gb_tmp = gb ? NULL : channel_scratch(x);
-        rc = (gw || pr.gw_tmp) && (gb || pr.gb_tmp) && (!relu_out || pr.masked)
-                 ? norm_run(&pr, op)
-                 : err_prefix(op);
-        tensor_decref(pr.masked);
+        rc = (gw || pr.gw_tmp) && (gb || pr.gb_tmp) ? norm_run(&pr, op) : err_prefix(op);
         tensor_decref(pr.gw_tmp);
         tensor_decref(pr.gb_tmp);
     }

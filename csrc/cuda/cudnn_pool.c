@@ -209,8 +209,8 @@ static cg_plan *pool_plan(const pool_problem *pr, cudnnHandle_t h, const cg_args
 {
     int64_t key[CG_MAX_KEY];
     int nk = problem_key(pr, key);
-    return cg_plan_for(key, nk, pr->dev.index, h, pool_graph,
-                       pr->kind == POOL_MAX_BACKWARD ? NULL : pool_ours, pr, a, true, op, why);
+    cg_run_fn ours = pr->kind == POOL_MAX_BACKWARD ? NULL : pool_ours;
+    return cg_plan_for(key, nk, pr->dev.index, h, pool_graph, ours, NULL, pr, a, true, op, why);
 }
 
 /* What the plan cache holds for the backward of max-pooling problem fwd

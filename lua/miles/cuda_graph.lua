@@ -20,15 +20,18 @@
 -- A replay repeats the captured kernels on the same memory: the tensors the
 -- function read (inputs, parameters, optimizer state) must stay alive and in
 -- place, and the tensors it returned are rewritten by each replay. Lua does not
--- run during a replay, with one exception: the optimizers' steps taken inside the
--- capture run again before each replay, so that the learning rates and bias
--- corrections of that step are the current ones (set_lr works between replays;
--- freezing a group or adding parameters needs a new capture). Settings read while
+-- run during a replay, but for the hooks registered with on_replay while
+-- capturing, which run before each replay: the optimizers' steps taken inside
+-- the capture (so that the learning rates and bias corrections of that step are
+-- the current ones: set_lr works between replays; freezing a group or adding
+-- parameters needs a new capture), and counters kept in Lua (rules/ogm.lua's
+-- steps). Settings read while
 -- the ops are queued (bf16 autocast, TF32, channels-last) are those of the
 -- capture: changing them later changes no replay. Random numbers (dropout,
 -- randn) are new at each replay: a replay draws what the same step run op by op
 -- would draw from the generator's state at that moment (its seed included), and
--- moves the generator as far.
+-- moves the generator as far; the capture itself moves it not at all (as in
+-- PyTorch), unless the function also drew on the CPU.
 --
 -- Refused inside the capture, with a message: reading a GPU value (item(), :cpu(),
 -- printing, metrics), copying host data to the GPU, convolution shapes not met
@@ -46,9 +49,9 @@ function M.capturing()
   return active ~= nil
 end
 
---- Inside a capture: run fn again before each replay (the optimizers' steps);
--- save() returns a function that undoes what fn changes on the Lua side (the
--- step counters), called when the replay fails after fn ran.
+--- Inside a capture: run fn before each replay (the optimizers' steps, counters
+-- kept in Lua); save() returns a function that undoes what fn changes on the Lua
+-- side (the step counters), called when the replay fails after fn ran.
 function M.on_replay(fn, save)
   assert(active, "miles.cuda.graph: on_replay outside a capture")
   active.hooks[#active.hooks + 1] = { run = fn, save = save }

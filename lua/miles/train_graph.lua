@@ -14,9 +14,9 @@
 -- epochs is in the next capture. A rule acting inside the step (on_step: OGM's
 -- gradient modulation) is captured with it, its ctx.batch then the static
 -- tensors: it must keep its work on the GPU (reading a value there is refused
--- by the capture, with a message) and count replays through
--- miles.cuda.graph's on_replay where it keeps counts in Lua (rules/ogm.lua
--- does both).
+-- by the capture, with a message) and count replays through on_replay of
+-- require "miles.cuda_graph" where it keeps counts in Lua (rules/ogm.lua does
+-- both). Its ctx.batch's other fields are the captured batch's.
 local core = require "miles.core"
 local cuda_graph = require "miles.cuda_graph"
 
@@ -61,16 +61,19 @@ function Stepper:_capture(batch, w)
   self.y = batch.y:to(t.device)
   self.w = copy(w)
   local ctx = self.p.ctx
-  local batch = ctx and ctx.batch
+  local saved = ctx and ctx.batch
   if ctx then -- (the rule's step reads the batch the graph reads)
-    ctx.batch = { y = self.y }
-    for n, x in pairs(self.x) do ctx.batch[n] = x end
+    local b = {}
+    for k, v in pairs(batch) do b[k] = v end
+    b.y = self.y
+    for n, x in pairs(self.x) do b[n] = x end
+    ctx.batch = b
   end
   local ok, graph, out = pcall(cuda_graph.graph, function()
     local logits, losses, total = t:_step(self.model, self.opt, self.x, self.y, w, self.p)
     return { logits = logits, losses = losses, total = total }
   end, { device = t.device })
-  if ctx then ctx.batch = batch end
+  if ctx then ctx.batch = saved end
   if not ok then error(graph, 0) end
   self.graph, self.out = graph, out
 end

@@ -37,7 +37,7 @@
 -- stds and the sums for the epoch's log, which is the one value read back, at the
 -- epoch's end. So on a GPU a step waits for nothing, and the trainer's
 -- cuda_graph = true captures the rule's step with the rest (each replay counted
--- through miles.cuda.graph's on_replay).
+-- through on_replay of require "miles.cuda_graph").
 local core = require "miles.core"
 local cuda_graph = require "miles.cuda_graph"
 local F = require "miles.nn.functional"
@@ -115,6 +115,10 @@ return function(opts, ge)
       error(("%s: variant 'cvpr' is defined for two modalities, this model has %d; use variant = 'tpami'")
         :format(who, #ctx.order), 2)
     end
+    if #ctx.order < 2 then
+      error(("%s: needs two modalities or more (it compares their scores), this model has %d")
+        :format(who, #ctx.order), 2)
+    end
   end
 
   -- The coefficients k (a list in ctx.order) of this step's batch; all 1 when a
@@ -144,15 +148,12 @@ return function(opts, ge)
   local function modulate(ctx, k)
     core.no_grad(function()
       for i, name in ipairs(ctx.order) do
-        local ki = {} -- k[i] in each gradient dtype met
         for _, p in ipairs(ctx.model.encoders[name]:parameters()) do
           local g = p.grad
           if g and g:dim() == 4 then
-            local dt = g:dtype()
-            ki[dt] = ki[dt] or k[i]:to(dt)
             local sd = ge and g:std() + 1e-8
-            g:mul_(ki[dt])
-            if ge then g:add_(core.randn(g:shape(), { dtype = dt, device = g:device() }) * sd) end
+            g:mul_(k[i]) -- (k in float64: the product rounded once, to g's dtype)
+            if ge then g:add_(core.randn(g:shape(), { dtype = g:dtype(), device = g:device() }) * sd) end
           end
         end
       end
