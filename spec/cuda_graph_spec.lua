@@ -295,10 +295,18 @@ describe("cuda graphs and rules acting inside the step", function()
     local rule = require("miles.rules").ogm()
     H.raises(function() miles.cuda.graph(function() rule.on_step(ctx) end) end,
       "rules.ogm: an epoch's first step must run outside a CUDA graph capture")
+    -- with an optimizer's step, as in the trainer's graph
+    for _, p in ipairs(m:parameters()) do p.grad = miles.randn(table.unpack(p:shape())):cuda() end
+    local opt = miles.optim.Adam({ { name = "all", params = m:parameters() } }, { lr = 1e-3 })
     rule.on_step(ctx) -- eager: the epoch begins
-    local g = miles.cuda.graph(function() rule.on_step(ctx) end)
+    opt:step()
+    local g = miles.cuda.graph(function() rule.on_step(ctx); opt:step() end)
     g:replay()
     g:replay()
+    -- a replay that fails counts no step (on_replay's undo)
+    opt:group("all").frozen = true
+    H.raises(function() g:replay() end, "capture the graph again")
+    opt:group("all").frozen = false
     rule.on_epoch_end(ctx)
     assert.truthy(ctx.log.reason:find("over 3 steps", 1, true), ctx.log.reason)
   end)
