@@ -460,6 +460,8 @@ static bool op_of(const fdesc *d, fop *o)
             pw ? want(pw, CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1) : NULL;
         if (!m || !pw->finalized)
             return false;
+        o->clip_lo = clip_attr(pw, CUDNN_ATTR_POINTWISE_RELU_LOWER_CLIP, 0); /* (relu's) */
+        o->clip_hi = clip_attr(pw, CUDNN_ATTR_POINTWISE_RELU_UPPER_CLIP, INFINITY);
         switch (*m) {
         case CUDNN_POINTWISE_ADD:
             o->kind = OP_ADD;
@@ -471,14 +473,10 @@ static bool op_of(const fdesc *d, fop *o)
             o->kind = *m == CUDNN_POINTWISE_RELU_FWD      ? OP_RELU
                       : *m == CUDNN_POINTWISE_SIGMOID_FWD ? OP_SIGMOID
                                                           : OP_TANH;
-            o->clip_lo = clip_attr(pw, CUDNN_ATTR_POINTWISE_RELU_LOWER_CLIP, 0);
-            o->clip_hi = clip_attr(pw, CUDNN_ATTR_POINTWISE_RELU_UPPER_CLIP, INFINITY);
             return slots3(d, o, CUDNN_ATTR_OPERATION_POINTWISE_XDESC, 0,
                           CUDNN_ATTR_OPERATION_POINTWISE_YDESC);
         case CUDNN_POINTWISE_RELU_BWD:
             o->kind = OP_RELU_BWD;
-            o->clip_lo = clip_attr(pw, CUDNN_ATTR_POINTWISE_RELU_LOWER_CLIP, 0);
-            o->clip_hi = clip_attr(pw, CUDNN_ATTR_POINTWISE_RELU_UPPER_CLIP, INFINITY);
             return slots3(d, o, CUDNN_ATTR_OPERATION_POINTWISE_XDESC,
                           CUDNN_ATTR_OPERATION_POINTWISE_DYDESC,
                           CUDNN_ATTR_OPERATION_POINTWISE_DXDESC);
