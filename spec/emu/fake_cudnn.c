@@ -484,17 +484,22 @@ static bool op_of(const fdesc *d, fop *o)
         }
     }
     case CUDNN_BACKEND_OPERATION_RESAMPLE_FWD_DESCRIPTOR:
-        o->kind = OP_POOL_FWD;
-        return slots3(d, o, CUDNN_ATTR_OPERATION_RESAMPLE_FWD_XDESC, 0,
-                      CUDNN_ATTR_OPERATION_RESAMPLE_FWD_YDESC) &&
-               slot(d, o, CW, CUDNN_ATTR_OPERATION_RESAMPLE_FWD_IDXDESC) &&
-               resample_of(child(d, CUDNN_ATTR_OPERATION_RESAMPLE_FWD_DESC), o);
-    case CUDNN_BACKEND_OPERATION_RESAMPLE_BWD_DESCRIPTOR:
-        o->kind = OP_POOL_BWD;
-        return slots3(d, o, CUDNN_ATTR_OPERATION_RESAMPLE_BWD_DXDESC, 0,
-                      CUDNN_ATTR_OPERATION_RESAMPLE_BWD_DYDESC) &&
-               slot(d, o, CW, CUDNN_ATTR_OPERATION_RESAMPLE_BWD_IDXDESC) &&
-               resample_of(child(d, CUDNN_ATTR_OPERATION_RESAMPLE_BWD_DESC), o);
+    case CUDNN_BACKEND_OPERATION_RESAMPLE_BWD_DESCRIPTOR: {
+        bool fwd = d->type == CUDNN_BACKEND_OPERATION_RESAMPLE_FWD_DESCRIPTOR;
+        o->kind = fwd ? OP_POOL_FWD : OP_POOL_BWD;
+        return slots3(d, o,
+                      fwd ? CUDNN_ATTR_OPERATION_RESAMPLE_FWD_XDESC
+                          : CUDNN_ATTR_OPERATION_RESAMPLE_BWD_DXDESC,
+                      0,
+                      fwd ? CUDNN_ATTR_OPERATION_RESAMPLE_FWD_YDESC
+                          : CUDNN_ATTR_OPERATION_RESAMPLE_BWD_DYDESC) &&
+               slot(d, o, CW,
+                    fwd ? CUDNN_ATTR_OPERATION_RESAMPLE_FWD_IDXDESC
+                        : CUDNN_ATTR_OPERATION_RESAMPLE_BWD_IDXDESC) &&
+               resample_of(child(d, fwd ? CUDNN_ATTR_OPERATION_RESAMPLE_FWD_DESC
+                                        : CUDNN_ATTR_OPERATION_RESAMPLE_BWD_DESC),
+                           o);
+    }
     case CUDNN_BACKEND_OPERATION_NORM_FORWARD_DESCRIPTOR:
     case CUDNN_BACKEND_OPERATION_NORM_BACKWARD_DESCRIPTOR: {
         bool fwd = d->type == CUDNN_BACKEND_OPERATION_NORM_FORWARD_DESCRIPTOR;
