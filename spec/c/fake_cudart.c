@@ -33,8 +33,11 @@
  * here otherwise) stops with a message. Streams, events and graphs are for the thread
  * that made them; memory calls may come from any thread (the data loader's make
  * pinned batches). */
+#include <dlfcn.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,6 +109,50 @@ typedef struct {
 } block;
 static block *blocks;
 static size_t nblocks, capblocks;
+
+static FILE *trace_out;
+
+static void open_trace(void)
+{
+    const char *path = getenv("MILES_FAKE_TRACE");
+    if (path && *path && !(trace_out = fopen(path, "a")))
+        fprintf(stderr, "fake cudart: cannot open MILES_FAKE_TRACE %s\n", path);
+}
+
+/* MILES_FAKE_TRACE=path: a line for each kernel launch, library operation, copy,
+ * set and graph launch that the host queues or captures, appended to path:
+ * tools/emu-trace.pl names the kernels and sums what a step asks of the GPU. */
+static bool tracing(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, open_trace);
+    return trace_out != NULL;
+}
+
+void fake_trace(const char *fmt, ...)
+{
+    if (!tracing())
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    flockfile(trace_out);
+    vfprintf(trace_out, fmt, ap);
+    fputc('\n', trace_out);
+    funlockfile(trace_out);
+    va_end(ap);
+}
+
+void fake_trace_kernel(cudaStream_t s, const void *func, dim3 grid, dim3 block)
+{
+    if (!tracing())
+        return;
+    Dl_info info = {0};
+    uintptr_t at = (uintptr_t)func;
+    if (dladdr(func, &info) && info.dli_fbase)
+        at -= (uintptr_t)info.dli_fbase;
+    fake_trace("kernel %s 0x%zx %llu %u", s && s->capturing ? "captured" : "queued", (size_t)at,
+               (unsigned long long)grid.x * grid.y * grid.z, block.x * block.y * block.z);
+}
 
 static cudaError_t fail(cudaError_t e)
 {
@@ -543,6 +590,7 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t count, enum cudaMemcpy
     (void)kind;
     if (capture_forbids())
         return fail(cudaErrorStreamCaptureUnsupported);
+    fake_trace("copy blocking %zu", count);
     copy_now(dst, src, count); /* after everything before it */
     return cudaSuccess;
 }
@@ -550,6 +598,8 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t count, enum cudaMemcpy
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, enum cudaMemcpyKind kind,
                             cudaStream_t stream)
 {
+    static const char *const kinds[] = {"h2h", "h2d", "d2h", "d2d", "default"};
+    fake_trace("copy %s %zu", kind >= 0 && kind <= 4 ? kinds[kind] : "?", count);
     if (stream && stream->capturing)
         return capture(stream, (struct CUgraphNode_st){.op = NODE_COPY, .dst = dst, .src = src,
                                                        .n = count});
@@ -579,6 +629,7 @@ cudaError_t cudaMemcpyPeerAsync(void *dst, int dstDevice, const void *src, int s
 
 cudaError_t cudaMemsetAsync(void *devPtr, int value, size_t count, cudaStream_t stream)
 {
+    fake_trace("set %zu", count);
     if (stream && stream->capturing)
         return capture(stream, (struct CUgraphNode_st){.op = NODE_SET, .dst = devPtr,
                                                        .value = value, .n = count});
@@ -595,6 +646,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream)
     }
     if (capture_forbids())
         return fail(cudaErrorStreamCaptureUnsupported);
+    fake_trace("stream sync");
     fake_gpu_catch_up();
     return cudaSuccess;
 }
@@ -655,6 +707,7 @@ cudaError_t cudaEventSynchronize(cudaEvent_t event)
         return fail(cudaErrorStreamCaptureUnsupported);
     if (event->ticket > completed) {
         fake.host_waits++;
+        fake_trace("host wait");
         wait_for(event->ticket);
     }
     return cudaSuccess;
@@ -744,6 +797,7 @@ cudaError_t cudaLaunchKernel(const void *func, dim3 gridDim, dim3 blockDim, void
     (void)sharedMem;
     if (!on_current(stream))
         return fail(cudaErrorInvalidResourceHandle);
+    fake_trace_kernel(stream, func, gridDim, blockDim);
     if (stream && stream->capturing)
         return capture(stream, kernel_node(func, gridDim, blockDim, args));
     fake.kernels++;
@@ -803,6 +857,7 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t graphExec, cudaStream_t stream)
     if (stream->capturing)
         return fail(cudaErrorStreamCaptureUnsupported);
     fake.graph_launches++;
+    fake_trace("graph launch %zu nodes", graphExec->graph->n);
     return enqueue((struct CUgraphNode_st){.op = NODE_GRAPH, .ctx = graphExec->graph});
 }
 

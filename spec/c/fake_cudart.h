@@ -38,4 +38,11 @@ void fake_device_work(cudaStream_t s, const void *func, unsigned grid, void (*ru
  * MILES_FAKE_CUDNN_COST), so that timing picks between them and our kernels. */
 void fake_charge(unsigned long long units);
 
+/* A line (printf's fmt, no newline) in the trace that MILES_FAKE_TRACE names, if
+ * any: the fakes of libraries say what each of their operations is. */
+void fake_trace(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A kernel's line in that trace: where func lies in its binary (tools/emu-trace.pl
+ * asks addr2line for the name), its blocks and threads per block. */
+void fake_trace_kernel(cudaStream_t s, const void *func, dim3 grid, dim3 block);
+
 #endif

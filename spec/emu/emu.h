@@ -93,6 +93,7 @@ template <typename... A> struct bound_launch {
 // Run the bound launch b now, or hand it to s's capture.
 template <typename... A> void run_or_capture(bound_launch<A...> *b, cudaStream_t s)
 {
+    fake_trace_kernel(s, reinterpret_cast<const void *>(b->kernel), b->grid, b->block);
     fake_device_work(s, reinterpret_cast<const void *>(b->kernel), b->grid.x,
                      &bound_launch<A...>::run, b, &bound_launch<A...>::drop);
 }

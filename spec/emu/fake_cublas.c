@@ -154,6 +154,8 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handle, cublasOperation
     if (!kept)
         return CUBLAS_STATUS_ALLOC_FAILED;
     *kept = g;
+    fake_trace("gemm %dx%dx%d batch %d %s", m, n, k, batchCount,
+               Atype == CUDA_R_16BF ? "bf16" : Atype == CUDA_R_64F ? "f64" : "f32");
     fake_device_work(handle->stream, (const void *)gemm_run, 1, gemm_run, kept, free);
     return CUBLAS_STATUS_SUCCESS;
 }

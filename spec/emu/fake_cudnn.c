@@ -1205,6 +1205,29 @@ cudnnStatus_t cudnnBackendGetAttribute(cudnnBackendDescriptor_t const descriptor
     }
 }
 
+/* The trace's line for a graph (fake_trace): its operations, and the first
+ * one's first tensor (dims, data type). */
+static void trace_graph(const attr *ops)
+{
+    static const char *const names[] = {"conv_fwd", "conv_bwd_data", "conv_bwd_filter", "add",
+                                        "relu", "relu_bwd", "norm_fwd", "norm_bwd", "pool_fwd",
+                                        "pool_bwd", "sigmoid", "tanh"};
+    char line[256];
+    int n = snprintf(line, sizeof line, "cudnn");
+    fop first;
+    for (int64_t i = 0; i < ops->count; i++) {
+        fop o;
+        op_of(((fdesc *const *)ops->values)[i], &o);
+        if (i == 0)
+            first = o;
+        n += snprintf(line + n, sizeof line - (size_t)n, "%s%s", i ? "+" : " ", names[o.kind]);
+    }
+    const ftensor *t = &first.t[0];
+    for (int d = 0; ops->count > 0 && d < t->nd && n < 200; d++)
+        n += snprintf(line + n, sizeof line - (size_t)n, "%s%lld", d ? "x" : " ", (long long)t->dim[d]);
+    fake_trace("%s %s", line, ops->count > 0 && t->dt == CUDNN_DATA_BFLOAT16 ? "bf16" : "f32");
+}
+
 cudnnStatus_t cudnnBackendExecute(cudnnHandle_t handle, cudnnBackendDescriptor_t executionPlan,
                                   cudnnBackendDescriptor_t variantPack)
 {
@@ -1249,6 +1272,7 @@ cudnnStatus_t cudnnBackendExecute(cudnnHandle_t handle, cudnnBackendDescriptor_t
                 }
         }
     }
+    trace_graph(ops);
     const char *cost = getenv("MILES_FAKE_CUDNN_COST"); /* fake clock units, 1 by default */
     if (cost && atoi(cost) > 1)
         fake_charge((unsigned long long)atoi(cost) - 1);
