@@ -78,6 +78,11 @@ typedef struct backend {
      * (widen.c). copy, fill, gather, index_select, uniform and normal must take
      * bfloat16 in every backend (the copies are made with copy). */
     const struct backend *bf16;
+    /* conv2d and its backward take channels-last weights as well as contiguous
+     * ones, and run bfloat16 channels-last: autocast casts a convolution's
+     * float32 input and weights straight into that layout. (A device's table
+     * says it: dispatch_device_table.) */
+    bool conv_channels_last;
     /* dst = src elementwise with dtype conversion; both of the same shape, any
      * strides (src may have stride 0 from broadcasting). */
     int (*copy)(tensor *dst, const tensor *src);
@@ -144,10 +149,12 @@ typedef struct backend {
     /* Resize contiguous x [N,C,H,W] to out [N,C,OH,OW]; backward scatters into gin. */
     int (*interpolate2d)(tensor *out, const tensor *x, const resize_params *p);
     int (*interpolate2d_backward)(tensor *gin, const tensor *gout, const resize_params *p);
-    /* Convolution of x [N, C, H, W] with contiguous weights [OC, C/groups, KH, KW]
-     * into y [N, OC, OH, OW]; b ([OC]) may be NULL. Activations (x, y and their
-     * gradients) are each contiguous or channels-last. The backward passes: the
-     * input's gradient, and the weights' (and the bias's, when gb is not NULL). */
+    /* Convolution of x [N, C, H, W] with weights [OC, C/groups, KH, KW] into
+     * y [N, OC, OH, OW]; b ([OC]) may be NULL. The weights are contiguous, or
+     * channels-last where conv_channels_last says so (their gradient gw in their
+     * layout). Activations (x, y and their gradients) are each contiguous or
+     * channels-last. The backward passes: the input's gradient, and the weights'
+     * (and the bias's, when gb is not NULL). */
     int (*conv2d)(tensor *y, const tensor *x, const tensor *w, const tensor *b,
                   const conv2d_params *p);
     int (*conv2d_backward_data)(tensor *gx, const tensor *gy, const tensor *w,

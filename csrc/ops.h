@@ -13,9 +13,20 @@ tensor *op_unary(unary_op op, tensor *a, double p0, double p1);
 tensor *op_binary(binary_op op, tensor *a, tensor *b);
 /* a op s, or s op a when scalar_first; the scalar does not promote a's float type. */
 tensor *op_binary_scalar(binary_op op, tensor *a, double s, bool scalar_first);
+/* t = t op b (or the number s) written into t itself, for add_, sub_, mul_ and
+ * div_ (outside autograd: the caller checks t): 0; 1 when that cannot be done
+ * without a temporary (the caller computes t op b and copies it in): t not
+ * dense, b of another dtype or enlarging t, an op that computes in another
+ * dtype, b overlapping t in another layout, b recording a gradient; -1 with the
+ * error set. */
+int op_binary_into(binary_op op, tensor *t, tensor *b);
+int op_binary_scalar_into(binary_op op, tensor *t, double s);
 tensor *op_where(tensor *cond, tensor *a, tensor *b);
 /* A copy converted to dt (gradients flow between float types). */
 tensor *op_to_dtype(tensor *a, dtype_t dt);
+/* The same, a 4-D a cast into a channels-last result when channels_last (one pass
+ * for the conversion and the layout); others contiguous. */
+tensor *op_to_dtype_in(tensor *a, dtype_t dt, bool channels_last);
 /* bf16 autocast (ops/autocast.c; off by default): conv2d, matmul and linear run
  * in bfloat16, softmax and the losses in float32. */
 bool op_autocast(void);

@@ -423,10 +423,7 @@ static void element_span(const tensor *t, int64_t *lo, int64_t *hi)
         *hi += (t->shape[i] - 1) * t->stride[i];
 }
 
-/* May a copy from src into dst read an element that it has already written? Only
- * when both view one storage, their spans meet, and the layouts differ (an
- * identical layout reads each element before writing it). */
-static bool copy_overlaps(const tensor *dst, const tensor *src)
+bool tensor_copy_overlaps(const tensor *dst, const tensor *src)
 {
     if (dst->st != src->st || tensor_numel(dst) == 0)
         return false;
@@ -462,7 +459,7 @@ int tensor_copy_into(tensor *dst, const tensor *src)
     }
     /* A source that overlaps the destination in another layout (x:copy_(x:t()))
      * would be read after being overwritten: copy it out first. */
-    if (copy_overlaps(dst, s)) {
+    if (tensor_copy_overlaps(dst, s)) {
         tensor *tmp = tensor_copy_as(s, s->dtype);
         tensor_decref(s);
         if (!tmp)

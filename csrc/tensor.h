@@ -88,6 +88,11 @@ tensor *tensor_view_try(const tensor *t, int ndim, const int64_t *shape);
 /* Is t dense: its elements fill its storage range without gaps or overlaps, in
  * some order of its dims (contiguous, or a permutation such as channels-last)? */
 bool tensor_is_dense(const tensor *t);
+/* May an elementwise write into dst that reads src at the same index read an
+ * element it has already written? Only when both view one storage, their spans
+ * meet, and the layouts differ (an identical layout reads each element before
+ * writing it). */
+bool tensor_copy_overlaps(const tensor *dst, const tensor *src);
 /* Is t a dense 4-D tensor stored channels-last (NHWC in memory, NCHW in shape)? */
 bool tensor_is_channels_last(const tensor *t);
 /* An uninitialised tensor of t's shape on t's device, laid out in memory like t

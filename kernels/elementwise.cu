@@ -75,10 +75,32 @@ template <dtype_t DT> __host__ __device__ static inline elem_t<DT> from_d(double
 
 // --- geometry ---
 
-// t's geometry with adjacent dims merged where its strides allow and size-1 dims
-// dropped: the same offset for each row-major index, but a contiguous tensor
+// The order a launch walks the dims in: those of its output (the operands are
+// views of its shape) by decreasing stride, so that a channels-last or transposed
+// output, and the operands laid out as it is, are walked as the runs of memory
+// they are (the CPU's iter.c: a stable sort, which keeps a contiguous order).
+struct korder {
+    int n, dim[TENSOR_MAX_DIMS];
+};
+
+static korder korder_of(const tensor *out)
+{
+    korder o;
+    o.n = out->ndim;
+    for (int i = 0; i < out->ndim; i++) {
+        int j = i;
+        for (; j > 0 && out->stride[o.dim[j - 1]] < out->stride[i]; j--)
+            o.dim[j] = o.dim[j - 1];
+        o.dim[j] = i;
+    }
+    return o;
+}
+
+// t's geometry with its dims in the order o, adjacent ones merged where its
+// strides allow and size-1 dims dropped: an element's offset for each index in
+// the walk, which visits each element once. A tensor laid out in o's order
 // becomes one dim of stride 1 and a broadcast scalar one dim of stride 0.
-static kgeom kgeom_merged(const tensor *t)
+static kgeom kgeom_merged(const tensor *t, const korder &o)
 {
     kgeom g;
     g.ndim = 0;
@@ -86,7 +108,8 @@ static kgeom kgeom_merged(const tensor *t)
         g.shape[d] = 1;
         g.stride[d] = 0;
     }
-    for (int d = 0; d < t->ndim; d++) {
+    for (int k = 0; k < t->ndim; k++) {
+        int d = t->ndim == o.n ? o.dim[k] : k; // (an operand of another rank: as it is)
         if (t->shape[d] == 1)
             continue;
         int last = g.ndim - 1;
@@ -152,7 +175,8 @@ template <dtype_t D, dtype_t S> static int copy_launch(tensor *dst, const tensor
     cudaStream_t s = kstream(dst);
     if (!s)
         return -1;
-    kgeom gd = kgeom_merged(dst), gs = kgeom_merged(src);
+    korder o = korder_of(dst);
+    kgeom gd = kgeom_merged(dst, o), gs = kgeom_merged(src, o);
     if (D == S && ((kgeom_flat(gd) && kgeom_flat(gs)) || same_dense_layout(dst, src))) {
         if (tensor_data(dst) == tensor_data(src)) // x:copy_(x)
             return 0;
@@ -189,7 +213,8 @@ template <dtype_t DT> static int fill_launch(tensor *t, double v, int64_t n)
     if (!s)
         return -1;
     fill_kernel<elem_t<DT>><<<kblocks(n), KTHREADS, 0, s>>>((elem_t<DT> *)tensor_data(t),
-                                                             kgeom_merged(t), n, from_d<DT>(v));
+                                                             kgeom_merged(t, korder_of(t)), n,
+                                                             from_d<DT>(v));
     return cuda_ctx_launched("fill");
 }
 
@@ -487,10 +512,11 @@ static int binary_launch(tensor *out, const tensor *a, const tensor *b, int64_t 
     cudaStream_t s = kstream(out);
     if (!s)
         return -1;
+    korder o = korder_of(out);
     binary_kernel<OP, DT><<<kblocks(n), KTHREADS, 0, s>>>(
-        (binary_out_t<OP, DT> *)tensor_data(out), kgeom_merged(out),
-        (const elem_t<DT> *)tensor_data(a), kgeom_merged(a), (const elem_t<DT> *)tensor_data(b),
-        kgeom_merged(b), n);
+        (binary_out_t<OP, DT> *)tensor_data(out), kgeom_merged(out, o),
+        (const elem_t<DT> *)tensor_data(a), kgeom_merged(a, o), (const elem_t<DT> *)tensor_data(b),
+        kgeom_merged(b, o), n);
     return cuda_ctx_launched("binary");
 }
 
@@ -544,10 +570,11 @@ static int where_launch(tensor *out, const tensor *cond, const tensor *a, const 
     cudaStream_t s = kstream(out);
     if (!s)
         return -1;
+    korder o = korder_of(out);
     where_kernel<T><<<kblocks(n), KTHREADS, 0, s>>>(
-        (T *)tensor_data(out), kgeom_merged(out), (const uint8_t *)tensor_data(cond),
-        kgeom_merged(cond), (const T *)tensor_data(a), kgeom_merged(a), (const T *)tensor_data(b),
-        kgeom_merged(b), n);
+        (T *)tensor_data(out), kgeom_merged(out, o), (const uint8_t *)tensor_data(cond),
+        kgeom_merged(cond, o), (const T *)tensor_data(a), kgeom_merged(a, o),
+        (const T *)tensor_data(b), kgeom_merged(b, o), n);
     return cuda_ctx_launched("where");
 }
 

@@ -72,6 +72,29 @@ for _, dt in ipairs({ "float32", "float64" }) do
              (a + b):narrow(2, 2, 3) * 2 }
   end)
 
+  -- (a launch walks its output's memory order: operands laid out as it is run
+  -- as one flat dim, the others by their strides in that order)
+  case("elementwise ops, copies and fills over channels-last and permuted layouts " .. dt, dt,
+    function(dev)
+      miles.manual_seed(6)
+      local a = channels_last(randn(dev, { 2, 5, 4, 3 }, dt))
+      local c = channels_last(randn(dev, { 2, 5, 4, 3 }, dt))
+      local bias = randn(dev, { 1, 5, 1, 1 }, dt)
+      local p = randn(dev, { 3, 4, 5, 2 }, dt):permute(4, 3, 2, 1) -- strides reversed
+      local into = channels_last(randn(dev, { 2, 5, 4, 3 }, dt))
+      into:copy_(p)
+      local filled = randn(dev, { 2, 5, 3, 4 }, dt):transpose(3, 4)
+      filled:narrow(2, 2, 3):fill_(0.5)
+      local d = channels_last(randn(dev, { 2, 5, 4, 3 }, dt)) -- written in place
+      d:add_(bias)
+      d:mul_(a)
+      d:sub_(1.5)
+      d:div_(p:abs() + 1)
+      return { a + bias, a * c, c - p, p / (a:abs() + 1), miles.where(a:gt(0), a, c),
+               miles.where(p:gt(0), bias, p), a:contiguous(), p:contiguous(), into, filled,
+               miles.maximum(bias, a), d }
+    end)
+
   case("reductions " .. dt, dt, function(dev)
     miles.manual_seed(3)
     local x = randn(dev, { 6, 7, 9 }, dt):permute(2, 1, 3)

@@ -303,6 +303,34 @@ describe("views share storage", function()
     assert.same({ { 20, 33 }, { 12, 13 } }, x:totable())
   end)
 
+  it("in-place arithmetic gives the out-of-place values, operands overlapping it or not", function()
+    local function check(t, op, b)
+      local want = t[op](t, b):totable()
+      t[op .. "_"](t, b)
+      assert.same(want, t:totable(), op)
+    end
+    local s = seq(3, 3)
+    check(s, "add", s:t()) -- overlapping in another layout
+    check(s, "mul", s) -- itself, in the same layout
+    local v = seq(5)
+    check(v:narrow(1, 2, 4), "sub", v:narrow(1, 1, 4)) -- shifted by one
+    local e = seq(2, 2)
+    check(e, "div", e[2] + 1) -- a row, broadcast
+    check(e, "add", e[1]) -- a row of itself, broadcast over it
+    local cl = seq(2, 3, 2, 2):permute(1, 3, 4, 2):contiguous():permute(1, 4, 2, 3)
+    check(cl, "mul", seq(1, 3, 1, 1)) -- channels-last, a per-channel operand
+    local i = miles.tensor({ 1, 2, 3 }, { dtype = "int64" })
+    check(i, "add", 4)
+    check(i, "mul", miles.tensor({ 2 }, { dtype = "int64" }))
+    assert.matches("add_: the result is float32", H.error_of(function() i:add_(0.5) end), 1, true)
+    assert.same({ 10, 12, 14 }, i:totable())
+    local h = miles.tensor({ 1, 3, 250 }, { dtype = "bfloat16" })
+    check(h, "add", 0.1) -- a scalar bfloat16 cannot hold: in float32, rounded once
+    check(h, "mul", 2)
+    local f = miles.arange(4, { dtype = "float32" })
+    check(f, "add", miles.tensor({ 1, 2, 3, 4 }, { dtype = "float64" })) -- promotes: copied in
+  end)
+
   it("copies into a view from an overlapping view of the same storage", function()
     local s = seq(3, 3)
     s:copy_(s:t())

@@ -28,6 +28,7 @@ static const backend cuda_bf16 = {
 const backend cuda_backend = {
     .name = "cuda",
     .bf16 = &cuda_bf16,
+    .conv_channels_last = true,
     .copy = cuda_copy,
     .fill = cuda_fill,
     .unary = cuda_unary,

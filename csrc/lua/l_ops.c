@@ -495,10 +495,33 @@ static int inplace(lua_State *L, int (*f)(lua_State *), const char *name)
     return 1;
 }
 
-static int l_add_(lua_State *L) { return inplace(L, l_add, "add_"); }
-static int l_sub_(lua_State *L) { return inplace(L, l_sub, "sub_"); }
-static int l_mul_(lua_State *L) { return inplace(L, l_mul, "mul_"); }
-static int l_div_(lua_State *L) { return inplace(L, l_div, "div_"); }
+/* t:op_(x) for a tensor or a number x: written into t itself where
+ * op_binary_into can, else as inplace does. */
+static int inplace_binary(lua_State *L, binary_op op, int (*f)(lua_State *), const char *name)
+{
+    tensor *t = lt_check(L, 1), *b = lt_test(L, 2);
+    lt_check_inplace(L, t, name);
+    int rc = 1;
+    if (lua_gettop(L) == 2 && b) {
+        rc = op_binary_into(op, t, b);
+    } else if (lua_gettop(L) == 2 && lua_type(L, 2) == LUA_TNUMBER) {
+        /* (an integer beyond 2^53, which a double would round: binary's way) */
+        lua_Integer v = lua_tointeger(L, 2);
+        if (!lua_isinteger(L, 2) || (v <= (1LL << 53) && v >= -(1LL << 53)))
+            rc = op_binary_scalar_into(op, t, lua_tonumber(L, 2));
+    }
+    if (rc < 0)
+        return lt_error(L);
+    if (rc > 0)
+        return inplace(L, f, name);
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int l_add_(lua_State *L) { return inplace_binary(L, BIN_ADD, l_add, "add_"); }
+static int l_sub_(lua_State *L) { return inplace_binary(L, BIN_SUB, l_sub, "sub_"); }
+static int l_mul_(lua_State *L) { return inplace_binary(L, BIN_MUL, l_mul, "mul_"); }
+static int l_div_(lua_State *L) { return inplace_binary(L, BIN_DIV, l_div, "div_"); }
 static int l_clamp_(lua_State *L) { return inplace(L, l_clamp, "clamp_"); }
 
 /* --- metamethods --- */

@@ -29,10 +29,12 @@ bool autocast_casts(int n, tensor *const *ts, dtype_t from)
     return false;
 }
 
-int autocast_all(int n, tensor *const *ts, tensor **out, dtype_t from, dtype_t to)
+int autocast_all(int n, tensor *const *ts, tensor **out, dtype_t from, dtype_t to,
+                 bool channels_last)
 {
     for (int i = 0; i < n; i++) {
-        out[i] = ts[i] && ts[i]->dtype == from ? op_to_dtype(ts[i], to) : keep(ts[i]);
+        out[i] = ts[i] && ts[i]->dtype == from ? op_to_dtype_in(ts[i], to, channels_last)
+                                               : keep(ts[i]);
         if (ts[i] && !out[i]) {
             autocast_release(i, out);
             return -1;

@@ -33,6 +33,29 @@ static tensor *as_conv_layout(tensor *t)
     return tensor_contiguous(t);
 }
 
+/* Channels-last and not also contiguous (a size-1 C or KH x KW makes it both). */
+static bool strictly_channels_last(const tensor *t)
+{
+    return tensor_is_channels_last(t) && !tensor_is_contiguous(t);
+}
+
+/* Does x's device take channels-last weights, and run bfloat16 so (its
+ * backend's conv_channels_last)? */
+static bool device_channels_last(const tensor *x)
+{
+    const backend *dev = dispatch_device_table(tensor_device(x), "conv2d");
+    return dev && dev->conv_channels_last;
+}
+
+/* The weights as x's device takes them: contiguous, or as they are when
+ * channels-last and the device takes that too. */
+static tensor *as_weight_layout(tensor *w, const tensor *x)
+{
+    if (strictly_channels_last(w) && device_channels_last(x))
+        return tensor_incref(w);
+    return tensor_contiguous(w);
+}
+
 /* Saved: x, w, and y when the forward applied a relu (its positive entries pass
  * the gradient, as the relu op's backward). */
 static int conv_backward(ag_node *n, tensor *gy, tensor **gin)
@@ -59,8 +82,12 @@ static int conv_backward(ag_node *n, tensor *gy, tensor **gin)
     }
     bool wb = n->n_next > 2 && ag_wants(n, 2);
     if (rc == 0 && (ag_wants(n, 1) || wb)) {
-        /* Both come out of one pass; keep the ones that were asked for. */
-        tensor *gw = tensor_empty(w->dtype, w->ndim, w->shape, tensor_device(w));
+        /* Both come out of one pass; keep the ones that were asked for. The
+         * weights' in their layout (channels-last ones only where the backend
+         * took them so). */
+        tensor *gw = strictly_channels_last(w)
+                         ? tensor_empty_channels_last(w->dtype, w->shape, tensor_device(w))
+                         : tensor_empty(w->dtype, w->ndim, w->shape, tensor_device(w));
         tensor *gb = n->n_next > 2 ? tensor_empty(w->dtype, 1, w->shape, tensor_device(w)) : NULL;
         rc = gw && (gb || n->n_next == 2) ? be->conv2d_backward_weight(gw, gb, x, g, &p) : -1;
         if (rc == 0 && ag_wants(n, 1))
@@ -113,7 +140,8 @@ tensor *op_conv2d(tensor *x, tensor *w, tensor *b, const conv2d_params *p)
 {
     tensor *in[3] = {x, w, b}, *lo[3];
     if (autocast_casts(3, in, DT_F32)) { /* runs again on the bfloat16 casts */
-        if (autocast_all(3, in, lo, DT_F32, DT_BF16) != 0)
+        /* (cast straight into the layout the device runs them in) */
+        if (autocast_all(3, in, lo, DT_F32, DT_BF16, channels_last && device_channels_last(x)) != 0)
             return NULL;
         tensor *y = op_conv2d(lo[0], lo[1], lo[2], p);
         autocast_release(3, lo);
@@ -134,7 +162,7 @@ tensor *op_conv2d(tensor *x, tensor *w, tensor *b, const conv2d_params *p)
         }
     }
     int64_t shape[4] = {x->shape[0], w->shape[0], out[0], out[1]};
-    tensor *xc = as_conv_layout(x), *wc = xc ? tensor_contiguous(w) : NULL;
+    tensor *xc = as_conv_layout(x), *wc = xc ? as_weight_layout(w, x) : NULL;
     tensor *bc = wc && b ? tensor_contiguous(b) : NULL;
     const backend *be = wc && (bc || !b) ? ops_backend(x, "conv2d") : NULL;
     tensor *y = !be ? NULL

@@ -29,7 +29,21 @@ static int to_dtype_backward(ag_node *n, tensor *g, tensor **gin)
 
 tensor *op_to_dtype(tensor *a, dtype_t dt)
 {
-    tensor *out = tensor_copy_as(a, dt);
+    return op_to_dtype_in(a, dt, false);
+}
+
+tensor *op_to_dtype_in(tensor *a, dtype_t dt, bool channels_last)
+{
+    tensor *out = NULL;
+    if (channels_last && a->ndim == 4) {
+        out = tensor_empty_channels_last(dt, a->shape, tensor_device(a));
+        if (out && tensor_copy_into(out, a) != 0) {
+            tensor_decref(out);
+            return NULL;
+        }
+    } else {
+        out = tensor_copy_as(a, dt);
+    }
     if (!out)
         return NULL;
     if (dtype_is_float(dt) && dtype_is_float(a->dtype) && ag_needs(1, &a)) {
@@ -429,29 +443,67 @@ tensor *op_binary(binary_op op, tensor *a, tensor *b)
     return out;
 }
 
+int op_binary_into(binary_op op, tensor *t, tensor *b)
+{
+    const char *name = binary_names[op];
+    if (op > BIN_MIN || !tensor_is_dense(t) || (b->requires_grad && ag_enabled()) ||
+        !device_eq(tensor_device(t), tensor_device(b)) ||
+        b->dtype != t->dtype || compute_dtype(op, t->dtype) != t->dtype ||
+        tensor_copy_overlaps(t, b))
+        return 1;
+    int64_t shape[TENSOR_MAX_DIMS];
+    int nd = shape_broadcast(t->ndim, t->shape, b->ndim, b->shape, shape, name);
+    if (nd != t->ndim || memcmp(shape, t->shape, sizeof(int64_t) * (size_t)nd) != 0)
+        return 1; /* (the op out of place says why) */
+    tensor *bv = tensor_broadcast_to(b, nd, shape, name);
+    const backend *be = bv ? ops_backend(t, name) : NULL;
+    int rc = be ? be->binary(op, t, t, bv) : -1;
+    tensor_decref(bv);
+    tensor_bump_version(t);
+    return rc;
+}
+
+/* A scalar that bfloat16 cannot hold (0.1, 1/257) meets a bf16 tensor in
+ * float32, the result rounded once, as PyTorch computes it. */
+static bool scalar_widens(const tensor *a, double s)
+{
+    float sf = (float)s;
+    return a->dtype == DT_BF16 && !isnan(s) && bf16_to_f32(bf16_from_f32(sf)) != sf;
+}
+
+/* The dtype of a Lua number s meeting a in op. It does not widen a tensor of the
+ * same kind: float32 + 0.5 stays float32 and int64 + 2 stays int64, but int64 +
+ * 0.5 is float32. */
+static dtype_t scalar_dtype(binary_op op, const tensor *a, double s)
+{
+    if (dtype_is_float(a->dtype))
+        return a->dtype;
+    if (s != floor(s) || isinf(s) || isnan(s))
+        return DT_F32;
+    if (a->dtype == DT_BOOL && (op >= BIN_EQ || s == 0 || s == 1))
+        return DT_BOOL;
+    return a->dtype == DT_U8 && s >= 0 && s <= 255 ? DT_U8 : DT_I64;
+}
+
+int op_binary_scalar_into(binary_op op, tensor *t, double s)
+{
+    if (scalar_widens(t, s))
+        return 1;
+    tensor *sc = tensor_scalar(scalar_dtype(op, t, s), s, tensor_device(t));
+    int rc = sc ? op_binary_into(op, t, sc) : -1;
+    tensor_decref(sc);
+    return rc;
+}
+
 tensor *op_binary_scalar(binary_op op, tensor *a, double s, bool scalar_first)
 {
-    /* A scalar that bfloat16 cannot hold (0.1, 1/257) meets a bf16 tensor in
-     * float32, the result rounded once, as PyTorch computes it. */
-    float sf = (float)s;
-    if (a->dtype == DT_BF16 && !isnan(s) && bf16_to_f32(bf16_from_f32(sf)) != sf) {
+    if (scalar_widens(a, s)) {
         tensor *af = op_to_dtype(a, DT_F32);
         tensor *r = af ? op_binary_scalar(op, af, s, scalar_first) : NULL;
         tensor_decref(af);
         return c_to_bf16(r);
     }
-    /* A Lua number does not widen a tensor of the same kind: float32 + 0.5 stays
-     * float32 and int64 + 2 stays int64, but int64 + 0.5 is float32. */
-    dtype_t st;
-    if (dtype_is_float(a->dtype))
-        st = a->dtype;
-    else if (s != floor(s) || isinf(s) || isnan(s))
-        st = DT_F32;
-    else if (a->dtype == DT_BOOL && (op >= BIN_EQ || s == 0 || s == 1))
-        st = DT_BOOL;
-    else
-        st = a->dtype == DT_U8 && s >= 0 && s <= 255 ? DT_U8 : DT_I64;
-    tensor *sc = tensor_scalar(st, s, tensor_device(a));
+    tensor *sc = tensor_scalar(scalar_dtype(op, a, s), s, tensor_device(a));
     if (!sc)
         return NULL;
     tensor *out = scalar_first ? op_binary(op, sc, a) : op_binary(op, a, sc);

@@ -20,8 +20,11 @@ static inline tensor *keep(tensor *t)
  * skipped) of dtype `from`? */
 bool autocast_casts(int n, tensor *const *ts, dtype_t from);
 /* out[i] = ts[i] cast to `to` when of dtype `from`, else ts[i] (new references;
- * NULL stays NULL). -1 with nothing held when a cast fails. */
-int autocast_all(int n, tensor *const *ts, tensor **out, dtype_t from, dtype_t to);
+ * NULL stays NULL); a 4-D cast comes out channels-last when channels_last (the
+ * layout a backend runs its convolutions in), else contiguous. -1 with nothing
+ * held when a cast fails. */
+int autocast_all(int n, tensor *const *ts, tensor **out, dtype_t from, dtype_t to,
+                 bool channels_last);
 void autocast_release(int n, tensor **ts);
 
 /* r rounded to bfloat16 when it is float32, else r itself (r consumed): the end of

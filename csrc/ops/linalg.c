@@ -161,7 +161,7 @@ tensor *op_matmul(tensor *a, tensor *b)
 {
     tensor *in[2] = {a, b}, *lo[2];
     if (autocast_casts(2, in, DT_F32)) { /* runs again on the bfloat16 casts */
-        if (autocast_all(2, in, lo, DT_F32, DT_BF16) != 0)
+        if (autocast_all(2, in, lo, DT_F32, DT_BF16, false) != 0)
             return NULL;
         tensor *y = op_matmul(lo[0], lo[1]);
         autocast_release(2, lo);
@@ -215,7 +215,7 @@ tensor *op_linear(tensor *x, tensor *w, tensor *b)
 {
     tensor *in[3] = {x, w, b}, *lo[3];
     if (autocast_casts(3, in, DT_F32)) { /* the bias too: the sum stays bfloat16 */
-        if (autocast_all(3, in, lo, DT_F32, DT_BF16) != 0)
+        if (autocast_all(3, in, lo, DT_F32, DT_BF16, false) != 0)
             return NULL;
         tensor *y = op_linear(lo[0], lo[1], lo[2]);
         autocast_release(3, lo);

@@ -81,7 +81,7 @@ tensor *op_nll_loss(tensor *logp, tensor *target, tensor *weight, loss_reduction
 {
     tensor *up;
     if (autocast_casts(1, &logp, DT_BF16)) { /* runs again on the float32 cast */
-        if (autocast_all(1, &logp, &up, DT_BF16, DT_F32) != 0)
+        if (autocast_all(1, &logp, &up, DT_BF16, DT_F32, false) != 0)
             return NULL;
         tensor *l = op_nll_loss(up, target, weight, r, ignore_index);
         tensor_decref(up);
@@ -207,7 +207,7 @@ tensor *op_bce_with_logits(tensor *x, tensor *y, tensor *weight, tensor *pos_wei
 {
     tensor *in[2] = {x, y}, *up[2];
     if (autocast_casts(2, in, DT_BF16)) { /* runs again on the float32 casts */
-        if (autocast_all(2, in, up, DT_BF16, DT_F32) != 0)
+        if (autocast_all(2, in, up, DT_BF16, DT_F32, false) != 0)
             return NULL;
         tensor *l = op_bce_with_logits(up[0], up[1], weight, pos_weight, r);
         autocast_release(2, up);
@@ -237,7 +237,7 @@ tensor *op_mse_loss(tensor *a, tensor *b, loss_reduction r)
 {
     tensor *in[2] = {a, b}, *up[2];
     if (autocast_casts(2, in, DT_BF16)) { /* runs again on the float32 casts */
-        if (autocast_all(2, in, up, DT_BF16, DT_F32) != 0)
+        if (autocast_all(2, in, up, DT_BF16, DT_F32, false) != 0)
             return NULL;
         tensor *l = op_mse_loss(up[0], up[1], r);
         autocast_release(2, up);

@@ -23,7 +23,7 @@ tensor *op_softmax(tensor *a, int dim, bool log)
 {
     tensor *up;
     if (autocast_casts(1, &a, DT_BF16)) { /* runs again on the float32 cast */
-        if (autocast_all(1, &a, &up, DT_BF16, DT_F32) != 0)
+        if (autocast_all(1, &a, &up, DT_BF16, DT_F32, false) != 0)
             return NULL;
         tensor *y = op_softmax(up, dim, log);
         tensor_decref(up);
