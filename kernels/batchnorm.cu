@@ -19,16 +19,29 @@
 // the elementwise pass computes in float32 and rounds once (common.cuh's
 // compute_t), as the CPU's float32 copies do (csrc/widen.c). S below is the
 // activations' storage type, T the parameters'.
+//
+// In rows, a thread takes V neighbouring channels of a row at once: one 16-byte
+// load (8 bfloat16, 4 float32) where C is a multiple of V and every tensor is
+// 16-byte aligned, else V = 1. A block's threads are a tile of channel groups by
+// rows, so that a warp reads a run of memory.
 #include <cmath>
+#include <cstdint>
+#include <initializer_list>
 
 #include "common.cuh"
 
-#define BN_THREADS 256       // threads of the 1-D blocks (a multiple of 32)
-#define BN_ROW_LANES 8       // rows at a time in the 32-channel blocks of rows
+#define BN_THREADS 256       // threads of the blocks (a multiple of 32)
 #define BN_PLANE_CHUNK 16384 // positions per block in the planes' partial sums
-#define BN_ROW_CHUNK 1024    // rows per block in the rows' partial sums
+#define BN_ROW_PASSES 8      // rows per thread at least in the rows' partial sums
 #define BN_MAX_CHUNKS 1024   // partial sums per channel at most
 #define BN_UNROLL 4          // elements a thread loads before it uses the first
+
+// Vectors (V > 1) a thread loads before it uses the first: fewer, so that the
+// registers they take leave room for two blocks on a multiprocessor.
+__host__ __device__ constexpr int unroll_of(int V)
+{
+    return V > 1 ? 2 : BN_UNROLL;
+}
 
 // Everything but the entry points is local to this file.
 namespace {
@@ -89,33 +102,47 @@ __device__ void block_sum2(double &u, double &v)
     }
 }
 
-// a[i] as the relu's backward passes it when mask is given: a[i] * 1 where
-// mask[i] > 0, a[i] * 0 elsewhere (what that op computes: the same bits).
-template <typename S>
-__device__ inline compute_t<S> masked_at(const S *a, const S *mask, int64_t i)
+// V neighbouring elements, loaded and stored at once (16 bytes when V > 1).
+template <typename S, int V> struct alignas(sizeof(S) * V) svec {
+    S e[V];
+};
+
+template <typename S, int V> __device__ inline svec<S, V> vload(const S *p, int64_t i)
 {
-    using C = compute_t<S>;
-    C v = kwiden(a[i]);
-    return mask ? v * (kwiden(mask[i]) > C(0) ? C(1) : C(0)) : v;
+    return *reinterpret_cast<const svec<S, V> *>(p + i);
 }
 
-// u += a[i], v += a[i] * b[i] (b = a when NULL; a masked by mask when given) for
-// the U elements i = i0, i0 + step, ..., in that order. All U are loaded before
-// the first is added, so that a thread has U loads in flight: one at a time left
-// these memory-bound passes waiting on each load.
-template <typename S, int U = BN_UNROLL>
-__device__ inline void add_group(double &u, double &v, const S *a, const S *b, const S *mask,
-                                 int64_t i0, int64_t step)
+// v as the relu's backward passes it when its mask element m is given: v * 1
+// where *m > 0, v * 0 elsewhere (what that op computes: the same bits).
+template <typename S> __device__ inline compute_t<S> masked(S v, const S *m)
 {
-    double av[U], bv[U];
+    using C = compute_t<S>;
+    C w = kwiden(v);
+    return m ? w * (kwiden(*m) > C(0) ? C(1) : C(0)) : w;
+}
+
+// u[k] += a, v[k] += a * b over the V-element vectors at i = i0, i0 + step, ...
+// (U of them, in that order; b = a when NULL; a masked by mask when given). All
+// U are loaded before the first is added, so that a thread has U loads in
+// flight: one at a time left these memory-bound passes waiting on each load.
+template <typename S, int V, int U = unroll_of(V)>
+__device__ inline void add_group(double (&u)[V], double (&v)[V], const S *a, const S *b,
+                                 const S *mask, int64_t i0, int64_t step)
+{
+    svec<S, V> av[U], bv[U], mv[U];
     for (int j = 0; j < U; j++) {
-        av[j] = (double)masked_at(a, mask, i0 + j * step);
-        bv[j] = b ? (double)kwiden(b[i0 + j * step]) : av[j];
+        av[j] = vload<S, V>(a, i0 + j * step);
+        if (b)
+            bv[j] = vload<S, V>(b, i0 + j * step);
+        if (mask)
+            mv[j] = vload<S, V>(mask, i0 + j * step);
     }
-    for (int j = 0; j < U; j++) {
-        u += av[j];
-        v += av[j] * bv[j];
-    }
+    for (int j = 0; j < U; j++)
+        for (int k = 0; k < V; k++) {
+            double x = (double)masked(av[j].e[k], mask ? &mv[j].e[k] : nullptr);
+            u[k] += x;
+            v[k] += x * (b ? (double)kwiden(bv[j].e[k]) : x);
+        }
 }
 
 // The partial sums of a and a*b (b = a when NULL; a masked by mask when given)
@@ -127,51 +154,85 @@ __global__ void planes_partial(double *part, const S *a, const S *b, const S *ma
 {
     int64_t c = blockIdx.x, p = blockIdx.y;
     int64_t m0 = g.m * p / P, m1 = g.m * (p + 1) / P;
-    double u = 0, v = 0;
+    double u[1] = {0}, v[1] = {0};
     for (int64_t n = m0 / g.s; n * g.s < m1; n++) { // the planes the chunk meets
         int64_t lo = m0 - n * g.s, hi = m1 - n * g.s, base = (n * g.c + c) * g.s;
         lo = lo > 0 ? lo : 0;
         hi = hi < g.s ? hi : g.s;
         int64_t k = lo + threadIdx.x;
         for (; k + (BN_UNROLL - 1) * (int64_t)blockDim.x < hi; k += BN_UNROLL * blockDim.x)
-            add_group(u, v, a, b, mask, base + k, blockDim.x);
+            add_group<S, 1>(u, v, a, b, mask, base + k, blockDim.x);
         for (; k < hi; k += blockDim.x)
-            add_group<S, 1>(u, v, a, b, mask, base + k, 0);
+            add_group<S, 1, 1>(u, v, a, b, mask, base + k, 0);
     }
-    block_sum2(u, v);
+    block_sum2(u[0], v[0]);
     if (threadIdx.x == 0) {
-        part[p * g.c + c] = u;
-        part[(P + p) * g.c + c] = v;
+        part[p * g.c + c] = u[0];
+        part[(P + p) * g.c + c] = v[0];
     }
 }
 
-// The same over rows: blocks of 32 channels (threadIdx.x, so that a warp reads
-// 32 neighbours) by BN_ROW_LANES rows at a time (threadIdx.y).
-template <typename S>
-__global__ void rows_partial(double *part, const S *a, const S *b, const S *mask, bn_geo g,
-                             int64_t P)
+// How the rows' kernels tile a block: `groups` channel groups of V channels in
+// all, `across` of them side by side in a block (tile blockIdx.x), `rows` rows of
+// them (BN_THREADS / across; the threads beyond across * rows idle).
+struct row_tiles {
+    int64_t groups;
+    int across, rows;
+};
+
+row_tiles tiles_of(const bn_geo &g, int V)
 {
-    int64_t c = (int64_t)blockIdx.x * 32 + threadIdx.x, p = blockIdx.y;
-    int64_t r0 = g.m * p / P, r1 = g.m * (p + 1) / P;
-    double u = 0, v = 0;
-    if (c < g.c) {
-        int64_t r = r0 + threadIdx.y;
-        for (; r + (BN_UNROLL - 1) * BN_ROW_LANES < r1; r += BN_UNROLL * BN_ROW_LANES)
-            add_group(u, v, a, b, mask, r * g.c + c, BN_ROW_LANES * g.c);
-        for (; r < r1; r += BN_ROW_LANES)
-            add_group<S, 1>(u, v, a, b, mask, r * g.c + c, 0);
+    row_tiles t;
+    t.groups = g.c / V;
+    t.across = (int)(t.groups < BN_THREADS ? t.groups : BN_THREADS);
+    t.rows = t.across > 0 ? BN_THREADS / t.across : 0;
+    return t;
+}
+
+// This thread's channel group (blockIdx.x's tile) and row in the block, or
+// false when it has none.
+__device__ inline bool tile_place(const row_tiles &t, int64_t &group, int &row)
+{
+    group = (int64_t)blockIdx.x * t.across + threadIdx.x % t.across;
+    row = threadIdx.x / t.across;
+    return group < t.groups && row < t.rows;
+}
+
+// The same over rows: chunk blockIdx.y (of P) of the rows, each thread V
+// channels of every t.rows-th row, then the block's rows added in a fixed order.
+template <typename S, int V>
+__global__ void rows_partial(double *part, const S *a, const S *b, const S *mask, bn_geo g,
+                             row_tiles t, int64_t P)
+{
+    int64_t group, p = blockIdx.y;
+    int row;
+    bool mine = tile_place(t, group, row);
+    int64_t r0 = g.m * p / P, r1 = g.m * (p + 1) / P, step = t.rows;
+    double u[V] = {}, v[V] = {};
+    if (mine) {
+        constexpr int U = unroll_of(V);
+        int64_t r = r0 + row, at = group * V;
+        for (; r + (U - 1) * step < r1; r += U * step)
+            add_group<S, V>(u, v, a, b, mask, r * g.c + at, step * g.c);
+        for (; r < r1; r += step)
+            add_group<S, V, 1>(u, v, a, b, mask, r * g.c + at, 0);
     }
-    __shared__ double su[BN_ROW_LANES][32], sv[BN_ROW_LANES][32];
-    su[threadIdx.y][threadIdx.x] = u;
-    sv[threadIdx.y][threadIdx.x] = v;
+    __shared__ double su[BN_THREADS * V], sv[BN_THREADS * V];
+    for (int k = 0; k < V; k++) {
+        su[threadIdx.x * V + k] = u[k];
+        sv[threadIdx.x * V + k] = v[k];
+    }
     __syncthreads();
-    if (threadIdx.y == 0 && c < g.c) {
-        for (int k = 1; k < BN_ROW_LANES; k++) {
-            u += su[k][threadIdx.x];
-            v += sv[k][threadIdx.x];
+    if (mine && row == 0) {
+        for (int q = 1; q < t.rows; q++)
+            for (int k = 0; k < V; k++) {
+                u[k] += su[(threadIdx.x + q * t.across) * V + k];
+                v[k] += sv[(threadIdx.x + q * t.across) * V + k];
+            }
+        for (int k = 0; k < V; k++) {
+            part[p * g.c + group * V + k] = u[k];
+            part[(P + p) * g.c + group * V + k] = v[k];
         }
-        part[p * g.c + c] = u;
-        part[(P + p) * g.c + c] = v;
     }
 }
 
@@ -296,34 +357,74 @@ template <typename S> struct head {
     S *through;
 };
 
-// The elements i = i0, i0 + step, ... (cnt of them, at most BN_UNROLL): out[i]
-// (when out is given) from in[i] through the head h, affine, the tail t. All are
-// loaded before the first is stored (U loads in flight, as add_group).
-template <typename S, typename C = compute_t<S>>
-__device__ inline void apply_group(S *out, const S *in, const S *ex, int64_t i0, int64_t step,
-                                   int cnt, C k, C m, C base, head<S> h, tail<S> t)
+// A channel group's coefficients (out = in * k + extra * m + base), in the
+// compute type.
+template <typename C, int V> struct coefs {
+    C k[V], m[V], base[V];
+};
+
+// The group of V channels from channel c on.
+template <typename C, int V> __device__ inline coefs<C, V> coefs_at(const double *coef, bn_geo g,
+                                                                  int64_t c)
 {
-    C v[BN_UNROLL], e[BN_UNROLL], r[BN_UNROLL];
-    for (int j = 0; j < BN_UNROLL; j++) {
-        int64_t i = i0 + j * step;
-        v[j] = j < cnt ? masked_at(in, h.mask, i) : C(0);
-        e[j] = j < cnt && ex ? kwiden(ex[i]) : C(0);
-        r[j] = j < cnt && t.res ? kwiden(t.res[i]) : C(0);
+    coefs<C, V> f;
+    for (int j = 0; j < V; j++) {
+        f.k[j] = (C)coef[c + j];
+        f.m[j] = (C)coef[g.c + c + j];
+        f.base[j] = (C)coef[2 * g.c + c + j];
     }
-    for (int j = 0; j < BN_UNROLL && j < cnt; j++) {
+    return f;
+}
+
+// The V-element vectors at i = i0, i0 + step, ... (cnt of them, at most
+// unroll_of(V)): out (when given) from in through the head h, affine with f,
+// the tail t. All are loaded before the first is stored (loads in flight, as
+// add_group).
+template <typename S, int V, typename C = compute_t<S>>
+__device__ inline void apply_group(S *out, const S *in, const S *ex, int64_t i0, int64_t step,
+                                   int cnt, const coefs<C, V> &f, head<S> h, tail<S> t)
+{
+    constexpr int U = unroll_of(V);
+    svec<S, V> v[U], e[U], r[U], mk[U];
+    // (whole loops with the test inside: the arrays stay in registers)
+    KUNROLL
+    for (int j = 0; j < U; j++) {
+        if (j >= cnt)
+            break;
+        int64_t i = i0 + j * step;
+        v[j] = vload<S, V>(in, i);
+        if (h.mask)
+            mk[j] = vload<S, V>(h.mask, i);
+        if (ex)
+            e[j] = vload<S, V>(ex, i);
+        if (t.res)
+            r[j] = vload<S, V>(t.res, i);
+    }
+    KUNROLL
+    for (int j = 0; j < U; j++) {
+        if (j >= cnt)
+            break;
+        svec<S, V> o, th;
+        for (int q = 0; q < V; q++) {
+            C x = masked(v[j].e[q], h.mask ? &mk[j].e[q] : nullptr);
+            th.e[q] = knarrow<S>(x);
+            C y = affine(x, ex != nullptr, ex ? kwiden(e[j].e[q]) : C(0), f.k[q], f.m[q],
+                         f.base[q]);
+            o.e[q] = knarrow<S>(t(y, t.res ? kwiden(r[j].e[q]) : C(0)));
+        }
         int64_t i = i0 + j * step;
         if (h.through)
-            h.through[i] = knarrow<S>(v[j]);
+            *reinterpret_cast<svec<S, V> *>(h.through + i) = th;
         if (out)
-            out[i] = knarrow<S>(t(affine(v[j], ex != nullptr, e[j], k, m, base), r[j]));
+            *reinterpret_cast<svec<S, V> *>(out + i) = o;
     }
 }
 
-// How many of BN_UNROLL elements first, first + step, ... lie below end.
-__device__ inline int group_count(int64_t first, int64_t step, int64_t end)
+// How many of the u elements first, first + step, ... lie below end.
+__device__ inline int group_count(int64_t first, int64_t step, int64_t end, int u)
 {
     int64_t n = first < end ? (end - first + step - 1) / step : 0;
-    return (int)(n < BN_UNROLL ? n : BN_UNROLL);
+    return (int)(n < u ? n : u);
 }
 
 // Planes: blockIdx.y walks the N*C planes, the threads of blockIdx.x a plane,
@@ -335,31 +436,30 @@ __global__ void planes_apply(S *out, const S *in, const S *ex, const double *coe
     using C = compute_t<S>;
     int64_t span = (int64_t)BN_UNROLL * blockDim.x;
     for (int64_t pl = blockIdx.y; pl < g.n * g.c; pl += gridDim.y) {
-        int64_t c = pl % g.c;
-        C k = (C)coef[c], m = (C)coef[g.c + c], base = (C)coef[2 * g.c + c];
+        coefs<C, 1> f = coefs_at<C, 1>(coef, g, pl % g.c);
         for (int64_t s = (int64_t)blockIdx.x * span + threadIdx.x; s < g.s;
              s += (int64_t)gridDim.x * span)
-            apply_group(out, in, ex, pl * g.s + s, blockDim.x, group_count(s, blockDim.x, g.s),
-                        k, m, base, h, t);
+            apply_group<S, 1>(out, in, ex, pl * g.s + s, blockDim.x,
+                              group_count(s, blockDim.x, g.s, BN_UNROLL), f, h, t);
     }
 }
 
-// Rows: blocks of 32 channels (threadIdx.x) by BN_ROW_LANES rows (threadIdx.y),
-// BN_UNROLL rows each.
-template <typename S>
+// Rows: blocks of channel groups by rows (row_tiles), each thread unroll_of(V)
+// rows of its group at a time.
+template <typename S, int V>
 __global__ void rows_apply(S *out, const S *in, const S *ex, const double *coef, bn_geo g,
-                           head<S> h, tail<S> t)
+                           row_tiles tl, head<S> h, tail<S> t)
 {
     using C = compute_t<S>;
-    int64_t c = (int64_t)blockIdx.x * 32 + threadIdx.x;
-    if (c >= g.c)
+    int64_t group;
+    int row;
+    if (!tile_place(tl, group, row))
         return;
-    C k = (C)coef[c], m = (C)coef[g.c + c], base = (C)coef[2 * g.c + c];
-    int64_t span = (int64_t)BN_UNROLL * BN_ROW_LANES;
-    for (int64_t r = (int64_t)blockIdx.y * span + threadIdx.y; r < g.m;
-         r += (int64_t)gridDim.y * span)
-        apply_group(out, in, ex, r * g.c + c, BN_ROW_LANES * g.c,
-                    group_count(r, BN_ROW_LANES, g.m), k, m, base, h, t);
+    coefs<C, V> f = coefs_at<C, V>(coef, g, group * V);
+    int64_t span = (int64_t)unroll_of(V) * tl.rows;
+    for (int64_t r = (int64_t)blockIdx.y * span + row; r < g.m; r += (int64_t)gridDim.y * span)
+        apply_group<S, V>(out, in, ex, r * g.c + group * V, tl.rows * g.c,
+                          group_count(r, tl.rows, g.m, unroll_of(V)), f, h, t);
 }
 
 // --- launches ---
@@ -369,42 +469,66 @@ unsigned at_most(int64_t v, int64_t cap)
     return (unsigned)(v < cap ? v : cap);
 }
 
-// How many chunks (partial sums per channel) the positions are summed in.
-int64_t chunks_of(const bn_geo &g)
+// The channels a thread of the rows' kernels takes at once (see the top): 16
+// bytes' worth of elem-byte elements when C is a multiple of that and every
+// tensor of ts (NULLs skipped) is 16-byte aligned, else 1.
+int rows_width(const bn_geo &g, size_t elem, std::initializer_list<const tensor *> ts)
 {
-    int64_t per = g.rows ? BN_ROW_CHUNK : BN_PLANE_CHUNK;
+    int V = (int)(16 / elem);
+    if (!g.rows || V < 2 || g.c % V != 0)
+        return 1;
+    for (const tensor *t : ts)
+        if (t && (uintptr_t)tensor_data(t) % 16 != 0)
+            return 1;
+    return V;
+}
+
+// How many chunks (partial sums per channel) the positions are summed in: in
+// rows, enough blocks to keep the GPU's loads in flight, each thread still
+// taking BN_ROW_PASSES rows at least.
+int64_t chunks_of(const bn_geo &g, int V)
+{
+    int64_t per = g.rows ? (int64_t)tiles_of(g, V).rows * BN_ROW_PASSES : BN_PLANE_CHUNK;
     return at_most((g.m + per - 1) / per, BN_MAX_CHUNKS);
 }
 
 // The P chunks of partial sums of a and a*b (b = a when NULL; a masked by mask
-// when given) into part.
+// when given) into part; V from rows_width.
 template <typename S>
 void launch_partials(cudaStream_t s, double *part, const S *a, const S *b, const S *mask,
-                     const bn_geo &g, int64_t P)
+                     const bn_geo &g, int V, int64_t P)
 {
+    constexpr int W = 16 / sizeof(S);
     if (P == 0)
         return;
-    if (g.rows)
-        rows_partial<S><<<dim3((unsigned)((g.c + 31) / 32), (unsigned)P),
-                          dim3(32, BN_ROW_LANES), 0, s>>>(part, a, b, mask, g, P);
+    row_tiles t = tiles_of(g, V);
+    dim3 grid((unsigned)((t.groups + t.across - 1) / t.across), (unsigned)P);
+    if (g.rows && V == W)
+        rows_partial<S, W><<<grid, BN_THREADS, 0, s>>>(part, a, b, mask, g, t, P);
+    else if (g.rows)
+        rows_partial<S, 1><<<grid, BN_THREADS, 0, s>>>(part, a, b, mask, g, t, P);
     else
         planes_partial<S><<<dim3((unsigned)g.c, (unsigned)P), BN_THREADS, 0, s>>>(
             part, a, b, mask, g, P);
 }
 
 // out = in * k + ex * m + base over the whole tensor, in through the head h
-// first, then the epilogue t.
+// first, then the epilogue t; V from rows_width.
 template <typename S>
 void launch_apply(cudaStream_t s, S *out, const S *in, const S *ex, const double *coef,
-                  const bn_geo &g, head<S> h, tail<S> t)
+                  const bn_geo &g, int V, head<S> h, tail<S> t)
 {
+    constexpr int W = 16 / sizeof(S);
     if (g.m == 0)
         return;
-    if (g.rows)
-        rows_apply<S><<<dim3((unsigned)((g.c + 31) / 32),
-                             at_most((g.m + BN_UNROLL * BN_ROW_LANES - 1) /
-                                         (BN_UNROLL * BN_ROW_LANES), 65535)),
-                        dim3(32, BN_ROW_LANES), 0, s>>>(out, in, ex, coef, g, h, t);
+    row_tiles tl = tiles_of(g, V);
+    int64_t span = (int64_t)unroll_of(V) * tl.rows; // rows a block takes at a time
+    dim3 grid((unsigned)((tl.groups + tl.across - 1) / tl.across),
+              at_most((g.m + span - 1) / span, 65535));
+    if (g.rows && V == W)
+        rows_apply<S, W><<<grid, BN_THREADS, 0, s>>>(out, in, ex, coef, g, tl, h, t);
+    else if (g.rows)
+        rows_apply<S, 1><<<grid, BN_THREADS, 0, s>>>(out, in, ex, coef, g, tl, h, t);
     else
         planes_apply<S><<<dim3(at_most((g.s + BN_UNROLL * BN_THREADS - 1) /
                                            (BN_UNROLL * BN_THREADS), 1024),
@@ -443,7 +567,8 @@ extern "C" int cuda_batch_norm_kernel(tensor *y, tensor *save_mean, tensor *save
     bn_geo g = geo_of(x);
     if (g.c == 0)
         return 0;
-    int64_t P = training ? chunks_of(g) : 0;
+    int V = rows_width(g, dtype_size(x->dtype), {x, y, ep ? ep->residual : nullptr});
+    int64_t P = training ? chunks_of(g, V) : 0;
     double *part, *coef;
     tensor *scratch = scratch_for(x, P, g, &part, &coef);
     if (!scratch)
@@ -454,12 +579,12 @@ extern "C" int cuda_batch_norm_kernel(tensor *y, tensor *save_mean, tensor *save
         bn_forward_args<T> a = {chan_of<T>(w), chan_of<T>(b), chan_of<T>(running_mean),
                                 chan_of<T>(running_var), chan_of<T>(save_mean),
                                 chan_of<T>(save_invstd), training, momentum, eps};
-        launch_partials<S>(s, part, (const S *)tensor_data(x), nullptr, nullptr, g, P);
+        launch_partials<S>(s, part, (const S *)tensor_data(x), nullptr, nullptr, g, V, P);
         forward_coefs<T><<<(unsigned)g.c, BN_THREADS, 0, s>>>(coef, part, P, g, a);
         tail<S> t = {ep && ep->residual ? (const S *)tensor_data(ep->residual) : nullptr,
                      ep && ep->relu};
         if (y)
-            launch_apply<S>(s, (S *)tensor_data(y), (const S *)tensor_data(x), nullptr, coef, g,
+            launch_apply<S>(s, (S *)tensor_data(y), (const S *)tensor_data(x), nullptr, coef, g, V,
                             head<S>{nullptr, nullptr}, t);
     });
     tensor_decref(scratch);
@@ -479,7 +604,8 @@ extern "C" int cuda_batch_norm_backward_kernel(tensor *gx, tensor *gw, tensor *g
     if (g.c == 0 || (!gx && !gw && !gb && !g_residual))
         return 0;
     // the sums are needed by gw, gb and the training gx only
-    int64_t P = gw || gb || (training && gx) ? chunks_of(g) : 0;
+    int V = rows_width(g, dtype_size(x->dtype), {gx, gy, x, relu_out, g_residual});
+    int64_t P = gw || gb || (training && gx) ? chunks_of(g, V) : 0;
     double *part, *coef;
     tensor *scratch = scratch_for(x, P, g, &part, &coef);
     if (!scratch)
@@ -491,11 +617,11 @@ extern "C" int cuda_batch_norm_backward_kernel(tensor *gx, tensor *gw, tensor *g
         bn_backward_args<T> a = {chan_of<T>(w), chan_of<T>(mean), chan_of<T>(invstd),
                                  chan_of<T>(gw), chan_of<T>(gb), training};
         const S *mask = relu_out ? (const S *)tensor_data(relu_out) : nullptr;
-        launch_partials<S>(s, part, gyd, xd, mask, g, P);
+        launch_partials<S>(s, part, gyd, xd, mask, g, V, P);
         backward_coefs<T><<<(unsigned)g.c, BN_THREADS, 0, s>>>(coef, part, P, g, a);
         if (gx || g_residual)
             launch_apply<S>(s, gx ? (S *)tensor_data(gx) : nullptr, gyd,
-                            training ? xd : nullptr, coef, g,
+                            training ? xd : nullptr, coef, g, V,
                             head<S>{mask, g_residual ? (S *)tensor_data(g_residual) : nullptr},
                             tail<S>{nullptr, false});
     });

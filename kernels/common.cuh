@@ -50,6 +50,12 @@ __device__ __forceinline__ int64_t kgeom_offset(const kgeom &g, int64_t i)
     return off;
 }
 
+// The next loop unrolled whole (a constant trip count): arrays that it indexes
+// stay in registers instead of local memory.
+#ifndef KUNROLL
+#define KUNROLL _Pragma("unroll")
+#endif
+
 #define KLOOP(i, n)                                                                        \
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);              \
          i += (int64_t)blockDim.x * gridDim.x)

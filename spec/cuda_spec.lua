@@ -835,7 +835,9 @@ local function cudnn_path_specs(title, script, ops, refuse, switch, more)
 end
 
 -- Batch norms in float32 and bfloat16 (float32 parameters), NCHW and
--- channels-last; training with and without running statistics, and evaluation;
+-- channels-last (16 channels: our kernels' 16-byte loads; 6 without running
+-- statistics: one channel at a time); training with and without running
+-- statistics, and evaluation;
 -- plain, with a relu, with a residual, with a residual and a relu (the ResNet
 -- block's end): the
 -- output, the updated running statistics and the gradients of x, the weight, the
@@ -852,9 +854,10 @@ local BN_CASES = [[
             t = (t * 2 + 0.5):to(dt)
             return channels_last and t:permute(1, 3, 4, 2):contiguous():permute(1, 4, 2, 3) or t
           end
-          local x, r = act(miles.randn(3, 6, 5, 7)), act(miles.randn(3, 6, 5, 7))
-          local w, b = miles.randn(6) + 1, miles.randn(6)
-          local rm, rv = miles.randn(6) * 0.1, miles.rand(6) + 0.5
+          local c = mode == "train-nostats" and 6 or 16
+          local x, r = act(miles.randn(3, c, 5, 7)), act(miles.randn(3, c, 5, 7))
+          local w, b = miles.randn(c) + 1, miles.randn(c)
+          local rm, rv = miles.randn(c) * 0.1, miles.rand(c) + 0.5
           local function run(dev)
             local l = { x:clone():to(dev), w:clone():to(dev), b:clone():to(dev), r:clone():to(dev) }
             for _, t in ipairs(l) do t.requires_grad = true end
@@ -889,6 +892,42 @@ cudnn_path_specs("batch norm through cuDNN", BN_CASES, { "batch_norm", "batch_no
     local out = run_cases(BN_CASES, "MILES_FAKE_CUDNN_REFUSE=fused MILES_CUDNN_VERBOSE=1")
     assert.truthy(out:find("running it on our kernels", 1, true), out)
     assert.truthy(out:find("batch_norm: cuDNN engine", 1, true), out) -- the plain ones
+  end)
+
+  -- (our kernels sum rows in chunks, each thread BN_ROW_PASSES rows at least:
+  -- 1296 rows are 2 to 4 chunks here)
+  gpu_it("our kernels sum many channels-last rows in chunks, 16 channels at a time or one", function()
+    local out, plans = run_cases([[
+      local n = 0
+      for _, dt in ipairs({ "float32", "bfloat16" }) do
+        for _, c in ipairs({ 16, 6 }) do
+          for _, ep in ipairs({ "none", "residual+relu" }) do
+            n = n + 1
+            miles.manual_seed(n)
+            local function act(t)
+              return (t * 2 + 0.5):to(dt):permute(1, 3, 4, 2):contiguous():permute(1, 4, 2, 3)
+            end
+            local x, r = act(miles.randn(4, c, 18, 18)), act(miles.randn(4, c, 18, 18))
+            local w, b = miles.randn(c) + 1, miles.randn(c)
+            local function run(dev)
+              local l = { x:clone():to(dev), w:clone():to(dev), b:clone():to(dev), r:clone():to(dev) }
+              for _, t in ipairs(l) do t.requires_grad = true end
+              local m, v = miles.zeros(c):to(dev), miles.ones(c):to(dev)
+              local opts = ep ~= "none" and { residual = l[4], relu = true } or nil
+              local y = F.batch_norm(l[1], m, v, l[2], l[3], true, 0.1, 1e-5, opts)
+              miles.manual_seed(99)
+              ;(y * miles.randn(table.unpack(y:shape())):to(dt):to(dev)):sum():backward()
+              local out = { y:cpu(), l[1].grad:cpu(), l[2].grad:cpu(), l[3].grad:cpu(), m:cpu(), v:cpu() }
+              if opts then out[#out + 1] = l[4].grad:cpu() end
+              return out
+            end
+            record(dt, run("cuda"), run("cpu"))
+          end
+        end
+      end
+      report()
+    ]], "MILES_CUDNN_NORM=0")
+    assert.equal("0", plans, out)
   end)
 
   gpu_it("sends NCHW training and its backward to our kernels, making no plan", function()

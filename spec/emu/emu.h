@@ -29,6 +29,7 @@
 #define __global__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
+#define KUNROLL // (nvcc's #pragma unroll, which g++ does not know)
 #define __shared__ static
 
 #include <cuda_runtime.h>
