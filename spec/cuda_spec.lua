@@ -835,53 +835,59 @@ local function cudnn_path_specs(title, script, ops, refuse, switch, more)
 end
 
 -- Batch norms in float32 and bfloat16 (float32 parameters), NCHW and
--- channels-last (16 channels: our kernels' 16-byte loads; 6 without running
--- statistics: one channel at a time); training with and without running
--- statistics, and evaluation;
+-- channels-last; training with and without running statistics, and evaluation;
 -- plain, with a relu, with a residual, with a residual and a relu (the ResNet
--- block's end): the
--- output, the updated running statistics and the gradients of x, the weight, the
--- bias and the residual.
-local BN_CASES = [[
+-- block's end): the output, the updated running statistics and the gradients of
+-- x, the weight, the bias and the residual. cfg (a Lua table constructor, as
+-- text) narrows the loops and sets the shape: by default [3, C, 5, 7] with 16
+-- channels (our kernels' 16-byte loads) and 6 without running statistics (one
+-- channel at a time).
+local function bn_cases(cfg)
+  return "local cfg = " .. (cfg or "{}") .. [[
+
   local n = 0
-  for _, dt in ipairs({ "float32", "bfloat16" }) do
-    for _, channels_last in ipairs({ false, true }) do
-      for _, mode in ipairs({ "train", "train-nostats", "eval" }) do
-        for _, ep in ipairs({ "none", "relu", "residual", "residual+relu" }) do
-          n = n + 1
-          miles.manual_seed(n)
-          local function act(t)
-            t = (t * 2 + 0.5):to(dt)
-            return channels_last and t:permute(1, 3, 4, 2):contiguous():permute(1, 4, 2, 3) or t
+  for _, dt in ipairs(cfg.dtypes or { "float32", "bfloat16" }) do
+    for _, channels_last in ipairs(cfg.layouts or { false, true }) do
+      for _, mode in ipairs(cfg.modes or { "train", "train-nostats", "eval" }) do
+        for _, c in ipairs(cfg.channels or { mode == "train-nostats" and 6 or 16 }) do
+          for _, ep in ipairs(cfg.epilogues or { "none", "relu", "residual", "residual+relu" }) do
+            n = n + 1
+            miles.manual_seed(n)
+            local function act(t)
+              t = (t * 2 + 0.5):to(dt)
+              return channels_last and t:permute(1, 3, 4, 2):contiguous():permute(1, 4, 2, 3) or t
+            end
+            local shape = { cfg.batch or 3, c, table.unpack(cfg.hw or { 5, 7 }) }
+            local x, r = act(miles.randn(shape)), act(miles.randn(shape))
+            local w, b = miles.randn(c) + 1, miles.randn(c)
+            local rm, rv = miles.randn(c) * 0.1, miles.rand(c) + 0.5
+            local function run(dev)
+              local l = { x:clone():to(dev), w:clone():to(dev), b:clone():to(dev), r:clone():to(dev) }
+              for _, t in ipairs(l) do t.requires_grad = true end
+              local m, v = rm:clone():to(dev), rv:clone():to(dev)
+              if mode == "train-nostats" then m, v = nil, nil end
+              local opts = ep == "relu" and { relu = true }
+                or ep == "residual" and { residual = l[4] }
+                or ep == "residual+relu" and { residual = l[4], relu = true } or nil
+              local y = F.batch_norm(l[1], m, v, l[2], l[3], mode ~= "eval", 0.1, 1e-5, opts)
+              miles.manual_seed(99)
+              local g = miles.randn(table.unpack(y:shape())):to(dt):to(dev)
+              ;(y * g):sum():backward()
+              local out = { y:cpu(), l[1].grad:cpu(), l[2].grad:cpu(), l[3].grad:cpu() }
+              if ep:find("residual") then out[#out + 1] = l[4].grad:cpu() end
+              if m then out[#out + 1] = m:cpu(); out[#out + 1] = v:cpu() end
+              return out
+            end
+            record(dt, run("cuda"), run("cpu"))
           end
-          local c = mode == "train-nostats" and 6 or 16
-          local x, r = act(miles.randn(3, c, 5, 7)), act(miles.randn(3, c, 5, 7))
-          local w, b = miles.randn(c) + 1, miles.randn(c)
-          local rm, rv = miles.randn(c) * 0.1, miles.rand(c) + 0.5
-          local function run(dev)
-            local l = { x:clone():to(dev), w:clone():to(dev), b:clone():to(dev), r:clone():to(dev) }
-            for _, t in ipairs(l) do t.requires_grad = true end
-            local m, v = rm:clone():to(dev), rv:clone():to(dev)
-            if mode == "train-nostats" then m, v = nil, nil end
-            local opts = ep == "relu" and { relu = true }
-              or ep == "residual" and { residual = l[4] }
-              or ep == "residual+relu" and { residual = l[4], relu = true } or nil
-            local y = F.batch_norm(l[1], m, v, l[2], l[3], mode ~= "eval", 0.1, 1e-5, opts)
-            miles.manual_seed(99)
-            local g = miles.randn(table.unpack(y:shape())):to(dt):to(dev)
-            ;(y * g):sum():backward()
-            local out = { y:cpu(), l[1].grad:cpu(), l[2].grad:cpu(), l[3].grad:cpu() }
-            if ep:find("residual") then out[#out + 1] = l[4].grad:cpu() end
-            if m then out[#out + 1] = m:cpu(); out[#out + 1] = v:cpu() end
-            return out
-          end
-          record(dt, run("cuda"), run("cpu"))
         end
       end
     end
   end
   report()
 ]]
+end
+local BN_CASES = bn_cases()
 
 -- Batch norm through cuDNN's graph API (csrc/cuda/cudnn_norm.c), the epilogue
 -- (residual, relu) fused into the forward's graph; the relu's backward a pass
@@ -897,36 +903,9 @@ cudnn_path_specs("batch norm through cuDNN", BN_CASES, { "batch_norm", "batch_no
   -- (our kernels sum rows in chunks, each thread BN_ROW_PASSES rows at least:
   -- 1296 rows are 2 to 4 chunks here)
   gpu_it("our kernels sum many channels-last rows in chunks, 16 channels at a time or one", function()
-    local out, plans = run_cases([[
-      local n = 0
-      for _, dt in ipairs({ "float32", "bfloat16" }) do
-        for _, c in ipairs({ 16, 6 }) do
-          for _, ep in ipairs({ "none", "residual+relu" }) do
-            n = n + 1
-            miles.manual_seed(n)
-            local function act(t)
-              return (t * 2 + 0.5):to(dt):permute(1, 3, 4, 2):contiguous():permute(1, 4, 2, 3)
-            end
-            local x, r = act(miles.randn(4, c, 18, 18)), act(miles.randn(4, c, 18, 18))
-            local w, b = miles.randn(c) + 1, miles.randn(c)
-            local function run(dev)
-              local l = { x:clone():to(dev), w:clone():to(dev), b:clone():to(dev), r:clone():to(dev) }
-              for _, t in ipairs(l) do t.requires_grad = true end
-              local m, v = miles.zeros(c):to(dev), miles.ones(c):to(dev)
-              local opts = ep ~= "none" and { residual = l[4], relu = true } or nil
-              local y = F.batch_norm(l[1], m, v, l[2], l[3], true, 0.1, 1e-5, opts)
-              miles.manual_seed(99)
-              ;(y * miles.randn(table.unpack(y:shape())):to(dt):to(dev)):sum():backward()
-              local out = { y:cpu(), l[1].grad:cpu(), l[2].grad:cpu(), l[3].grad:cpu(), m:cpu(), v:cpu() }
-              if opts then out[#out + 1] = l[4].grad:cpu() end
-              return out
-            end
-            record(dt, run("cuda"), run("cpu"))
-          end
-        end
-      end
-      report()
-    ]], "MILES_CUDNN_NORM=0")
+    local out, plans = run_cases(bn_cases([[{ layouts = { true }, modes = { "train" },
+      channels = { 16, 6 }, epilogues = { "none", "residual+relu" }, batch = 4, hw = { 18, 18 } }]]),
+      "MILES_CUDNN_NORM=0")
     assert.equal("0", plans, out)
   end)
 
