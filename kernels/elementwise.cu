@@ -141,6 +141,64 @@ __device__ __forceinline__ int64_t kat(const kgeom &g, int64_t i)
     return kgeom_offset(g, i);
 }
 
+// --- runs in vectors ---
+// An operand that is one run of the n elements (or one broadcast scalar) is read
+// and written 16 bytes at a time when it is float32 or bfloat16 (the types of a
+// network's activations and gradients) and aligned so: a warp's loads are then as
+// wide as the memory system's. The kernels take V elements at a time (V = 1:
+// one at a time), then the tail of fewer than V one by one.
+
+template <typename T, int V> struct alignas(sizeof(T) * V) kvec {
+    T e[V];
+};
+
+// Elements per 16-byte vector of T: 4 float32, 8 bfloat16; 1 for the others.
+template <typename T> constexpr int kvec_width()
+{
+    return std::is_same<T, float>::value || std::is_same<T, __nv_bfloat16>::value
+               ? (int)(16 / sizeof(T))
+               : 1;
+}
+
+// Is p aligned for vectors of V elements of T (V = 1: always)?
+template <typename T> static bool kvec_aligned(const void *p, int V)
+{
+    return (uintptr_t)p % (sizeof(T) * (size_t)V) == 0;
+}
+
+template <int V, typename T> __device__ inline kvec<T, V> kvld(const T *p, int64_t i)
+{
+    return reinterpret_cast<const kvec<T, V> *>(p)[i];
+}
+
+template <int V, typename T> __device__ inline void kvst(T *p, int64_t i, const kvec<T, V> &v)
+{
+    reinterpret_cast<kvec<T, V> *>(p)[i] = v;
+}
+
+// The n elements of a flat launch: vec(i) does elements i*V .. i*V + V - 1 for
+// every whole vector, one(j) each element j of the tail.
+template <int V, typename FV, typename F1> __device__ inline void kflat(int64_t n, FV vec, F1 one)
+{
+    int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    int64_t step = (int64_t)blockDim.x * gridDim.x, nv = n / V;
+    for (int64_t i = t; i < nv; i += step)
+        vec(i);
+    for (int64_t j = nv * V + t; j < n; j += step)
+        one(j);
+}
+
+// Is g (merged) one run of stride 1, or a broadcast scalar (stride 0, or no dims)?
+static bool kgeom_run(const kgeom &g)
+{
+    return g.ndim == 1 && g.stride[0] == 1;
+}
+
+static bool kgeom_scalar(const kgeom &g)
+{
+    return g.ndim == 0 || (g.ndim == 1 && g.stride[0] == 0);
+}
+
 // --- copy and fill ---
 
 // Same dtype: the element as is (bytes of bool included); else through a double,
@@ -170,13 +228,40 @@ static bool same_dense_layout(const tensor *a, const tensor *b)
     return true;
 }
 
+// A conversion between runs (float32 and bfloat16 both ways: the casts of
+// autocast), V elements at a time.
+template <dtype_t D, dtype_t S, int V>
+__global__ void cast_run_kernel(elem_t<D> *dst, const elem_t<S> *src, int64_t n)
+{
+    kflat<V>(
+        n,
+        [&](int64_t i) {
+            kvec<elem_t<S>, V> x = kvld<V>(src, i);
+            kvec<elem_t<D>, V> y;
+            KUNROLL
+            for (int k = 0; k < V; k++)
+                y.e[k] = from_d<D>(load_d<S>(x.e[k]));
+            kvst<V>(dst, i, y);
+        },
+        [&](int64_t j) { dst[j] = from_d<D>(load_d<S>(src[j])); });
+}
+
 template <dtype_t D, dtype_t S> static int copy_launch(tensor *dst, const tensor *src, int64_t n)
 {
+    // (vectors of 16 bytes of the wider type)
+    constexpr int W = kvec_width<elem_t<D>>() < kvec_width<elem_t<S>>() ? kvec_width<elem_t<D>>()
+                                                                      : kvec_width<elem_t<S>>();
     cudaStream_t s = kstream(dst);
     if (!s)
         return -1;
     korder o = korder_of(dst);
     kgeom gd = kgeom_merged(dst, o), gs = kgeom_merged(src, o);
+    if (D != S && W > 1 && kgeom_run(gd) && kgeom_run(gs) &&
+        kvec_aligned<elem_t<D>>(tensor_data(dst), W) && kvec_aligned<elem_t<S>>(tensor_data(src), W)) {
+        cast_run_kernel<D, S, W><<<kblocks(n / W + 1), KTHREADS, 0, s>>>(
+            (elem_t<D> *)tensor_data(dst), (const elem_t<S> *)tensor_data(src), n);
+        return cuda_ctx_launched("copy");
+    }
     if (D == S && ((kgeom_flat(gd) && kgeom_flat(gs)) || same_dense_layout(dst, src))) {
         if (tensor_data(dst) == tensor_data(src)) // x:copy_(x)
             return 0;
@@ -340,21 +425,37 @@ __device__ static inline elem_t<DT> unary_elem(elem_t<DT> x, double p0, double p
         return from_d<DT>((double)unary_int<OP>((int64_t)load_d<DT>(x), p0, p1));
 }
 
-template <unary_op OP, dtype_t DT>
+template <unary_op OP, dtype_t DT, int V>
 __global__ void unary_kernel(elem_t<DT> *out, const elem_t<DT> *a, int64_t n, double p0, double p1)
 {
-    KLOOP(i, n) out[i] = unary_elem<OP, DT>(a[i], p0, p1);
+    using T = elem_t<DT>;
+    kflat<V>(
+        n,
+        [&](int64_t i) {
+            kvec<T, V> x = kvld<V>(a, i), y;
+            KUNROLL
+            for (int k = 0; k < V; k++)
+                y.e[k] = unary_elem<OP, DT>(x.e[k], p0, p1);
+            kvst<V>(out, i, y);
+        },
+        [&](int64_t j) { out[j] = unary_elem<OP, DT>(a[j], p0, p1); });
 }
 
 // out and a are dense with the same strides: both are flat arrays of n elements.
 template <unary_op OP, dtype_t DT>
 static int unary_launch(tensor *out, const tensor *a, int64_t n, double p0, double p1)
 {
+    using T = elem_t<DT>;
+    constexpr int W = kvec_width<T>();
     cudaStream_t s = kstream(out);
     if (!s)
         return -1;
-    unary_kernel<OP, DT><<<kblocks(n), KTHREADS, 0, s>>>(
-        (elem_t<DT> *)tensor_data(out), (const elem_t<DT> *)tensor_data(a), n, p0, p1);
+    T *o = (T *)tensor_data(out);
+    const T *x = (const T *)tensor_data(a);
+    if (kvec_aligned<T>(o, W) && kvec_aligned<T>(x, W))
+        unary_kernel<OP, DT, W><<<kblocks(n / W + 1), KTHREADS, 0, s>>>(o, x, n, p0, p1);
+    else
+        unary_kernel<OP, DT, 1><<<kblocks(n), KTHREADS, 0, s>>>(o, x, n, p0, p1);
     return cuda_ctx_launched("unary");
 }
 
@@ -403,10 +504,30 @@ template <unary_op OP, typename T> __device__ static inline T act_grad(T g, T y)
     else return g * (one - y * y); // UN_TANH
 }
 
-template <unary_op OP, typename S>
+template <unary_op OP, typename S, int V>
 __global__ void act_grad_kernel(S *gin, const S *gout, const S *y, int64_t n)
 {
-    KLOOP(i, n) gin[i] = knarrow<S>(act_grad<OP, compute_t<S>>(kwiden(gout[i]), kwiden(y[i])));
+    auto f = [](S g, S v) { return knarrow<S>(act_grad<OP, compute_t<S>>(kwiden(g), kwiden(v))); };
+    kflat<V>(
+        n,
+        [&](int64_t i) {
+            kvec<S, V> g = kvld<V>(gout, i), v = kvld<V>(y, i), r;
+            KUNROLL
+            for (int k = 0; k < V; k++)
+                r.e[k] = f(g.e[k], v.e[k]);
+            kvst<V>(gin, i, r);
+        },
+        [&](int64_t j) { gin[j] = f(gout[j], y[j]); });
+}
+
+template <unary_op OP, typename S>
+static void act_grad_launch(cudaStream_t s, S *gi, const S *go, const S *yy, int64_t n)
+{
+    constexpr int W = kvec_width<S>();
+    if (kvec_aligned<S>(gi, W) && kvec_aligned<S>(go, W) && kvec_aligned<S>(yy, W))
+        act_grad_kernel<OP, S, W><<<kblocks(n / W + 1), KTHREADS, 0, s>>>(gi, go, yy, n);
+    else
+        act_grad_kernel<OP, S, 1><<<kblocks(n), KTHREADS, 0, s>>>(gi, go, yy, n);
 }
 
 extern "C" int cuda_activation_backward_kernel(unary_op op, tensor *gin, const tensor *gout,
@@ -423,11 +544,11 @@ extern "C" int cuda_activation_backward_kernel(unary_op op, tensor *gin, const t
         S *gi = (S *)tensor_data(gin);
         const S *go = (const S *)tensor_data(gout), *yy = (const S *)tensor_data(y);
         if (op == UN_RELU)
-            act_grad_kernel<UN_RELU, S><<<kblocks(n), KTHREADS, 0, s>>>(gi, go, yy, n);
+            act_grad_launch<UN_RELU, S>(s, gi, go, yy, n);
         else if (op == UN_SIGMOID)
-            act_grad_kernel<UN_SIGMOID, S><<<kblocks(n), KTHREADS, 0, s>>>(gi, go, yy, n);
+            act_grad_launch<UN_SIGMOID, S>(s, gi, go, yy, n);
         else
-            act_grad_kernel<UN_TANH, S><<<kblocks(n), KTHREADS, 0, s>>>(gi, go, yy, n);
+            act_grad_launch<UN_TANH, S>(s, gi, go, yy, n);
     });
 }
 
@@ -504,19 +625,52 @@ __global__ void binary_kernel(binary_out_t<OP, DT> *out, kgeom go, const elem_t<
     KLOOP(i, n) out[kat(go, i)] = binary_elem<OP, DT>(a[kat(ga, i)], b[kat(gb, i)]);
 }
 
+// The same when out is a run and a and b are runs or broadcast scalars (sa, sb):
+// V elements at a time.
+template <binary_op OP, dtype_t DT, int V>
+__global__ void binary_run_kernel(binary_out_t<OP, DT> *out, const elem_t<DT> *a, bool sa,
+                                  const elem_t<DT> *b, bool sb, int64_t n)
+{
+    using T = elem_t<DT>;
+    using O = binary_out_t<OP, DT>;
+    kflat<V>(
+        n,
+        [&](int64_t i) {
+            kvec<T, V> x, y;
+            kvec<O, V> r;
+            if (!sa)
+                x = kvld<V>(a, i);
+            if (!sb)
+                y = kvld<V>(b, i);
+            KUNROLL
+            for (int k = 0; k < V; k++)
+                r.e[k] = binary_elem<OP, DT>(sa ? a[0] : x.e[k], sb ? b[0] : y.e[k]);
+            kvst<V>(out, i, r);
+        },
+        [&](int64_t j) { out[j] = binary_elem<OP, DT>(a[sa ? 0 : j], b[sb ? 0 : j]); });
+}
+
 // out is walked by its geometry too: the op layer may lay it out like a
 // channels-last operand.
 template <binary_op OP, dtype_t DT>
 static int binary_launch(tensor *out, const tensor *a, const tensor *b, int64_t n)
 {
+    using T = elem_t<DT>;
+    using O = binary_out_t<OP, DT>;
+    constexpr int W = kvec_width<T>();
     cudaStream_t s = kstream(out);
     if (!s)
         return -1;
     korder o = korder_of(out);
-    binary_kernel<OP, DT><<<kblocks(n), KTHREADS, 0, s>>>(
-        (binary_out_t<OP, DT> *)tensor_data(out), kgeom_merged(out, o),
-        (const elem_t<DT> *)tensor_data(a), kgeom_merged(a, o), (const elem_t<DT> *)tensor_data(b),
-        kgeom_merged(b, o), n);
+    kgeom go = kgeom_merged(out, o), ga = kgeom_merged(a, o), gb = kgeom_merged(b, o);
+    O *po = (O *)tensor_data(out);
+    const T *pa = (const T *)tensor_data(a), *pb = (const T *)tensor_data(b);
+    bool sa = kgeom_scalar(ga), sb = kgeom_scalar(gb);
+    if (W > 1 && kgeom_run(go) && (sa || kgeom_run(ga)) && (sb || kgeom_run(gb)) &&
+        kvec_aligned<O>(po, W) && (sa || kvec_aligned<T>(pa, W)) && (sb || kvec_aligned<T>(pb, W)))
+        binary_run_kernel<OP, DT, W><<<kblocks(n / W + 1), KTHREADS, 0, s>>>(po, pa, sa, pb, sb, n);
+    else
+        binary_kernel<OP, DT><<<kblocks(n), KTHREADS, 0, s>>>(po, go, pa, ga, pb, gb, n);
     return cuda_ctx_launched("binary");
 }
 

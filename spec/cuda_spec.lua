@@ -90,9 +90,17 @@ for _, dt in ipairs({ "float32", "float64" }) do
       d:mul_(a)
       d:sub_(1.5)
       d:div_(p:abs() + 1)
+      -- runs: 16 bytes at a time with a tail (1003 elements), or one at a time
+      -- (narrowed by one element: not aligned for 16 bytes)
+      local v = leaf(randn(dev, { 1003 }, dt))
+      local w = v:narrow(1, 2, 1001)
+      local r = (v * 3):relu() + w:sum()
+      backward(r, dev)
+      local h = v:to("bfloat16")
       return { a + bias, a * c, c - p, p / (a:abs() + 1), miles.where(a:gt(0), a, c),
                miles.where(p:gt(0), bias, p), a:contiguous(), p:contiguous(), into, filled,
-               miles.maximum(bias, a), d }
+               miles.maximum(bias, a), d, v:exp(), w:exp(), v * 2, w * 2, v + v, w + w, v:lt(w:sum()),
+               r, v.grad, h:to(dt), w:to("bfloat16"):to(dt), (h + 1):to(dt), h:relu():to(dt) }
     end)
 
   case("reductions " .. dt, dt, function(dev)
