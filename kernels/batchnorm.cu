@@ -34,6 +34,7 @@
 #define BN_PLANE_CHUNK 16384 // positions per block in the planes' partial sums
 #define BN_ROW_PASSES 8      // rows per thread at least in the rows' partial sums
 #define BN_MAX_CHUNKS 1024   // partial sums per channel at most
+#define BN_MAX_SUMS (1 << 18) // partial sums of each kind in all at most (2 MiB)
 #define BN_UNROLL 4          // elements a thread loads before it uses the first
 
 // Vectors (V > 1) a thread loads before it uses the first: fewer, so that the
@@ -485,11 +486,13 @@ int rows_width(const bn_geo &g, size_t elem, std::initializer_list<const tensor 
 
 // How many chunks (partial sums per channel) the positions are summed in: in
 // rows, enough blocks to keep the GPU's loads in flight, each thread still
-// taking BN_ROW_PASSES rows at least.
+// taking BN_ROW_PASSES rows at least, and no more partial sums in all than
+// BN_MAX_SUMS (many channels: fewer chunks).
 int64_t chunks_of(const bn_geo &g, int V)
 {
     int64_t per = g.rows ? (int64_t)tiles_of(g, V).rows * BN_ROW_PASSES : BN_PLANE_CHUNK;
-    return at_most((g.m + per - 1) / per, BN_MAX_CHUNKS);
+    int64_t cap = BN_MAX_SUMS / g.c < BN_MAX_CHUNKS ? BN_MAX_SUMS / g.c : BN_MAX_CHUNKS;
+    return at_most((g.m + per - 1) / per, cap > 1 ? cap : 1);
 }
 
 // The P chunks of partial sums of a and a*b (b = a when NULL; a masked by mask

@@ -9,6 +9,7 @@
 #include <cuda_bf16.h>
 #include <math.h>
 
+#include <initializer_list>
 #include <type_traits>
 
 // --- element types and conversions ---
@@ -79,17 +80,22 @@ template <dtype_t DT> __host__ __device__ static inline elem_t<DT> from_d(double
 // views of its shape) by decreasing stride, so that a channels-last or transposed
 // output, and the operands laid out as it is, are walked as the runs of memory
 // they are (the CPU's iter.c: a stable sort, which keeps a contiguous order).
+// Row-major when an operand's rank is not the output's: each is then walked as
+// it is, in the row-major order the callers pair such operands in.
 struct korder {
     int n, dim[TENSOR_MAX_DIMS];
 };
 
-static korder korder_of(const tensor *out)
+static korder korder_of(const tensor *out, std::initializer_list<const tensor *> operands = {})
 {
     korder o;
     o.n = out->ndim;
+    bool same_rank = true; // (else each is walked row-major, as it is)
+    for (const tensor *t : operands)
+        same_rank = same_rank && t->ndim == out->ndim;
     for (int i = 0; i < out->ndim; i++) {
         int j = i;
-        for (; j > 0 && out->stride[o.dim[j - 1]] < out->stride[i]; j--)
+        for (; same_rank && j > 0 && out->stride[o.dim[j - 1]] < out->stride[i]; j--)
             o.dim[j] = o.dim[j - 1];
         o.dim[j] = i;
     }
@@ -254,7 +260,7 @@ template <dtype_t D, dtype_t S> static int copy_launch(tensor *dst, const tensor
     cudaStream_t s = kstream(dst);
     if (!s)
         return -1;
-    korder o = korder_of(dst);
+    korder o = korder_of(dst, {src});
     kgeom gd = kgeom_merged(dst, o), gs = kgeom_merged(src, o);
     if (D != S && W > 1 && kgeom_run(gd) && kgeom_run(gs) &&
         kvec_aligned<elem_t<D>>(tensor_data(dst), W) && kvec_aligned<elem_t<S>>(tensor_data(src), W)) {
@@ -661,7 +667,7 @@ static int binary_launch(tensor *out, const tensor *a, const tensor *b, int64_t 
     cudaStream_t s = kstream(out);
     if (!s)
         return -1;
-    korder o = korder_of(out);
+    korder o = korder_of(out, {a, b});
     kgeom go = kgeom_merged(out, o), ga = kgeom_merged(a, o), gb = kgeom_merged(b, o);
     O *po = (O *)tensor_data(out);
     const T *pa = (const T *)tensor_data(a), *pb = (const T *)tensor_data(b);
@@ -724,7 +730,7 @@ static int where_launch(tensor *out, const tensor *cond, const tensor *a, const 
     cudaStream_t s = kstream(out);
     if (!s)
         return -1;
-    korder o = korder_of(out);
+    korder o = korder_of(out, {cond, a, b});
     where_kernel<T><<<kblocks(n), KTHREADS, 0, s>>>(
         (T *)tensor_data(out), kgeom_merged(out, o), (const uint8_t *)tensor_data(cond),
         kgeom_merged(cond, o), (const T *)tensor_data(a), kgeom_merged(a, o),

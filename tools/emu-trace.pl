@@ -6,8 +6,10 @@
 # and sets by kind with their bytes, host waits.
 #   tools/emu-trace.pl build-emu/bin/miles trace.txt [segment]
 # segment K (1-based) sums only the lines between the (K-1)-th and the K-th
-# "stream sync" (miles.cuda.synchronize()): one step of a loop that synchronises
-# after each (tools/emu-trace-step.lua does).
+# "stream sync": every wait for a stream, miles.cuda.synchronize() and the
+# reads that wait (:item(), :cpu()) alike. In a loop that synchronises after
+# each step and reads nothing in it (tools/emu-trace-step.lua), segment K is
+# step K.
 use strict;
 use warnings;
 

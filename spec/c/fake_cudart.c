@@ -117,12 +117,14 @@ static void open_trace(void)
     const char *path = getenv("MILES_FAKE_TRACE");
     if (path && *path && !(trace_out = fopen(path, "a")))
         fprintf(stderr, "fake cudart: cannot open MILES_FAKE_TRACE %s\n", path);
+    if (trace_out) /* whole lines: the fakes stop with abort(), and children append */
+        setvbuf(trace_out, NULL, _IOLBF, 0);
 }
 
 /* MILES_FAKE_TRACE=path: a line for each kernel launch, library operation, copy,
  * set and graph launch that the host queues or captures, appended to path:
  * tools/emu-trace.pl names the kernels and sums what a step asks of the GPU. */
-static bool tracing(void)
+bool fake_tracing(void)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, open_trace);
@@ -131,7 +133,7 @@ static bool tracing(void)
 
 void fake_trace(const char *fmt, ...)
 {
-    if (!tracing())
+    if (!fake_tracing())
         return;
     va_list ap;
     va_start(ap, fmt);
@@ -144,7 +146,7 @@ void fake_trace(const char *fmt, ...)
 
 void fake_trace_kernel(cudaStream_t s, const void *func, dim3 grid, dim3 block)
 {
-    if (!tracing())
+    if (!fake_tracing())
         return;
     Dl_info info = {0};
     uintptr_t at = (uintptr_t)func;

@@ -2,6 +2,7 @@
 #ifndef MILES_FAKE_CUDART_H
 #define MILES_FAKE_CUDART_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <cuda_runtime.h>
@@ -41,6 +42,7 @@ void fake_charge(unsigned long long units);
 /* A line (printf's fmt, no newline) in the trace that MILES_FAKE_TRACE names, if
  * any: the fakes of libraries say what each of their operations is. */
 void fake_trace(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+bool fake_tracing(void); /* is there such a trace? */
 /* A kernel's line in that trace: where func lies in its binary (tools/emu-trace.pl
  * asks addr2line for the name), its blocks and threads per block. */
 void fake_trace_kernel(cudaStream_t s, const void *func, dim3 grid, dim3 block);

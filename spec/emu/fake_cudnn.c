@@ -1212,20 +1212,21 @@ static void trace_graph(const attr *ops)
     static const char *const names[] = {"conv_fwd", "conv_bwd_data", "conv_bwd_filter", "add",
                                         "relu", "relu_bwd", "norm_fwd", "norm_bwd", "pool_fwd",
                                         "pool_bwd", "sigmoid", "tanh"};
+    if (!fake_tracing() || ops->count < 1)
+        return;
     char line[256];
     int n = snprintf(line, sizeof line, "cudnn");
     fop first;
-    for (int64_t i = 0; i < ops->count; i++) {
+    op_of(((fdesc *const *)ops->values)[0], &first);
+    for (int64_t i = 0; i < ops->count && n < 200; i++) { /* (room for the dims) */
         fop o;
         op_of(((fdesc *const *)ops->values)[i], &o);
-        if (i == 0)
-            first = o;
         n += snprintf(line + n, sizeof line - (size_t)n, "%s%s", i ? "+" : " ", names[o.kind]);
     }
     const ftensor *t = &first.t[0];
-    for (int d = 0; ops->count > 0 && d < t->nd && n < 200; d++)
+    for (int d = 0; d < t->nd && n < 200; d++)
         n += snprintf(line + n, sizeof line - (size_t)n, "%s%lld", d ? "x" : " ", (long long)t->dim[d]);
-    fake_trace("%s %s", line, ops->count > 0 && t->dt == CUDNN_DATA_BFLOAT16 ? "bf16" : "f32");
+    fake_trace("%s %s", line, t->dt == CUDNN_DATA_BFLOAT16 ? "bf16" : "f32");
 }
 
 cudnnStatus_t cudnnBackendExecute(cudnnHandle_t handle, cudnnBackendDescriptor_t executionPlan,
