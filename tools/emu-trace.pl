@@ -8,7 +8,7 @@
 # segment K (1-based) sums only the lines between the (K-1)-th and the K-th
 # "stream sync": every wait for a stream, miles.cuda.synchronize() and the
 # reads that wait (:item(), :cpu()) alike. In a loop that synchronises after
-# each step and reads nothing in it (tools/emu-trace-step.lua), segment K is
+# each step and reads nothing in it (tools/emu-step.lua), segment K is
 # step K.
 use strict;
 use warnings;

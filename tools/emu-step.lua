@@ -1,19 +1,24 @@
 -- The reference workload's training step (experiments/bench.lua's cremad: two
 -- ResNet-18, concat fusion, three losses, Adam over three groups) on the emulated
--- GPU, three steps, each followed by miles.cuda.synchronize(), for a trace of
--- what one step asks of the GPU (spec/c/fake_cudart.c):
---   MILES_FAKE_TRACE=/tmp/trace MILES_CUBLAS=$(ls $PWD/build-emu/lib/libcublas.so.*) \
---     build-emu/bin/miles tools/emu-trace-step.lua [batch [size [f32]]]
---   tools/emu-trace.pl build-emu/bin/miles /tmp/trace 3
--- (segment 3: the third step, plans made and caches warm). Batch 2 at 32x32 (the
--- defaults) takes about 5 minutes; bf16 autocast unless "f32".
+-- GPU, `steps` times, each followed by miles.cuda.synchronize(); for each step the
+-- time the host took to queue it, and the device allocations it made.
+--   MILES_CUBLAS=$(ls $PWD/build-emu/lib/libcublas.so.*) \
+--     build-emu/bin/miles tools/emu-step.lua [batch [size [f32|bf16 [steps]]]]
+-- (defaults: 2, 32, bf16 autocast, 3 steps.) Two uses:
+--  - MILES_FAKE_TRACE=/tmp/trace, then `tools/emu-trace.pl build-emu/bin/miles
+--    /tmp/trace 3`: what the third step (plans made, caches warm) asks of the GPU
+--    (batch 2 at 32x32 takes about 5 minutes);
+--  - MILES_FAKE_SKIP=1 (nothing runs on the emulated GPU but copies and sets):
+--    the host's own time per step, at full size in seconds (the fake GPU holds 4
+--    GiB: batch 32 at 224x224 fits, 64 in float32 does not, and its allocator
+--    then empties its cache every step).
 local miles = require "miles"
 local nn, F = miles.nn, miles.F
 local models = require "miles.models"
 local optim = require "miles.optim"
 
 local batch, size = tonumber(arg[1] or 2), tonumber(arg[2] or 32)
-local bf16 = arg[3] ~= "f32"
+local bf16, steps = arg[3] ~= "f32", tonumber(arg[4] or 3)
 miles.manual_seed(0)
 local ea = models.resnet18({ in_channels = 1 })
 local eb = models.resnet18({ in_channels = 3 })
@@ -40,9 +45,12 @@ local function step()
 end
 
 miles.autocast(bf16, function()
-  for i = 1, 3 do
+  for i = 1, steps do
+    local allocs, t0 = miles.cuda.memory_stats().allocations, miles.wall_time()
     step()
+    local host = miles.wall_time() - t0
     miles.cuda.synchronize()
-    io.stderr:write("step ", i, " traced\n")
+    print(("step %d: queued in %.2f ms, %d device allocations"):format(i, host * 1000,
+      miles.cuda.memory_stats().allocations - allocs))
   end
 end)
