@@ -776,6 +776,68 @@ local CONV_CASES = [[
 -- for itself, but MILES_CONV_GEMM=1 makes every convolution take the last one.
 local function run_conv_cases(env) return run_cases(CONV_CASES, env) end
 
+-- What a piece of work asks of the emulated GPU, from its trace (MILES_FAKE_TRACE,
+-- summed by tools/emu-trace.pl): segment k of the child's trace (the stretches
+-- between its waits for the stream).
+local function traced(script, k)
+  local trace = os.tmpname()
+  local out = run_child("MILES_FAKE_TRACE=" .. trace, "local miles = require 'miles'\n" .. script)
+  local p = io.popen(("tools/emu-trace.pl %s %s %d 2>&1"):format(H.miles_bin(), trace, k))
+  local summary = p:read("a")
+  p:close()
+  os.remove(trace)
+  return summary, out
+end
+
+describe("the emulated GPU's trace", function()
+  ;(H.cuda_emulated and it or pending)("names and counts the kernels, library calls and copies of a stretch #emulated-gpu", function()
+    local summary, out = traced([[
+      local x = miles.randn(2, 3, 8, 8):cuda()
+      local y = miles.F.conv2d(x, miles.randn(4, 3, 3, 3):cuda())
+      miles.cuda.synchronize()
+      y = (y * 2):relu()
+      miles.cuda.synchronize()
+    ]], 2)
+    assert.truthy(summary:find("unary_kernel<", 1, true), summary .. out)
+    assert.truthy(summary:find("binary_run_kernel<", 1, true), summary)
+    assert.falsy(summary:find("cudnn", 1, true), summary) -- (the convolution's is in stretch 1)
+    assert.truthy(summary:find("%d+ kernel launches, %d+ other operations"), summary)
+  end)
+
+  ;(H.cuda_emulated and it or pending)("autocast casts a convolution's operands straight into channels-last #emulated-gpu", function()
+    -- (a weight cast to a contiguous bf16 copy would be laid out again for cuDNN:
+    -- a bf16-to-bf16 copy in each pass)
+    local summary = traced([[
+      local x = miles.randn(2, 3, 8, 8):cuda()
+      local w = miles.randn(4, 3, 3, 3):cuda()
+      x.requires_grad, w.requires_grad = true, true
+      local g = miles.randn(2, 4, 8, 8):bfloat16():cuda() -- contiguous: laid out once
+      local function pass()
+        miles.autocast(true, function() miles.F.conv2d(x, w, nil, { padding = 1 }):backward(g) end)
+        miles.cuda.synchronize()
+      end
+      pass() -- (the plans made)
+      pass()
+    ]], 2)
+    assert.truthy(summary:find("cudnn conv_bwd_filter bf16", 1, true), summary)
+    -- one bf16 copy: the contiguous gradient laid out once for both passes
+    local copies = summary:match("(%d+)%s+%d+%s+copy_kernel<%(dtype_t%)3, %(dtype_t%)3>")
+    assert.equal("1", copies, summary)
+  end)
+
+  ;(H.cuda_emulated and it or pending)("t:add_(x) writes into t, without a copy back #emulated-gpu", function()
+    local summary = traced([[
+      local t, u = miles.randn(100):cuda(), miles.randn(100):cuda()
+      miles.cuda.synchronize()
+      t:add_(u)
+      t:mul_(t)
+      miles.cuda.synchronize()
+    ]], 2)
+    assert.truthy(summary:find("\n2 kernel launches", 1, true), summary)
+    assert.falsy(summary:find("copy d2d", 1, true), summary)
+  end)
+end)
+
 describe("convolution fallbacks", function()
   ;(H.cuda_emulated and it or pending)("none needed: the bias and relu fused into the graph #emulated-gpu", function()
     local out = run_conv_cases("MILES_CUDNN_VERBOSE=1")

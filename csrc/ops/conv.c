@@ -26,11 +26,27 @@ static bool wants_channels_last(const tensor *x)
     return (x->dtype == DT_F32 || x->dtype == DT_BF16) && channels_last;
 }
 
+/* t channels-last: itself, or a copy. */
+static tensor *as_channels_last(tensor *t)
+{
+    if (tensor_is_channels_last(t))
+        return tensor_incref(t);
+    tensor *c = tensor_empty_channels_last(t->dtype, t->shape, tensor_device(t));
+    if (c && tensor_copy_into(c, t) != 0) {
+        tensor_decref(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* An activation as the convolution takes it: contiguous or channels-last as it
+ * is; else (a broadcast gradient, a strided view) copied into the layout the
+ * policy wants. */
 static tensor *as_conv_layout(tensor *t)
 {
-    if (wants_channels_last(t) && tensor_is_channels_last(t))
-        return tensor_incref(t);
-    return tensor_contiguous(t);
+    if (!wants_channels_last(t) || tensor_is_contiguous(t))
+        return tensor_contiguous(t);
+    return as_channels_last(t);
 }
 
 /* Channels-last and not also contiguous (a size-1 C or KH x KW makes it both). */
@@ -67,7 +83,11 @@ static int conv_backward(ag_node *n, tensor *gy, tensor **gin)
     conv2d_params p = {{n->iarg[0], n->iarg[1]}, {n->iarg[2], n->iarg[3]},
                        {n->iarg[4], n->iarg[5]}, n->iarg[6], false};
     tensor *masked = relu ? c_binary(BIN_MUL, keep(gy), op_unary(UN_STEP, y, 0, 0)) : keep(gy);
-    tensor *g = masked ? as_conv_layout(masked) : NULL;
+    /* (in the forward's layout when that was channels-last: laid out once here,
+     * not by each of the two passes) */
+    tensor *g = !masked ? NULL
+              : strictly_channels_last(x) && wants_channels_last(masked) ? as_channels_last(masked)
+                                                                       : as_conv_layout(masked);
     tensor_decref(masked);
     const backend *be = g ? ops_backend(x, "conv2d") : NULL;
     if (!be) {
