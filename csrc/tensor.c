@@ -393,14 +393,24 @@ tensor *tensor_contiguous(tensor *t)
     return tensor_copy_as(t, t->dtype);
 }
 
-tensor *tensor_copy_as(const tensor *t, dtype_t dt)
+/* out (new, uninitialised; NULL: none) holding t's values, or NULL. */
+static tensor *filled_from(tensor *out, const tensor *t)
 {
-    tensor *out = tensor_empty(dt, t->ndim, t->shape, tensor_device(t));
     if (out && tensor_copy_into(out, t) != 0) {
         tensor_decref(out);
         return NULL;
     }
     return out;
+}
+
+tensor *tensor_copy_as(const tensor *t, dtype_t dt)
+{
+    return filled_from(tensor_empty(dt, t->ndim, t->shape, tensor_device(t)), t);
+}
+
+tensor *tensor_copy_channels_last(const tensor *t, dtype_t dt)
+{
+    return filled_from(tensor_empty_channels_last(dt, t->shape, tensor_device(t)), t);
 }
 
 /* Do a and b view the same elements in the same layout (so an elementwise copy

@@ -113,6 +113,8 @@ tensor *tensor_to_device(const tensor *t, device dev);
 tensor *tensor_contiguous(tensor *t);
 /* A contiguous copy of t converted to dt (always a new storage). */
 tensor *tensor_copy_as(const tensor *t, dtype_t dt);
+/* The same, channels-last (t 4-D). */
+tensor *tensor_copy_channels_last(const tensor *t, dtype_t dt);
 /* dst[...] = src[...] with broadcasting of src and dtype conversion; the two may
  * be on different devices. */
 int tensor_copy_into(tensor *dst, const tensor *src);

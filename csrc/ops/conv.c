@@ -29,14 +29,7 @@ static bool wants_channels_last(const tensor *x)
 /* t channels-last: itself, or a copy. */
 static tensor *as_channels_last(tensor *t)
 {
-    if (tensor_is_channels_last(t))
-        return tensor_incref(t);
-    tensor *c = tensor_empty_channels_last(t->dtype, t->shape, tensor_device(t));
-    if (c && tensor_copy_into(c, t) != 0) {
-        tensor_decref(c);
-        return NULL;
-    }
-    return c;
+    return tensor_is_channels_last(t) ? tensor_incref(t) : tensor_copy_channels_last(t, t->dtype);
 }
 
 /* An activation as the convolution takes it: contiguous or channels-last as it

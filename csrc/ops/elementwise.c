@@ -34,16 +34,8 @@ tensor *op_to_dtype(tensor *a, dtype_t dt)
 
 tensor *op_to_dtype_in(tensor *a, dtype_t dt, bool channels_last)
 {
-    tensor *out = NULL;
-    if (channels_last && a->ndim == 4) {
-        out = tensor_empty_channels_last(dt, a->shape, tensor_device(a));
-        if (out && tensor_copy_into(out, a) != 0) {
-            tensor_decref(out);
-            return NULL;
-        }
-    } else {
-        out = tensor_copy_as(a, dt);
-    }
+    tensor *out = channels_last && a->ndim == 4 ? tensor_copy_channels_last(a, dt)
+                                                : tensor_copy_as(a, dt);
     if (!out)
         return NULL;
     if (dtype_is_float(dt) && dtype_is_float(a->dtype) && ag_needs(1, &a)) {
