@@ -103,16 +103,6 @@ __device__ void block_sum2(double &u, double &v)
     }
 }
 
-// V neighbouring elements, loaded and stored at once (16 bytes when V > 1).
-template <typename S, int V> struct alignas(sizeof(S) * V) svec {
-    S e[V];
-};
-
-template <typename S, int V> __device__ inline svec<S, V> vload(const S *p, int64_t i)
-{
-    return *reinterpret_cast<const svec<S, V> *>(p + i);
-}
-
 // v as the relu's backward passes it when its mask element m is given: v * 1
 // where *m > 0, v * 0 elsewhere (what that op computes: the same bits).
 template <typename S> __device__ inline compute_t<S> masked(S v, const S *m)
@@ -130,13 +120,13 @@ template <typename S, int V, int U = unroll_of(V)>
 __device__ inline void add_group(double (&u)[V], double (&v)[V], const S *a, const S *b,
                                  const S *mask, int64_t i0, int64_t step)
 {
-    svec<S, V> av[U], bv[U], mv[U];
+    kvec<S, V> av[U], bv[U], mv[U];
     for (int j = 0; j < U; j++) {
-        av[j] = vload<S, V>(a, i0 + j * step);
+        av[j] = kvld<V>(a, i0 + j * step);
         if (b)
-            bv[j] = vload<S, V>(b, i0 + j * step);
+            bv[j] = kvld<V>(b, i0 + j * step);
         if (mask)
-            mv[j] = vload<S, V>(mask, i0 + j * step);
+            mv[j] = kvld<V>(mask, i0 + j * step);
     }
     for (int j = 0; j < U; j++)
         for (int k = 0; k < V; k++) {
@@ -386,26 +376,26 @@ __device__ inline void apply_group(S *out, const S *in, const S *ex, int64_t i0,
                                    int cnt, const coefs<C, V> &f, head<S> h, tail<S> t)
 {
     constexpr int U = unroll_of(V);
-    svec<S, V> v[U], e[U], r[U], mk[U];
+    kvec<S, V> v[U], e[U], r[U], mk[U];
     // (whole loops with the test inside: the arrays stay in registers)
     KUNROLL
     for (int j = 0; j < U; j++) {
         if (j >= cnt)
             break;
         int64_t i = i0 + j * step;
-        v[j] = vload<S, V>(in, i);
+        v[j] = kvld<V>(in, i);
         if (h.mask)
-            mk[j] = vload<S, V>(h.mask, i);
+            mk[j] = kvld<V>(h.mask, i);
         if (ex)
-            e[j] = vload<S, V>(ex, i);
+            e[j] = kvld<V>(ex, i);
         if (t.res)
-            r[j] = vload<S, V>(t.res, i);
+            r[j] = kvld<V>(t.res, i);
     }
     KUNROLL
     for (int j = 0; j < U; j++) {
         if (j >= cnt)
             break;
-        svec<S, V> o, th;
+        kvec<S, V> o, th;
         for (int q = 0; q < V; q++) {
             C x = masked(v[j].e[q], h.mask ? &mk[j].e[q] : nullptr);
             th.e[q] = knarrow<S>(x);
@@ -415,9 +405,9 @@ __device__ inline void apply_group(S *out, const S *in, const S *ex, int64_t i0,
         }
         int64_t i = i0 + j * step;
         if (h.through)
-            *reinterpret_cast<svec<S, V> *>(h.through + i) = th;
+            kvst<V>(h.through, i, th);
         if (out)
-            *reinterpret_cast<svec<S, V> *>(out + i) = o;
+            kvst<V>(out, i, o);
     }
 }
 

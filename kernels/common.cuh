@@ -50,6 +50,23 @@ __device__ __forceinline__ int64_t kgeom_offset(const kgeom &g, int64_t i)
     return off;
 }
 
+// V neighbouring elements of T, loaded and stored at once: one 16-byte access
+// in the kernels that read 16 bytes at a time (V = 1: one element).
+template <typename T, int V> struct alignas(sizeof(T) * V) kvec {
+    T e[V];
+};
+
+// The V elements of p from element i on (p + i aligned for them), and back.
+template <int V, typename T> __device__ inline kvec<T, V> kvld(const T *p, int64_t i)
+{
+    return *reinterpret_cast<const kvec<T, V> *>(p + i);
+}
+
+template <int V, typename T> __device__ inline void kvst(T *p, int64_t i, const kvec<T, V> &v)
+{
+    *reinterpret_cast<kvec<T, V> *>(p + i) = v;
+}
+
 // The next loop unrolled whole (a constant trip count): arrays that it indexes
 // stay in registers instead of local memory.
 #ifndef KUNROLL

@@ -131,10 +131,6 @@ static kgeom kgeom_merged(const tensor *t, const korder &o)
     return g;
 }
 
-static bool kgeom_flat(const kgeom &g)
-{
-    return g.ndim == 0 || (g.ndim == 1 && g.stride[0] == 1);
-}
 
 // The element offset of row-major index i (< numel) in a merged geometry, without
 // divisions in the common cases of 0 or 1 dims.
@@ -154,10 +150,6 @@ __device__ __forceinline__ int64_t kat(const kgeom &g, int64_t i)
 // wide as the memory system's. The kernels take V elements at a time (V = 1:
 // one at a time), then the tail of fewer than V one by one.
 
-template <typename T, int V> struct alignas(sizeof(T) * V) kvec {
-    T e[V];
-};
-
 // Elements per 16-byte vector of T: 4 float32, 8 bfloat16; 1 for the others.
 template <typename T> constexpr int kvec_width()
 {
@@ -172,24 +164,14 @@ template <typename T> static bool kvec_aligned(const void *p, int V)
     return (uintptr_t)p % (sizeof(T) * (size_t)V) == 0;
 }
 
-template <int V, typename T> __device__ inline kvec<T, V> kvld(const T *p, int64_t i)
-{
-    return reinterpret_cast<const kvec<T, V> *>(p)[i];
-}
-
-template <int V, typename T> __device__ inline void kvst(T *p, int64_t i, const kvec<T, V> &v)
-{
-    reinterpret_cast<kvec<T, V> *>(p)[i] = v;
-}
-
-// The n elements of a flat launch: vec(i) does elements i*V .. i*V + V - 1 for
-// every whole vector, one(j) each element j of the tail.
+// The n elements of a flat launch: vec(i) does elements i .. i + V - 1 for
+// each whole vector (i a multiple of V), one(j) each element j of the tail.
 template <int V, typename FV, typename F1> __device__ inline void kflat(int64_t n, FV vec, F1 one)
 {
     int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     int64_t step = (int64_t)blockDim.x * gridDim.x, nv = n / V;
     for (int64_t i = t; i < nv; i += step)
-        vec(i);
+        vec(i * V);
     for (int64_t j = nv * V + t; j < n; j += step)
         one(j);
 }
@@ -203,6 +185,12 @@ static bool kgeom_run(const kgeom &g)
 static bool kgeom_scalar(const kgeom &g)
 {
     return g.ndim == 0 || (g.ndim == 1 && g.stride[0] == 0);
+}
+
+// Is g a run, or nothing to walk (no dims: one element)?
+static bool kgeom_flat(const kgeom &g)
+{
+    return g.ndim == 0 || kgeom_run(g);
 }
 
 // --- copy and fill ---
